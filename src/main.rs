@@ -1,0 +1,2 @@
+//! The `factscope` command line (placeholder until the CLI lands).
+fn main() {}
