@@ -1,0 +1,126 @@
+//! Text generation with a KV cache: greedy, or seeded top-k sampling with temperature.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::input::TokenBatch;
+use crate::intervention::NoHooks;
+use crate::model::{ForwardOptions, HookableModel, KvCache, LogitsAt};
+
+/// How the next token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampling {
+    /// The most probable token.
+    Greedy,
+    /// Sample among the `k` most probable tokens of `softmax(logits / temperature)`, with a
+    /// seeded generator (same seed, same text).
+    TopK {
+        /// How many candidates (≥ 1).
+        k: usize,
+        /// Temperature (> 0).
+        temperature: f64,
+        /// Random seed.
+        seed: u64,
+    },
+}
+
+/// Options of [`generate`].
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Maximum number of new tokens.
+    pub max_new_tokens: usize,
+    /// Token choice.
+    pub sampling: Sampling,
+    /// Stop after this token (typically the tokenizer's EOS); it is included in the output.
+    pub stop_token: Option<i64>,
+}
+
+/// Generates up to `max_new_tokens` after `prompt` and returns the new token ids.
+///
+/// The prompt is run once; each new token is one incremental pass over the KV cache.
+///
+/// # Errors
+/// An empty prompt, a prompt plus new tokens longer than the context, invalid sampling
+/// parameters, model errors.
+pub fn generate(model: &dyn HookableModel, prompt: &[i64], options: &GenerateOptions) -> Result<Vec<i64>> {
+    if prompt.is_empty() {
+        return Err(Error::EmptyPrompt);
+    }
+    if let Sampling::TopK { k, temperature, .. } = options.sampling {
+        if k == 0 || !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "top-k sampling needs k >= 1 and a positive temperature (got k = {k}, temperature = {temperature})"
+            )));
+        }
+    }
+    let n_ctx = model.config().n_ctx;
+    if prompt.len() + options.max_new_tokens > n_ctx {
+        return Err(Error::ContextOverflow {
+            len: prompt.len() + options.max_new_tokens,
+            n_ctx,
+        });
+    }
+    let device = model.device();
+    let mut rng = match options.sampling {
+        Sampling::TopK { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
+        Sampling::Greedy => None,
+    };
+    let mut cache = KvCache::new();
+    let mut batch = TokenBatch::single(prompt, device)?;
+    let mut out = Vec::with_capacity(options.max_new_tokens);
+    let _guard = tch::no_grad_guard();
+    for _ in 0..options.max_new_tokens {
+        let logits = model
+            .forward_with(
+                &batch,
+                ForwardOptions {
+                    kv_cache: Some(&mut cache),
+                    logits: LogitsAt::Last,
+                },
+                &mut NoHooks,
+            )?
+            .logits()?
+            .f_squeeze_dim(0)?
+            .f_to_kind(Kind::Float)?;
+        let next = match (options.sampling, rng.as_mut()) {
+            (Sampling::TopK { k, temperature, .. }, Some(rng)) => sample_top_k(&logits, k, temperature, rng)?,
+            _ => logits.f_argmax(0, false)?.int64_value(&[]),
+        };
+        out.push(next);
+        if options.stop_token == Some(next) {
+            break;
+        }
+        let past = cache.len() as i64;
+        batch = TokenBatch::with_positions(
+            Tensor::from_slice(&[next]).f_view([1, 1])?.f_to_device(device)?,
+            Tensor::f_ones([1, past + 1], (Kind::Int64, device))?,
+            Tensor::from_slice(&[past]).f_view([1, 1])?.f_to_device(device)?,
+        )?;
+    }
+    Ok(out)
+}
+
+/// Samples from the `k` largest of `logits: [vocab]` after dividing by `temperature`.
+fn sample_top_k(logits: &Tensor, k: usize, temperature: f64, rng: &mut ChaCha8Rng) -> Result<i64> {
+    let vocab = logits.size().first().copied().unwrap_or(0);
+    let k = (k as i64).min(vocab);
+    let (values, indices) = logits.f_div_scalar(temperature)?.f_topk(k, 0, true, true)?;
+    let probs = values.f_softmax(0, Kind::Double)?.f_to_device(tch::Device::Cpu)?;
+    let probs: Vec<f64> = Vec::<f64>::try_from(&probs)?;
+    let indices: Vec<i64> = Vec::<i64>::try_from(&indices.f_to_device(tch::Device::Cpu)?)?;
+    let u: f64 = rng.gen();
+    let mut acc = 0.0;
+    for (p, id) in probs.iter().zip(&indices) {
+        acc += p;
+        if u < acc {
+            return Ok(*id);
+        }
+    }
+    indices
+        .last()
+        .copied()
+        .ok_or_else(|| Error::InvalidInput("empty vocabulary".into()))
+}

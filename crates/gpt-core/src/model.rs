@@ -1,0 +1,179 @@
+//! The model traits: [`HookableModel`] (forward passes with interventions) and
+//! [`EditableModel`] (reading and editing weights).
+
+use tch::{Device, Kind, Tensor};
+
+use crate::cache::{ActivationCache, CacheHook};
+use crate::config::ModelConfig;
+use crate::edit::{EditUndo, WeightDelta, WeightId};
+use crate::error::{Error, Result};
+use crate::hook::HookPoint;
+use crate::input::TokenBatch;
+use crate::intervention::{Intervention, NoHooks};
+
+/// Which positions get logits (the unembedding is the largest matrix product of a small
+/// model, so skipping it where it is not needed matters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogitsAt {
+    /// Every position: logits `[batch, pos, vocab]`.
+    #[default]
+    All,
+    /// Each row's last real token (per the attention mask): logits `[batch, vocab]`.
+    Last,
+}
+
+/// Options of one forward pass.
+#[derive(Debug, Default)]
+pub struct ForwardOptions<'a> {
+    /// Key/value cache for incremental decoding: read for earlier positions and extended
+    /// with this batch's keys and values when the pass completes.
+    pub kv_cache: Option<&'a mut KvCache>,
+    /// Which positions get logits.
+    pub logits: LogitsAt,
+}
+
+/// How a forward pass ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran to the end; see [`LogitsAt`] for the shape.
+    Logits(Tensor),
+    /// An intervention stopped it at this point.
+    Stopped(HookPoint),
+}
+
+impl Outcome {
+    /// The logits, or an error if the pass was stopped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if an intervention stopped the pass.
+    pub fn logits(self) -> Result<Tensor> {
+        match self {
+            Outcome::Logits(t) => Ok(t),
+            Outcome::Stopped(p) => Err(Error::InvalidInput(format!(
+                "the forward pass was stopped at {p} and has no logits"
+            ))),
+        }
+    }
+}
+
+/// Keys and values of earlier positions, per layer, for incremental decoding.
+///
+/// Keys are stored after rotary embedding: `[batch, n_kv_heads, past, d_head]`.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    pub(crate) len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A language model whose forward pass exposes named activations to an [`Intervention`].
+///
+/// Forward passes take `&self`: interventions and the KV cache are per-call arguments, never
+/// model state. Passes work under autograd (no `no_grad` inside).
+pub trait HookableModel {
+    /// The validated configuration.
+    fn config(&self) -> &ModelConfig;
+
+    /// Where the weights live.
+    fn device(&self) -> Device;
+
+    /// Compute dtype of activations.
+    fn kind(&self) -> Kind;
+
+    /// Every hook point this model fires, in execution order.
+    fn hook_points(&self) -> Vec<HookPoint>;
+
+    /// The forward pass.
+    ///
+    /// `batch.ids` is `[batch, pos]`; the result is described by [`LogitsAt`]. The
+    /// intervention is visited at each hook point in execution order.
+    ///
+    /// # Errors
+    /// Token ids outside the vocabulary, sequences longer than the context, replacements of
+    /// the wrong shape, intervention errors, libtorch errors.
+    fn forward_with(
+        &self,
+        batch: &TokenBatch,
+        options: ForwardOptions<'_>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<Outcome>;
+
+    /// The token embedding of `ids` (`[..]` → `[.., d_model]`), the value seen at
+    /// [`HookPoint::Embed`].
+    ///
+    /// # Errors
+    /// Token ids outside the vocabulary.
+    fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor>;
+
+    /// Forward pass with an intervention and logits at every position.
+    ///
+    /// # Errors
+    /// As [`HookableModel::forward_with`].
+    fn forward_hooked(&self, batch: &TokenBatch, hooks: &mut dyn Intervention) -> Result<Outcome> {
+        self.forward_with(batch, ForwardOptions::default(), hooks)
+    }
+
+    /// Plain forward pass: logits `[batch, pos, vocab]`.
+    ///
+    /// # Errors
+    /// As [`HookableModel::forward_with`].
+    fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        self.forward_with(batch, ForwardOptions::default(), &mut NoHooks)?
+            .logits()
+    }
+
+    /// Forward pass recording the activations at the points `filter` accepts (detached).
+    ///
+    /// # Errors
+    /// As [`HookableModel::forward_with`].
+    fn run_with_cache(
+        &self,
+        batch: &TokenBatch,
+        filter: &dyn Fn(HookPoint) -> bool,
+    ) -> Result<(Tensor, ActivationCache)> {
+        let mut hook = CacheHook::new(filter);
+        let logits = self
+            .forward_with(batch, ForwardOptions::default(), &mut hook)?
+            .logits()?;
+        Ok((logits, hook.into_cache()))
+    }
+}
+
+/// A model whose weights can be read and edited, with exact undo.
+pub trait EditableModel: HookableModel {
+    /// The weight matrix `id`, always `[out, in]` (GPT-2's `Conv1D` is transposed at load).
+    ///
+    /// # Errors
+    /// [`Error::LayerOutOfRange`] or [`Error::Edit`] for weights this architecture lacks.
+    fn weight(&self, id: WeightId) -> Result<&Tensor>;
+
+    /// Adds `delta` to its target weight (without gradient tracking) and returns the record
+    /// that undoes it.
+    ///
+    /// # Errors
+    /// A delta of the wrong shape, or a target the model lacks.
+    fn apply(&mut self, delta: &WeightDelta) -> Result<EditUndo>;
+
+    /// Restores the weight an [`EditUndo`] came from, bit-exactly. Undos must be applied in
+    /// reverse order of their edits.
+    ///
+    /// # Errors
+    /// [`Error::Edit`] for an undo from another model or out of order.
+    fn undo(&mut self, undo: EditUndo) -> Result<()>;
+}

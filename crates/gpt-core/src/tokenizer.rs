@@ -1,0 +1,278 @@
+//! Tokenizers: Hugging Face `tokenizer.json`, GPT-2 `vocab.json` + `merges.txt`, or rebuilt
+//! from GGUF metadata (byte-level BPE), with character offsets per token.
+
+use std::ops::Range;
+use std::path::Path;
+
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::AddedToken;
+
+use crate::error::{Error, Result};
+
+/// Token ids of a text with the character span of each token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    /// Token ids.
+    pub ids: Vec<i64>,
+    /// `(start, end)` character offsets (Unicode scalar values, end exclusive) of each token
+    /// in the text; empty for an added BOS token.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+impl Encoding {
+    /// The tokens overlapping the characters `chars` (half-open), as a half-open token range.
+    /// `None` if no token overlaps.
+    pub fn token_range(&self, chars: Range<usize>) -> Option<Range<usize>> {
+        let overlaps = |&(s, e): &(usize, usize)| s < chars.end && e > chars.start && e > s;
+        let first = self.offsets.iter().position(overlaps)?;
+        let last = self.offsets.iter().rposition(overlaps)?;
+        Some(first..last + 1)
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A text tokenizer with the model's special tokens.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<i64>,
+    eos: Option<i64>,
+    add_bos: bool,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("add_bos", &self.add_bos)
+            .finish()
+    }
+}
+
+fn tok_err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(format!("{context}: {e}"))
+}
+
+impl Tokenizer {
+    /// Loads a Hugging Face `tokenizer.json`. The tokenizer's own post-processor decides
+    /// special tokens; [`Tokenizer::encode`] adds none.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Tokenizer`] naming the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
+        Ok(Self::with_specials(inner))
+    }
+
+    /// Builds a GPT-2 style byte-level BPE tokenizer from `vocab.json` and `merges.txt`.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] naming the files.
+    pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Self> {
+        for p in [vocab, merges] {
+            if !p.is_file() {
+                return Err(Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+        }
+        let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
+        let bpe = BPE::from_file(&v, &m)
+            .build()
+            .map_err(|e| tok_err(format!("{} + {}", vocab.display(), merges.display()), e))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        if inner.token_to_id("<|endoftext|>").is_some() {
+            inner.add_special_tokens(&[AddedToken::from("<|endoftext|>", true)]);
+        }
+        Ok(Self::with_specials(inner))
+    }
+
+    /// Rebuilds the tokenizer stored in GGUF metadata (`tokenizer.ggml.model` = `gpt2`,
+    /// byte-level BPE). Control tokens become special tokens; pre-tokenizers `smollm`,
+    /// `starcoder`, `qwen2`, `llama-bpe` split digits individually before the byte-level step
+    /// as their Hugging Face tokenizers do.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] for other tokenizer models or malformed metadata.
+    pub fn from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Self> {
+        let ctx = path.display();
+        let model = file.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        if model != "gpt2" {
+            return Err(tok_err(ctx, format!("GGUF tokenizer model `{model}` is not supported (only `gpt2` byte-level BPE)")));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            let arr = file
+                .get(key)
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| tok_err(&ctx, format!("missing array `{key}`")))?;
+            arr.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| tok_err(&ctx, format!("`{key}`[{i}] is not a string")))
+                })
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let merges = merges
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| tok_err(&ctx, format!("merge {i} `{m}` has no space")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| tok_err(&ctx, e))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let pre = file.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let byte_level = ByteLevel::new(false, true, true);
+        if matches!(pre, "smollm" | "starcoder" | "qwen2" | "llama-bpe" | "llama3") {
+            inner.with_pre_tokenizer(Some(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                PreTokenizerWrapper::ByteLevel(byte_level),
+            ])));
+        } else {
+            inner.with_pre_tokenizer(Some(byte_level));
+        }
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        // Control tokens (type 3) are matched whole, never split by BPE.
+        if let Some(types) = file.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+            let specials: Vec<AddedToken> = types
+                .iter()
+                .zip(&tokens)
+                .filter(|(t, _)| t.as_u64() == Some(3))
+                .map(|(_, tok)| AddedToken::from(tok.clone(), true))
+                .collect();
+            inner.add_special_tokens(&specials);
+        }
+        let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
+        let add_bos = file.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+        Ok(Self {
+            inner,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+            add_bos,
+        })
+    }
+
+    fn with_specials(inner: tokenizers::Tokenizer) -> Self {
+        let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n)).map(i64::from);
+        let eos = find(&["<|endoftext|>", "</s>", "<|im_end|>", "<|end_of_text|>"]);
+        let bos = find(&["<s>", "<|begin_of_text|>"]);
+        Self {
+            inner,
+            bos,
+            eos,
+            add_bos: false,
+        }
+    }
+
+    /// Overrides the special token ids (e.g. from the model config).
+    pub fn set_special_ids(&mut self, bos: Option<i64>, eos: Option<i64>) {
+        if bos.is_some() {
+            self.bos = bos;
+        }
+        if eos.is_some() {
+            self.eos = eos;
+        }
+    }
+
+    /// Tokenises `text` with character offsets (adding BOS only where the model's tokenizer
+    /// metadata asks for it).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] if the underlying tokenizer fails.
+    pub fn encode(&self, text: &str) -> Result<Encoding> {
+        let enc = self
+            .inner
+            .encode_char_offsets(text, false)
+            .map_err(|e| tok_err("encode", e))?;
+        let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let mut offsets = enc.get_offsets().to_vec();
+        if let (true, Some(bos)) = (self.add_bos, self.bos) {
+            ids.insert(0, bos);
+            offsets.insert(0, (0, 0));
+        }
+        Ok(Encoding { ids, offsets })
+    }
+
+    /// Decodes ids to text (special tokens included).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] for ids outside the vocabulary.
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        let ids = ids
+            .iter()
+            .map(|&i| u32::try_from(i).map_err(|_| Error::Tokenizer(format!("token id {i} is negative or too large"))))
+            .collect::<Result<Vec<u32>>>()?;
+        if let Some(bad) = ids.iter().find(|&&i| self.inner.id_to_token(i).is_none()) {
+            return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary")));
+        }
+        self.inner.decode(&ids, false).map_err(|e| tok_err("decode", e))
+    }
+
+    /// The text of one token (its decoded bytes; partial UTF-8 shows as U+FFFD).
+    ///
+    /// # Errors
+    /// As [`Tokenizer::decode`].
+    pub fn token_text(&self, id: i64) -> Result<String> {
+        self.decode(&[id])
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// End-of-sequence id.
+    pub fn eos_id(&self) -> Option<i64> {
+        self.eos
+    }
+
+    /// Beginning-of-sequence id.
+    pub fn bos_id(&self) -> Option<i64> {
+        self.bos
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+/// The character range (half-open, in Unicode scalar values) of the first occurrence of
+/// `needle` in `text`.
+pub fn find_chars(text: &str, needle: &str) -> Option<Range<usize>> {
+    if needle.is_empty() {
+        return None;
+    }
+    let byte = text.find(needle)?;
+    let start = text[..byte].chars().count();
+    Some(start..start + needle.chars().count())
+}

@@ -1,0 +1,85 @@
+//! Options shared by the subcommands: which model, which device and dtype.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use gpt_core::tch::{Device, Kind};
+use gpt_core::{load_model, LoadOptions, LoadedModel};
+
+/// The bundled model, relative to the repository root (see `scripts/fetch-model.sh`).
+pub const BUNDLED_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Compute dtype choices.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// float16.
+    F16,
+}
+
+/// `--model`, `--device`, `--dtype`.
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// A Hugging Face model folder or a .gguf file [default: the bundled SmolLM2 model]
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N` [default: cuda when available, else cpu]
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Compute dtype.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+}
+
+impl ModelArgs {
+    /// Resolves the model path (the bundled model when `--model` is absent).
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(p) = &self.model {
+            return Ok(p.clone());
+        }
+        let candidates = [
+            PathBuf::from(BUNDLED_MODEL),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(BUNDLED_MODEL),
+        ];
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(p) => Ok(p.clone()),
+            None => bail!(
+                "no --model given and the bundled model {BUNDLED_MODEL} is absent (run scripts/fetch-model.sh)"
+            ),
+        }
+    }
+
+    /// The device to use.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        Ok(match self.device.as_deref() {
+            None => Device::cuda_if_available(),
+            Some("cpu") => Device::Cpu,
+            Some("cuda") => Device::Cuda(0),
+            Some(other) => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(n) => Device::Cuda(n),
+                None => bail!("unknown device `{other}` (expected cpu, cuda or cuda:N)"),
+            },
+        })
+    }
+
+    /// Loads the model and tokenizer.
+    pub fn load(&self) -> anyhow::Result<LoadedModel> {
+        let path = self.path()?;
+        let kind = match self.dtype {
+            Dtype::F32 => Kind::Float,
+            Dtype::Bf16 => Kind::BFloat16,
+            Dtype::F16 => Kind::Half,
+        };
+        let device = self.device()?;
+        if let Device::Cuda(_) = device {
+            if !gpt_core::tch::Cuda::is_available() {
+                bail!("--device {} asked for, but CUDA is not available", self.device.as_deref().unwrap_or("cuda"));
+            }
+        }
+        load_model(&path, LoadOptions { device, kind }).with_context(|| format!("loading {}", path.display()))
+    }
+}
