@@ -77,9 +77,13 @@ impl ModelArgs {
         let device = self.device()?;
         if let Device::Cuda(_) = device {
             if !gpt_core::tch::Cuda::is_available() {
-                bail!("--device {} asked for, but CUDA is not available", self.device.as_deref().unwrap_or("cuda"));
+                bail!(
+                    "--device {} asked for, but CUDA is not available",
+                    self.device.as_deref().unwrap_or("cuda")
+                );
             }
         }
-        load_model(&path, LoadOptions { device, kind }).with_context(|| format!("loading {}", path.display()))
+        load_model(&path, LoadOptions { device, kind })
+            .with_context(|| format!("loading {}", path.display()))
     }
 }

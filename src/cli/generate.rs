@@ -42,7 +42,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        stop_token: loaded.tokenizer.eos_id().or(loaded.model.config().eos_token_id),
+        stop_token: loaded
+            .tokenizer
+            .eos_id()
+            .or(loaded.model.config().eos_token_id),
     };
     let new = generate(&loaded.model, &enc.ids, &options)?;
     let text = loaded.tokenizer.decode(&new)?;

@@ -47,7 +47,11 @@ pub struct Prediction {
 }
 
 /// The top-`k` next tokens after `prompt`.
-pub fn predict(loaded: &gpt_core::LoadedModel, prompt: &str, k: usize) -> anyhow::Result<Prediction> {
+pub fn predict(
+    loaded: &gpt_core::LoadedModel,
+    prompt: &str,
+    k: usize,
+) -> anyhow::Result<Prediction> {
     let enc = loaded.tokenizer.encode(prompt)?;
     let batch = TokenBatch::single(&enc.ids, loaded.model.device())
         .with_context(|| format!("prompt {prompt:?}"))?;
@@ -95,7 +99,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     for p in &all {
         println!("{}", p.prompt);
         for c in &p.top {
-            println!("  {:>6.2}%  {:>6}  {:?}", 100.0 * c.probability, c.id, c.text);
+            println!(
+                "  {:>6.2}%  {:>6}  {:?}",
+                100.0 * c.probability,
+                c.id,
+                c.text
+            );
         }
     }
     Ok(())

@@ -88,6 +88,13 @@ pub enum Error {
         error: Box<Error>,
     },
 
+    /// A value or description that is invalid regardless of where it was read.
+    #[error("{msg}")]
+    Invalid {
+        /// What is wrong.
+        msg: String,
+    },
+
     /// A metadata key appears twice.
     #[error("duplicate metadata key `{key}` at byte offset {offset}")]
     DuplicateKey {
@@ -196,6 +203,10 @@ impl Error {
             context: context.into(),
             error,
         }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::Invalid { msg: msg.into() }
     }
 
     pub(crate) fn malformed(offset: u64, msg: impl Into<String>) -> Error {

@@ -55,21 +55,15 @@ impl TensorInfo {
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d));
         let n = n.ok_or_else(|| {
-            Error::malformed(
-                0,
-                format!("element count of dims {:?} overflows", self.dims),
-            )
-            .in_tensor(&self.name)
+            Error::invalid(format!("element count of dims {:?} overflows", self.dims))
+                .in_tensor(&self.name)
         })?;
         self.ggml_type.bytes_for(n).ok_or_else(|| {
-            Error::malformed(
-                0,
-                format!(
-                    "{n} elements of type {} is not a whole number of {}-element blocks",
-                    self.ggml_type,
-                    self.ggml_type.block_size()
-                ),
-            )
+            Error::invalid(format!(
+                "{n} elements of type {} is not a whole number of {}-element blocks",
+                self.ggml_type,
+                self.ggml_type.block_size()
+            ))
             .in_tensor(&self.name)
         })
     }
@@ -238,9 +232,8 @@ impl GgufFile {
             name: name.to_string(),
         })?;
         let raw = self.tensor_data(file_bytes, info)?;
-        let n = usize::try_from(info.n_elements()).map_err(|_| {
-            Error::malformed(0, "element count does not fit in memory").in_tensor(name)
-        })?;
+        let n = usize::try_from(info.n_elements())
+            .map_err(|_| Error::invalid("element count does not fit in memory").in_tensor(name))?;
         dequantize(info.ggml_type, raw, n).map_err(|e| e.in_tensor(name))
     }
 }
@@ -354,7 +347,7 @@ fn alignment_of(metadata: &BTreeMap<String, MetadataValue>) -> Result<u64> {
     };
     if a == 0 || !a.is_power_of_two() {
         return Err(
-            Error::malformed(0, format!("alignment {a} is not a nonzero power of two"))
+            Error::invalid(format!("alignment {a} is not a nonzero power of two"))
                 .in_metadata(ALIGNMENT_KEY),
         );
     }

@@ -104,7 +104,7 @@ impl GgufReader {
         }
         let raw = self.read_raw(info)?;
         let n = usize::try_from(info.n_elements()).map_err(|_| {
-            Error::malformed(0, "element count does not fit in memory")
+            Error::invalid("element count does not fit in memory")
                 .in_tensor(&info.name)
                 .with_path(&self.path)
         })?;

@@ -1,5 +1,7 @@
 //! Property tests: arbitrary, truncated or corrupted input never panics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use gguf::{dequantize, GgmlType, GgufFile};

@@ -2,6 +2,8 @@
 //! (`models/` at the workspace root). Skipped when the file is absent.
 //! Reference values come from gguf-py via `tests/data/make_smollm_reference.py`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use gguf::{GgmlType, GgufFile, GgufReader};

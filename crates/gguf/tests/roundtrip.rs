@@ -1,5 +1,7 @@
 //! Round-trip and validation tests using an in-test GGUF writer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -33,7 +33,9 @@ impl ActivationCache {
     /// # Errors
     /// [`Error::NoSuchHookPoint`] when nothing was recorded there.
     pub fn try_get(&self, point: HookPoint) -> Result<&Tensor> {
-        self.acts.get(&point).ok_or(Error::NoSuchHookPoint { point })
+        self.acts
+            .get(&point)
+            .ok_or(Error::NoSuchHookPoint { point })
     }
 
     /// Records (or overwrites) an activation.
@@ -98,7 +100,11 @@ impl<F: Fn(HookPoint) -> bool> Intervention for CacheHook<F> {
         (self.filter)(point)
     }
     fn visit(&mut self, point: HookPoint, act: &Tensor) -> Result<HookAction> {
-        let t = if self.keep_grad { act.shallow_clone() } else { act.detach() };
+        let t = if self.keep_grad {
+            act.shallow_clone()
+        } else {
+            act.detach()
+        };
         self.cache.insert(point, t);
         Ok(HookAction::Continue)
     }
@@ -172,7 +178,8 @@ impl Intervention for Patch<'_> {
                 out.f_copy_(act)?;
                 for &p in positions {
                     let src = cached.i((.., p..p + 1));
-                    out.i((.., p..p + 1)).copy_(&src.f_expand_as(&act.i((.., p..p + 1)))?);
+                    out.i((.., p..p + 1))
+                        .copy_(&src.f_expand_as(&act.i((.., p..p + 1)))?);
                 }
                 out
             }

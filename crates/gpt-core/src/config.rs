@@ -93,20 +93,32 @@ impl ModelConfig {
             ));
         }
         if self.rope_theta.is_some() && self.d_head % 2 != 0 {
-            return bad(format!("rotary embeddings need an even d_head, got {}", self.d_head));
+            return bad(format!(
+                "rotary embeddings need an even d_head, got {}",
+                self.d_head
+            ));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
-            return bad(format!("norm epsilon {} is not a finite non-negative number", self.norm_eps));
+            return bad(format!(
+                "norm epsilon {} is not a finite non-negative number",
+                self.norm_eps
+            ));
         }
         if let Some(theta) = self.rope_theta {
             if !(theta.is_finite() && theta > 0.0) {
                 return bad(format!("rope_theta {theta} must be positive"));
             }
         }
-        for (name, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+        for (name, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
             if let Some(id) = id {
                 if id < 0 || id as usize >= self.vocab_size {
-                    return bad(format!("{name} {id} is outside the vocabulary of {}", self.vocab_size));
+                    return bad(format!(
+                        "{name} {id} is outside the vocabulary of {}",
+                        self.vocab_size
+                    ));
                 }
             }
         }
@@ -215,17 +227,26 @@ impl Gpt2HfConfig {
             path: source.to_path_buf(),
             reason,
         };
-        if !matches!(self.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh"
+        ) {
             return Err(bad(format!(
                 "activation_function `{}` is not supported (gelu_new only)",
                 self.activation_function
             )));
         }
         if self.scale_attn_by_inverse_layer_idx || self.reorder_and_upcast_attn {
-            return Err(bad("scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported".into()));
+            return Err(bad(
+                "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported"
+                    .into(),
+            ));
         }
         if self.n_head == 0 || self.n_embd % self.n_head != 0 {
-            return Err(bad(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head)));
+            return Err(bad(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            )));
         }
         Ok(ModelConfig {
             arch: Architecture::Gpt2,
@@ -262,9 +283,10 @@ struct LlamaHfConfig {
     max_position_embeddings: usize,
     #[serde(default = "default_rms_eps")]
     rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    rope_theta: f64,
+    rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
+    /// transformers ≥ 5 writes `{"rope_theta": .., "rope_type": ..}` here instead.
+    rope_parameters: Option<RopeParameters>,
     #[serde(default)]
     tie_word_embeddings: bool,
     #[serde(default)]
@@ -283,8 +305,11 @@ fn default_ctx() -> usize {
 fn default_rms_eps() -> f64 {
     1e-6
 }
-fn default_theta() -> f64 {
-    10000.0
+/// `rope_parameters` of transformers ≥ 5.
+#[derive(Deserialize, Debug)]
+struct RopeParameters {
+    rope_theta: Option<f64>,
+    rope_type: Option<String>,
 }
 fn default_silu() -> String {
     "silu".into()
@@ -297,18 +322,39 @@ impl LlamaHfConfig {
             reason,
         };
         if self.hidden_act != "silu" {
-            return Err(bad(format!("hidden_act `{}` is not supported (silu only)", self.hidden_act)));
+            return Err(bad(format!(
+                "hidden_act `{}` is not supported (silu only)",
+                self.hidden_act
+            )));
         }
         if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
-            return Err(bad(format!("rope_scaling {scaling} is not supported")));
+            let default = scaling.get("rope_type").and_then(|t| t.as_str()) == Some("default");
+            if !default {
+                return Err(bad(format!("rope_scaling {scaling} is not supported")));
+            }
         }
+        let params = self.rope_parameters.as_ref();
+        if let Some(kind) = params
+            .and_then(|p| p.rope_type.as_deref())
+            .filter(|t| *t != "default")
+        {
+            return Err(bad(format!(
+                "rope_type `{kind}` is not supported (default only)"
+            )));
+        }
+        let rope_theta = self
+            .rope_theta
+            .or(params.and_then(|p| p.rope_theta))
+            .unwrap_or(10000.0);
         if self.mlp_bias {
             return Err(bad("mlp_bias = true is not supported".into()));
         }
         if self.num_attention_heads == 0 {
             return Err(bad("num_attention_heads must be positive".into()));
         }
-        let d_head = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads);
+        let d_head = self
+            .head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads);
         Ok(ModelConfig {
             arch: Architecture::Llama,
             model_type: model_type.to_string(),
@@ -321,7 +367,7 @@ impl LlamaHfConfig {
             vocab_size: self.vocab_size,
             n_ctx: self.max_position_embeddings,
             norm_eps: self.rms_norm_eps,
-            rope_theta: Some(self.rope_theta),
+            rope_theta: Some(rope_theta),
             tied_embeddings: self.tie_word_embeddings,
             // Qwen2 always has q/k/v biases; Llama and Mistral only with `attention_bias`.
             qkv_bias: model_type == "qwen2" || self.attention_bias,

@@ -12,13 +12,12 @@ use crate::hook::HookPoint;
 #[non_exhaustive]
 pub enum Error {
     /// A file or folder could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The path that failed.
         path: PathBuf,
         /// The operating-system error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A model path is neither a Hugging Face model folder nor a `.gguf` file.
     #[error("{path} is not a model: {reason}")]
@@ -110,13 +109,12 @@ pub enum Error {
         got: Vec<i64>,
     },
     /// A user intervention failed.
-    #[error("intervention failed at {point}: {source}")]
+    #[error("intervention failed at {point}: {error}")]
     Intervention {
         /// Where it failed.
         point: HookPoint,
         /// The intervention's own error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An edit record does not belong to this model's current state.
     #[error("invalid edit: {0}")]
@@ -133,7 +131,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

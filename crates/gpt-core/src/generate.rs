@@ -45,7 +45,11 @@ pub struct GenerateOptions {
 /// # Errors
 /// An empty prompt, a prompt plus new tokens longer than the context, invalid sampling
 /// parameters, model errors.
-pub fn generate(model: &dyn HookableModel, prompt: &[i64], options: &GenerateOptions) -> Result<Vec<i64>> {
+pub fn generate(
+    model: &dyn HookableModel,
+    prompt: &[i64],
+    options: &GenerateOptions,
+) -> Result<Vec<i64>> {
     if prompt.is_empty() {
         return Err(Error::EmptyPrompt);
     }
@@ -86,7 +90,9 @@ pub fn generate(model: &dyn HookableModel, prompt: &[i64], options: &GenerateOpt
             .f_squeeze_dim(0)?
             .f_to_kind(Kind::Float)?;
         let next = match (options.sampling, rng.as_mut()) {
-            (Sampling::TopK { k, temperature, .. }, Some(rng)) => sample_top_k(&logits, k, temperature, rng)?,
+            (Sampling::TopK { k, temperature, .. }, Some(rng)) => {
+                sample_top_k(&logits, k, temperature, rng)?
+            }
             _ => logits.f_argmax(0, false)?.int64_value(&[]),
         };
         out.push(next);
@@ -95,9 +101,13 @@ pub fn generate(model: &dyn HookableModel, prompt: &[i64], options: &GenerateOpt
         }
         let past = cache.len() as i64;
         batch = TokenBatch::with_positions(
-            Tensor::from_slice(&[next]).f_view([1, 1])?.f_to_device(device)?,
+            Tensor::from_slice(&[next])
+                .f_view([1, 1])?
+                .f_to_device(device)?,
             Tensor::f_ones([1, past + 1], (Kind::Int64, device))?,
-            Tensor::from_slice(&[past]).f_view([1, 1])?.f_to_device(device)?,
+            Tensor::from_slice(&[past])
+                .f_view([1, 1])?
+                .f_to_device(device)?,
         )?;
     }
     Ok(out)
@@ -108,7 +118,9 @@ fn sample_top_k(logits: &Tensor, k: usize, temperature: f64, rng: &mut ChaCha8Rn
     let vocab = logits.size().first().copied().unwrap_or(0);
     let k = (k as i64).min(vocab);
     let (values, indices) = logits.f_div_scalar(temperature)?.f_topk(k, 0, true, true)?;
-    let probs = values.f_softmax(0, Kind::Double)?.f_to_device(tch::Device::Cpu)?;
+    let probs = values
+        .f_softmax(0, Kind::Double)?
+        .f_to_device(tch::Device::Cpu)?;
     let probs: Vec<f64> = Vec::<f64>::try_from(&probs)?;
     let indices: Vec<i64> = Vec::<i64>::try_from(&indices.f_to_device(tch::Device::Cpu)?)?;
     let u: f64 = rng.gen();

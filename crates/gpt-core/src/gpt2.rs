@@ -32,7 +32,8 @@ fn layer_norm(loader: &mut Loader<'_>, prefix: &str, d: i64, eps: f64) -> Result
 
 /// Splits a `[3d, d]` fused projection (rows q, k, v) into three linears.
 fn split_qkv(fused: Linear, d: i64) -> Result<(Linear, Linear, Linear)> {
-    let part = |t: &Tensor, i: i64| -> Result<Tensor> { Ok(t.f_narrow(0, i * d, d)?.f_contiguous()?) };
+    let part =
+        |t: &Tensor, i: i64| -> Result<Tensor> { Ok(t.f_narrow(0, i * d, d)?.f_contiguous()?) };
     let mk = |i: i64| -> Result<Linear> {
         Ok(Linear {
             weight: part(&fused.weight, i)?,
@@ -45,7 +46,11 @@ fn split_qkv(fused: Linear, d: i64) -> Result<(Linear, Linear, Linear)> {
 /// Loads GPT-2 weights from a Hugging Face checkpoint (with or without the `transformer.`
 /// prefix).
 pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
-    let p = if loader.contains("transformer.wte.weight") { "transformer." } else { "" };
+    let p = if loader.contains("transformer.wte.weight") {
+        "transformer."
+    } else {
+        ""
+    };
     let d = config.d_model as i64;
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;

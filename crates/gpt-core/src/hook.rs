@@ -10,7 +10,9 @@ use std::str::FromStr;
 use crate::error::Error;
 
 /// A block (layer) index. A newtype so it is never confused with a token position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Layer(pub usize);
 
 impl fmt::Display for Layer {
@@ -153,7 +155,10 @@ impl FromStr for HookPoint {
         let rest = s.strip_prefix("blocks.").ok_or_else(unknown)?;
         let (layer, suffix) = rest.split_once('.').ok_or_else(unknown)?;
         // Reject "+1", "01" and the like so that parsing is the exact inverse of printing.
-        if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) || (layer.len() > 1 && layer.starts_with('0')) {
+        if layer.is_empty()
+            || !layer.bytes().all(|b| b.is_ascii_digit())
+            || (layer.len() > 1 && layer.starts_with('0'))
+        {
             return Err(unknown());
         }
         let layer: usize = layer.parse().map_err(|_| unknown())?;

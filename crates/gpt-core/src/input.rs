@@ -141,7 +141,9 @@ impl TokenBatch {
     /// libtorch errors only.
     pub fn last_positions(&self) -> Result<Tensor> {
         let t = self.len() as i64;
-        let mask = self.attention_mask.f_narrow(1, self.attention_mask.size()[1] - t, t)?;
+        let mask = self
+            .attention_mask
+            .f_narrow(1, self.attention_mask.size()[1] - t, t)?;
         let idx = Tensor::f_arange(t, (Kind::Int64, mask.device()))?;
         Ok(mask.f_mul(&idx)?.f_amax(1, false)?)
     }

@@ -192,7 +192,10 @@ impl Intervention for AddVector {
                 got: self.vector.size(),
             });
         }
-        let v = self.vector.f_to_kind(act.kind())?.f_to_device(act.device())?;
+        let v = self
+            .vector
+            .f_to_kind(act.kind())?
+            .f_to_device(act.device())?;
         Ok(HookAction::Replace(act.f_add(&v)?))
     }
 }

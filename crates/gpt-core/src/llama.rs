@@ -66,7 +66,10 @@ fn unpermute_rows(t: &Tensor, heads: i64) -> Result<Tensor> {
     let rest: Vec<i64> = size.iter().skip(1).copied().collect();
     let mut shape = vec![heads, rows / heads / 2, 2];
     shape.extend(&rest);
-    Ok(t.f_reshape(&shape)?.f_transpose(1, 2)?.f_reshape(&size)?.f_contiguous()?)
+    Ok(t.f_reshape(&shape)?
+        .f_transpose(1, 2)?
+        .f_reshape(&size)?
+        .f_contiguous()?)
 }
 
 struct Ctx<'l, 'a> {
@@ -76,7 +79,15 @@ struct Ctx<'l, 'a> {
 }
 
 impl Ctx<'_, '_> {
-    fn linear(&mut self, layer: usize, part: &str, out: i64, inp: i64, bias: bool, permute_heads: Option<i64>) -> Result<Linear> {
+    fn linear(
+        &mut self,
+        layer: usize,
+        part: &str,
+        out: i64,
+        inp: i64,
+        bias: bool,
+        permute_heads: Option<i64>,
+    ) -> Result<Linear> {
         let base = (self.names.block)(layer, part);
         let w_name = format!("{base}.weight");
         let b_name = format!("{base}.bias");
@@ -94,7 +105,11 @@ impl Ctx<'_, '_> {
             (w, b)
         } else {
             let w = self.loader.tensor(&w_name, &[out, inp])?;
-            let b = if bias { Some(self.loader.tensor(&b_name, &[out])?) } else { None };
+            let b = if bias {
+                Some(self.loader.tensor(&b_name, &[out])?)
+            } else {
+                None
+            };
             (w, b)
         };
         // Some Llama checkpoints (attention_bias = true) also bias the output projection.
@@ -125,11 +140,23 @@ fn check_shape(name: &str, t: &Tensor, shape: &[i64]) -> Result<()> {
 }
 
 /// Loads Llama-family weights; `gguf` selects llama.cpp tensor names and q/k un-permutation.
-pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>, gguf: bool) -> Result<TransformerParts> {
+pub(crate) fn load(
+    config: &ModelConfig,
+    loader: &mut Loader<'_>,
+    gguf: bool,
+) -> Result<TransformerParts> {
     let names = if gguf { &GGUF } else { &HF };
-    let mut cx = Ctx { loader, names, gguf };
+    let mut cx = Ctx {
+        loader,
+        names,
+        gguf,
+    };
     let d = config.d_model as i64;
-    let (h, kvh, dh) = (config.n_heads as i64, config.n_kv_heads as i64, config.d_head as i64);
+    let (h, kvh, dh) = (
+        config.n_heads as i64,
+        config.n_kv_heads as i64,
+        config.d_head as i64,
+    );
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;
     let eps = config.norm_eps;
@@ -203,7 +230,11 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         Err(_) if n_heads > 0 => d_model / n_heads,
         Err(e) => return Err(e),
     };
-    if file.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()).is_some_and(|s| s != "none") {
+    if file
+        .get(&format!("{arch}.rope.scaling.type"))
+        .and_then(|v| v.as_str())
+        .is_some_and(|s| s != "none")
+    {
         return Err(bad("rope scaling is not supported".into()));
     }
     let token_id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);

@@ -58,7 +58,10 @@ pub fn load_model(path: &Path, options: LoadOptions) -> Result<LoadedModel> {
     let _guard = tch::no_grad_guard();
     let (model, tokenizer) = if meta.is_dir() {
         load_hf_dir(path, options)?
-    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         load_gguf(path, options)?
     } else {
         return Err(Error::NotAModel {
@@ -95,7 +98,10 @@ fn load_hf_dir(dir: &Path, options: LoadOptions) -> Result<(Transformer, Tokeniz
         Architecture::Gpt2 => gpt2::load(&config, &mut loader)?,
         Architecture::Llama => llama::load(&config, &mut loader, false)?,
     };
-    Ok((Transformer::new(config, options.device, options.kind, parts)?, tokenizer))
+    Ok((
+        Transformer::new(config, options.device, options.kind, parts)?,
+        tokenizer,
+    ))
 }
 
 /// The tokenizer of a Hugging Face folder: `tokenizer.json`, else `vocab.json` + `merges.txt`.
@@ -138,5 +144,8 @@ fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenize
         kind: options.kind,
     };
     let parts = llama::load(&config, &mut loader, true)?;
-    Ok((Transformer::new(config, options.device, options.kind, parts)?, tokenizer))
+    Ok((
+        Transformer::new(config, options.device, options.kind, parts)?,
+        tokenizer,
+    ))
 }

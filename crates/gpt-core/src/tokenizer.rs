@@ -77,9 +77,13 @@ impl Tokenizer {
     /// [`Error::Io`] or [`Error::Tokenizer`] naming the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         if !path.is_file() {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
+        let inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
         Ok(Self::with_specials(inner))
     }
 
@@ -90,7 +94,10 @@ impl Tokenizer {
     pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Self> {
         for p in [vocab, merges] {
             if !p.is_file() {
-                return Err(Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+                return Err(Error::io(
+                    p,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
             }
         }
         let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
@@ -115,9 +122,17 @@ impl Tokenizer {
     /// [`Error::Tokenizer`] for other tokenizer models or malformed metadata.
     pub fn from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Self> {
         let ctx = path.display();
-        let model = file.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        let model = file
+            .get("tokenizer.ggml.model")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if model != "gpt2" {
-            return Err(tok_err(ctx, format!("GGUF tokenizer model `{model}` is not supported (only `gpt2` byte-level BPE)")));
+            return Err(tok_err(
+                ctx,
+                format!(
+                    "GGUF tokenizer model `{model}` is not supported (only `gpt2` byte-level BPE)"
+                ),
+            ));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             let arr = file
@@ -135,7 +150,11 @@ impl Tokenizer {
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges = strings("tokenizer.ggml.merges")?;
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let merges = merges
             .iter()
             .enumerate()
@@ -150,9 +169,15 @@ impl Tokenizer {
             .build()
             .map_err(|e| tok_err(&ctx, e))?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        let pre = file.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre = file
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let byte_level = ByteLevel::new(false, true, true);
-        if matches!(pre, "smollm" | "starcoder" | "qwen2" | "llama-bpe" | "llama3") {
+        if matches!(
+            pre,
+            "smollm" | "starcoder" | "qwen2" | "llama-bpe" | "llama3"
+        ) {
             inner.with_pre_tokenizer(Some(Sequence::new(vec![
                 PreTokenizerWrapper::Digits(Digits::new(true)),
                 PreTokenizerWrapper::ByteLevel(byte_level),
@@ -162,7 +187,10 @@ impl Tokenizer {
         }
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         // Control tokens (type 3) are matched whole, never split by BPE.
-        if let Some(types) = file.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+        if let Some(types) = file
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array())
+        {
             let specials: Vec<AddedToken> = types
                 .iter()
                 .zip(&tokens)
@@ -172,7 +200,10 @@ impl Tokenizer {
             inner.add_special_tokens(&specials);
         }
         let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
-        let add_bos = file.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+        let add_bos = file
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         Ok(Self {
             inner,
             bos: id("tokenizer.ggml.bos_token_id"),
@@ -182,7 +213,12 @@ impl Tokenizer {
     }
 
     fn with_specials(inner: tokenizers::Tokenizer) -> Self {
-        let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n)).map(i64::from);
+        let find = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| inner.token_to_id(n))
+                .map(i64::from)
+        };
         let eos = find(&["<|endoftext|>", "</s>", "<|im_end|>", "<|end_of_text|>"]);
         let bos = find(&["<s>", "<|begin_of_text|>"]);
         Self {
@@ -229,12 +265,19 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[i64]) -> Result<String> {
         let ids = ids
             .iter()
-            .map(|&i| u32::try_from(i).map_err(|_| Error::Tokenizer(format!("token id {i} is negative or too large"))))
+            .map(|&i| {
+                u32::try_from(i)
+                    .map_err(|_| Error::Tokenizer(format!("token id {i} is negative or too large")))
+            })
             .collect::<Result<Vec<u32>>>()?;
         if let Some(bad) = ids.iter().find(|&&i| self.inner.id_to_token(i).is_none()) {
-            return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary")));
+            return Err(Error::Tokenizer(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
-        self.inner.decode(&ids, false).map_err(|e| tok_err("decode", e))
+        self.inner
+            .decode(&ids, false)
+            .map_err(|e| tok_err("decode", e))
     }
 
     /// The text of one token (its decoded bytes; partial UTF-8 shows as U+FFFD).

@@ -32,8 +32,15 @@ impl Linear {
 /// LayerNorm (GPT-2) or RMSNorm (Llama) over the last dimension.
 #[derive(Debug)]
 pub(crate) enum Norm {
-    Layer { weight: Tensor, bias: Tensor, eps: f64 },
-    Rms { weight: Tensor, eps: f64 },
+    Layer {
+        weight: Tensor,
+        bias: Tensor,
+        eps: f64,
+    },
+    Rms {
+        weight: Tensor,
+        eps: f64,
+    },
 }
 
 impl Norm {
@@ -66,8 +73,15 @@ pub(crate) struct Attention {
 /// GELU MLP (GPT-2) or SwiGLU MLP (Llama).
 #[derive(Debug)]
 pub(crate) enum Mlp {
-    Gelu { fc_in: Linear, fc_out: Linear },
-    SwiGlu { gate: Linear, up: Linear, down: Linear },
+    Gelu {
+        fc_in: Linear,
+        fc_out: Linear,
+    },
+    SwiGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
 }
 
 #[derive(Debug)]
@@ -198,7 +212,11 @@ impl Transformer {
         let q = Tensor::f_arange_start(past, total, (Kind::Int64, device))?.f_unsqueeze(1)?;
         let k = Tensor::f_arange(total, (Kind::Int64, device))?.f_unsqueeze(0)?;
         let causal = k.f_le_tensor(&q)?; // [t, total]
-        let keys = batch.attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
+        let keys = batch
+            .attention_mask
+            .f_ne(0)?
+            .f_unsqueeze(1)?
+            .f_unsqueeze(1)?; // [b,1,1,total]
         Ok(keys.f_logical_and(&causal.f_unsqueeze(0)?.f_unsqueeze(0)?)?)
     }
 
@@ -212,7 +230,10 @@ impl Transformer {
             .f_unsqueeze(-1)?
             .f_mul(inv_freq)?; // [b, t, d/2]
         let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?;
-        Ok(Some((emb.f_cos()?.f_to_kind(self.kind)?, emb.f_sin()?.f_to_kind(self.kind)?)))
+        Ok(Some((
+            emb.f_cos()?.f_to_kind(self.kind)?,
+            emb.f_sin()?.f_to_kind(self.kind)?,
+        )))
     }
 
     /// Self-attention of one block. Returns `z: [b, t, h, d_head]` and this pass's `(k, v)`
@@ -228,9 +249,21 @@ impl Transformer {
         let c = &self.config;
         let (b, t, _) = x.size3()?;
         let (h, kvh, dh) = (c.n_heads as i64, c.n_kv_heads as i64, c.d_head as i64);
-        let q = attn.q.forward(x)?.f_view([b, t, h, dh])?.f_transpose(1, 2)?;
-        let mut k = attn.k.forward(x)?.f_view([b, t, kvh, dh])?.f_transpose(1, 2)?;
-        let v = attn.v.forward(x)?.f_view([b, t, kvh, dh])?.f_transpose(1, 2)?;
+        let q = attn
+            .q
+            .forward(x)?
+            .f_view([b, t, h, dh])?
+            .f_transpose(1, 2)?;
+        let mut k = attn
+            .k
+            .forward(x)?
+            .f_view([b, t, kvh, dh])?
+            .f_transpose(1, 2)?;
+        let v = attn
+            .v
+            .forward(x)?
+            .f_view([b, t, kvh, dh])?
+            .f_transpose(1, 2)?;
         let q = match rotary {
             Some((cos, sin)) => {
                 k = k.f_mul(cos)?.f_add(&rotate_half(&k)?.f_mul(sin)?)?;
@@ -254,11 +287,20 @@ impl Transformer {
             )
         };
         let scale = 1.0 / (dh as f64).sqrt();
-        let scores = q.f_matmul(&k_rep.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
-        let masked_value = if self.kind == Kind::Half { -65504.0 } else { f64::from(f32::MIN) };
+        let scores = q
+            .f_matmul(&k_rep.f_transpose(-2, -1)?)?
+            .f_mul_scalar(scale)?;
+        let masked_value = if self.kind == Kind::Half {
+            -65504.0
+        } else {
+            f64::from(f32::MIN)
+        };
         let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value)?;
         let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(self.kind)?;
-        let z = weights.f_matmul(&v_rep)?.f_transpose(1, 2)?.f_contiguous()?;
+        let z = weights
+            .f_matmul(&v_rep)?
+            .f_transpose(1, 2)?
+            .f_contiguous()?;
         Ok((z, (k, v)))
     }
 
@@ -350,7 +392,11 @@ impl HookableModel for Transformer {
             points.push(HookPoint::PosEmbed);
         }
         for layer in 0..self.blocks.len() {
-            points.extend(BlockSite::ALL.iter().map(|&site| HookPoint::block(layer, site)));
+            points.extend(
+                BlockSite::ALL
+                    .iter()
+                    .map(|&site| HookPoint::block(layer, site)),
+            );
         }
         points.push(HookPoint::LnFinal);
         points
@@ -430,18 +476,37 @@ impl HookableModel for Transformer {
             let z = hook!(hooks, HookPoint::block(l, BlockSite::Z), z);
             let attn_out = block.attn.o.forward(&z.f_reshape([b, t, h * dh])?)?;
             let attn_out = hook!(hooks, HookPoint::block(l, BlockSite::AttnOut), attn_out);
-            resid = hook!(hooks, HookPoint::block(l, BlockSite::ResidMid), resid.f_add(&attn_out)?);
+            resid = hook!(
+                hooks,
+                HookPoint::block(l, BlockSite::ResidMid),
+                resid.f_add(&attn_out)?
+            );
             let x = block.ln2.forward(&resid)?;
-            let post = hook!(hooks, HookPoint::block(l, BlockSite::MlpPost), Self::mlp_post(&block.mlp, &x)?);
-            let mlp_out = hook!(hooks, HookPoint::block(l, BlockSite::MlpOut), Self::mlp_out(&block.mlp, &post)?);
-            resid = hook!(hooks, HookPoint::block(l, BlockSite::ResidPost), resid.f_add(&mlp_out)?);
+            let post = hook!(
+                hooks,
+                HookPoint::block(l, BlockSite::MlpPost),
+                Self::mlp_post(&block.mlp, &x)?
+            );
+            let mlp_out = hook!(
+                hooks,
+                HookPoint::block(l, BlockSite::MlpOut),
+                Self::mlp_out(&block.mlp, &post)?
+            );
+            resid = hook!(
+                hooks,
+                HookPoint::block(l, BlockSite::ResidPost),
+                resid.f_add(&mlp_out)?
+            );
         }
         let normed = self.ln_final.forward(&resid)?;
         let normed = hook!(hooks, HookPoint::LnFinal, normed);
         let normed = match logits {
             LogitsAt::All => normed,
             LogitsAt::Last => {
-                let last = batch.last_positions()?.f_view([b, 1, 1])?.f_expand([b, 1, normed.size()[2]], false)?;
+                let last = batch
+                    .last_positions()?
+                    .f_view([b, 1, 1])?
+                    .f_expand([b, 1, normed.size()[2]], false)?;
                 normed.f_gather(1, &last, false)?.f_squeeze_dim(1)?
             }
         };
@@ -468,7 +533,9 @@ impl EditableModel for Transformer {
                 Mlp::SwiGlu { up, .. } => &up.weight,
             },
             WeightId::MlpGate(l) => match &self.block(l.0)?.mlp {
-                Mlp::Gelu { .. } => return Err(Error::Edit(format!("this model has no weight {id}"))),
+                Mlp::Gelu { .. } => {
+                    return Err(Error::Edit(format!("this model has no weight {id}")))
+                }
                 Mlp::SwiGlu { gate, .. } => &gate.weight,
             },
             WeightId::MlpOut(l) => match &self.block(l.0)?.mlp {
@@ -505,7 +572,9 @@ impl EditableModel for Transformer {
 
     fn undo(&mut self, undo: EditUndo) -> Result<()> {
         if undo.model_id != self.id {
-            return Err(Error::Edit("this undo record belongs to another model".into()));
+            return Err(Error::Edit(
+                "this undo record belongs to another model".into(),
+            ));
         }
         if self.edits.last() != Some(&undo.serial) {
             return Err(Error::Edit(format!(

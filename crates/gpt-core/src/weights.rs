@@ -66,7 +66,9 @@ impl Loader<'_> {
 
     /// Converts a CPU tensor to the compute dtype and device.
     pub fn convert(&self, t: Tensor) -> Result<Tensor> {
-        Ok(t.f_to_kind(self.kind)?.f_to_device(self.device)?.f_contiguous()?)
+        Ok(t.f_to_kind(self.kind)?
+            .f_to_device(self.device)?
+            .f_contiguous()?)
     }
 
     /// Whether the checkpoint has a tensor of this name.
@@ -100,10 +102,11 @@ impl SafetensorsSource {
             // writer could change the bytes but cannot make the reads unsound beyond that.
             #[allow(unsafe_code)]
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(file_path, e))?;
-            let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Checkpoint {
-                path: file_path.clone(),
-                reason: e.to_string(),
-            })?;
+            let (header_len, metadata) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| Error::Checkpoint {
+                    path: file_path.clone(),
+                    reason: e.to_string(),
+                })?;
             let tensors: HashMap<String, TensorInfo> = metadata
                 .tensors()
                 .into_iter()
@@ -196,10 +199,14 @@ impl WeightSource for GgufSource {
     }
 
     fn read(&mut self, name: &str) -> Result<Tensor> {
-        let info = self.reader.file.tensor(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            path: self.reader.path().to_path_buf(),
-        })?;
+        let info = self
+            .reader
+            .file
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                path: self.reader.path().to_path_buf(),
+            })?;
         let shape: Vec<i64> = info.shape_outer_first().iter().map(|&d| d as i64).collect();
         let values = self.reader.read_f32(name)?;
         Ok(Tensor::f_from_slice(&values)?.f_reshape(&shape)?)
@@ -219,18 +226,23 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             path: index_path.clone(),
             reason,
         };
-        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let index: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let map = index
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| bad("no `weight_map` object".into()))?;
         let mut files: Vec<String> = Vec::new();
         for (tensor, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| bad(format!("weight_map entry for `{tensor}` is not a file name")))?;
+            let file = file.as_str().ok_or_else(|| {
+                bad(format!(
+                    "weight_map entry for `{tensor}` is not a file name"
+                ))
+            })?;
             if file.contains('/') || file.contains("..") {
-                return Err(bad(format!("shard name `{file}` must be a plain file name")));
+                return Err(bad(format!(
+                    "shard name `{file}` must be a plain file name"
+                )));
             }
             if !files.iter().any(|f| f == file) {
                 files.push(file.to_string());
