@@ -36,6 +36,7 @@ pub mod intervention;
 mod llama;
 mod load;
 pub mod model;
+pub mod random;
 pub mod tokenizer;
 mod transformer;
 mod weights;
@@ -50,6 +51,7 @@ pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks};
 pub use load::{load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
 pub use model::{EditableModel, ForwardOptions, HookableModel, KvCache, LogitsAt, Outcome};
+pub use random::RandomInit;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;
 

@@ -1,0 +1,167 @@
+//! Random-weight models at any configured size: hermetic tests, property tests and
+//! benchmarks at paper scale (e.g. GPT-2 XL shapes) without downloading weights.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::Result;
+use crate::transformer::{Attention, Block, Linear, Mlp, Norm, Transformer, TransformerParts};
+
+/// How to draw random weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RandomInit {
+    /// Seed of libtorch's generator for this model (the same seed gives the same weights).
+    pub seed: i64,
+    /// Standard deviation of matrix entries; norm weights are `1 + N(0, std)`.
+    pub std: f64,
+}
+
+impl Default for RandomInit {
+    fn default() -> Self {
+        Self { seed: 0, std: 0.02 }
+    }
+}
+
+/// A small config of either architecture for tests: 2 layers, `d_model` 16, 4 heads
+/// (2 KV heads for Llama), `d_mlp` 32, vocabulary 64, context 32.
+pub fn tiny_config(arch: Architecture) -> ModelConfig {
+    let llama = arch == Architecture::Llama;
+    ModelConfig {
+        arch,
+        model_type: if llama { "llama" } else { "gpt2" }.into(),
+        n_layers: 2,
+        d_model: 16,
+        n_heads: 4,
+        n_kv_heads: if llama { 2 } else { 4 },
+        d_head: 4,
+        d_mlp: 32,
+        vocab_size: 64,
+        n_ctx: 32,
+        norm_eps: 1e-5,
+        rope_theta: llama.then_some(10000.0),
+        tied_embeddings: !llama,
+        qkv_bias: !llama,
+        bos_token_id: None,
+        eos_token_id: Some(0),
+    }
+}
+
+/// The config of GPT-2 XL (48 layers, `d_model` 1600, 25 heads, `d_mlp` 6400, vocabulary
+/// 50257, context 1024), the model of the ROME paper.
+pub fn gpt2_xl_config() -> ModelConfig {
+    ModelConfig {
+        arch: Architecture::Gpt2,
+        model_type: "gpt2".into(),
+        n_layers: 48,
+        d_model: 1600,
+        n_heads: 25,
+        n_kv_heads: 25,
+        d_head: 64,
+        d_mlp: 6400,
+        vocab_size: 50257,
+        n_ctx: 1024,
+        norm_eps: 1e-5,
+        rope_theta: None,
+        tied_embeddings: true,
+        qkv_bias: true,
+        bos_token_id: Some(50256),
+        eos_token_id: Some(50256),
+    }
+}
+
+impl Transformer {
+    /// A model with random weights for `config`.
+    ///
+    /// # Errors
+    /// An invalid config ([`crate::Error::Config`]) or libtorch errors (e.g. out of memory).
+    pub fn random(
+        config: &ModelConfig,
+        init: RandomInit,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
+        config.validate(std::path::Path::new("<random>"))?;
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(init.seed);
+        let opts = (Kind::Float, Device::Cpu);
+        let conv = |t: Tensor| -> Result<Tensor> { Ok(t.f_to_kind(kind)?.f_to_device(device)?) };
+        let mat = |rows: usize, cols: usize| -> Result<Tensor> {
+            conv(Tensor::f_randn([rows as i64, cols as i64], opts)?.f_mul_scalar(init.std)?)
+        };
+        let vec = |n: usize, mean: f64| -> Result<Tensor> {
+            conv(
+                Tensor::f_randn([n as i64], opts)?
+                    .f_mul_scalar(init.std)?
+                    .f_add_scalar(mean)?,
+            )
+        };
+        let linear = |out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            Ok(Linear {
+                weight: mat(out, inp)?,
+                bias: if bias { Some(vec(out, 0.0)?) } else { None },
+            })
+        };
+        let gpt2 = config.arch == Architecture::Gpt2;
+        let norm = |d: usize| -> Result<Norm> {
+            Ok(if gpt2 {
+                Norm::Layer {
+                    weight: vec(d, 1.0)?,
+                    bias: vec(d, 0.0)?,
+                    eps: config.norm_eps,
+                }
+            } else {
+                Norm::Rms {
+                    weight: vec(d, 1.0)?,
+                    eps: config.norm_eps,
+                }
+            })
+        };
+        let (d, dh, dm) = (config.d_model, config.d_head, config.d_mlp);
+        let (q_out, kv_out) = (config.n_heads * dh, config.n_kv_heads * dh);
+        let embed = mat(config.vocab_size, d)?;
+        let pos_embed = if gpt2 {
+            Some(mat(config.n_ctx, d)?)
+        } else {
+            None
+        };
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        for _ in 0..config.n_layers {
+            let mlp = if gpt2 {
+                Mlp::Gelu {
+                    fc_in: linear(dm, d, true)?,
+                    fc_out: linear(d, dm, true)?,
+                }
+            } else {
+                Mlp::SwiGlu {
+                    gate: linear(dm, d, false)?,
+                    up: linear(dm, d, false)?,
+                    down: linear(d, dm, false)?,
+                }
+            };
+            blocks.push(Block {
+                ln1: norm(d)?,
+                attn: Attention {
+                    q: linear(q_out, d, config.qkv_bias)?,
+                    k: linear(kv_out, d, config.qkv_bias)?,
+                    v: linear(kv_out, d, config.qkv_bias)?,
+                    o: linear(d, q_out, gpt2)?,
+                },
+                ln2: norm(d)?,
+                mlp,
+            });
+        }
+        let unembed = if config.tied_embeddings {
+            embed.shallow_clone()
+        } else {
+            mat(config.vocab_size, d)?
+        };
+        let parts = TransformerParts {
+            embed,
+            pos_embed,
+            blocks,
+            ln_final: norm(d)?,
+            unembed,
+        };
+        Transformer::new(config.clone(), device, kind, parts)
+    }
+}
