@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch of the `factscope` subcommands.
 
 mod common;
+mod demo;
 mod generate;
 mod predict;
 
@@ -16,6 +17,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job on the bundled model: predictions and greedy continuations of factual
+    /// prompts.
+    Demo(demo::DemoArgs),
     /// Show the most probable next tokens after a prompt.
     Predict(predict::PredictArgs),
     /// Continue a prompt (greedy, or seeded top-k sampling).
@@ -25,6 +29,7 @@ enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Generate(args) => generate::run(args),
     }
