@@ -844,6 +844,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
+    if not args.skip_smollm and not args.gguf.is_file():
+        _die(f"GGUF model not found: {args.gguf} (run scripts/fetch-model.sh, pass --gguf, or use --skip-smollm)")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, tokenizers {tokenizers.__version__}")
 

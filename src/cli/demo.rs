@@ -58,7 +58,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         let new = generate(&loaded.model, &p.token_ids, &options)?;
         let text = loaded.tokenizer.decode(&new)?;
-        println!("\n{prompt}\n  next: {}\n  greedy: {prompt}{text}", top.join(", "));
+        println!(
+            "\n{prompt}\n  next: {}\n  greedy: {prompt}{text}",
+            top.join(", ")
+        );
     }
     Ok(())
 }

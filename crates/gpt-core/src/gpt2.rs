@@ -46,11 +46,12 @@ fn split_qkv(fused: Linear, d: i64) -> Result<(Linear, Linear, Linear)> {
 /// Loads GPT-2 weights from a Hugging Face checkpoint (with or without the `transformer.`
 /// prefix).
 pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
-    let p = if loader.contains("transformer.wte.weight") {
-        "transformer."
-    } else {
-        ""
-    };
+    // Detect the prefix from more than one tensor, so that a checkpoint missing `wte` is
+    // reported as missing `transformer.wte.weight`, not `wte.weight`.
+    let prefixed = ["wte.weight", "wpe.weight", "ln_f.weight", "h.0.ln_1.weight"]
+        .iter()
+        .any(|name| loader.contains(&format!("transformer.{name}")));
+    let p = if prefixed { "transformer." } else { "" };
     let d = config.d_model as i64;
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;

@@ -50,7 +50,10 @@ pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks};
 pub use load::{load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
-pub use model::{EditableModel, ForwardOptions, HookableModel, KvCache, LogitsAt, Outcome};
+pub use model::{
+    BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache, LogitsAt,
+    Outcome,
+};
 pub use random::RandomInit;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;

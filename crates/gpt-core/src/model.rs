@@ -56,12 +56,51 @@ impl Outcome {
     }
 }
 
+/// Input of [`HookableModel::forward_blocks`]: a residual stream entering some blocks.
+#[derive(Debug)]
+pub struct BlocksInput<'a> {
+    /// The blocks to run, in order (e.g. `l + 1..n_layers`).
+    pub layers: std::ops::Range<usize>,
+    /// `[batch, pos, d_model]`: the residual entering `layers.start`.
+    pub resid: Tensor,
+    /// `[batch, pos]` i64 absolute positions of these tokens (rotary / learned positions are
+    /// not re-added: learned position embeddings are already part of `resid`).
+    pub positions: Tensor,
+    /// Keys/values of earlier positions (every one attended, no padding), covering at least
+    /// `layers`, with the same batch size. `None`: these are the first positions.
+    pub past: Option<&'a KvCache>,
+}
+
+/// How [`HookableModel::forward_blocks`] ended.
+#[derive(Debug)]
+pub enum BlocksOutcome {
+    /// The residual after the last block, `[batch, pos, d_model]`.
+    Resid(Tensor),
+    /// An intervention stopped the pass here.
+    Stopped(HookPoint),
+}
+
+impl BlocksOutcome {
+    /// The residual, or an error if the pass was stopped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if an intervention stopped the pass.
+    pub fn resid(self) -> Result<Tensor> {
+        match self {
+            BlocksOutcome::Resid(t) => Ok(t),
+            BlocksOutcome::Stopped(p) => {
+                Err(Error::InvalidInput(format!("the pass was stopped at {p}")))
+            }
+        }
+    }
+}
+
 /// Keys and values of earlier positions, per layer, for incremental decoding.
 ///
 /// Keys are stored after rotary embedding: `[batch, n_kv_heads, past, d_head]`.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
     pub(crate) len: usize,
 }
 
@@ -79,6 +118,82 @@ impl KvCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// A cache from per-layer `(keys, values)`, each `[batch, n_kv_heads, len, d_head]`;
+    /// `None` for layers a pass will not run (see [`HookableModel::forward_blocks`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if a layer's tensors do not hold `len` positions.
+    pub fn from_layers(len: usize, layers: Vec<Option<(Tensor, Tensor)>>) -> Result<Self> {
+        for (l, kv) in layers.iter().enumerate() {
+            if let Some((k, v)) = kv {
+                if k.size().get(2) != Some(&(len as i64)) || k.size() != v.size() {
+                    return Err(Error::InvalidInput(format!(
+                        "cached keys/values of layer {l} have shapes {:?} / {:?}, expected {len} positions",
+                        k.size(),
+                        v.size()
+                    )));
+                }
+            }
+        }
+        Ok(Self { layers, len })
+    }
+
+    /// Number of layer slots (some may be empty).
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// `(keys, values)` of one layer, each `[batch, n_kv_heads, len, d_head]`.
+    pub fn layer(&self, layer: usize) -> Option<(&Tensor, &Tensor)> {
+        self.layers
+            .get(layer)
+            .and_then(|kv| kv.as_ref())
+            .map(|(k, v)| (k, v))
+    }
+
+    /// The first `len` positions (shared storage).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if `len` exceeds the cached length.
+    pub fn prefix(&self, len: usize) -> Result<KvCache> {
+        if len > self.len {
+            return Err(Error::InvalidInput(format!(
+                "prefix of {len} positions from a cache of {}",
+                self.len
+            )));
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|kv| {
+                kv.as_ref()
+                    .map(|(k, v)| {
+                        Ok((k.f_narrow(2, 0, len as i64)?, v.f_narrow(2, 0, len as i64)?))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { layers, len })
+    }
+
+    /// The cache with its batch repeated `times` (`[b, ..]` → `[times·b, ..]`, row `i·b + j`
+    /// is row `j`): the shared past of several interventions batched together.
+    ///
+    /// # Errors
+    /// libtorch errors only.
+    pub fn repeat_batch(&self, times: usize) -> Result<KvCache> {
+        let rep = |t: &Tensor| -> Result<Tensor> { Ok(t.f_repeat([times as i64, 1, 1, 1])?) };
+        let layers = self
+            .layers
+            .iter()
+            .map(|kv| kv.as_ref().map(|(k, v)| Ok((rep(k)?, rep(v)?))).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: self.len,
+        })
     }
 }
 
@@ -113,6 +228,24 @@ pub trait HookableModel {
         options: ForwardOptions<'_>,
         hooks: &mut dyn Intervention,
     ) -> Result<Outcome>;
+
+    /// Runs some blocks on a given residual stream (e.g. to resume a pass from a cached or
+    /// patched state), firing the block hook points of those layers; positions in hook
+    /// activations are those of `input.resid` (0 = its first token).
+    ///
+    /// # Errors
+    /// Layers out of range, shapes that disagree, a past cache that does not cover the layers.
+    fn forward_blocks(
+        &self,
+        input: BlocksInput<'_>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<BlocksOutcome>;
+
+    /// The final norm and unembedding: `[.., d_model]` → logits `[.., vocab]` (no hooks).
+    ///
+    /// # Errors
+    /// A residual of the wrong width.
+    fn unembed(&self, resid: &Tensor) -> Result<Tensor>;
 
     /// The token embedding of `ids` (`[..]` → `[.., d_model]`), the value seen at
     /// [`HookPoint::Embed`].

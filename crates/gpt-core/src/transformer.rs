@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::hook::{BlockSite, HookPoint, Layer};
 use crate::input::TokenBatch;
 use crate::intervention::{HookAction, Intervention};
-use crate::model::{EditableModel, ForwardOptions, HookableModel, LogitsAt, Outcome};
+use crate::model::{
+    BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache, LogitsAt,
+    Outcome,
+};
 
 /// `y = x Wᵀ + b` with `W: [out, in]`.
 #[derive(Debug)]
@@ -204,19 +207,15 @@ impl Transformer {
         Ok(())
     }
 
-    /// Additive-free boolean mask `[batch, 1, pos, past + pos]`: true where a query may attend.
-    fn attention_allowed(batch: &TokenBatch, past: i64) -> Result<Tensor> {
-        let t = batch.len() as i64;
-        let total = past + t;
-        let device = batch.ids.device();
+    /// Boolean mask `[batch, 1, s, past + s]`: true where a query may attend (causal and not
+    /// padding).
+    fn attention_allowed(attention_mask: &Tensor, s: i64, past: i64) -> Result<Tensor> {
+        let total = past + s;
+        let device = attention_mask.device();
         let q = Tensor::f_arange_start(past, total, (Kind::Int64, device))?.f_unsqueeze(1)?;
         let k = Tensor::f_arange(total, (Kind::Int64, device))?.f_unsqueeze(0)?;
-        let causal = k.f_le_tensor(&q)?; // [t, total]
-        let keys = batch
-            .attention_mask
-            .f_ne(0)?
-            .f_unsqueeze(1)?
-            .f_unsqueeze(1)?; // [b,1,1,total]
+        let causal = k.f_le_tensor(&q)?; // [s, total]
+        let keys = attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
         Ok(keys.f_logical_and(&causal.f_unsqueeze(0)?.f_unsqueeze(0)?)?)
     }
 
@@ -244,7 +243,7 @@ impl Transformer {
         x: &Tensor,
         allowed: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
-        past: Option<&(Tensor, Tensor)>,
+        past: Option<(&Tensor, &Tensor)>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let c = &self.config;
         let (b, t, _) = x.size3()?;
@@ -436,13 +435,7 @@ impl HookableModel for Transformer {
             });
         }
         let positions = batch.positions.f_to_device(self.device)?;
-        let max_pos = positions.f_max()?.int64_value(&[]);
-        if max_pos >= self.config.n_ctx as i64 {
-            return Err(Error::ContextOverflow {
-                len: max_pos as usize + 1,
-                n_ctx: self.config.n_ctx,
-            });
-        }
+        self.check_positions(&positions)?;
 
         let embed = self.embed_tokens(&batch.ids)?;
         let mut resid = hook!(hooks, HookPoint::Embed, embed);
@@ -451,62 +444,29 @@ impl HookableModel for Transformer {
             let pos = hook!(hooks, HookPoint::PosEmbed, pos);
             resid = resid.f_add(&pos)?;
         }
-        let device_batch;
-        let batch = if batch.attention_mask.device() == self.device {
-            batch
-        } else {
-            device_batch = TokenBatch::with_positions(
-                batch.ids.f_to_device(self.device)?,
-                batch.attention_mask.f_to_device(self.device)?,
-                positions.shallow_clone(),
-            )?;
-            &device_batch
-        };
-        let allowed = Self::attention_allowed(batch, past as i64)?;
-        let rotary = self.rotary(&positions)?;
+        let mask = batch.attention_mask.f_to_device(self.device)?;
         let mut new_kv = Vec::with_capacity(self.blocks.len());
-        let (h, dh) = (self.config.n_heads as i64, self.config.d_head as i64);
-
-        for (l, block) in self.blocks.iter().enumerate() {
-            resid = hook!(hooks, HookPoint::block(l, BlockSite::ResidPre), resid);
-            let x = block.ln1.forward(&resid)?;
-            let cached = kv_cache.as_ref().and_then(|c| c.layers.get(l));
-            let (z, kv) = self.attention(&block.attn, &x, &allowed, rotary.as_ref(), cached)?;
-            new_kv.push(kv);
-            let z = hook!(hooks, HookPoint::block(l, BlockSite::Z), z);
-            let attn_out = block.attn.o.forward(&z.f_reshape([b, t, h * dh])?)?;
-            let attn_out = hook!(hooks, HookPoint::block(l, BlockSite::AttnOut), attn_out);
-            resid = hook!(
-                hooks,
-                HookPoint::block(l, BlockSite::ResidMid),
-                resid.f_add(&attn_out)?
-            );
-            let x = block.ln2.forward(&resid)?;
-            let post = hook!(
-                hooks,
-                HookPoint::block(l, BlockSite::MlpPost),
-                Self::mlp_post(&block.mlp, &x)?
-            );
-            let mlp_out = hook!(
-                hooks,
-                HookPoint::block(l, BlockSite::MlpOut),
-                Self::mlp_out(&block.mlp, &post)?
-            );
-            resid = hook!(
-                hooks,
-                HookPoint::block(l, BlockSite::ResidPost),
-                resid.f_add(&mlp_out)?
-            );
-        }
+        let run = BlockRun {
+            layers: 0..self.blocks.len(),
+            positions: &positions,
+            attention_mask: &mask,
+            past: kv_cache.as_deref(),
+        };
+        let resid = match self.run_blocks(run, resid, Some(&mut new_kv), hooks)? {
+            BlocksOutcome::Resid(r) => r,
+            BlocksOutcome::Stopped(p) => return Ok(Outcome::Stopped(p)),
+        };
         let normed = self.ln_final.forward(&resid)?;
         let normed = hook!(hooks, HookPoint::LnFinal, normed);
         let normed = match logits {
             LogitsAt::All => normed,
             LogitsAt::Last => {
+                let d = normed.size().last().copied().unwrap_or(0);
                 let last = batch
                     .last_positions()?
+                    .f_to_device(self.device)?
                     .f_view([b, 1, 1])?
-                    .f_expand([b, 1, normed.size()[2]], false)?;
+                    .f_expand([b, 1, d], false)?;
                 normed.f_gather(1, &last, false)?.f_squeeze_dim(1)?
             }
         };
@@ -516,6 +476,150 @@ impl HookableModel for Transformer {
             cache.len = total;
         }
         Ok(Outcome::Logits(out))
+    }
+
+    fn forward_blocks(
+        &self,
+        input: BlocksInput<'_>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<BlocksOutcome> {
+        let BlocksInput {
+            layers,
+            resid,
+            positions,
+            past,
+        } = input;
+        let n_layers = self.blocks.len();
+        if layers.start > layers.end || layers.end > n_layers {
+            return Err(Error::LayerOutOfRange {
+                layer: layers.end.max(layers.start),
+                n_layers,
+            });
+        }
+        let (b, s, d) = resid.size3()?;
+        if d != self.config.d_model as i64 || positions.size() != [b, s] {
+            return Err(Error::ShapeMismatch {
+                name: "forward_blocks input (resid [batch, pos, d_model], positions [batch, pos])"
+                    .into(),
+                expected: vec![b, s, self.config.d_model as i64],
+                got: resid.size(),
+            });
+        }
+        let p = past.map_or(0, |c| c.len) as i64;
+        if let Some(past) = past {
+            for l in layers.clone() {
+                let ok = past.layer(l).is_some_and(|(k, _)| {
+                    k.size().first() == Some(&b) && k.size().get(2) == Some(&p)
+                });
+                if !ok {
+                    return Err(Error::InvalidInput(format!(
+                        "past keys/values for layer {l} must have batch {b} and {p} positions"
+                    )));
+                }
+            }
+        }
+        let positions = positions.f_to_device(self.device)?;
+        self.check_positions(&positions)?;
+        let mask = Tensor::f_ones([b, p + s], (Kind::Int64, self.device))?;
+        let run = BlockRun {
+            layers,
+            positions: &positions,
+            attention_mask: &mask,
+            past,
+        };
+        self.run_blocks(
+            run,
+            resid.f_to_device(self.device)?.f_to_kind(self.kind)?,
+            None,
+            hooks,
+        )
+    }
+
+    fn unembed(&self, resid: &Tensor) -> Result<Tensor> {
+        let normed = self.ln_final.forward(resid)?;
+        Ok(normed.f_linear::<&Tensor>(&self.unembed, None)?)
+    }
+}
+
+/// The shared arguments of [`Transformer::run_blocks`].
+struct BlockRun<'a> {
+    layers: std::ops::Range<usize>,
+    /// `[b, s]` positions of the new tokens.
+    positions: &'a Tensor,
+    /// `[b, past + s]` 1 = real token.
+    attention_mask: &'a Tensor,
+    past: Option<&'a KvCache>,
+}
+
+impl Transformer {
+    fn check_positions(&self, positions: &Tensor) -> Result<()> {
+        if positions.numel() == 0 {
+            return Err(Error::EmptyPrompt);
+        }
+        let max_pos = positions.f_max()?.int64_value(&[]);
+        if max_pos >= self.config.n_ctx as i64 {
+            return Err(Error::ContextOverflow {
+                len: max_pos as usize + 1,
+                n_ctx: self.config.n_ctx,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `run.layers` on `resid: [b, s, d]`, firing the block hook points; appends each
+    /// layer's keys/values (past included) to `new_kv` when given.
+    fn run_blocks(
+        &self,
+        run: BlockRun<'_>,
+        mut resid: Tensor,
+        mut new_kv: Option<&mut Vec<Option<(Tensor, Tensor)>>>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<BlocksOutcome> {
+        let (b, s, _) = resid.size3()?;
+        let past_len = run.past.map_or(0, |c| c.len) as i64;
+        let allowed = Self::attention_allowed(run.attention_mask, s, past_len)?;
+        let rotary = self.rotary(run.positions)?;
+        let (h, dh) = (self.config.n_heads as i64, self.config.d_head as i64);
+        macro_rules! hook {
+            ($point:expr, $act:expr) => {{
+                let point = $point;
+                match fire(hooks, point, $act)? {
+                    Some(t) => t,
+                    None => return Ok(BlocksOutcome::Stopped(point)),
+                }
+            }};
+        }
+        for l in run.layers {
+            let block = self.block(l)?;
+            resid = hook!(HookPoint::block(l, BlockSite::ResidPre), resid);
+            let x = block.ln1.forward(&resid)?;
+            let cached = run.past.and_then(|c| c.layer(l));
+            let (z, kv) = self.attention(&block.attn, &x, &allowed, rotary.as_ref(), cached)?;
+            if let Some(new_kv) = new_kv.as_deref_mut() {
+                new_kv.push(Some(kv));
+            }
+            let z = hook!(HookPoint::block(l, BlockSite::Z), z);
+            let attn_out = block.attn.o.forward(&z.f_reshape([b, s, h * dh])?)?;
+            let attn_out = hook!(HookPoint::block(l, BlockSite::AttnOut), attn_out);
+            resid = hook!(
+                HookPoint::block(l, BlockSite::ResidMid),
+                resid.f_add(&attn_out)?
+            );
+            let x = block.ln2.forward(&resid)?;
+            let post = hook!(
+                HookPoint::block(l, BlockSite::MlpPost),
+                Self::mlp_post(&block.mlp, &x)?
+            );
+            let mlp_out = hook!(
+                HookPoint::block(l, BlockSite::MlpOut),
+                Self::mlp_out(&block.mlp, &post)?
+            );
+            resid = hook!(
+                HookPoint::block(l, BlockSite::ResidPost),
+                resid.f_add(&mlp_out)?
+            );
+        }
+        Ok(BlocksOutcome::Resid(resid))
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{
-    generate, load_model, GenerateOptions, HookPoint, HookableModel, LoadOptions, LoadedModel, Sampling,
-    TokenBatch,
+    generate, load_model, GenerateOptions, HookPoint, HookableModel, LoadOptions, LoadedModel,
+    Sampling, TokenBatch,
 };
 use serde::Deserialize;
 
@@ -22,7 +22,10 @@ fn root() -> PathBuf {
 fn model() -> Option<LoadedModel> {
     let path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
-        eprintln!("skipping: {} is absent (run scripts/fetch-model.sh)", path.display());
+        eprintln!(
+            "skipping: {} is absent (run scripts/fetch-model.sh)",
+            path.display()
+        );
         return None;
     }
     Some(load_model(&path, LoadOptions::default()).expect("load bundled model"))
@@ -58,7 +61,8 @@ struct Reference {
 }
 
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(root().join("fixtures/smollm2-reference.json")).expect("reference json");
+    let text = std::fs::read_to_string(root().join("fixtures/smollm2-reference.json"))
+        .expect("reference json");
     serde_json::from_str(&text).expect("parse reference json")
 }
 
@@ -66,7 +70,17 @@ fn reference() -> Reference {
 fn config_from_gguf_metadata() {
     let Some(m) = model() else { return };
     let c = m.model.config();
-    assert_eq!((c.n_layers, c.d_model, c.d_mlp, c.n_heads, c.n_kv_heads, c.d_head), (30, 576, 1536, 9, 3, 64));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.d_model,
+            c.d_mlp,
+            c.n_heads,
+            c.n_kv_heads,
+            c.d_head
+        ),
+        (30, 576, 1536, 9, 3, 64)
+    );
     assert_eq!((c.vocab_size, c.n_ctx), (49152, 8192));
     assert_eq!(c.rope_theta, Some(100000.0));
     assert!(c.tied_embeddings);
@@ -86,12 +100,23 @@ fn top5_next_tokens_match_transformers() {
         let logits = m.model.forward(&batch).expect("forward");
         let probs = logits.select(1, -1).squeeze_dim(0).softmax(-1, Kind::Float);
         let top1 = probs.argmax(0, false).int64_value(&[]);
-        assert_eq!(top1, r.ids[0], "top-1 of {:?}: want {:?}", r.prompt, r.texts[0]);
+        assert_eq!(
+            top1, r.ids[0],
+            "top-1 of {:?}: want {:?}",
+            r.prompt, r.texts[0]
+        );
         for (&id, &want) in r.ids.iter().zip(&r.probs) {
             let got = probs.double_value(&[id]);
-            assert!((got - want).abs() <= 1e-3, "{:?}: p({id}) = {got}, transformers {want}", r.prompt);
+            assert!(
+                (got - want).abs() <= 1e-3,
+                "{:?}: p({id}) = {got}, transformers {want}",
+                r.prompt
+            );
         }
-        assert_eq!(m.tokenizer.token_text(r.ids[0]).expect("decode"), r.texts[0]);
+        assert_eq!(
+            m.tokenizer.token_text(r.ids[0]).expect("decode"),
+            r.texts[0]
+        );
     }
 }
 
@@ -132,16 +157,32 @@ fn hidden_states_match_transformers() {
     let batch = TokenBatch::from_ids_and_mask(ids.shallow_clone(), ids.ones_like()).expect("batch");
     let (logits, cache) = m
         .model
-        .run_with_cache(&batch, &|p| matches!(p, HookPoint::Block(_, gpt_core::BlockSite::ResidPre) | HookPoint::LnFinal))
+        .run_with_cache(&batch, &|p| {
+            matches!(
+                p,
+                HookPoint::Block(_, gpt_core::BlockSite::ResidPre) | HookPoint::LnFinal
+            )
+        })
         .expect("forward");
     let last = logits.select(1, -1).squeeze_dim(0);
-    let err = (&last - &refs["eiffel.last_logits"]).abs().max().double_value(&[]);
+    let err = (&last - &refs["eiffel.last_logits"])
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(err <= 2e-3, "last-position logits differ by {err}");
     let hidden = &refs["eiffel.hidden_last"];
     let n = m.model.config().n_layers;
     for i in 0..=n {
-        let point = if i < n { HookPoint::resid_pre(i) } else { HookPoint::LnFinal };
-        let got = cache.get(point).expect("cached").select(1, -1).squeeze_dim(0);
+        let point = if i < n {
+            HookPoint::resid_pre(i)
+        } else {
+            HookPoint::LnFinal
+        };
+        let got = cache
+            .get(point)
+            .expect("cached")
+            .select(1, -1)
+            .squeeze_dim(0);
         let want = hidden.get(i as i64);
         let scale = want.abs().max().double_value(&[]).max(1.0);
         let err = (&got - &want).abs().max().double_value(&[]) / scale;

@@ -1,0 +1,883 @@
+//! Bad input never panics: broken model folders and files, bad prompts, bad token ids, bad
+//! weight ids and deltas, bad hook names, bad sampling parameters and bad patches each give
+//! the right [`Error`] variant with a message naming the file, tensor, layer or limit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use gpt_core::cache::ActivationCache;
+use gpt_core::random::tiny_config;
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{
+    generate, load_model, Architecture, EditableModel, Error, ForwardOptions, GenerateOptions,
+    HookPoint, HookableModel, KvCache, Layer, LoadOptions, LogitsAt, NoHooks, Padding, Patch,
+    PatchSites, RandomInit, Sampling, TokenBatch, Transformer, WeightDelta, WeightId,
+};
+use tempfile::TempDir;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+}
+
+/// A temporary copy of a fixture folder (the model is at `dir.path()`).
+fn copy_fixture(name: &str) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn load_err(path: &Path) -> Error {
+    load_model(path, LoadOptions::default()).expect_err("loading should fail")
+}
+
+#[track_caller]
+fn assert_mentions(err: &Error, needles: &[&str]) {
+    let msg = err.to_string();
+    for needle in needles {
+        assert!(
+            msg.contains(needle),
+            "message `{msg}` does not mention `{needle}` ({err:?})"
+        );
+    }
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+/// Rewrites `model.safetensors` after `edit` on its (name, tensor) list.
+fn edit_checkpoint(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
+    let path = dir.join("model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&path).unwrap();
+    edit(&mut tensors);
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+}
+
+fn tiny(arch: Architecture) -> Transformer {
+    Transformer::random(
+        &tiny_config(arch),
+        RandomInit { seed: 3, std: 0.5 },
+        Device::Cpu,
+        Kind::Float,
+    )
+    .unwrap()
+}
+
+fn opts(cache: &mut KvCache) -> ForwardOptions<'_> {
+    ForwardOptions {
+        kv_cache: Some(cache),
+        logits: LogitsAt::Last,
+    }
+}
+
+fn single(ids: &[i64]) -> TokenBatch {
+    TokenBatch::single(ids, Device::Cpu).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Model folders and files
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn fixtures_load() {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-llama-tied"] {
+        let dir = copy_fixture(name);
+        load_model(dir.path(), LoadOptions::default()).unwrap();
+    }
+}
+
+#[test]
+fn missing_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-model");
+    let err = load_err(&path);
+    assert!(
+        matches!(&err, Error::Io { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["no-such-model"]);
+}
+
+#[test]
+fn plain_file_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.bin");
+    fs::write(&path, b"hello").unwrap();
+    let err = load_err(&path);
+    assert!(
+        matches!(&err, Error::NotAModel { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["weights.bin"]);
+}
+
+#[test]
+fn unsupported_dtype() {
+    let dir = copy_fixture("tiny-gpt2");
+    let options = LoadOptions {
+        device: Device::Cpu,
+        kind: Kind::Int64,
+    };
+    let err = load_model(dir.path(), options).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+}
+
+#[test]
+fn folder_without_config() {
+    let dir = copy_fixture("tiny-gpt2");
+    fs::remove_file(dir.path().join("config.json")).unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, Error::NotAModel { path, .. } if path == dir.path()),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["config.json", &dir.path().display().to_string()]);
+}
+
+#[test]
+fn config_is_not_json() {
+    let dir = copy_fixture("tiny-llama");
+    fs::write(dir.path().join("config.json"), "{ this is not json").unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, Error::Config { path, .. } if path.ends_with("config.json")),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["config.json"]);
+}
+
+#[test]
+fn unknown_model_type() {
+    let dir = copy_fixture("tiny-gpt2");
+    edit_config(dir.path(), |c| c["model_type"] = "bert".into());
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert_mentions(&err, &["bert", "config.json"]);
+}
+
+#[test]
+fn missing_model_type() {
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        let dir = copy_fixture(name);
+        edit_config(dir.path(), |c| {
+            c.as_object_mut().unwrap().remove("model_type");
+        });
+        let err = load_err(dir.path());
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert_mentions(&err, &["model_type", "config.json"]);
+    }
+}
+
+#[test]
+fn missing_required_field() {
+    let dir = copy_fixture("tiny-llama");
+    edit_config(dir.path(), |c| {
+        c.as_object_mut().unwrap().remove("hidden_size");
+    });
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert_mentions(&err, &["hidden_size", "config.json"]);
+}
+
+#[test]
+fn gpt2_width_not_divisible_by_heads() {
+    let dir = copy_fixture("tiny-gpt2");
+    edit_config(dir.path(), |c| c["n_embd"] = 30.into());
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert_mentions(&err, &["n_embd", "30", "n_head", "4", "config.json"]);
+}
+
+#[test]
+fn llama_heads_not_multiple_of_kv_heads() {
+    let dir = copy_fixture("tiny-llama");
+    edit_config(dir.path(), |c| c["num_key_value_heads"] = 3.into());
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert_mentions(&err, &["3", "4", "config.json"]);
+}
+
+#[test]
+fn zero_sizes_are_config_errors() {
+    for (name, field) in [
+        ("tiny-gpt2", "n_head"),
+        ("tiny-gpt2", "n_layer"),
+        ("tiny-llama", "num_attention_heads"),
+        ("tiny-llama", "num_key_value_heads"),
+        ("tiny-llama", "vocab_size"),
+    ] {
+        let dir = copy_fixture(name);
+        edit_config(dir.path(), |c| c[field] = 0.into());
+        let err = load_err(dir.path());
+        assert!(
+            matches!(err, Error::Config { .. }),
+            "{name} {field}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_safetensors() {
+    let dir = copy_fixture("tiny-gpt2");
+    fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::NotAModel { .. }), "{err:?}");
+    assert_mentions(&err, &["model.safetensors"]);
+}
+
+#[test]
+fn truncated_safetensors() {
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        let dir = copy_fixture(name);
+        let path = dir.path().join("model.safetensors");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            matches!(&err, Error::Checkpoint { path: p, .. } if *p == path),
+            "{name}: {err:?}"
+        );
+        assert_mentions(&err, &[&path.display().to_string()]);
+    }
+}
+
+#[test]
+fn garbage_safetensors() {
+    for bytes in [&b""[..], &b"abc"[..], &[0xff; 64][..], &[0u8; 64][..]] {
+        let dir = copy_fixture("tiny-llama");
+        let path = dir.path().join("model.safetensors");
+        fs::write(&path, bytes).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            matches!(&err, Error::Checkpoint { path: p, .. } if *p == path),
+            "{bytes:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn tensor_of_wrong_shape() {
+    for (fixture_name, tensor) in [
+        ("tiny-gpt2", "transformer.h.0.mlp.c_fc.weight"),
+        ("tiny-llama", "model.layers.1.self_attn.k_proj.weight"),
+        ("tiny-llama", "model.norm.weight"),
+    ] {
+        let dir = copy_fixture(fixture_name);
+        let mut expected = Vec::new();
+        edit_checkpoint(dir.path(), |tensors| {
+            let (_, t) = tensors.iter_mut().find(|(n, _)| n == tensor).unwrap();
+            expected = t.size();
+            let mut shape = t.size();
+            shape[0] += 1;
+            *t = Tensor::zeros(shape.as_slice(), (t.kind(), Device::Cpu));
+        });
+        let err = load_err(dir.path());
+        match &err {
+            Error::ShapeMismatch { name, got, .. } => {
+                assert!(name.contains(tensor), "{err:?}");
+                assert_eq!(got[0], expected[0] + 1);
+            }
+            other => panic!("{fixture_name} {tensor}: expected ShapeMismatch, got {other:?}"),
+        }
+        assert_mentions(&err, &[tensor]);
+    }
+}
+
+#[test]
+fn missing_tensor() {
+    for (fixture_name, tensor) in [
+        ("tiny-gpt2", "transformer.h.1.mlp.c_proj.weight"),
+        ("tiny-gpt2", "transformer.wte.weight"),
+        ("tiny-llama", "model.layers.1.mlp.down_proj.weight"),
+        ("tiny-llama", "lm_head.weight"),
+    ] {
+        let dir = copy_fixture(fixture_name);
+        edit_checkpoint(dir.path(), |tensors| tensors.retain(|(n, _)| n != tensor));
+        let err = load_err(dir.path());
+        assert!(
+            matches!(&err, Error::MissingTensor { name, .. } if name == tensor),
+            "{fixture_name} {tensor}: {err:?}"
+        );
+        assert_mentions(&err, &[tensor]);
+    }
+}
+
+/// Splits `model.safetensors` into two shards with an index; `shard_names` are the names the
+/// index gives (the files are written under the real names).
+fn shard(dir: &Path, index_names: [&str; 2]) {
+    let path = dir.join("model.safetensors");
+    let tensors = Tensor::read_safetensors(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    let (a, b) = tensors.split_at(tensors.len() / 2);
+    let files = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
+    Tensor::write_safetensors(a, dir.join(files[0])).unwrap();
+    Tensor::write_safetensors(b, dir.join(files[1])).unwrap();
+    let mut map = serde_json::Map::new();
+    for (name, _) in a {
+        map.insert(name.clone(), index_names[0].into());
+    }
+    for (name, _) in b {
+        map.insert(name.clone(), index_names[1].into());
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+    fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_string(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn sharded_checkpoint_loads() {
+    let dir = copy_fixture("tiny-llama");
+    let whole = load_model(dir.path(), LoadOptions::default()).unwrap();
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
+    let sharded = load_model(dir.path(), LoadOptions::default()).unwrap();
+    let batch = single(&[1, 2, 3]);
+    let (a, b) = (
+        whole.model.forward(&batch).unwrap(),
+        sharded.model.forward(&batch).unwrap(),
+    );
+    assert!(a.equal(&b));
+}
+
+#[test]
+fn sharded_index_names_a_missing_shard() {
+    let dir = copy_fixture("tiny-llama");
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00003-of-00002.safetensors",
+        ],
+    );
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, Error::Io { path, .. } if path.ends_with("model-00003-of-00002.safetensors")),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["model-00003-of-00002.safetensors"]);
+}
+
+#[test]
+fn sharded_index_is_not_json_or_escapes_the_folder() {
+    let dir = copy_fixture("tiny-llama");
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "../model-00002-of-00002.safetensors",
+        ],
+    );
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    assert_mentions(&err, &["model.safetensors.index.json", "../model-00002"]);
+
+    fs::write(dir.path().join("model.safetensors.index.json"), "[1, 2").unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    assert_mentions(&err, &["model.safetensors.index.json"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// GGUF files
+// ---------------------------------------------------------------------------------------
+
+fn smollm2_gguf() -> Option<PathBuf> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn truncated_gguf_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("truncated.gguf");
+    let bytes = match smollm2_gguf() {
+        Some(src) => {
+            let mut bytes = fs::read(src).unwrap();
+            bytes.truncate(1000);
+            bytes
+        }
+        None => {
+            // Magic, version 3, 1 tensor, 1000 metadata entries, then nothing.
+            let mut bytes = b"GGUF".to_vec();
+            bytes.extend(3u32.to_le_bytes());
+            bytes.extend(1u64.to_le_bytes());
+            bytes.extend(1000u64.to_le_bytes());
+            bytes
+        }
+    };
+    fs::write(&path, bytes).unwrap();
+    let err = load_err(&path);
+    assert!(matches!(err, Error::Gguf(_)), "{err:?}");
+    assert_mentions(&err, &[&path.display().to_string()]);
+}
+
+#[test]
+fn random_bytes_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    for (name, content) in [
+        ("random.gguf", bytes.clone()),
+        (
+            "magic-then-random.gguf",
+            [b"GGUF".as_slice(), &bytes].concat(),
+        ),
+        ("empty.gguf", Vec::new()),
+    ] {
+        let path = dir.path().join(name);
+        fs::write(&path, content).unwrap();
+        let err = load_err(&path);
+        assert!(matches!(err, Error::Gguf(_)), "{name}: {err:?}");
+        assert_mentions(&err, &[&path.display().to_string()]);
+    }
+}
+
+/// A GGUF whose header is whole but whose tensor data is cut short: the error names the file
+/// and the tensor.
+#[test]
+fn truncated_gguf_data() {
+    let Some(src) = smollm2_gguf() else {
+        eprintln!("skipped: models/SmolLM2-135M-Instruct.Q4_1.gguf is absent");
+        return;
+    };
+    let reader = gguf::GgufFile::open(&src).unwrap();
+    let info = reader.file.tensor("token_embd.weight").unwrap().clone();
+    let (_, end) = reader.file.data_range(&info).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.gguf");
+    let mut bytes = fs::read(&src).unwrap();
+    bytes.truncate(usize::try_from(end).unwrap() - 1);
+    fs::write(&path, bytes).unwrap();
+    let err = load_err(&path);
+    assert!(matches!(err, Error::Gguf(_)), "{err:?}");
+    assert_mentions(&err, &[&path.display().to_string(), "token_embd.weight"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompts and token ids
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn empty_prompt() {
+    let dev = Device::Cpu;
+    for seqs in [vec![], vec![vec![]], vec![vec![1, 2], vec![]]] {
+        let err = TokenBatch::pad(&seqs, Padding::Left, 0, dev).unwrap_err();
+        assert!(matches!(err, Error::EmptyPrompt), "{seqs:?}: {err:?}");
+    }
+    let loaded = load_model(&fixture("tiny-gpt2"), LoadOptions::default()).unwrap();
+    let enc = loaded.tokenizer.encode("").unwrap();
+    assert!(enc.is_empty());
+    let err = TokenBatch::single(&enc.ids, dev).unwrap_err();
+    assert!(matches!(err, Error::EmptyPrompt), "{err:?}");
+
+    // A hand-built batch with no positions reaches the model.
+    let ids = Tensor::from_slice(&enc.ids).view([1, 0]);
+    let batch = TokenBatch::from_ids_and_mask(ids.shallow_clone(), ids.ones_like()).unwrap();
+    let err = loaded.model.forward(&batch).unwrap_err();
+    assert!(matches!(err, Error::EmptyPrompt), "{err:?}");
+    let err = loaded.model.embed_tokens(&ids).unwrap_err();
+    assert!(matches!(err, Error::EmptyPrompt), "{err:?}");
+
+    let options = GenerateOptions {
+        max_new_tokens: 3,
+        sampling: Sampling::Greedy,
+        stop_token: None,
+    };
+    let err = generate(&loaded.model, &[], &options).unwrap_err();
+    assert!(matches!(err, Error::EmptyPrompt), "{err:?}");
+}
+
+#[test]
+fn prompt_longer_than_context() {
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let model = tiny(arch);
+        let ids: Vec<i64> = (0..33).collect();
+        let err = model.forward(&single(&ids)).unwrap_err();
+        assert!(
+            matches!(err, Error::ContextOverflow { len: 33, n_ctx: 32 }),
+            "{err:?}"
+        );
+        assert_mentions(&err, &["33", "32"]);
+        // Exactly the context is fine.
+        let _ = model.forward(&single(&ids[..32])).unwrap();
+
+        // Through the KV cache: 30 cached + 3 new.
+        let mut cache = KvCache::new();
+        model
+            .forward_with(&single(&ids[..30]), opts(&mut cache), &mut NoHooks)
+            .unwrap();
+        let step = TokenBatch::with_positions(
+            Tensor::from_slice(&[1i64, 2, 3]).view([1, 3]),
+            Tensor::ones([1, 33], (Kind::Int64, Device::Cpu)),
+            Tensor::from_slice(&[30i64, 31, 32]).view([1, 3]),
+        )
+        .unwrap();
+        let err = model
+            .forward_with(&step, opts(&mut cache), &mut NoHooks)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ContextOverflow { len: 33, n_ctx: 32 }),
+            "{err:?}"
+        );
+        assert_eq!(cache.len(), 30, "a failed pass must not extend the cache");
+
+        // Explicit positions past the context.
+        let far = TokenBatch::with_positions(
+            Tensor::from_slice(&[1i64, 2]).view([1, 2]),
+            Tensor::ones([1, 2], (Kind::Int64, Device::Cpu)),
+            Tensor::from_slice(&[31i64, 32]).view([1, 2]),
+        )
+        .unwrap();
+        let err = model.forward(&far).unwrap_err();
+        assert!(
+            matches!(err, Error::ContextOverflow { n_ctx: 32, .. }),
+            "{err:?}"
+        );
+
+        let options = GenerateOptions {
+            max_new_tokens: 3,
+            sampling: Sampling::Greedy,
+            stop_token: None,
+        };
+        let err = generate(&model, &ids[..30], &options).unwrap_err();
+        assert!(
+            matches!(err, Error::ContextOverflow { n_ctx: 32, .. }),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn token_id_outside_vocabulary() {
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let model = tiny(arch);
+        for bad in [64i64, -1, i64::MAX, i64::MIN] {
+            let err = model.forward(&single(&[1, bad, 2])).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
+            assert_mentions(&err, &[&bad.to_string(), "64"]);
+            let err = model.embed_tokens(&Tensor::from_slice(&[bad])).unwrap_err();
+            assert_mentions(&err, &[&bad.to_string()]);
+            let options = GenerateOptions {
+                max_new_tokens: 1,
+                sampling: Sampling::Greedy,
+                stop_token: None,
+            };
+            let err = generate(&model, &[bad], &options).unwrap_err();
+            assert_mentions(&err, &[&bad.to_string()]);
+        }
+        // A pad id outside the vocabulary is rejected too, although it is masked out.
+        let batch =
+            TokenBatch::pad(&[vec![1], vec![1, 2]], Padding::Left, -1, Device::Cpu).unwrap();
+        let err = model.forward(&batch).unwrap_err();
+        assert_mentions(&err, &["-1"]);
+    }
+}
+
+#[test]
+fn attention_mask_of_wrong_shape() {
+    let model = tiny(Architecture::Gpt2);
+    let ids = Tensor::from_slice(&[1i64, 2, 3]).view([1, 3]);
+    let err = TokenBatch::from_ids_and_mask(
+        ids.shallow_clone(),
+        Tensor::ones([1, 2], (Kind::Int64, Device::Cpu)),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+    assert_mentions(&err, &["attention_mask"]);
+
+    let err = TokenBatch::with_positions(
+        ids.shallow_clone(),
+        Tensor::ones([1, 3], (Kind::Int64, Device::Cpu)),
+        Tensor::zeros([1, 2], (Kind::Int64, Device::Cpu)),
+    )
+    .unwrap_err();
+    assert_mentions(&err, &["positions"]);
+
+    // A mask longer than the positions without a KV cache.
+    let batch = TokenBatch::with_positions(
+        ids.shallow_clone(),
+        Tensor::ones([1, 5], (Kind::Int64, Device::Cpu)),
+        Tensor::from_slice(&[0i64, 1, 2]).view([1, 3]),
+    )
+    .unwrap();
+    let err = model.forward(&batch).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+    assert_mentions(&err, &["attention_mask"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Weights and edits
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn weight_of_missing_layer() {
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let mut model = tiny(arch);
+        let err = model.weight(WeightId::MlpOut(Layer(99))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LayerOutOfRange {
+                    layer: 99,
+                    n_layers: 2
+                }
+            ),
+            "{err:?}"
+        );
+        assert_mentions(&err, &["99", "2"]);
+        let err = model.weight(WeightId::AttnQ(Layer(2))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LayerOutOfRange {
+                    layer: 2,
+                    n_layers: 2
+                }
+            ),
+            "{err:?}"
+        );
+        let delta = WeightDelta::Dense {
+            target: WeightId::MlpOut(Layer(99)),
+            delta: Tensor::zeros([16, 32], (Kind::Float, Device::Cpu)),
+        };
+        let err = model.apply(&delta).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LayerOutOfRange {
+                    layer: 99,
+                    n_layers: 2
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn mlp_gate_on_gpt2() {
+    let mut model = tiny(Architecture::Gpt2);
+    let id = WeightId::MlpGate(Layer(0));
+    let err = model.weight(id).unwrap_err();
+    assert!(matches!(err, Error::Edit(_)), "{err:?}");
+    assert_mentions(&err, &["blocks.0.mlp.W_gate"]);
+    let delta = WeightDelta::Dense {
+        target: id,
+        delta: Tensor::zeros([32, 16], (Kind::Float, Device::Cpu)),
+    };
+    let err = model.apply(&delta).unwrap_err();
+    assert!(matches!(err, Error::Edit(_)), "{err:?}");
+    assert_mentions(&err, &["W_gate"]);
+    // Llama has it, [d_mlp, d_model].
+    let llama = tiny(Architecture::Llama);
+    assert_eq!(llama.weight(id).unwrap().size(), vec![32, 16]);
+}
+
+#[test]
+fn delta_of_wrong_shape() {
+    let mut model = tiny(Architecture::Llama);
+    let target = WeightId::MlpOut(Layer(0)); // [16, 32]
+    let before = model.weight(target).unwrap().copy();
+    let f = (Kind::Float, Device::Cpu);
+    let deltas = [
+        WeightDelta::Dense {
+            target,
+            delta: Tensor::ones([32, 16], f),
+        },
+        WeightDelta::Dense {
+            target,
+            delta: Tensor::ones([16 * 32], f),
+        },
+        WeightDelta::RankOne {
+            target,
+            u: Tensor::ones([32], f),
+            v: Tensor::ones([16], f),
+        },
+        WeightDelta::RankOne {
+            target,
+            u: Tensor::ones([16], f),
+            v: Tensor::ones([1, 32], f),
+        },
+    ];
+    for delta in &deltas {
+        let err = model.apply(delta).unwrap_err();
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "blocks.0.mlp.W_out"),
+            "{delta:?}: {err:?}"
+        );
+        assert_mentions(&err, &["blocks.0.mlp.W_out"]);
+        assert!(
+            model.weight(target).unwrap().equal(&before),
+            "weight changed"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hook names, patches, sampling
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_hook_names() {
+    for name in [
+        "blocks.x.hook_resid_pre",
+        "blocks.01.hook_resid_pre",
+        "blocks.+1.hook_resid_pre",
+        "blocks.-1.hook_resid_pre",
+        "blocks..hook_resid_pre",
+        "blocks.1",
+        "blocks.1.",
+        "blocks.1.hook_resid_pre ",
+        " hook_embed",
+        "blocks.99999999999999999999999.hook_resid_pre",
+        "blocks.0.hook_z",
+        "blocks.0.mlp.hook_pre",
+        "hook_nothing",
+        "HOOK_EMBED",
+        "",
+    ] {
+        let err = name.parse::<HookPoint>().unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownHookPoint(s) if s == name),
+            "{name:?}: {err:?}"
+        );
+        assert_mentions(&err, &[&format!("`{name}`")]);
+        let json = serde_json::to_string(name).unwrap();
+        assert!(
+            serde_json::from_str::<HookPoint>(&json).is_err(),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn generate_with_bad_sampling() {
+    let model = tiny(Architecture::Llama);
+    for (k, temperature) in [
+        (0, 1.0),
+        (5, 0.0),
+        (5, -1.0),
+        (5, f64::NAN),
+        (5, f64::INFINITY),
+    ] {
+        let options = GenerateOptions {
+            max_new_tokens: 2,
+            sampling: Sampling::TopK {
+                k,
+                temperature,
+                seed: 1,
+            },
+            stop_token: None,
+        };
+        let err = generate(&model, &[1, 2, 3], &options).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput(_)),
+            "k={k} t={temperature}: {err:?}"
+        );
+    }
+    // k larger than the vocabulary is clamped, not an error.
+    let options = GenerateOptions {
+        max_new_tokens: 2,
+        sampling: Sampling::TopK {
+            k: 1000,
+            temperature: 1.0,
+            seed: 1,
+        },
+        stop_token: None,
+    };
+    assert_eq!(generate(&model, &[1, 2, 3], &options).unwrap().len(), 2);
+}
+
+#[test]
+fn patch_out_of_range() {
+    let model = tiny(Architecture::Gpt2);
+    let batch = single(&[1, 2, 3]);
+    let (_, cache) = model
+        .run_with_cache(&batch, &|p| p == HookPoint::resid_pre(1))
+        .unwrap();
+    for bad in [3i64, 100, -1] {
+        let mut patch = Patch::new(&cache, PatchSites::Positions(vec![0, bad]));
+        let err = model.forward_hooked(&batch, &mut patch).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
+        assert_mentions(&err, &[&bad.to_string(), "blocks.1.hook_resid_pre"]);
+    }
+
+    // A cache from a longer prompt does not fit.
+    let longer = single(&[1, 2, 3, 4]);
+    let (_, long_cache) = model
+        .run_with_cache(&longer, &|p| p == HookPoint::mlp_post(0))
+        .unwrap();
+    let err = model
+        .forward_hooked(&batch, &mut Patch::new(&long_cache, PatchSites::All))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ReplacementShape { point, .. } if point == HookPoint::mlp_post(0)),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["blocks.0.mlp.hook_post"]);
+
+    // A batch of 2 does not broadcast into a batch of 3.
+    let two = TokenBatch::pad(
+        &[vec![1, 2, 3], vec![4, 5, 6]],
+        Padding::Left,
+        0,
+        Device::Cpu,
+    )
+    .unwrap();
+    let three = TokenBatch::pad(&vec![vec![1, 2, 3]; 3], Padding::Left, 0, Device::Cpu).unwrap();
+    let (_, cache2) = model
+        .run_with_cache(&two, &|p| p == HookPoint::Embed)
+        .unwrap();
+    let err = model
+        .forward_hooked(&three, &mut Patch::new(&cache2, PatchSites::All))
+        .unwrap_err();
+    assert!(matches!(err, Error::ReplacementShape { .. }), "{err:?}");
+
+    // Asking an empty cache for a point names it.
+    let err = ActivationCache::new().try_get(HookPoint::z(1)).unwrap_err();
+    assert!(matches!(err, Error::NoSuchHookPoint { .. }), "{err:?}");
+    assert_mentions(&err, &["blocks.1.attn.hook_z"]);
+}
+
+#[test]
+fn intervention_errors_propagate() {
+    let model = tiny(Architecture::Llama);
+    let mut failing = gpt_core::intervention::from_fn(
+        |p| p == HookPoint::resid_post(0),
+        |p, _| Err(Error::InvalidInput(format!("refused at {p}"))),
+    );
+    let err = model
+        .forward_hooked(&single(&[1, 2]), &mut failing)
+        .unwrap_err();
+    assert_mentions(&err, &["refused at blocks.0.hook_resid_post"]);
+}
