@@ -756,7 +756,8 @@ def make_smollm(out_root: Path, gguf: Path, loaded=None) -> None:
     }
     (out_root / "smollm2-reference.json").write_text(json.dumps(ref, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     save_file({k: v.contiguous() for k, v in extra.items()}, str(out_root / "smollm2-reference.safetensors"),
-              metadata={"generator": "scripts/make_reference.py", "prompt": eiffel})
+              # one metadata key only: safetensors writes metadata in hash order
+              metadata={"generator": "scripts/make_reference.py"})
     print(f"  greedy: {eiffel!r} + {tok.decode(new)!r}")
     print(f"  q/k reverse-permuted by transformers: {ref['qk_permutation']['reverse_permuted']}")
     print(f"  wrote {out_root / 'smollm2-reference.json'} and smollm2-reference.safetensors")

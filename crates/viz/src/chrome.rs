@@ -170,7 +170,14 @@ pub(crate) fn draw_y_ticks(doc: &mut SvgDoc, area: Area, scale: Scale, ticks: &T
 /// Draws tick marks and labels below `area` at the given page `x`s.
 pub(crate) fn draw_x_ticks(doc: &mut SvgDoc, area: Area, ticks: &[(f64, String)]) {
     for (x, label) in ticks {
-        doc.line(*x, area.bottom(), *x, area.bottom() + TICK_LEN, AXIS_COLOR, 1.0);
+        doc.line(
+            *x,
+            area.bottom(),
+            *x,
+            area.bottom() + TICK_LEN,
+            AXIS_COLOR,
+            1.0,
+        );
         doc.text(
             *x,
             area.bottom() + TICK_LEN + TICK_GAP + TICK_SIZE * 0.6,

@@ -16,7 +16,10 @@ pub(crate) mod vec {
     use super::*;
 
     pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
-        v.iter().map(|&x| to_opt(x)).collect::<Vec<_>>().serialize(s)
+        v.iter()
+            .map(|&x| to_opt(x))
+            .collect::<Vec<_>>()
+            .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
@@ -56,9 +59,7 @@ pub(crate) mod band {
 
     pub fn serialize<S: Serializer>(v: &Bounds, s: S) -> Result<S::Ok, S::Error> {
         let conv = |xs: &[f64]| xs.iter().map(|&x| to_opt(x)).collect::<Vec<_>>();
-        v.as_ref()
-            .map(|(lo, hi)| (conv(lo), conv(hi)))
-            .serialize(s)
+        v.as_ref().map(|(lo, hi)| (conv(lo), conv(hi))).serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bounds, D::Error> {

@@ -35,7 +35,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => PathBuf::from("."),
     };
 
-    let (tmp, mut file) = create_temp(&dir, &file_name).map_err(io("creating a temporary file", path))?;
+    let (tmp, mut file) =
+        create_temp(&dir, &file_name).map_err(io("creating a temporary file", path))?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())

@@ -103,7 +103,14 @@ impl SvgDoc {
             defs: String::new(),
             body: String::new(),
         };
-        doc.rect(0.0, 0.0, doc.width, doc.height, Rgb::new(255, 255, 255), None);
+        doc.rect(
+            0.0,
+            0.0,
+            doc.width,
+            doc.height,
+            Rgb::new(255, 255, 255),
+            None,
+        );
         doc
     }
 
@@ -140,8 +147,8 @@ impl SvgDoc {
         for (i, c) in stops.iter().enumerate() {
             let _ = writeln!(
                 self.defs,
-                r#"<stop offset="{}" stop-color="{}"/>"#,
-                num(i as f64 / last),
+                r#"<stop offset="{:.4}" stop-color="{}"/>"#,
+                i as f64 / last,
                 c.to_hex()
             );
         }

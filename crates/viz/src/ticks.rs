@@ -19,36 +19,38 @@ impl Ticks {
     }
 }
 
-/// A step of 1, 2, 2.5 or 5 times a power of ten near `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let factor = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 2.5 {
-        2.5
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    factor * mag
+/// Number of multiples of `step` inside `[lo, hi]` (up to rounding).
+fn count_within(lo: f64, hi: f64, step: f64) -> f64 {
+    ((hi / step + 1e-9).floor() - (lo / step - 1e-9).ceil() + 1.0).max(0.0)
 }
 
 /// About `target` nice ticks inside `[lo, hi]` (both ends included up to
-/// rounding).
+/// rounding): the step of 1, 2 or 5 times a power of ten whose tick count is
+/// nearest `target`, more ticks winning ties.
 pub(crate) fn ticks_within(lo: f64, hi: f64, target: usize) -> Ticks {
-    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo, lo + 1.0) };
-    let step = nice_step((hi - lo) / target.max(1) as f64);
+    let (lo, hi) = if hi > lo && (hi - lo).is_finite() {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    };
+    let target = target.max(2) as f64;
+    let raw = (hi - lo) / target;
+    let mag = 10f64.powf(raw.log10().floor());
+    let mut step = mag;
+    let mut best = f64::INFINITY;
+    for m in [mag / 10.0, mag, mag * 10.0] {
+        for f in [1.0, 2.0, 5.0] {
+            let s = f * m;
+            let miss = (count_within(lo, hi, s) - target).abs();
+            if s > 0.0 && s.is_finite() && miss < best {
+                best = miss;
+                step = s;
+            }
+        }
+    }
     let eps = step * 1e-9;
-    let first = (lo / step - 1e-9).ceil();
     let mut values = Vec::new();
-    let mut k = first;
+    let mut k = (lo / step - 1e-9).ceil();
     while k * step <= hi + eps && values.len() < 1000 {
         let v = k * step;
         values.push(if v.abs() < eps { 0.0 } else { v });
@@ -98,11 +100,16 @@ mod tests {
         let t = ticks_within(0.0, 1.0, 5);
         assert_eq!(t.labels(), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
         let t = ticks_within(0.03, 0.71, 5);
-        assert_eq!(t.labels(), ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]);
+        assert_eq!(
+            t.labels(),
+            ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
+        );
         let t = ticks_within(0.0, 29.0, 6);
         assert_eq!(t.labels(), ["0", "5", "10", "15", "20", "25"]);
         let t = ticks_within(-0.05, 0.05, 4);
-        assert!(t.labels().contains(&"0.000".to_string()) || t.labels().contains(&"0.00".to_string()));
+        assert_eq!(t.labels(), ["-0.04", "-0.02", "0.00", "0.02", "0.04"]);
+        let t = ticks_within(0.0, 0.4, 6);
+        assert_eq!(t.labels(), ["0.0", "0.1", "0.2", "0.3", "0.4"]);
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! The error type of `causal-trace`.
+
+use std::path::PathBuf;
+
+/// Errors of tracing, patching and dataset runs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model failed (shapes, context, libtorch).
+    #[error(transparent)]
+    Model(#[from] gpt_core::Error),
+    /// libtorch failed outside a model call.
+    #[error("libtorch: {0}")]
+    Torch(#[from] gpt_core::tch::TchError),
+    /// The subject does not occur in the prompt.
+    #[error("subject {subject:?} does not occur in prompt {prompt:?}")]
+    SubjectNotFound {
+        /// The subject.
+        subject: String,
+        /// The prompt.
+        prompt: String,
+    },
+    /// The subject is empty.
+    #[error("the subject is empty")]
+    EmptySubject,
+    /// A trace or patch setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+    /// A facts file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A facts file is malformed.
+    #[error("{path}: record {index}: {reason}")]
+    BadRecord {
+        /// The file.
+        path: PathBuf,
+        /// Index of the record in the file's list.
+        index: usize,
+        /// What is wrong (names the field).
+        reason: String,
+    },
+    /// A facts file is not a JSON list.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing results failed.
+    #[error("cannot write {path}: {error}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

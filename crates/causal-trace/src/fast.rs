@@ -1,0 +1,175 @@
+//! The fast schedule (DESIGN §4).
+//!
+//! Restoring a state at token `t` cannot change positions `< t`, nor anything below the first
+//! restored layer. So for each token `t`, every layer's cell starts from the corrupted run's
+//! residual at its first affected block, runs only positions `t..` (attending to the
+//! corrupted run's cached keys/values of positions `< t`), and only the last position is
+//! unembedded. All cells of one token run together, block by block: a cell joins the batch
+//! at its first affected block, so block `j` runs one large batch of every cell started by
+//! then (`cells × N` rows).
+
+use gpt_core::tch::{Kind, Tensor};
+use gpt_core::{BlocksInput, HookPoint, KvCache};
+
+use crate::error::Result;
+use crate::flops;
+use crate::hooks::{SetPosition, SetPositions};
+use crate::trace::{GridSpec, TraceKind, Tracer};
+
+/// One grid cell: restore around `layer`, first affected block `start`.
+struct Cell {
+    layer: usize,
+    start: usize,
+    /// Blocks whose restored site is set to its clean value (window kinds).
+    window: std::ops::Range<usize>,
+}
+
+/// Scores of every layer for token `t`.
+pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Result<Vec<f64>> {
+    let model = tracer.model;
+    let c = model.config();
+    let (n_layers, n) = (c.n_layers, tracer.setup.samples);
+    let len = tracer.prompt.len();
+    let s = (len - t) as i64;
+    let device = model.device();
+    let ti = t as i64;
+
+    let cells: Vec<Cell> = (0..n_layers)
+        .map(|layer| {
+            let window = spec.layers_for(layer, n_layers);
+            let start = match spec.kind {
+                TraceKind::Hidden => layer + 1,
+                TraceKind::Mlp | TraceKind::Attn => window.start,
+            };
+            Cell {
+                layer,
+                start,
+                window,
+            }
+        })
+        .collect();
+
+    // The state entering block `start` for a cell, `[N, s, d]`.
+    let initial = |cell: &Cell| -> Result<Tensor> {
+        match spec.kind {
+            TraceKind::Hidden => {
+                let point = HookPoint::resid_post(cell.layer);
+                let corrupted = tracer.corrupted.try_get(point)?.f_narrow(1, ti, s)?;
+                let mut state = corrupted.f_zeros_like()?;
+                state.f_copy_(&corrupted)?;
+                let clean = tracer.clean.try_get(point)?.f_select(1, ti)?; // [1, d]
+                state
+                    .f_select(1, 0)?
+                    .f_copy_(&clean.f_expand([n as i64, -1], false)?)?;
+                Ok(state)
+            }
+            TraceKind::Mlp | TraceKind::Attn => {
+                let point = HookPoint::resid_pre(cell.start);
+                Ok(tracer.corrupted.try_get(point)?.f_narrow(1, ti, s)?)
+            }
+        }
+    };
+
+    let positions_row = Tensor::f_arange_start(ti, len as i64, (Kind::Int64, device))?;
+    let mut order: Vec<usize> = Vec::with_capacity(n_layers); // cell index of each batch group
+    let mut state: Option<Tensor> = None;
+    let join = |state: Option<Tensor>, new: Vec<Tensor>| -> Result<Option<Tensor>> {
+        if new.is_empty() {
+            return Ok(state);
+        }
+        let mut parts: Vec<Tensor> = state.into_iter().collect();
+        parts.extend(new);
+        Ok(Some(Tensor::f_cat(&parts, 0)?))
+    };
+
+    for j in 0..n_layers {
+        let joining: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].start == j).collect();
+        let new = joining
+            .iter()
+            .map(|&i| initial(&cells[i]))
+            .collect::<Result<Vec<_>>>()?;
+        order.extend(&joining);
+        state = join(state.take(), new)?;
+        let Some(x) = state.take() else { continue };
+        let groups = order.len();
+        let rows = (groups * n) as i64;
+
+        // Interventions at block j, as row masks over the batch.
+        let mut edits = Vec::new();
+        if spec.kind != TraceKind::Hidden {
+            let flags: Vec<bool> = order
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(cells[i].window.contains(&j), n))
+                .collect();
+            if flags.iter().any(|&f| f) {
+                let point = HookPoint::block(j, spec.kind.site());
+                edits.push(SetPosition {
+                    point,
+                    pos: 0,
+                    mask: Tensor::f_from_slice(&flags)?.f_to_device(device)?,
+                    values: tracer.clean.try_get(point)?.f_select(1, ti)?, // [1, d]
+                });
+            }
+        }
+        if let Some(sever) = spec.sever {
+            // Every active cell's restored state must not act through this module at `t`:
+            // pin it to the corrupted run's value (rows of each group are the N samples).
+            let point = HookPoint::block(j, sever.site());
+            let corrupted = tracer.corrupted.try_get(point)?.f_select(1, ti)?; // [N, d]
+            edits.push(SetPosition {
+                point,
+                pos: 0,
+                mask: Tensor::f_ones([rows], (Kind::Bool, device))?,
+                values: corrupted.f_repeat([groups as i64, 1])?,
+            });
+        }
+
+        let past = if t > 0 {
+            let (k, v) = tracer.corrupted_kv.layer(j).ok_or_else(|| {
+                crate::Error::InvalidConfig(format!("no cached keys/values for layer {j}"))
+            })?;
+            let rep = |x: &Tensor| -> Result<Tensor> {
+                Ok(x.f_narrow(2, 0, ti)?.f_repeat([groups as i64, 1, 1, 1])?)
+            };
+            let mut layers: Vec<Option<(Tensor, Tensor)>> = (0..n_layers).map(|_| None).collect();
+            layers[j] = Some((rep(k)?, rep(v)?));
+            Some(KvCache::from_layers(t, layers)?)
+        } else {
+            None
+        };
+        let input = BlocksInput {
+            layers: j..j + 1,
+            resid: x,
+            positions: positions_row.f_unsqueeze(0)?.f_expand([rows, s], false)?,
+            past: past.as_ref(),
+        };
+        let out = model
+            .forward_blocks(input, &mut SetPositions(edits))?
+            .resid()?;
+        tracer.add_flops(flops::block(c, rows as usize, s as usize, t));
+        state = Some(out);
+    }
+
+    // Cells restoring the last layer's output join after the last block.
+    let joining: Vec<usize> = (0..cells.len())
+        .filter(|&i| cells[i].start == n_layers)
+        .collect();
+    let new = joining
+        .iter()
+        .map(|&i| initial(&cells[i]))
+        .collect::<Result<Vec<_>>>()?;
+    order.extend(&joining);
+    let state = join(state, new)?;
+    let Some(x) = state else {
+        return Ok(Vec::new());
+    };
+    let last = x.f_select(1, s - 1)?; // [groups·N, d]
+    let logits = model.unembed(&last)?;
+    tracer.add_flops(flops::unembed(c, order.len() * n));
+    let group_scores = tracer.group_scores(&logits, order.len())?;
+    let mut row = vec![f64::NAN; n_layers];
+    for (g, &i) in order.iter().enumerate() {
+        row[cells[i].layer] = group_scores[g];
+    }
+    Ok(row)
+}

@@ -1,0 +1,96 @@
+//! The naive schedule: one full forward pass (clean row + corrupted rows) per grid cell, as
+//! the reference implementation does. Kept as the oracle of the fast schedule.
+
+use gpt_core::tch::Tensor;
+use gpt_core::{ActivationCache, ForwardOptions, HookPoint, LogitsAt, TokenBatch};
+
+use crate::error::Result;
+use crate::flops;
+use crate::hooks::{CorruptEmbed, RestoreFromRow0, SetPosition, SetPositions};
+use crate::trace::{GridSpec, Tracer};
+
+/// Scores of every layer for token `t`.
+pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Result<Vec<f64>> {
+    let model = tracer.model;
+    let c = model.config();
+    let n = tracer.setup.samples;
+    let len = tracer.prompt.len();
+    let batch = TokenBatch::pad(
+        &vec![tracer.prompt.ids.clone(); n + 1],
+        Default::default(),
+        0,
+        model.device(),
+    )?;
+    let span = tracer.prompt.subject_range.clone();
+    // Severed traces: a first pass records the frozen module's corrupted outputs (the
+    // reference's two-pass rule; with common random numbers its values are the corrupted run's).
+    let frozen: Option<ActivationCache> = match spec.sever {
+        Some(sever) => {
+            let site = sever.site();
+            let mut hooks = (
+                CorruptEmbed::new(&tracer.corrupted_embed, span.clone(), 1),
+                gpt_core::CacheHook::new(
+                    move |p: HookPoint| matches!(p, HookPoint::Block(_, s) if s == site),
+                ),
+            );
+            model.forward_with(
+                &batch,
+                ForwardOptions {
+                    kv_cache: None,
+                    logits: LogitsAt::Last,
+                },
+                &mut hooks,
+            )?;
+            tracer.add_flops(flops::forward(c, n + 1, len, 0, n + 1));
+            Some(hooks.1.into_cache())
+        }
+        None => None,
+    };
+    let mut row = Vec::with_capacity(c.n_layers);
+    for layer in 0..c.n_layers {
+        let points = spec
+            .layers_for(layer, c.n_layers)
+            .map(|l| HookPoint::block(l, spec.kind.site()))
+            .collect();
+        let mut freeze = Vec::new();
+        if let (Some(sever), Some(frozen)) = (spec.sever, frozen.as_ref()) {
+            let mut mask = vec![true; n + 1];
+            mask[0] = false;
+            let mask = Tensor::f_from_slice(&mask)?.f_to_device(model.device())?;
+            for l in 0..c.n_layers {
+                let point = HookPoint::block(l, sever.site());
+                freeze.push(SetPosition {
+                    point,
+                    pos: t as i64,
+                    mask: mask.shallow_clone(),
+                    values: frozen.try_get(point)?.f_select(1, t as i64)?,
+                });
+            }
+        }
+        let mut hooks = (
+            (
+                CorruptEmbed::new(&tracer.corrupted_embed, span.clone(), 1),
+                RestoreFromRow0 {
+                    points,
+                    pos: t as i64,
+                },
+            ),
+            SetPositions(freeze),
+        );
+        // Logits at every position, as the reference computes them; the score reads the last.
+        let logits = model
+            .forward_with(
+                &batch,
+                ForwardOptions {
+                    kv_cache: None,
+                    logits: LogitsAt::All,
+                },
+                &mut hooks,
+            )?
+            .logits()?;
+        tracer.add_flops(flops::forward(c, n + 1, len, 0, (n + 1) * len));
+        let corrupted_rows = logits.f_narrow(0, 1, n as i64)?.f_select(1, -1)?;
+        row.push(tracer.group_scores(&corrupted_rows, 1)?[0]);
+    }
+    Ok(row)
+}
