@@ -4,6 +4,8 @@ mod common;
 mod demo;
 mod generate;
 mod predict;
+mod trace;
+mod trace_dataset;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,11 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Continue a prompt (greedy, or seeded top-k sampling).
     Generate(generate::GenerateArgs),
+    /// Causal trace of one fact: restoration grids over tokens × layers, with pictures.
+    Trace(trace::TraceArgs),
+    /// Causal traces of every known fact of a known-facts file, averaged per token category
+    /// (ROME §1.5), with figures; resumable.
+    TraceDataset(trace_dataset::TraceDatasetArgs),
 }
 
 /// Runs the parsed command.
@@ -32,5 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Trace(args) => trace::run(args),
+        Command::TraceDataset(args) => trace_dataset::run(args),
     }
 }

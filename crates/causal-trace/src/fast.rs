@@ -33,6 +33,11 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     let s = (len - t) as i64;
     let device = model.device();
     let ti = t as i64;
+    // Corruption only touches the subject, so positions before it are identical in the clean
+    // and corrupted runs at every layer: restoring them changes nothing.
+    if t < tracer.prompt.subject_range.start {
+        return Ok(vec![tracer.corrupted_score; n_layers]);
+    }
 
     let cells: Vec<Cell> = (0..n_layers)
         .map(|layer| {

@@ -28,18 +28,24 @@
 
 #![warn(missing_docs)]
 
+pub mod dataset;
 mod error;
 mod fast;
+#[cfg(feature = "viz")]
+mod figures;
 pub mod flops;
 mod hooks;
 pub mod metric;
 mod naive;
 pub mod noise;
+pub mod patching;
 mod prompt;
+mod summary;
 mod trace;
 
 pub use error::{Error, Result};
 pub use metric::{FnMetric, LogitDiff, Metric, TokenProb};
+pub use patching::{last_subject_sites, patch_run, PatchResult, PatchSite};
 pub use prompt::TracePrompt;
 pub use trace::{
     Answer, GridSpec, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer,

@@ -7,6 +7,9 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::transformer::{Attention, Block, Linear, Mlp, Norm, Transformer, TransformerParts};
 
+/// Serialises [`Transformer::random`]'s use of libtorch's global generator.
+static RANDOM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How to draw random weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RandomInit {
@@ -82,6 +85,12 @@ impl Transformer {
     ) -> Result<Self> {
         config.validate(std::path::Path::new("<random>"))?;
         let _guard = tch::no_grad_guard();
+        // libtorch's CPU generator is process-global: hold a lock from seeding to the last
+        // draw so that concurrent calls (e.g. parallel tests) cannot interleave their draws
+        // and the same seed always gives the same weights.
+        let _seeded = RANDOM_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tch::manual_seed(init.seed);
         let opts = (Kind::Float, Device::Cpu);
         let conv = |t: Tensor| -> Result<Tensor> { Ok(t.f_to_kind(kind)?.f_to_device(device)?) };

@@ -289,10 +289,13 @@ impl Transformer {
         let scores = q
             .f_matmul(&k_rep.f_transpose(-2, -1)?)?
             .f_mul_scalar(scale)?;
-        let masked_value = if self.kind == Kind::Half {
-            -65504.0
-        } else {
-            f64::from(f32::MIN)
+        // The most negative finite value of the compute dtype: f32::MIN overflows f16 and
+        // bf16 (libtorch then refuses the fill), and -inf would turn fully masked rows (the
+        // padding queries of a left-padded batch) into NaN.
+        let masked_value = match self.kind {
+            Kind::Half => -65504.0,
+            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+            _ => f64::from(f32::MIN),
         };
         let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value)?;
         let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(self.kind)?;

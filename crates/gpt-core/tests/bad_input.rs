@@ -11,9 +11,10 @@ use gpt_core::cache::ActivationCache;
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    generate, load_model, Architecture, EditableModel, Error, ForwardOptions, GenerateOptions,
-    HookPoint, HookableModel, KvCache, Layer, LoadOptions, LogitsAt, NoHooks, Padding, Patch,
-    PatchSites, RandomInit, Sampling, TokenBatch, Transformer, WeightDelta, WeightId,
+    generate, load_model, Architecture, BlocksInput, EditableModel, Error, ForwardOptions,
+    GenerateOptions, HookPoint, HookableModel, KvCache, Layer, LoadOptions, LogitsAt, NoHooks,
+    Padding, Patch, PatchSites, RandomInit, Sampling, TokenBatch, Transformer, WeightDelta,
+    WeightId,
 };
 use tempfile::TempDir;
 
@@ -361,22 +362,21 @@ fn sharded_checkpoint_loads() {
     assert!(a.equal(&b));
 }
 
+const MISSING_SHARD: &str = "model-00003-of-00002.safetensors";
+
 #[test]
 fn sharded_index_names_a_missing_shard() {
     let dir = copy_fixture("tiny-llama");
     shard(
         dir.path(),
-        [
-            "model-00001-of-00002.safetensors",
-            "model-00003-of-00002.safetensors",
-        ],
+        ["model-00001-of-00002.safetensors", MISSING_SHARD],
     );
     let err = load_err(dir.path());
     assert!(
-        matches!(&err, Error::Io { path, .. } if path.ends_with("model-00003-of-00002.safetensors")),
+        matches!(&err, Error::Io { path, .. } if path.ends_with(MISSING_SHARD)),
         "{err:?}"
     );
-    assert_mentions(&err, &["model-00003-of-00002.safetensors"]);
+    assert_mentions(&err, &[MISSING_SHARD]);
 }
 
 #[test]
@@ -880,4 +880,140 @@ fn intervention_errors_propagate() {
         .forward_hooked(&single(&[1, 2]), &mut failing)
         .unwrap_err();
     assert_mentions(&err, &["refused at blocks.0.hook_resid_post"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Resuming passes and KV caches
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn kv_cache_misuse() {
+    let model = tiny(Architecture::Llama);
+    let mut cache = KvCache::new();
+    let _ = model
+        .forward_with(&single(&[1, 2, 3]), opts(&mut cache), &mut NoHooks)
+        .unwrap();
+    let err = cache.prefix(4).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_mentions(&err, &["4", "3"]);
+
+    // A step whose mask does not cover the cached positions.
+    let step = TokenBatch::pad(&[vec![4]], Padding::Right, 0, Device::Cpu).unwrap();
+    let err = model
+        .forward_with(&step, opts(&mut cache), &mut NoHooks)
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+    assert_mentions(&err, &["attention_mask"]);
+
+    // A step with a different batch size than the cache: an error, not a panic.
+    let step = TokenBatch::with_positions(
+        Tensor::from_slice(&[4i64, 5]).view([2, 1]),
+        Tensor::ones([2, 4], (Kind::Int64, Device::Cpu)),
+        Tensor::from_slice(&[3i64, 3]).view([2, 1]),
+    )
+    .unwrap();
+    assert!(model
+        .forward_with(&step, opts(&mut cache), &mut NoHooks)
+        .is_err());
+    assert_eq!(cache.len(), 3);
+
+    let f = (Kind::Float, Device::Cpu);
+    let err = KvCache::from_layers(
+        5,
+        vec![Some((
+            Tensor::zeros([1, 2, 4, 4], f),
+            Tensor::zeros([1, 2, 4, 4], f),
+        ))],
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_mentions(&err, &["layer 0", "5"]);
+}
+
+#[test]
+fn forward_blocks_misuse() {
+    let model = tiny(Architecture::Gpt2);
+    let batch = single(&[1, 2, 3]);
+    let (_, cache) = model
+        .run_with_cache(&batch, &|p| p == HookPoint::resid_pre(1))
+        .unwrap();
+    let resid = cache.try_get(HookPoint::resid_pre(1)).unwrap();
+    let input = |layers: std::ops::Range<usize>, resid: Tensor, positions: Tensor| BlocksInput {
+        layers,
+        resid,
+        positions,
+        past: None,
+    };
+
+    let err = model
+        .forward_blocks(
+            input(1..3, resid.shallow_clone(), batch.positions.shallow_clone()),
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LayerOutOfRange {
+                layer: 3,
+                n_layers: 2
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = model
+        .forward_blocks(
+            input(
+                1..2,
+                Tensor::zeros([1, 3, 15], (Kind::Float, Device::Cpu)),
+                batch.positions.shallow_clone(),
+            ),
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+
+    let err = model
+        .forward_blocks(
+            input(
+                1..2,
+                resid.shallow_clone(),
+                Tensor::from_slice(&[0i64, 1]).view([1, 2]),
+            ),
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+
+    let err = model
+        .forward_blocks(
+            input(
+                1..2,
+                resid.shallow_clone(),
+                Tensor::from_slice(&[30i64, 31, 32]).view([1, 3]),
+            ),
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ContextOverflow { n_ctx: 32, .. }),
+        "{err:?}"
+    );
+
+    // A past cache that lacks the layers to run.
+    let past = KvCache::from_layers(0, vec![]).unwrap();
+    let err = model
+        .forward_blocks(
+            BlocksInput {
+                layers: 1..2,
+                resid: resid.shallow_clone(),
+                positions: batch.positions.shallow_clone(),
+                past: Some(&past),
+            },
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_mentions(&err, &["layer 1"]);
 }

@@ -1,0 +1,205 @@
+//! `factscope trace`: one causal trace (hidden / MLP / attention grids) with pictures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use causal_trace::noise::{embedding_std, Corruption, NoiseLevel};
+use causal_trace::{GridSpec, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer};
+use clap::{Args, ValueEnum};
+use gpt_core::{HookableModel, LoadedModel};
+use viz::Figure;
+
+use super::common::ModelArgs;
+
+/// `--kind`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum KindArg {
+    /// Block outputs.
+    Hidden,
+    /// MLP outputs (windowed).
+    Mlp,
+    /// Attention outputs (windowed).
+    Attn,
+    /// All three.
+    All,
+}
+
+impl KindArg {
+    /// The trace kinds selected.
+    pub fn kinds(self) -> Vec<TraceKind> {
+        match self {
+            KindArg::Hidden => vec![TraceKind::Hidden],
+            KindArg::Mlp => vec![TraceKind::Mlp],
+            KindArg::Attn => vec![TraceKind::Attn],
+            KindArg::All => TraceKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// Arguments of `factscope trace`.
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt.
+    #[arg(long)]
+    prompt: String,
+    /// The subject, as it occurs in the prompt.
+    #[arg(long)]
+    subject: String,
+    /// What to restore.
+    #[arg(long, value_enum, default_value_t = KindArg::All)]
+    kind: KindArg,
+    /// Number of corrupted runs.
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    /// Noise = K × the std of the subject's token embeddings (ROME's rule) [default: 3].
+    #[arg(long, value_name = "K", conflicts_with = "noise_std")]
+    noise_scale: Option<f64>,
+    /// Noise with this fixed std.
+    #[arg(long, value_name = "S")]
+    noise_std: Option<f64>,
+    /// Layers restored together for MLP / attention traces.
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Noise seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Folder for the grids (JSON) and pictures (SVG, PNG).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the grids as JSON to stdout (instead of the summary).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The corruption chosen by `--noise-scale` / `--noise-std`, with σ over `subjects`.
+pub fn corruption(
+    loaded: &LoadedModel,
+    noise_scale: Option<f64>,
+    noise_std: Option<f64>,
+    subjects: &[String],
+) -> anyhow::Result<(Corruption, Option<f64>)> {
+    if let Some(s) = noise_std {
+        if !(s.is_finite() && s >= 0.0) {
+            bail!("--noise-std {s} must be a finite number >= 0");
+        }
+        return Ok((
+            Corruption::Gaussian {
+                level: NoiseLevel::Std(s),
+            },
+            None,
+        ));
+    }
+    let k = noise_scale.unwrap_or(3.0);
+    if !(k.is_finite() && k >= 0.0) {
+        bail!("--noise-scale {k} must be a finite number >= 0");
+    }
+    let sigma = embedding_std(&loaded.model, &loaded.tokenizer, subjects)?;
+    Ok((
+        Corruption::Gaussian {
+            level: NoiseLevel::EmbeddingStdMultiple(k),
+        },
+        Some(sigma),
+    ))
+}
+
+/// A short model name for figure labels (file stem).
+pub fn model_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    stem.split('.').next().unwrap_or(stem).to_string()
+}
+
+/// Runs `factscope trace`.
+pub fn run(args: TraceArgs) -> anyhow::Result<()> {
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let loaded = args.model.load()?;
+    let n_layers = loaded.model.config().n_layers;
+    if args.window == 0 || args.window > n_layers {
+        bail!(
+            "--window {} must be between 1 and the model's {n_layers} layers",
+            args.window
+        );
+    }
+    let prompt = TracePrompt::new(&loaded.tokenizer, &args.prompt, &args.subject)?;
+    let (corruption, sigma) = corruption(
+        &loaded,
+        args.noise_scale,
+        args.noise_std,
+        &[args.subject.clone()],
+    )?;
+    let setup = TraceSetup {
+        samples: args.samples,
+        corruption,
+        sigma,
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
+    let mut grids = Vec::new();
+    for kind in args.kind.kinds() {
+        let mut spec = GridSpec::new(kind);
+        spec.window = args.window;
+        grids.push(tracer.grid(&spec)?);
+    }
+    let elapsed = started.elapsed();
+    if let Some(out) = &args.out {
+        write_grids(&grids, out, &model_name(&loaded.path))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&grids)?);
+        return Ok(());
+    }
+    print_summary(&grids, elapsed);
+    if let Some(out) = &args.out {
+        println!("wrote grids and pictures to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Writes `trace_{kind}.json`, `.svg` and `.png` for each grid.
+pub fn write_grids(grids: &[TraceGrid], out: &Path, model_name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for g in grids {
+        let stem = match g.sever {
+            None => format!("trace_{}", g.kind.name()),
+            Some(s) => format!("trace_{}_severed_{s:?}", g.kind.name()).to_lowercase(),
+        };
+        let json = serde_json::to_vec_pretty(g)?;
+        viz::write_atomic(&out.join(format!("{stem}.json")), &json)?;
+        let map = g.to_heatmap(model_name);
+        map.save(&out.join(format!("{stem}.svg")))?;
+        map.save(&out.join(format!("{stem}.png")))?;
+    }
+    Ok(())
+}
+
+/// Prints the answer, the clean and corrupted scores and the strongest cell of each grid.
+pub fn print_summary(grids: &[TraceGrid], elapsed: std::time::Duration) {
+    let Some(first) = grids.first() else { return };
+    let (b, e) = first.subject_range;
+    println!(
+        "prompt: {:?}\nsubject: {:?} (tokens {b}..{e})\nanswer: {:?}  clean {} = {:.4}, corrupted = {:.4}  ({} samples, noise {:?})",
+        first.prompt, first.subject, first.answer.text, first.metric, first.clean_score, first.corrupted_score, first.samples, first.noise
+    );
+    for g in grids {
+        let mut best = (f64::NEG_INFINITY, 0, 0);
+        for (r, row) in g.scores.iter().enumerate() {
+            for (l, &v) in row.iter().enumerate() {
+                if v > best.0 {
+                    best = (v, g.rows[r], l);
+                }
+            }
+        }
+        let (v, t, l) = best;
+        println!(
+            "  {:<6} strongest restoration: token {t} {:?}{} at layer {l}: {v:.4}",
+            g.kind.name(),
+            g.tokens.get(t).map(String::as_str).unwrap_or(""),
+            if t >= b && t < e { "*" } else { "" }
+        );
+    }
+    println!("traced in {:.2} s", elapsed.as_secs_f64());
+}
