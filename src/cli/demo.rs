@@ -1,6 +1,10 @@
 //! `factscope demo`: the README's main job on the bundled model: next-token predictions and
-//! a short greedy continuation for a few factual prompts.
+//! a short greedy continuation for a few factual prompts, then a causal trace of the Eiffel
+//! Tower fact (hidden, MLP and attention heatmaps written to `--out`).
 
+use std::path::PathBuf;
+
+use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
 use clap::Args;
 use gpt_core::{generate, GenerateOptions, HookableModel, Sampling};
 
@@ -24,6 +28,12 @@ pub struct DemoArgs {
     /// Tokens to generate per prompt.
     #[arg(long, default_value_t = 12)]
     max_new_tokens: usize,
+    /// Where the trace's grids and heatmaps go.
+    #[arg(long, default_value = "out/demo")]
+    out: PathBuf,
+    /// Skip the causal trace.
+    #[arg(long)]
+    no_trace: bool,
 }
 
 /// Runs `factscope demo`.
@@ -63,5 +73,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             top.join(", ")
         );
     }
+    if args.no_trace {
+        return Ok(());
+    }
+    let (prompt, subject) = ("The Eiffel Tower is located in the city of", "The Eiffel Tower");
+    println!("\ncausal trace of {subject:?} in {prompt:?} (10 samples, noise 3σ, window 10) ...");
+    let started = std::time::Instant::now();
+    let trace_prompt = TracePrompt::new(&loaded.tokenizer, prompt, subject)?;
+    let (corruption, sigma) = super::trace::corruption(&loaded, None, None, &[subject.to_string()])?;
+    let setup = TraceSetup {
+        samples: 10,
+        corruption,
+        sigma,
+        seed: 1,
+    };
+    let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, trace_prompt, setup, None)?;
+    let grids = TraceKind::ALL
+        .iter()
+        .map(|&kind| tracer.grid(&GridSpec::new(kind)))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::trace::print_summary(&grids, started.elapsed());
+    super::trace::write_grids(&grids, &args.out, &super::trace::model_name(&loaded.path))?;
+    println!("heatmaps: {}/trace_{{hidden,mlp,attn}}.{{png,svg}}", args.out.display());
     Ok(())
 }
