@@ -76,11 +76,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.no_trace {
         return Ok(());
     }
-    let (prompt, subject) = ("The Eiffel Tower is located in the city of", "The Eiffel Tower");
+    let (prompt, subject) = (
+        "The Eiffel Tower is located in the city of",
+        "The Eiffel Tower",
+    );
     println!("\ncausal trace of {subject:?} in {prompt:?} (10 samples, noise 3σ, window 10) ...");
     let started = std::time::Instant::now();
     let trace_prompt = TracePrompt::new(&loaded.tokenizer, prompt, subject)?;
-    let (corruption, sigma) = super::trace::corruption(&loaded, None, None, &[subject.to_string()])?;
+    let (corruption, sigma) =
+        super::trace::corruption(&loaded, None, None, &[subject.to_string()])?;
     let setup = TraceSetup {
         samples: 10,
         corruption,
@@ -94,6 +98,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     super::trace::print_summary(&grids, started.elapsed());
     super::trace::write_grids(&grids, &args.out, &super::trace::model_name(&loaded.path))?;
-    println!("heatmaps: {}/trace_{{hidden,mlp,attn}}.{{png,svg}}", args.out.display());
+    println!(
+        "heatmaps: {}/trace_{{hidden,mlp,attn}}.{{png,svg}}",
+        args.out.display()
+    );
     Ok(())
 }

@@ -229,6 +229,25 @@ fn zero_sizes_are_config_errors() {
 }
 
 #[test]
+fn broken_or_missing_tokenizer() {
+    let dir = copy_fixture("tiny-gpt2");
+    let path = dir.path().join("tokenizer.json");
+    fs::write(&path, "{ not a tokenizer").unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Tokenizer(_)), "{err:?}");
+    assert_mentions(&err, &["tokenizer.json"]);
+
+    // Without tokenizer.json the loader falls back to vocab.json + merges.txt ...
+    fs::remove_file(&path).unwrap();
+    load_model(dir.path(), LoadOptions::default()).unwrap();
+    // ... and without those too the folder is not a model.
+    fs::remove_file(dir.path().join("merges.txt")).unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::NotAModel { .. }), "{err:?}");
+    assert_mentions(&err, &["tokenizer.json", "merges.txt"]);
+}
+
+#[test]
 fn missing_safetensors() {
     let dir = copy_fixture("tiny-gpt2");
     fs::remove_file(dir.path().join("model.safetensors")).unwrap();
