@@ -128,7 +128,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         &loaded,
         args.noise_scale,
         args.noise_std,
-        &[args.subject.clone()],
+        std::slice::from_ref(&args.subject),
     )?;
     let setup = TraceSetup {
         samples: args.samples,

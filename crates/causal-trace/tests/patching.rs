@@ -1,5 +1,7 @@
 //! Activation patching between clean prompts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use causal_trace::{last_subject_sites, patch_run, PatchSite, TracePrompt};

@@ -1,6 +1,8 @@
 //! The fast schedule against the naive one-pass-per-cell oracle, on random-weight models of
 //! both architectures and on the bundled model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use causal_trace::noise::{Corruption, NoiseLevel};

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p factscope-gpt-core --bench forward`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -4,6 +4,8 @@
 //! These tests need `models/SmolLM2-135M-Instruct.Q4_1.gguf` (scripts/fetch-model.sh, run
 //! by the README's test command); without it they print a note and pass vacuously.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use gpt_core::tch::{Kind, Tensor};
