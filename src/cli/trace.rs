@@ -71,6 +71,10 @@ pub struct TraceArgs {
     /// Print the grids as JSON to stdout (instead of the summary).
     #[arg(long)]
     json: bool,
+    /// The answer the prompt should get (e.g. "Paris"); if the model predicts something
+    /// else, that is reported and the trace follows the model's actual answer.
+    #[arg(long)]
+    expect: Option<String>,
 }
 
 /// The corruption chosen by `--noise-scale` / `--noise-std`, with σ over `subjects`.
@@ -138,6 +142,15 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
+    if let Some(expect) = &args.expect {
+        let actual = &tracer.answer().text;
+        if actual.trim() != expect.trim() {
+            eprintln!(
+                "warning: the model answers {actual:?} (p = {:.3}), not {expect:?}; tracing its actual answer",
+                tracer.clean_score()
+            );
+        }
+    }
     let mut grids = Vec::new();
     for kind in args.kind.kinds() {
         let mut spec = GridSpec::new(kind);

@@ -1,0 +1,73 @@
+//! Peak memory of loading a model into f32: prints the resident set before loading (the
+//! process with libtorch initialised), the peak after loading (VmHWM), the f32 size of the
+//! weights, and the ratio of the load's peak increase to that size.
+//!
+//! `cargo run --release -p factscope-gpt-core --example load_memory [-- PATH]`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{load_model, EditableModel, HookableModel, LoadOptions, WeightId};
+
+fn status_mib(key: &str) -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("field");
+    kb / 1024.0
+}
+
+fn main() {
+    let path = std::env::args().nth(1).map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    );
+    // Initialise libtorch first so its own footprint is not counted as loading.
+    let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu)).sum(Kind::Float);
+    let before = status_mib("VmRSS:");
+    let m = load_model(&path, LoadOptions::default()).expect("load");
+    let peak = status_mib("VmHWM:");
+    let after = status_mib("VmRSS:");
+    let c = m.model.config();
+    // Parameter count from the weights themselves (tied embeddings counted once).
+    let mut params = m.model.weight(WeightId::Embed).unwrap().numel();
+    params += c.n_layers * 2 * c.d_model + c.d_model; // norms
+    for l in 0..c.n_layers {
+        let l = gpt_core::Layer(l);
+        for id in [
+            WeightId::AttnQ(l),
+            WeightId::AttnK(l),
+            WeightId::AttnV(l),
+            WeightId::AttnOut(l),
+            WeightId::MlpIn(l),
+            WeightId::MlpGate(l),
+            WeightId::MlpOut(l),
+        ] {
+            if let Ok(w) = m.model.weight(id) {
+                params += w.numel();
+            }
+        }
+    }
+    if !c.tied_embeddings {
+        params += m.model.weight(WeightId::Unembed).unwrap().numel();
+    }
+    let f32_mib = params as f64 * 4.0 / (1024.0 * 1024.0);
+    println!(
+        "{}: {params} parameters, {f32_mib:.0} MiB in f32",
+        path.display()
+    );
+    println!("RSS before load {before:.0} MiB, after {after:.0} MiB, peak {peak:.0} MiB");
+    println!(
+        "peak increase during load: {:.0} MiB = {:.2} x the f32 weight size",
+        peak - before,
+        (peak - before) / f32_mib
+    );
+}
