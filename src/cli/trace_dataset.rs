@@ -28,7 +28,7 @@ pub struct TraceDatasetArgs {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Folder for `summary.json`, the figures and the per-case results (`cases/`); a
-    /// folder from an earlier run with the same settings is resumed.
+    /// case already traced there with the same settings is reused, so a run resumes.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Corrupted runs per prompt.
@@ -166,19 +166,25 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             s.failures.len() - 5
         );
     }
-    for k in &s.kinds {
+    if let Some(k) = s.kinds.first() {
+        // Clean and corrupted scores belong to the prompt, so every kind has the same ATE.
         let te = &k.total_effect;
         let ci = match (te.ci_low, te.ci_high) {
-            (Some(lo), Some(hi)) => format!(" [{lo:.4}, {hi:.4}]"),
+            (Some(lo), Some(hi)) => format!(" (95% CI [{lo:.4}, {hi:.4}])"),
             _ => String::new(),
         };
         println!(
-            "{:<6} n={:<4} ATE {}{ci} (clean {}, corrupted {}); best AIE: last subject token {}, last token {}",
-            k.kind.name(),
-            k.cases,
+            "average total effect {}{ci} over {} known cases: clean {}, corrupted {}",
             fmt(te.mean),
+            k.cases,
             fmt(k.high),
             fmt(k.low),
+        );
+    }
+    for k in &s.kinds {
+        println!(
+            "{:<6} best AIE: last subject token {}; last token {}",
+            k.kind.name(),
             best(k, TokenCategory::LastSubject),
             best(k, TokenCategory::Last),
         );

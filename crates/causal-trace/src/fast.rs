@@ -99,9 +99,13 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
         let groups = order.len();
         let rows = (groups * n) as i64;
 
+        // The last block only needs the last position (its keys and values still come from
+        // every position). Edits at position `t < len - 1` there cannot reach it: skip them.
+        let final_block = j + 1 == n_layers;
+        let edits_matter = !final_block || s == 1;
         // Interventions at block j, as row masks over the batch.
         let mut edits = Vec::new();
-        if spec.kind != TraceKind::Hidden {
+        if spec.kind != TraceKind::Hidden && edits_matter {
             let flags: Vec<bool> = order
                 .iter()
                 .flat_map(|&i| std::iter::repeat_n(cells[i].window.contains(&j), n))
@@ -116,7 +120,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
                 });
             }
         }
-        if let Some(sever) = spec.sever {
+        if let (Some(sever), true) = (spec.sever, edits_matter) {
             // Every active cell's restored state must not act through this module at `t`:
             // pin it to the corrupted run's value (rows of each group are the N samples).
             let point = HookPoint::block(j, sever.site());
@@ -147,28 +151,34 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
             resid: x,
             positions: positions_row.f_unsqueeze(0)?.f_expand([rows, s], false)?,
             past: past.as_ref(),
+            last_position_only: final_block,
         };
         let out = model
             .forward_blocks(input, &mut SetPositions(edits))?
             .resid()?;
-        tracer.add_flops(flops::block(c, rows as usize, s as usize, t));
+        tracer.add_flops(if final_block {
+            flops::last_block(c, rows as usize, s as usize, t)
+        } else {
+            flops::block(c, rows as usize, s as usize, t)
+        });
         state = Some(out);
     }
 
-    // Cells restoring the last layer's output join after the last block.
+    // Cells restoring the last layer's output join after the last block (which kept only
+    // the last position).
     let joining: Vec<usize> = (0..cells.len())
         .filter(|&i| cells[i].start == n_layers)
         .collect();
     let new = joining
         .iter()
-        .map(|&i| initial(&cells[i]))
+        .map(|&i| Ok(initial(&cells[i])?.f_narrow(1, s - 1, 1)?))
         .collect::<Result<Vec<_>>>()?;
     order.extend(&joining);
     let state = join(state, new)?;
     let Some(x) = state else {
         return Ok(Vec::new());
     };
-    let last = x.f_select(1, s - 1)?; // [groups·N, d]
+    let last = x.f_select(1, -1)?; // [groups·N, d]
     let logits = model.unembed(&last)?;
     tracer.add_flops(flops::unembed(c, order.len() * n));
     let group_scores = tracer.group_scores(&logits, order.len())?;

@@ -18,6 +18,15 @@ pub fn block(c: &ModelConfig, rows: usize, s: usize, past: usize) -> u64 {
     2 * tokens * (proj + mlp + attn)
 }
 
+/// FLOPs of a block that computes outputs only at the last of `s` positions: keys and
+/// values for all `rows × s`, everything else for `rows` positions.
+pub fn last_block(c: &ModelConfig, rows: usize, s: usize, past: usize) -> u64 {
+    let (d, dh, kvh) = (c.d_model as u64, c.d_head as u64, c.n_kv_heads as u64);
+    let kv = 2 * (rows * s) as u64 * d * (kvh * dh) * 2;
+    let rest = block(c, rows, 1, past + s - 1) - 2 * rows as u64 * d * (kvh * dh) * 2;
+    kv + rest
+}
+
 /// FLOPs of the unembedding of `rows` positions.
 pub fn unembed(c: &ModelConfig, rows: usize) -> u64 {
     2 * rows as u64 * c.d_model as u64 * c.vocab_size as u64

@@ -356,9 +356,8 @@ mod figures {
                 col_labels: (0..self.n_layers).map(|l| l.to_string()).collect(),
                 starred_rows: Vec::new(),
                 title: format!(
-                    "Average indirect effect of restoring {} ({}), n = {} prompts\naverage total effect {te:.3}: clean {:.3}, corrupted {:.3}",
+                    "Average indirect effect of restoring {}, n = {} prompts\naverage total effect {te:.3}: clean {:.3}, corrupted {:.3}",
                     what(self),
-                    self.kind.name(),
                     self.cases,
                     self.high.unwrap_or(f64::NAN),
                     self.low.unwrap_or(f64::NAN),
@@ -390,9 +389,8 @@ mod figures {
             LinePlot {
                 series,
                 title: format!(
-                    "Average indirect effect of {} ({}), n = {} prompts\nmean ± 95% interval",
+                    "Average indirect effect of restoring {}, n = {} prompts\nmean ± 95% confidence interval",
                     what(self),
-                    self.kind.name(),
                     self.cases
                 ),
                 x_label: x_label(self, model_name),

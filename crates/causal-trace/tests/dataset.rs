@@ -1,6 +1,8 @@
 //! Dataset runs: loading known-facts files, token categories and averages (ROME §1.5), and
 //! an end-to-end, resumable run on a tiny random model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use causal_trace::dataset::{

@@ -69,6 +69,11 @@ pub struct BlocksInput<'a> {
     /// Keys/values of earlier positions (every one attended, no padding), covering at least
     /// `layers`, with the same batch size. `None`: these are the first positions.
     pub past: Option<&'a KvCache>,
+    /// Compute the last block's output only at the last position (its keys and values are
+    /// still computed everywhere, since the last position attends to them): the result is
+    /// `[batch, 1, d_model]`, and that block's hook points after `hook_resid_pre` see one
+    /// position. Saves most of a block when only the final prediction matters.
+    pub last_position_only: bool,
 }
 
 /// How [`HookableModel::forward_blocks`] ended.

@@ -244,14 +244,17 @@ impl Transformer {
         allowed: &Tensor,
         rotary: Option<&(Tensor, Tensor)>,
         past: Option<(&Tensor, &Tensor)>,
+        first_query: i64,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let c = &self.config;
         let (b, t, _) = x.size3()?;
         let (h, kvh, dh) = (c.n_heads as i64, c.n_kv_heads as i64, c.d_head as i64);
+        // Queries (and so outputs) only from `first_query` on; keys and values everywhere.
+        let tq = t - first_query;
         let q = attn
             .q
-            .forward(x)?
-            .f_view([b, t, h, dh])?
+            .forward(&x.f_narrow(1, first_query, tq)?)?
+            .f_view([b, tq, h, dh])?
             .f_transpose(1, 2)?;
         let mut k = attn
             .k
@@ -266,7 +269,11 @@ impl Transformer {
         let q = match rotary {
             Some((cos, sin)) => {
                 k = k.f_mul(cos)?.f_add(&rotate_half(&k)?.f_mul(sin)?)?;
-                q.f_mul(cos)?.f_add(&rotate_half(&q)?.f_mul(sin)?)?
+                let (qcos, qsin) = (
+                    cos.f_narrow(2, first_query, tq)?,
+                    sin.f_narrow(2, first_query, tq)?,
+                );
+                q.f_mul(&qcos)?.f_add(&rotate_half(&q)?.f_mul(&qsin)?)?
             }
             None => q,
         };
@@ -297,6 +304,7 @@ impl Transformer {
             Kind::BFloat16 => -3.389_531_389_251_535_5e38,
             _ => f64::from(f32::MIN),
         };
+        let allowed = allowed.f_narrow(2, first_query, tq)?;
         let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value)?;
         let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(self.kind)?;
         let z = weights
@@ -454,6 +462,7 @@ impl HookableModel for Transformer {
             positions: &positions,
             attention_mask: &mask,
             past: kv_cache.as_deref(),
+            last_position_only: false,
         };
         let resid = match self.run_blocks(run, resid, Some(&mut new_kv), hooks)? {
             BlocksOutcome::Resid(r) => r,
@@ -491,6 +500,7 @@ impl HookableModel for Transformer {
             resid,
             positions,
             past,
+            last_position_only,
         } = input;
         let n_layers = self.blocks.len();
         if layers.start > layers.end || layers.end > n_layers {
@@ -529,6 +539,7 @@ impl HookableModel for Transformer {
             positions: &positions,
             attention_mask: &mask,
             past,
+            last_position_only,
         };
         self.run_blocks(
             run,
@@ -552,6 +563,8 @@ struct BlockRun<'a> {
     /// `[b, past + s]` 1 = real token.
     attention_mask: &'a Tensor,
     past: Option<&'a KvCache>,
+    /// The last block computes outputs for the last position only.
+    last_position_only: bool,
 }
 
 impl Transformer {
@@ -592,17 +605,36 @@ impl Transformer {
                 }
             }};
         }
+        let last_layer = run.layers.end.checked_sub(1);
         for l in run.layers {
             let block = self.block(l)?;
             resid = hook!(HookPoint::block(l, BlockSite::ResidPre), resid);
             let x = block.ln1.forward(&resid)?;
             let cached = run.past.and_then(|c| c.layer(l));
-            let (z, kv) = self.attention(&block.attn, &x, &allowed, rotary.as_ref(), cached)?;
+            let first_query = if run.last_position_only && Some(l) == last_layer {
+                s - 1
+            } else {
+                0
+            };
+            let (z, kv) = self.attention(
+                &block.attn,
+                &x,
+                &allowed,
+                rotary.as_ref(),
+                cached,
+                first_query,
+            )?;
             if let Some(new_kv) = new_kv.as_deref_mut() {
                 new_kv.push(Some(kv));
             }
+            if first_query > 0 {
+                resid = resid.f_narrow(1, first_query, s - first_query)?;
+            }
             let z = hook!(HookPoint::block(l, BlockSite::Z), z);
-            let attn_out = block.attn.o.forward(&z.f_reshape([b, s, h * dh])?)?;
+            let attn_out = block
+                .attn
+                .o
+                .forward(&z.f_reshape([b, s - first_query, h * dh])?)?;
             let attn_out = hook!(HookPoint::block(l, BlockSite::AttnOut), attn_out);
             resid = hook!(
                 HookPoint::block(l, BlockSite::ResidMid),

@@ -962,6 +962,7 @@ fn forward_blocks_misuse() {
         resid,
         positions,
         past: None,
+        last_position_only: false,
     };
 
     let err = model
@@ -1029,6 +1030,7 @@ fn forward_blocks_misuse() {
                 resid: resid.shallow_clone(),
                 positions: batch.positions.shallow_clone(),
                 past: Some(&past),
+                last_position_only: false,
             },
             &mut NoHooks,
         )

@@ -671,6 +671,7 @@ proptest! {
                     resid: entering.shallow_clone(),
                     positions: batch.positions.shallow_clone(),
                     past: None,
+                    last_position_only: false,
                 },
                 &mut record,
             )?
@@ -695,12 +696,30 @@ proptest! {
                     resid: entering.narrow(1, k, n - k),
                     positions: batch.positions.narrow(1, k, n - k),
                     past: Some(&past),
+                    last_position_only: false,
                 },
                 &mut NoHooks,
             )?
             .resid()?;
         let want = last.narrow(1, k, n - k);
         prop_close_rel("forward_blocks after a prefix", &suffix, &want, tol(kind))?;
+
+        // Only the last position of the last block: the same value as the full pass there.
+        let last_only = model
+            .forward_blocks(
+                BlocksInput {
+                    layers: start..n_layers,
+                    resid: entering.narrow(1, k, n - k),
+                    positions: batch.positions.narrow(1, k, n - k),
+                    past: Some(&past),
+                    last_position_only: true,
+                },
+                &mut NoHooks,
+            )?
+            .resid()?;
+        prop_assert_eq!(last_only.size()[1], if start < n_layers { 1 } else { n - k });
+        let want_last = last.narrow(1, n - last_only.size()[1], last_only.size()[1]);
+        prop_close_rel("forward_blocks, last position only", &last_only, &want_last, tol(kind))?;
     }
 
     /// Property 11: bf16 and f16 models run padded batches without error or NaN and stay near the
