@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p factscope-gpt-core --bench forward`
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
 

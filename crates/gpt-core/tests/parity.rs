@@ -42,7 +42,7 @@ fn assert_close_masked(what: &str, got: &Tensor, want: &Tensor, mask: Option<&Te
         while m.dim() < diff.dim() {
             m = m.unsqueeze(-1);
         }
-        diff = diff * m;
+        diff *= m;
     }
     let max = diff.max().double_value(&[]);
     assert!(max <= TOL, "{what}: max abs error {max:e} > {TOL:e}");
