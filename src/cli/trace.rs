@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use causal_trace::noise::{embedding_std, Corruption, NoiseLevel};
-use causal_trace::{GridSpec, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer};
 use clap::{Args, ValueEnum};
 use gpt_core::{HookableModel, LoadedModel};
-use viz::Figure;
+use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::ModelArgs;
 
@@ -71,6 +71,10 @@ pub struct TraceArgs {
     /// Print the grids as JSON to stdout (instead of the summary).
     #[arg(long)]
     json: bool,
+    /// Also trace the last subject token with the MLP and with attention severed (frozen at
+    /// their corrupted values), and plot the three effects per layer (`severed.{svg,png}`).
+    #[arg(long)]
+    severed: bool,
     /// The answer the prompt should get (e.g. "Paris"); if the model predicts something
     /// else, that is reported and the trace follows the model's actual answer.
     #[arg(long)]
@@ -157,9 +161,23 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         spec.window = args.window;
         grids.push(tracer.grid(&spec)?);
     }
+    if args.severed {
+        for sever in [None, Some(Sever::Mlp), Some(Sever::Attn)] {
+            let spec = GridSpec {
+                tokens: TokenSelection::SubjectLast,
+                sever,
+                ..GridSpec::new(TraceKind::Hidden)
+            };
+            grids.push(tracer.grid(&spec)?);
+        }
+    }
     let elapsed = started.elapsed();
     if let Some(out) = &args.out {
         write_grids(&grids, out, &model_name(&loaded.path))?;
+        if args.severed {
+            severed_plot(&grids[grids.len() - 3..])?.save(&out.join("severed.svg"))?;
+            severed_plot(&grids[grids.len() - 3..])?.save(&out.join("severed.png"))?;
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&grids)?);
@@ -172,13 +190,38 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The severed comparison (the paper's Figure 7 for one prompt): per layer, the effect of
+/// restoring the last subject token's state (score − corrupted score) ordinarily, with the
+/// MLP severed, and with attention severed.
+fn severed_plot(grids: &[TraceGrid]) -> anyhow::Result<BarPlot> {
+    let names = ["ordinary", "MLP severed", "attention severed"];
+    let series = grids
+        .iter()
+        .zip(names)
+        .map(|(g, name)| {
+            let row = g.scores.first().cloned().unwrap_or_default();
+            BarSeries::new(name, row.iter().map(|v| v - g.corrupted_score).collect())
+        })
+        .collect();
+    let first = grids.first().context("no grids")?;
+    let token = first.rows.first().and_then(|&t| first.tokens.get(t)).cloned().unwrap_or_default();
+    Ok(BarPlot {
+        categories: (0..first.n_layers).map(|l| l.to_string()).collect(),
+        series,
+        title: format!("Effect of restoring the last subject token {token:?}\nwith MLP or attention severed"),
+        x_label: "layer of the restored state".into(),
+        y_label: format!("{} − corrupted", first.metric),
+    })
+}
+
 /// Writes `trace_{kind}.json`, `.svg` and `.png` for each grid.
 pub fn write_grids(grids: &[TraceGrid], out: &Path, model_name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for g in grids {
-        let stem = match g.sever {
-            None => format!("trace_{}", g.kind.name()),
-            Some(s) => format!("trace_{}_severed_{s:?}", g.kind.name()).to_lowercase(),
+        let stem = match (g.sever, g.rows.len() == g.tokens.len()) {
+            (None, true) => format!("trace_{}", g.kind.name()),
+            (None, false) => format!("trace_{}_rows", g.kind.name()),
+            (Some(s), _) => format!("trace_{}_severed_{s:?}", g.kind.name()).to_lowercase(),
         };
         let json = serde_json::to_vec_pretty(g)?;
         viz::write_atomic(&out.join(format!("{stem}.json")), &json)?;
@@ -207,9 +250,13 @@ pub fn print_summary(grids: &[TraceGrid], elapsed: std::time::Duration) {
             }
         }
         let (v, t, l) = best;
+        let label = match g.sever {
+            None => g.kind.name().to_string(),
+            Some(Sever::Mlp) => "hidden, MLP severed".to_string(),
+            Some(Sever::Attn) => "hidden, attention severed".to_string(),
+        };
         println!(
-            "  {:<6} strongest restoration: token {t} {:?}{} at layer {l}: {v:.4}",
-            g.kind.name(),
+            "  {label:<6} strongest restoration: token {t} {:?}{} at layer {l}: {v:.4}",
             g.tokens.get(t).map(String::as_str).unwrap_or(""),
             if t >= b && t < e { "*" } else { "" }
         );
