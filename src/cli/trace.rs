@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use causal_trace::noise::{embedding_std, Corruption, NoiseLevel};
-use causal_trace::{GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{
+    GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer,
+};
 use clap::{Args, ValueEnum};
 use gpt_core::{HookableModel, LoadedModel};
 use viz::{BarPlot, BarSeries, Figure};
@@ -204,11 +206,18 @@ fn severed_plot(grids: &[TraceGrid]) -> anyhow::Result<BarPlot> {
         })
         .collect();
     let first = grids.first().context("no grids")?;
-    let token = first.rows.first().and_then(|&t| first.tokens.get(t)).cloned().unwrap_or_default();
+    let token = first
+        .rows
+        .first()
+        .and_then(|&t| first.tokens.get(t))
+        .cloned()
+        .unwrap_or_default();
     Ok(BarPlot {
         categories: (0..first.n_layers).map(|l| l.to_string()).collect(),
         series,
-        title: format!("Effect of restoring the last subject token {token:?}\nwith MLP or attention severed"),
+        title: format!(
+            "Effect of restoring the last subject token {token:?}\nwith MLP or attention severed"
+        ),
         x_label: "layer of the restored state".into(),
         y_label: format!("{} − corrupted", first.metric),
     })

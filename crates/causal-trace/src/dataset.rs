@@ -318,6 +318,9 @@ pub struct CaseRecord {
     /// Why the case failed (it then counts as failed, not as known or unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wall seconds the case took (known check, clean and corrupted runs, grids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 impl CaseRecord {
@@ -453,10 +456,13 @@ pub fn run_dataset(
             }
             None => {
                 let start = Instant::now();
-                let (record, cache) = trace_case(model, tokenizer, fact, options, &noise, sigma);
+                let (mut record, cache) =
+                    trace_case(model, tokenizer, fact, options, &noise, sigma);
+                let seconds = start.elapsed().as_secs_f64();
+                record.seconds = Some(seconds);
                 if record.known && !record.failed() {
                     traced += 1;
-                    trace_seconds += start.elapsed().as_secs_f64();
+                    trace_seconds += seconds;
                 }
                 if cache {
                     write_json_atomic(&path, &record)?;
@@ -572,6 +578,7 @@ fn trace_case(
         fact: None,
         grids: Vec::new(),
         error: None,
+        seconds: None,
     };
     let check = match check_known(model, tokenizer, fact) {
         Ok(c) => c,

@@ -293,6 +293,7 @@ fn known_case(id: u64, grids: Vec<TraceGrid>) -> CaseRecord {
         fact: None,
         grids,
         error: None,
+        seconds: None,
     }
 }
 
@@ -645,6 +646,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
             .expect("parse");
     assert!(known.known && known.fact.as_ref() == Some(&facts[0]));
     assert_eq!(known.grids.len(), 3);
+    assert!(known.seconds.is_some_and(|s| s > 0.0));
     assert_eq!(
         known.grids.iter().map(|g| g.kind).collect::<Vec<_>>(),
         TraceKind::ALL.to_vec()
