@@ -47,9 +47,13 @@ wheels="$root/.cache/wheels"
 mkdir -p "$wheels"
 need() { ls "$wheels"/$1 >/dev/null 2>&1; }
 if ! need "torch-$version-*.whl" || ! need "nvidia_cuda_runtime-13.0.96-*.whl" || ! need "nvidia_cuda_cupti-13.0.85-*.whl"; then
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-    --platform manylinux_2_28_x86_64 -d "$wheels" \
-    "torch==$version" "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85"
+  # Fixed interpreter and platform tags, so the same (cp311, manylinux) wheels come down
+  # whatever the local Python is; only the files inside them are used.
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    --python-version 3.11 --implementation cp --abi cp311 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_25_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$wheels" "torch==$version" "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85"
 fi
 tmp="$(mktemp -d "$root/.cache/libtorch.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
