@@ -1,0 +1,223 @@
+//! End-to-end tests of the `factscope` command line on the tiny fixture models (hermetic):
+//! the JSON interfaces named in the issues and the error messages of bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+fn factscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_factscope"))
+        .args(args)
+        .output()
+        .expect("run factscope")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const PROMPT: &str = "The Eiffel Tower is located in the city of";
+
+#[test]
+fn predict_json_lists_prompt_ids_and_top_tokens() {
+    let model = fixture("tiny-gpt2");
+    let out = factscope(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--top",
+        "3",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["prompt"], PROMPT);
+    assert!(!v["token_ids"].as_array().unwrap().is_empty());
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    let probs: Vec<f64> = top
+        .iter()
+        .map(|c| c["probability"].as_f64().unwrap())
+        .collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]), "sorted: {probs:?}");
+    assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+    for c in top {
+        assert!(c["id"].as_i64().is_some() && c["text"].as_str().is_some());
+    }
+}
+
+#[test]
+fn generate_is_reproducible_with_a_seed() {
+    let model = fixture("tiny-llama");
+    let run = |seed: &str| {
+        let out = factscope(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            PROMPT,
+            "--max-new-tokens",
+            "6",
+            "--seed",
+            seed,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run("7"), run("7"));
+    assert!(run("7").starts_with(PROMPT));
+}
+
+#[test]
+fn trace_writes_grids_and_pictures_and_prints_json() {
+    let model = fixture("tiny-gpt2");
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("trace");
+    let out = factscope(&[
+        "trace",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--subject",
+        "Eiffel Tower",
+        "--kind",
+        "all",
+        "--samples",
+        "2",
+        "--noise-std",
+        "0.5",
+        "--window",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grids: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let grids = grids.as_array().unwrap();
+    assert_eq!(grids.len(), 3);
+    for (g, kind) in grids.iter().zip(["hidden", "mlp", "attn"]) {
+        assert_eq!(g["kind"], kind);
+        for field in [
+            "scores",
+            "clean_score",
+            "corrupted_score",
+            "answer",
+            "tokens",
+            "subject_range",
+            "window",
+            "noise",
+            "seed",
+        ] {
+            assert!(!g[field].is_null(), "{kind}: field {field}");
+        }
+        assert_eq!(
+            g["scores"].as_array().unwrap().len(),
+            g["tokens"].as_array().unwrap().len()
+        );
+        for ext in ["json", "svg", "png"] {
+            assert!(
+                out_dir.join(format!("trace_{kind}.{ext}")).is_file(),
+                "trace_{kind}.{ext}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_names_what_is_wrong() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["predict", "--model", "/nonexistent/model", "--prompt", "x"],
+            "/nonexistent/model",
+        ),
+        (&["predict", "--model", m, "--prompt", ""], "empty"),
+        (
+            &[
+                "trace",
+                "--model",
+                m,
+                "--prompt",
+                PROMPT,
+                "--subject",
+                "Colosseum",
+                "--window",
+                "1",
+            ],
+            "Colosseum",
+        ),
+        (
+            &[
+                "trace",
+                "--model",
+                m,
+                "--prompt",
+                PROMPT,
+                "--subject",
+                "Eiffel",
+                "--window",
+                "9",
+            ],
+            "window 9",
+        ),
+        (
+            &[
+                "trace",
+                "--model",
+                m,
+                "--prompt",
+                PROMPT,
+                "--subject",
+                "Eiffel",
+                "--samples",
+                "0",
+            ],
+            "samples",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = factscope(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn trace_dataset_reports_bad_records_by_index_and_field() {
+    let model = fixture("tiny-gpt2");
+    let dir = tempfile::tempdir().unwrap();
+    let facts = dir.path().join("facts.json");
+    std::fs::write(&facts, r#"[{"known_id": 0, "subject": "Paris", "attribute": "France", "prompt": "Paris is in"}, {"known_id": 1, "attribute": "x", "prompt": "y"}]"#).unwrap();
+    let out = factscope(&[
+        "trace-dataset",
+        "--model",
+        model.to_str().unwrap(),
+        "--facts",
+        facts.to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("record 1") && err.contains("subject"), "{err}");
+}
