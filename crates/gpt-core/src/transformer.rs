@@ -281,21 +281,13 @@ impl Transformer {
             Some((pk, pv)) => (Tensor::f_cat(&[pk, &k], 2)?, Tensor::f_cat(&[pv, &v], 2)?),
             None => (k, v),
         };
-        let (k_rep, v_rep) = if kvh == h {
-            (k.shallow_clone(), v.shallow_clone())
-        } else {
-            // Grouped-query attention: each key/value head serves n_heads / n_kv_heads
-            // consecutive query heads (transformers' `repeat_kv`).
-            let rep = h / kvh;
-            (
-                k.f_repeat_interleave_self_int(rep, Some(1), None)?,
-                v.f_repeat_interleave_self_int(rep, Some(1), None)?,
-            )
-        };
+        // Grouped-query attention without copying keys/values: each key/value head serves
+        // `rep = n_heads / n_kv_heads` consecutive query heads (transformers' `repeat_kv`), so
+        // those heads' queries are stacked as extra rows against the shared keys.
+        let rep = h / kvh;
+        let q = q.f_reshape([b, kvh, rep * tq, dh])?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let scores = q
-            .f_matmul(&k_rep.f_transpose(-2, -1)?)?
-            .f_mul_scalar(scale)?;
+        let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
         // The most negative finite value of the compute dtype: f32::MIN overflows f16 and
         // bf16 (libtorch then refuses the fill), and -inf would turn fully masked rows (the
         // padding queries of a left-padded batch) into NaN.
@@ -305,10 +297,12 @@ impl Transformer {
             _ => f64::from(f32::MIN),
         };
         let allowed = allowed.f_narrow(2, first_query, tq)?;
+        let allowed = if rep > 1 { allowed.f_repeat([1, 1, rep, 1])? } else { allowed };
         let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value)?;
         let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(self.kind)?;
         let z = weights
-            .f_matmul(&v_rep)?
+            .f_matmul(&v)?
+            .f_reshape([b, h, tq, dh])?
             .f_transpose(1, 2)?
             .f_contiguous()?;
         Ok((z, (k, v)))
