@@ -297,7 +297,11 @@ impl Transformer {
             _ => f64::from(f32::MIN),
         };
         let allowed = allowed.f_narrow(2, first_query, tq)?;
-        let allowed = if rep > 1 { allowed.f_repeat([1, 1, rep, 1])? } else { allowed };
+        let allowed = if rep > 1 {
+            allowed.f_repeat([1, 1, rep, 1])?
+        } else {
+            allowed
+        };
         let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value)?;
         let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(self.kind)?;
         let z = weights
