@@ -43,6 +43,10 @@ pub struct TraceDatasetArgs {
     /// Layers restored together for MLP / attention traces.
     #[arg(long, default_value_t = 10)]
     window: usize,
+    /// Also average the severed comparison at the last subject token (MLP / attention
+    /// frozen at corrupted values) and draw `severed.{svg,png}`.
+    #[arg(long)]
+    severed: bool,
 }
 
 fn model_name(path: &Path) -> String {
@@ -87,6 +91,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         limit: args.limit,
         figure_formats: vec!["svg".into(), "png".into()],
         model_name: model_name(&loaded.path),
+        severed: args.severed,
     };
 
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -187,6 +192,22 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             k.kind.name(),
             best(k, TokenCategory::LastSubject),
             best(k, TokenCategory::Last),
+        );
+    }
+    if let Some(sev) = &s.severed {
+        let peak = |e: &[causal_trace::dataset::Estimate]| {
+            e.iter()
+                .enumerate()
+                .filter_map(|(l, x)| x.mean.map(|m| (l, m)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or("-".to_string(), |(l, m)| format!("{m:.4} at layer {l}"))
+        };
+        println!(
+            "severed (last subject token, {} cases): ordinary {}; MLP severed {}; attention severed {}",
+            sev.cases,
+            peak(&sev.ordinary),
+            peak(&sev.mlp_severed),
+            peak(&sev.attn_severed)
         );
     }
     println!(

@@ -37,13 +37,15 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::noise::{embedding_std, Corruption};
 use crate::prompt::TracePrompt;
-use crate::trace::{Answer, GridSpec, Schedule, TraceGrid, TraceKind, TraceSetup, Tracer};
+use crate::trace::{
+    Answer, GridSpec, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer,
+};
 
 #[cfg(feature = "viz")]
 pub use crate::summary::save_figures;
 pub use crate::summary::{
-    category_rows, mean_ci, summarize, CategorySummary, Estimate, Failure, KindSummary, Summary,
-    TokenCategory, Z95,
+    category_rows, mean_ci, summarize, CategorySummary, Estimate, Failure, KindSummary,
+    SeveredSummary, Summary, TokenCategory, Z95,
 };
 
 /// One record of a known-facts file (`known_1000.json` format).
@@ -275,6 +277,10 @@ pub struct DatasetRun {
     pub figure_formats: Vec<String>,
     /// Model name for figure labels.
     pub model_name: String,
+    /// Also trace each fact's last subject token with the MLP and with attention severed
+    /// (and ordinarily), for the averaged severed comparison.
+    #[serde(default)]
+    pub severed: bool,
 }
 
 impl Default for DatasetRun {
@@ -289,6 +295,7 @@ impl Default for DatasetRun {
             limit: None,
             figure_formats: vec!["svg".into(), "png".into()],
             model_name: "model".into(),
+            severed: false,
         }
     }
 }
@@ -324,12 +331,24 @@ pub struct CaseRecord {
 }
 
 impl CaseRecord {
+    /// The last-subject-token hidden grid restored ordinarily (`None`) or with a module
+    /// severed, if the run traced it.
+    pub fn severed_grid(&self, sever: Option<Sever>) -> Option<&TraceGrid> {
+        self.grids.iter().find(|g| {
+            g.kind == TraceKind::Hidden
+                && g.sever == sever
+                && g.rows.len() == 1
+                && g.tokens.len() > 1
+        })
+    }
+
     /// Whether the case failed.
     pub fn failed(&self) -> bool {
         self.error.is_some()
     }
 
-    /// The grid of `kind`, if any.
+    /// The (first) grid of `kind` without severing, if any: the full grid when the run traced
+    /// that kind, since those come before the severed comparison's rows.
     pub fn grid(&self, kind: TraceKind) -> Option<&TraceGrid> {
         self.grids
             .iter()
@@ -558,7 +577,13 @@ fn reusable(
                 && same_noise(&g.noise, noise)
                 && g.scores.len() == g.rows.len()
         })
-    })
+    }) && (!options.severed
+        || [None, Some(Sever::Mlp), Some(Sever::Attn)]
+            .iter()
+            .all(|&sever| {
+                c.severed_grid(sever)
+                    .is_some_and(|g| g.samples == options.samples && g.seed == options.seed)
+            }))
 }
 
 /// Traces one fact. The flag says whether the record may be written (and reused later).
@@ -635,7 +660,7 @@ fn trace_grids(
         seed: options.seed,
     };
     let tracer = Tracer::new(model, tokenizer, prompt, setup, None)?;
-    options
+    let mut grids = options
         .kinds
         .iter()
         .map(|&kind| {
@@ -644,7 +669,17 @@ fn trace_grids(
                 ..GridSpec::new(kind)
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if options.severed {
+        for sever in [None, Some(Sever::Mlp), Some(Sever::Attn)] {
+            grids.push(tracer.grid(&GridSpec {
+                tokens: TokenSelection::SubjectLast,
+                sever,
+                ..GridSpec::new(TraceKind::Hidden)
+            })?);
+        }
+    }
+    Ok(grids)
 }
 
 /// Writes `value` as pretty JSON to a temporary file beside `path`, then renames it into

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::CaseRecord;
-use crate::trace::{TraceGrid, TraceKind};
+use crate::trace::{Sever, TraceGrid, TraceKind};
 
 /// The normal quantile of a two-sided 95% interval.
 pub const Z95: f64 = 1.96;
@@ -204,6 +204,66 @@ pub struct Summary {
     pub failures: Vec<Failure>,
     /// Averages per kind present, in [`TraceKind::ALL`] order.
     pub kinds: Vec<KindSummary>,
+    /// The severed comparison, when the run traced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severed: Option<SeveredSummary>,
+}
+
+/// The averaged severed comparison (the paper's Figure 7): the effect of restoring the last
+/// subject token's hidden state at each layer, `score − low_score`, ordinarily and with the
+/// MLP or attention of that token frozen at its corrupted values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeveredSummary {
+    /// Known cases averaged.
+    pub cases: usize,
+    /// Number of layers.
+    pub n_layers: usize,
+    /// Per layer, ordinary restoration.
+    pub ordinary: Vec<Estimate>,
+    /// Per layer, with the MLP severed.
+    pub mlp_severed: Vec<Estimate>,
+    /// Per layer, with attention severed.
+    pub attn_severed: Vec<Estimate>,
+}
+
+fn summarize_severed(cases: &[&CaseRecord]) -> Option<SeveredSummary> {
+    let conditions = [None, Some(Sever::Mlp), Some(Sever::Attn)];
+    let with_all: Vec<[&TraceGrid; 3]> = cases
+        .iter()
+        .filter_map(|c| {
+            let g = conditions.map(|s| c.severed_grid(s));
+            match g {
+                [Some(a), Some(b), Some(c)] => Some([a, b, c]),
+                _ => None,
+            }
+        })
+        .collect();
+    let n_layers = with_all.iter().map(|g| g[0].n_layers).max()?;
+    let per_layer = |i: usize| -> Vec<Estimate> {
+        (0..n_layers)
+            .map(|l| {
+                let samples: Vec<f64> = with_all
+                    .iter()
+                    .filter_map(|g| {
+                        let grid = g[i];
+                        grid.scores
+                            .first()
+                            .and_then(|r| r.get(l))
+                            .map(|v| v - grid.corrupted_score)
+                    })
+                    .filter(|v| v.is_finite())
+                    .collect();
+                mean_ci(&samples)
+            })
+            .collect()
+    };
+    Some(SeveredSummary {
+        cases: with_all.len(),
+        n_layers,
+        ordinary: per_layer(0),
+        mlp_severed: per_layer(1),
+        attn_severed: per_layer(2),
+    })
 }
 
 impl Summary {
@@ -225,6 +285,7 @@ pub fn summarize(cases: &[CaseRecord]) -> Summary {
         failed: 0,
         failures: Vec::new(),
         kinds: Vec::new(),
+        severed: None,
     };
     for c in cases {
         match (&c.error, c.known) {
@@ -246,6 +307,7 @@ pub fn summarize(cases: &[CaseRecord]) -> Summary {
             summary.kinds.push(summarize_kind(kind, &grids));
         }
     }
+    summary.severed = summarize_severed(&counted().collect::<Vec<_>>());
     summary
 }
 
@@ -315,9 +377,9 @@ fn summarize_kind(kind: TraceKind, grids: &[&TraceGrid]) -> KindSummary {
 mod figures {
     use std::path::{Path, PathBuf};
 
-    use viz::{Figure, Heatmap, LinePlot, Series};
+    use viz::{BarPlot, BarSeries, Figure, Heatmap, LinePlot, Series};
 
-    use super::{KindSummary, Summary, TokenCategory};
+    use super::{Estimate, KindSummary, SeveredSummary, Summary, TokenCategory};
     use crate::error::{Error, Result};
     use crate::trace::TraceKind;
 
@@ -439,7 +501,42 @@ mod figures {
                 save(&lines, dir.join(format!("lines_{name}.{ext}")), &mut out)?;
             }
         }
+        if let Some(sev) = summary.severed.as_ref().filter(|s| s.cases > 0) {
+            let plot = sev.bar_plot();
+            for ext in formats {
+                save(&plot, dir.join(format!("severed.{ext}")), &mut out)?;
+            }
+        }
         Ok(out)
+    }
+
+    impl SeveredSummary {
+        /// Bars per layer for the three conditions, with 95% error bars.
+        pub fn bar_plot(&self) -> BarPlot {
+            let value = |e: &Estimate| e.mean.unwrap_or(f64::NAN);
+            let series = [
+                ("ordinary", &self.ordinary),
+                ("MLP severed", &self.mlp_severed),
+                ("attention severed", &self.attn_severed),
+            ]
+            .into_iter()
+            .map(|(name, est)| {
+                let lo = est.iter().map(|e| e.ci_low.unwrap_or(f64::NAN)).collect();
+                let hi = est.iter().map(|e| e.ci_high.unwrap_or(f64::NAN)).collect();
+                BarSeries::new(name, est.iter().map(value).collect()).with_band(lo, hi)
+            })
+            .collect();
+            BarPlot {
+                categories: (0..self.n_layers).map(|l| l.to_string()).collect(),
+                series,
+                title: format!(
+                    "Average effect of restoring the last subject token, n = {} prompts\nordinary, and with MLP or attention severed (mean ± 95% CI)",
+                    self.cases
+                ),
+                x_label: "layer of the restored hidden state".into(),
+                y_label: "AIE on p(answer)".into(),
+            }
+        }
     }
 }
 

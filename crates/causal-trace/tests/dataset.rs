@@ -764,6 +764,35 @@ fn end_to_end_run_writes_cases_and_resumes() {
     assert_eq!(reports.last().expect("p").reused, 2);
     assert_eq!(fourth.traced, 2);
     assert!(fourth.cases[0].grids.iter().all(|g| g.samples == 3));
+
+    // Asking for the severed comparison re-traces the known cases (their records lack it)
+    // and averages it; the summary and the bar plot appear.
+    let severed = DatasetRun {
+        severed: true,
+        figure_formats: vec!["svg".into()],
+        ..other
+    };
+    let fifth = run_dataset(&model, &tok, &facts, &severed, &out, &mut |_| {}).expect("fifth");
+    assert_eq!(fifth.traced, 2);
+    let sev = fifth.summary.severed.as_ref().expect("severed summary");
+    assert_eq!(sev.cases, 2);
+    assert_eq!(sev.ordinary.len(), sev.n_layers);
+    for est in [&sev.ordinary, &sev.mlp_severed, &sev.attn_severed] {
+        assert!(est
+            .iter()
+            .all(|e| e.n == 2 && e.mean.is_some_and(f64::is_finite)));
+    }
+    assert!(out.join("severed.svg").is_file());
+    // The ordinary last-subject-token row equals that row of the full hidden grid.
+    let case = &fifth.cases[0];
+    let full = case
+        .grid(causal_trace::TraceKind::Hidden)
+        .expect("full grid");
+    let row = case.severed_grid(None).expect("ordinary row");
+    let t = row.rows[0];
+    for (a, b) in row.scores[0].iter().zip(&full.scores[t]) {
+        assert!((a - b).abs() < 1e-5);
+    }
 }
 
 #[test]
