@@ -290,3 +290,37 @@ proptest! {
         }
     }
 }
+
+/// CPU and CUDA give the same grid for the same seed (noise is drawn on the CPU and copied).
+/// Runs only where CUDA is available.
+#[test]
+fn cpu_and_cuda_grids_agree() {
+    if !gpt_core::tch::Cuda::is_available() {
+        eprintln!("skipping: no CUDA device");
+        return;
+    }
+    let tok = tokenizer();
+    let mut c = tiny_config(Architecture::Llama);
+    c.vocab_size = tok.vocab_size();
+    c.n_layers = 3;
+    let init = RandomInit { seed: 8, std: 0.5 };
+    let cpu = Transformer::random(&c, init, Device::Cpu, Kind::Float).unwrap();
+    let cuda = Transformer::random(&c, init, Device::Cuda(0), Kind::Float).unwrap();
+    let grids = |m: &Transformer| {
+        let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+        let tracer = Tracer::new(m, &tok, prompt, setup(gaussian(1.0)), None).unwrap();
+        TraceKind::ALL.map(|k| {
+            tracer
+                .grid(&GridSpec {
+                    window: 2,
+                    ..GridSpec::new(k)
+                })
+                .unwrap()
+        })
+    };
+    for (a, b) in grids(&cpu).iter().zip(grids(&cuda).iter()) {
+        for (x, y) in a.scores.iter().flatten().zip(b.scores.iter().flatten()) {
+            assert!((x - y).abs() < 1e-4, "{:?}: cpu {x} cuda {y}", a.kind);
+        }
+    }
+}
