@@ -177,8 +177,9 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         write_grids(&grids, out, &model_name(&loaded.path))?;
         if args.severed {
-            severed_plot(&grids[grids.len() - 3..])?.save(&out.join("severed.svg"))?;
-            severed_plot(&grids[grids.len() - 3..])?.save(&out.join("severed.png"))?;
+            let plot = severed_plot(&grids[grids.len() - 3..])?;
+            plot.save(&out.join("severed.svg"))?;
+            plot.save(&out.join("severed.png"))?;
         }
     }
     if args.json {

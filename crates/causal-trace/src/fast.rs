@@ -60,8 +60,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
             TraceKind::Hidden => {
                 let point = HookPoint::resid_post(cell.layer);
                 let corrupted = tracer.corrupted.try_get(point)?.f_narrow(1, ti, s)?;
-                let mut state = corrupted.f_zeros_like()?;
-                state.f_copy_(&corrupted)?;
+                let state = gpt_core::intervention::copy_of(&corrupted)?;
                 let clean = tracer.clean.try_get(point)?.f_select(1, ti)?; // [1, d]
                 state
                     .f_select(1, 0)?
@@ -78,23 +77,29 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     let positions_row = Tensor::f_arange_start(ti, len as i64, (Kind::Int64, device))?;
     let mut order: Vec<usize> = Vec::with_capacity(n_layers); // cell index of each batch group
     let mut state: Option<Tensor> = None;
-    let join = |state: Option<Tensor>, new: Vec<Tensor>| -> Result<Option<Tensor>> {
-        if new.is_empty() {
-            return Ok(state);
-        }
-        let mut parts: Vec<Tensor> = state.into_iter().collect();
-        parts.extend(new);
-        Ok(Some(Tensor::f_cat(&parts, 0)?))
-    };
+    // Appends the cells whose first affected block is `start` to the batch (keeping only
+    // the last position when they join after the final block, which kept only that one).
+    let admit =
+        |start: usize, state: Option<Tensor>, order: &mut Vec<usize>| -> Result<Option<Tensor>> {
+            let mut parts: Vec<Tensor> = state.into_iter().collect();
+            for (i, cell) in cells.iter().enumerate().filter(|(_, c)| c.start == start) {
+                let init = initial(cell)?;
+                parts.push(if start == n_layers {
+                    init.f_narrow(1, s - 1, 1)?
+                } else {
+                    init
+                });
+                order.push(i);
+            }
+            Ok(match parts.len() {
+                0 => None,
+                1 => parts.pop(),
+                _ => Some(Tensor::f_cat(&parts, 0)?),
+            })
+        };
 
     for j in 0..n_layers {
-        let joining: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].start == j).collect();
-        let new = joining
-            .iter()
-            .map(|&i| initial(&cells[i]))
-            .collect::<Result<Vec<_>>>()?;
-        order.extend(&joining);
-        state = join(state.take(), new)?;
+        state = admit(j, state.take(), &mut order)?;
         let Some(x) = state.take() else { continue };
         let groups = order.len();
         let rows = (groups * n) as i64;
@@ -164,17 +169,8 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
         state = Some(out);
     }
 
-    // Cells restoring the last layer's output join after the last block (which kept only
-    // the last position).
-    let joining: Vec<usize> = (0..cells.len())
-        .filter(|&i| cells[i].start == n_layers)
-        .collect();
-    let new = joining
-        .iter()
-        .map(|&i| Ok(initial(&cells[i])?.f_narrow(1, s - 1, 1)?))
-        .collect::<Result<Vec<_>>>()?;
-    order.extend(&joining);
-    let state = join(state, new)?;
+    // Cells restoring the last layer's output join after the last block.
+    let state = admit(n_layers, state, &mut order)?;
     let Some(x) = state else {
         return Ok(Vec::new());
     };

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use gpt_core::intervention::copy_of;
 use gpt_core::tch::Tensor;
 use gpt_core::{HookAction, HookPoint, Intervention};
 
@@ -32,8 +33,7 @@ impl Intervention for CorruptEmbed<'_> {
 
     fn visit(&mut self, _point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
         let n = self.corrupted.size().first().copied().unwrap_or(0);
-        let mut out = act.f_zeros_like()?;
-        out.f_copy_(act)?;
+        let out = copy_of(act)?;
         let (b, len) = (
             self.span.start as i64,
             (self.span.end - self.span.start) as i64,
@@ -58,8 +58,7 @@ impl Intervention for RestoreFromRow0 {
 
     fn visit(&mut self, _point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
         let rows = act.size().first().copied().unwrap_or(0);
-        let mut out = act.f_zeros_like()?;
-        out.f_copy_(act)?;
+        let out = copy_of(act)?;
         let clean = act.f_narrow(0, 0, 1)?.f_narrow(1, self.pos, 1)?;
         let mut target = out.f_narrow(0, 1, rows - 1)?.f_narrow(1, self.pos, 1)?;
         target.f_copy_(&clean.f_expand_as(&target)?)?;
@@ -86,8 +85,7 @@ impl Intervention for SetPositions {
     }
 
     fn visit(&mut self, point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
-        let mut out = act.f_zeros_like()?;
-        out.f_copy_(act)?;
+        let out = copy_of(act)?;
         for s in self.0.iter().filter(|s| s.point == point) {
             let current = out.f_select(1, s.pos)?;
             let mask = s.mask.f_unsqueeze(1)?;

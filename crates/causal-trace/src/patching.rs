@@ -80,8 +80,7 @@ impl Intervention for PatchFromSource<'_> {
 
     fn visit(&mut self, point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
         let src = self.source.try_get(point)?;
-        let mut out = act.f_zeros_like()?;
-        out.f_copy_(act)?;
+        let out = gpt_core::intervention::copy_of(act)?;
         for s in self.sites.iter().filter(|s| s.point == point) {
             let from = src.f_select(1, s.source_pos as i64)?;
             let mut to = out.f_select(1, s.base_pos as i64)?;

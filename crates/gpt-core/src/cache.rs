@@ -174,8 +174,7 @@ impl Intervention for Patch<'_> {
                         "patch position {bad} at {point} is outside 0..{n_pos}"
                     )));
                 }
-                let mut out = act.f_zeros_like()?;
-                out.f_copy_(act)?;
+                let out = crate::intervention::copy_of(act)?;
                 for &p in positions {
                     let src = cached.i((.., p..p + 1));
                     out.i((.., p..p + 1))

@@ -56,6 +56,19 @@ impl<I: Intervention + ?Sized> Intervention for Box<I> {
     }
 }
 
+/// A new tensor holding a copy of `act`'s values (same shape, dtype and device).
+///
+/// Interventions build replacements from such copies rather than mutating the activation
+/// they were shown, which other hooks (e.g. a cache) may share.
+///
+/// # Errors
+/// libtorch errors only (e.g. out of memory).
+pub fn copy_of(act: &Tensor) -> Result<Tensor> {
+    let mut out = act.f_zeros_like()?;
+    out.f_copy_(act)?;
+    Ok(out)
+}
+
 /// The intervention that wants nothing: a plain forward pass.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHooks;

@@ -692,8 +692,7 @@ impl EditableModel for Transformer {
             .f_to_device(w.device())?
             .f_to_kind(w.kind())?;
         let original = tch::no_grad(|| -> Result<Tensor> {
-            let mut original = w.f_zeros_like()?;
-            original.f_copy_(w)?;
+            let original = crate::intervention::copy_of(w)?;
             let _ = w.f_add_(&dense)?;
             Ok(original)
         })?;
