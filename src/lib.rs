@@ -1,10 +1,18 @@
 //! # factscope
 //!
 //! Locate, edit and measure factual associations in GPT-style language models: the umbrella
-//! crate re-exporting the workspace's libraries.
+//! crate re-exporting the workspace's libraries, and the `factscope` command line (feature
+//! `cli`, on by default; depend with `default-features = false` for the libraries alone).
 //!
 //! - [`gpt_core`]: models (GPT-2, Llama family), hook points, interventions, weight edits.
+//! - [`causal_trace`]: causal tracing, activation patching, dataset averages.
+//! - [`common`]: atomic writes and confidence intervals shared by every crate.
 //! - [`gguf`]: the GGUF reader used to load quantised checkpoints.
+//! - [`viz`] (feature `viz`): heatmaps, line and bar plots.
 
+pub use causal_trace;
+pub use factscope_common as common;
 pub use gguf;
 pub use gpt_core;
+#[cfg(feature = "viz")]
+pub use viz;

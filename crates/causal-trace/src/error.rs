@@ -6,23 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The model failed (shapes, context, libtorch).
+    /// The model or a prompt failed (shapes, context, subject not found, libtorch).
     #[error(transparent)]
     Model(#[from] gpt_core::Error),
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),
-    /// The subject does not occur in the prompt.
-    #[error("subject {subject:?} does not occur in prompt {prompt:?}")]
-    SubjectNotFound {
-        /// The subject.
-        subject: String,
-        /// The prompt.
-        prompt: String,
-    },
-    /// The subject is empty.
-    #[error("the subject is empty")]
-    EmptySubject,
     /// A trace or patch setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
@@ -32,6 +21,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The OS error.
+        #[source]
         error: std::io::Error,
     },
     /// A facts file is malformed.
@@ -58,8 +48,12 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The OS error.
+        #[source]
         error: std::io::Error,
     },
+    /// Writing results failed (atomic writes, output folders).
+    #[error(transparent)]
+    Save(#[from] factscope_common::WriteError),
 }
 
 /// `Result` with [`Error`].

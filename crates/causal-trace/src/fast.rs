@@ -13,7 +13,7 @@ use gpt_core::{BlocksInput, HookPoint, KvCache};
 
 use crate::error::Result;
 use crate::flops;
-use crate::hooks::{SetPosition, SetPositions};
+use crate::hooks::set_position;
 use crate::trace::{GridSpec, TraceKind, Tracer};
 
 /// One grid cell: restore around `layer`, first affected block `start`.
@@ -111,18 +111,16 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
         // Interventions at block j, as row masks over the batch.
         let mut edits = Vec::new();
         if spec.kind != TraceKind::Hidden && edits_matter {
-            let flags: Vec<bool> = order
+            let restored_rows: Vec<usize> = order
                 .iter()
-                .flat_map(|&i| std::iter::repeat_n(cells[i].window.contains(&j), n))
+                .enumerate()
+                .filter(|&(_, &i)| cells[i].window.contains(&j))
+                .flat_map(|(g, _)| g * n..(g + 1) * n)
                 .collect();
-            if flags.iter().any(|&f| f) {
+            if !restored_rows.is_empty() {
                 let point = HookPoint::block(j, spec.kind.site());
-                edits.push(SetPosition {
-                    point,
-                    pos: 0,
-                    mask: Tensor::f_from_slice(&flags)?.f_to_device(device)?,
-                    values: tracer.clean.try_get(point)?.f_select(1, ti)?, // [1, d]
-                });
+                let clean = tracer.clean.try_get(point)?.f_select(1, ti)?; // [1, d]
+                edits.push(set_position(point, 0, restored_rows, clean));
             }
         }
         if let (Some(sever), true) = (spec.sever, edits_matter) {
@@ -130,12 +128,8 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
             // pin it to the corrupted run's value (rows of each group are the N samples).
             let point = HookPoint::block(j, sever.site());
             let corrupted = tracer.corrupted.try_get(point)?.f_select(1, ti)?; // [N, d]
-            edits.push(SetPosition {
-                point,
-                pos: 0,
-                mask: Tensor::f_ones([rows], (Kind::Bool, device))?,
-                values: corrupted.f_repeat([groups as i64, 1])?,
-            });
+            let values = corrupted.f_repeat([groups as i64, 1])?;
+            edits.push(set_position(point, 0, (0..rows as usize).collect(), values));
         }
 
         let past = if t > 0 {
@@ -158,9 +152,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
             past: past.as_ref(),
             last_position_only: final_block,
         };
-        let out = model
-            .forward_blocks(input, &mut SetPositions(edits))?
-            .resid()?;
+        let out = model.forward_blocks(input, &mut edits)?.resid()?;
         tracer.add_flops(if final_block {
             flops::last_block(c, rows as usize, s as usize, t)
         } else {

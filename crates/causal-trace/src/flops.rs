@@ -11,7 +11,8 @@ pub fn block(c: &ModelConfig, rows: usize, s: usize, past: usize) -> u64 {
     let proj = d * (h * dh) * 2 + d * (kvh * dh) * 2;
     let mlp = match c.arch {
         Architecture::Gpt2 => 2 * d * dm,
-        Architecture::Llama => 3 * d * dm,
+        // SwiGLU (Llama) and any gated MLP to come: gate, up and down projections.
+        _ => 3 * d * dm,
     };
     let keys = (past + s) as u64;
     let attn = 2 * h * dh * keys; // scores and weighted values, per query

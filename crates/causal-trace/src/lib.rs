@@ -28,8 +28,10 @@
 
 #![warn(missing_docs)]
 
+mod case;
 pub mod dataset;
 mod error;
+pub mod facts;
 mod fast;
 #[cfg(feature = "viz")]
 mod figures;
@@ -40,10 +42,12 @@ mod naive;
 pub mod noise;
 pub mod patching;
 mod prompt;
-mod summary;
+pub mod summary;
 mod trace;
 
 pub use error::{Error, Result};
+#[cfg(feature = "viz")]
+pub use figures::save_figures;
 pub use metric::{FnMetric, LogitDiff, Metric, TokenProb};
 pub use patching::{last_subject_sites, patch_run, PatchResult, PatchSite};
 pub use prompt::TracePrompt;

@@ -1,12 +1,11 @@
 //! The naive schedule: one full forward pass (clean row + corrupted rows) per grid cell, as
 //! the reference implementation does. Kept as the oracle of the fast schedule.
 
-use gpt_core::tch::Tensor;
 use gpt_core::{ActivationCache, ForwardOptions, HookPoint, LogitsAt, TokenBatch};
 
 use crate::error::Result;
 use crate::flops;
-use crate::hooks::{CorruptEmbed, RestoreFromRow0, SetPosition, SetPositions};
+use crate::hooks::{corrupt_embed, restore_from_row0, set_position};
 use crate::trace::{GridSpec, Tracer};
 
 /// Scores of every layer for token `t`.
@@ -28,7 +27,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
         Some(sever) => {
             let site = sever.site();
             let mut hooks = (
-                CorruptEmbed::new(&tracer.corrupted_embed, span.clone(), 1),
+                corrupt_embed(&tracer.corrupted_embed, span.clone(), 1),
                 gpt_core::CacheHook::new(
                     move |p: HookPoint| matches!(p, HookPoint::Block(_, s) if s == site),
                 ),
@@ -48,34 +47,28 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     };
     let mut row = Vec::with_capacity(c.n_layers);
     for layer in 0..c.n_layers {
-        let points = spec
+        let points: Vec<HookPoint> = spec
             .layers_for(layer, c.n_layers)
             .map(|l| HookPoint::block(l, spec.kind.site()))
             .collect();
         let mut freeze = Vec::new();
         if let (Some(sever), Some(frozen)) = (spec.sever, frozen.as_ref()) {
-            let mut mask = vec![true; n + 1];
-            mask[0] = false;
-            let mask = Tensor::f_from_slice(&mask)?.f_to_device(model.device())?;
             for l in 0..c.n_layers {
                 let point = HookPoint::block(l, sever.site());
-                freeze.push(SetPosition {
-                    point,
-                    pos: t as i64,
-                    mask: mask.shallow_clone(),
-                    values: frozen.try_get(point)?.f_select(1, t as i64)?,
-                });
+                // Rows 1..=n (the corrupted ones) keep their first-pass values at `t`.
+                let values = frozen
+                    .try_get(point)?
+                    .f_select(1, t as i64)?
+                    .f_narrow(0, 1, n as i64)?;
+                freeze.push(set_position(point, t as i64, (1..=n).collect(), values));
             }
         }
         let mut hooks = (
             (
-                CorruptEmbed::new(&tracer.corrupted_embed, span.clone(), 1),
-                RestoreFromRow0 {
-                    points,
-                    pos: t as i64,
-                },
+                corrupt_embed(&tracer.corrupted_embed, span.clone(), 1),
+                restore_from_row0(&points, t as i64, n + 1),
             ),
-            SetPositions(freeze),
+            freeze,
         );
         // Logits at every position, as the reference computes them; the score reads the last.
         let logits = model

@@ -205,7 +205,7 @@ pub fn embedding_std(
             .map(|(id, _)| *id)
             .collect();
         if ids.is_empty() {
-            return Err(Error::EmptySubject);
+            return Err(gpt_core::Error::EmptySubject.into());
         }
         all.extend(ids);
     }
@@ -222,4 +222,53 @@ pub fn embedding_std(
         .f_to_device(Device::Cpu)?
         .double_value(&[]);
     Ok(std)
+}
+
+impl std::fmt::Display for NoiseLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoiseLevel::Std(s) => write!(f, "std {s:.4}"),
+            NoiseLevel::EmbeddingStdMultiple(k) => {
+                write!(f, "std {k} × σ of the subject embeddings")
+            }
+        }
+    }
+}
+
+/// What a person reads: "Gaussian noise, std 0.3660".
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Corruption::Gaussian { level } => write!(f, "Gaussian noise, {level}"),
+            Corruption::Uniform { level } => write!(f, "uniform noise, {level}"),
+            Corruption::ReplaceGaussian { level } => {
+                write!(f, "subject embeddings replaced by Gaussian noise, {level}")
+            }
+            Corruption::Substitute { tokens } => {
+                write!(
+                    f,
+                    "subject replaced by {} other token list(s)",
+                    tokens.len()
+                )
+            }
+        }
+    }
+}
+
+impl Corruption {
+    /// [`Display`](std::fmt::Display) with the relative level spelled out when σ is known:
+    /// "Gaussian noise, std 0.3660 (3 × σ of the subject embeddings, σ = 0.1220)".
+    pub fn describe(&self, sigma: Option<f64>) -> String {
+        match (self.scale(), sigma) {
+            (Some(scale), Some(sigma))
+                if sigma > 0.0 && !matches!(self, Corruption::Substitute { .. }) =>
+            {
+                format!(
+                    "{self} ({:.3} × σ of the subject embeddings, σ = {sigma:.4})",
+                    scale / sigma
+                )
+            }
+            _ => self.to_string(),
+        }
+    }
 }

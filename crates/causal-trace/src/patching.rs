@@ -2,10 +2,8 @@
 //! prompt with some of its activations replaced by the source's (e.g. the "Megan Rapinoe"
 //! states patched into a "Shaquille O'Neal" prompt), per position or per attention head.
 
-use gpt_core::tch::{Device, Kind, Tensor};
-use gpt_core::{
-    BlockSite, CacheHook, HookAction, HookPoint, HookableModel, Intervention, TokenBatch,
-};
+use gpt_core::tch::{Device, Kind};
+use gpt_core::{BlockSite, CacheHook, HookPoint, HookableModel, SiteWrite, Sites, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -68,30 +66,17 @@ impl PatchResult {
     }
 }
 
-struct PatchFromSource<'a> {
-    sites: &'a [PatchSite],
-    source: &'a gpt_core::ActivationCache,
-}
-
-impl Intervention for PatchFromSource<'_> {
-    fn wants(&self, point: HookPoint) -> bool {
-        self.sites.iter().any(|s| s.point == point)
-    }
-
-    fn visit(&mut self, point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
-        let src = self.source.try_get(point)?;
-        let out = gpt_core::intervention::copy_of(act)?;
-        for s in self.sites.iter().filter(|s| s.point == point) {
-            let from = src.f_select(1, s.source_pos as i64)?;
-            let mut to = out.f_select(1, s.base_pos as i64)?;
-            match s.head {
-                None => to.f_copy_(&from)?,
-                Some(h) => to
-                    .f_select(1, h as i64)?
-                    .f_copy_(&from.f_select(1, h as i64)?)?,
+impl PatchSite {
+    /// This site as a [`SiteWrite`] reading from the source run `cache`.
+    fn write<'a>(&self, cache: &'a gpt_core::ActivationCache) -> SiteWrite<'a> {
+        let at = |pos: usize| {
+            let sites = Sites::position(pos as i64);
+            match self.head {
+                Some(h) => sites.head(h),
+                None => sites,
             }
-        }
-        Ok(HookAction::Replace(out))
+        };
+        SiteWrite::patch(self.point, at(self.base_pos), cache, at(self.source_pos))
     }
 }
 
@@ -150,10 +135,7 @@ pub fn patch_run(
     let mut cache = CacheHook::new(|p| wanted.contains(&p));
     model.forward_hooked(&TokenBatch::single(source, device)?, &mut cache)?;
     let cache = cache.into_cache();
-    let mut patch = PatchFromSource {
-        sites,
-        source: &cache,
-    };
+    let mut patch: Vec<SiteWrite<'_>> = sites.iter().map(|s| s.write(&cache)).collect();
     let logits = model
         .forward_hooked(&TokenBatch::single(base, device)?, &mut patch)?
         .logits()?;

@@ -4,14 +4,14 @@ use std::cell::Cell;
 
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    ActivationCache, BlockSite, ForwardOptions, HookPoint, HookableModel, KvCache, LogitsAt,
-    TokenBatch, Tokenizer,
+    check_finite, ActivationCache, BlockSite, ForwardOptions, HookPoint, KvCache, LogitsAt,
+    ResumableModel, TokenBatch, Tokenizer,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::flops;
-use crate::hooks::CorruptEmbed;
+use crate::hooks::corrupt_embed;
 use crate::metric::{Metric, TokenProb};
 use crate::noise::Corruption;
 use crate::prompt::TracePrompt;
@@ -165,14 +165,8 @@ pub struct TraceSetup {
     pub seed: u64,
 }
 
-/// The answer a trace measures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Answer {
-    /// Token id.
-    pub id: i64,
-    /// Token text.
-    pub text: String,
-}
+/// The answer a trace measures (a token with its text).
+pub type Answer = gpt_core::TokenText;
 
 /// The result of one trace: scores per (token, layer), serialisable.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,7 +213,7 @@ pub struct TraceGrid {
 
 /// A prompt with its clean and corrupted runs done, ready to compute grids.
 pub struct Tracer<'m> {
-    pub(crate) model: &'m dyn HookableModel,
+    pub(crate) model: &'m dyn ResumableModel,
     pub(crate) prompt: TracePrompt,
     pub(crate) setup: TraceSetup,
     pub(crate) noise: Corruption,
@@ -256,7 +250,7 @@ impl<'m> Tracer<'m> {
     /// # Errors
     /// `samples == 0`, an unresolved relative noise level, model errors.
     pub fn new(
-        model: &'m dyn HookableModel,
+        model: &'m dyn ResumableModel,
         tokenizer: &Tokenizer,
         prompt: TracePrompt,
         setup: TraceSetup,
@@ -308,7 +302,7 @@ impl<'m> Tracer<'m> {
         let mut kv = KvCache::new();
         let (corrupted_logits, corrupted) = {
             let mut hooks = (
-                CorruptEmbed::new(&corrupted_embed, prompt.subject_range.clone(), 0),
+                corrupt_embed(&corrupted_embed, prompt.subject_range.clone(), 0),
                 gpt_core::CacheHook::new(cached_sites),
             );
             let logits = model
@@ -326,10 +320,21 @@ impl<'m> Tracer<'m> {
         flops.set(flops.get() + flops::forward(model.config(), n, t, 0, n));
 
         let clean_logits = clean_logits.f_to_kind(Kind::Float)?;
+        check_finite(
+            &clean_logits,
+            &format!("the clean logits of {:?}", prompt.text),
+        )?;
+        check_finite(
+            &corrupted_logits,
+            &format!(
+                "the corrupted logits of {:?} (noise too large?)",
+                prompt.text
+            ),
+        )?;
         let top = clean_logits
             .f_argmax(-1, false)?
             .f_to_device(Device::Cpu)?
-            .int64_value(&[0]);
+            .f_int64_value(&[0])?;
         let answer = Answer {
             id: top,
             text: tokenizer.token_text(top)?,
@@ -392,6 +397,19 @@ impl<'m> Tracer<'m> {
     /// A window of 0 or larger than the depth, a severed trace of a kind other than hidden,
     /// token indices out of range, model errors.
     pub fn grid(&self, spec: &GridSpec) -> Result<TraceGrid> {
+        self.grid_with_progress(spec, &mut |_, _| {})
+    }
+
+    /// [`Tracer::grid`], calling `progress(rows_done, rows_total)` after each token row (a
+    /// long prompt can take minutes: callers show progress).
+    ///
+    /// # Errors
+    /// As [`Tracer::grid`].
+    pub fn grid_with_progress(
+        &self,
+        spec: &GridSpec,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<TraceGrid> {
         let n_layers = self.model.config().n_layers;
         if spec.kind != TraceKind::Hidden && (spec.window == 0 || spec.window > n_layers) {
             return Err(Error::InvalidConfig(format!(
@@ -419,11 +437,19 @@ impl<'m> Tracer<'m> {
         };
         let _guard = gpt_core::tch::no_grad_guard();
         let mut scores = Vec::with_capacity(rows.len());
-        for &t in &rows {
-            scores.push(match spec.schedule {
+        for (done, &t) in rows.iter().enumerate() {
+            let row = match spec.schedule {
                 Schedule::Fast => crate::fast::token_row(self, spec, t)?,
                 Schedule::Naive => crate::naive::token_row(self, spec, t)?,
-            });
+            };
+            if let Some(bad) = row.iter().find(|v| !v.is_finite()) {
+                return Err(Error::InvalidConfig(format!(
+                    "the {} score of token {t} is {bad}: the model produced non-finite values",
+                    self.metric.name()
+                )));
+            }
+            scores.push(row);
+            progress(done + 1, rows.len());
         }
         Ok(TraceGrid {
             prompt: self.prompt.text.clone(),
@@ -475,5 +501,5 @@ fn mean_score(metric: &dyn Metric, logits: &Tensor) -> Result<f64> {
         .score(logits)?
         .f_mean(Kind::Double)?
         .f_to_device(Device::Cpu)?
-        .double_value(&[]))
+        .f_double_value(&[])?)
 }

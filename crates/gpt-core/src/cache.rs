@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use tch::{IndexOp, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 use crate::hook::HookPoint;
-use crate::intervention::{HookAction, Intervention};
+use crate::intervention::{HookAction, Intervention, SiteWrite, Sites};
 
 /// Activations recorded at hook points, in execution order.
 ///
@@ -110,30 +110,22 @@ impl<F: Fn(HookPoint) -> bool> Intervention for CacheHook<F> {
     }
 }
 
-/// Which batch rows and positions a [`Patch`] overwrites.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PatchSites {
-    /// Every row and position.
-    All,
-    /// These positions (token indices), in every row.
-    Positions(Vec<i64>),
-}
-
-/// Overwrites activations with values from a cache (activation patching).
+/// Overwrites activations with values from a recorded run (activation patching), at every
+/// recorded point (or those of [`Patch::only`]).
 ///
-/// For each cached point, positions `sites` of the current activation are replaced by the
-/// same positions of the cached one: `act'[:, p] = cached[:, p]`. The cached tensor's batch
-/// dimension must be 1 (broadcast to every row, e.g. a clean run patched into N corrupted
-/// rows) or equal to the current batch. For `hook_z` the same rule applies along dim 1.
+/// At each point, the entries at `sites` are replaced by the same sites of the recorded
+/// activation: `act'[sites] = cached[sites]`. A recorded batch of 1 is read once and used for
+/// every row (e.g. a clean run patched into N corrupted rows); otherwise the batches must
+/// match. Built on [`SiteWrite`].
 pub struct Patch<'a> {
     source: &'a ActivationCache,
-    sites: PatchSites,
+    sites: Sites,
     points: Option<Vec<HookPoint>>,
 }
 
 impl<'a> Patch<'a> {
-    /// Patches every point in `source` at `sites`.
-    pub fn new(source: &'a ActivationCache, sites: PatchSites) -> Self {
+    /// Patches every point recorded in `source` at `sites`.
+    pub fn new(source: &'a ActivationCache, sites: Sites) -> Self {
         Self {
             source,
             sites,
@@ -142,6 +134,7 @@ impl<'a> Patch<'a> {
     }
 
     /// Restricts patching to these points.
+    #[must_use]
     pub fn only(mut self, points: Vec<HookPoint>) -> Self {
         self.points = Some(points);
         self
@@ -155,34 +148,11 @@ impl Intervention for Patch<'_> {
 
     fn visit(&mut self, point: HookPoint, act: &Tensor) -> Result<HookAction> {
         let cached = self.source.try_get(point)?;
-        let (cs, as_) = (cached.size(), act.size());
-        let batch_ok = cs.first() == Some(&1) || cs.first() == as_.first();
-        if cs.len() != as_.len() || !batch_ok || cs[1..] != as_[1..] {
-            return Err(Error::ReplacementShape {
-                point,
-                expected: as_,
-                got: cs,
-            });
-        }
-        let cached = cached.f_to_device(act.device())?.f_to_kind(act.kind())?;
-        let patched = match &self.sites {
-            PatchSites::All => cached.f_expand_as(act)?.f_contiguous()?,
-            PatchSites::Positions(positions) => {
-                let n_pos = as_.get(1).copied().unwrap_or(0);
-                if let Some(bad) = positions.iter().find(|&&p| p < 0 || p >= n_pos) {
-                    return Err(Error::InvalidInput(format!(
-                        "patch position {bad} at {point} is outside 0..{n_pos}"
-                    )));
-                }
-                let out = crate::intervention::copy_of(act)?;
-                for &p in positions {
-                    let src = cached.i((.., p..p + 1));
-                    out.i((.., p..p + 1))
-                        .copy_(&src.f_expand_as(&act.i((.., p..p + 1)))?);
-                }
-                out
-            }
+        let source_sites = if cached.size().first() == Some(&1) {
+            self.sites.with_all_rows()
+        } else {
+            self.sites.clone()
         };
-        Ok(HookAction::Replace(patched))
+        SiteWrite::patch(point, self.sites.clone(), self.source, source_sites).visit(point, act)
     }
 }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// The architecture family, which fixes the block layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub enum Architecture {
     /// GPT-2 family: learned positions, LayerNorm, GELU (tanh) MLP, sequential attn → MLP,
     /// biases everywhere.
@@ -18,7 +19,12 @@ pub enum Architecture {
 }
 
 /// A validated model configuration (sizes and numeric constants).
+///
+/// `#[non_exhaustive]`: fields will be added as architectures are; build one with
+/// [`ModelConfig::from_hf_json`], the loaders, or [`crate::random::tiny_config`] and
+/// change fields on the value.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ModelConfig {
     /// Architecture family.
     pub arch: Architecture,

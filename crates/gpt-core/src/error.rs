@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::edit::WeightId;
 use crate::hook::HookPoint;
 
 /// Errors from loading, running and editing models.
@@ -17,6 +18,7 @@ pub enum Error {
         /// The path that failed.
         path: PathBuf,
         /// The operating-system error.
+        #[source]
         error: std::io::Error,
     },
     /// A model path is neither a Hugging Face model folder nor a `.gguf` file.
@@ -62,7 +64,7 @@ pub enum Error {
         got: Vec<i64>,
     },
     /// The GGUF reader failed.
-    #[error(transparent)]
+    #[error("{0}")]
     Gguf(#[from] gguf::Error),
     /// The tokenizer could not be built or failed to encode or decode.
     #[error("tokenizer error: {0}")]
@@ -70,6 +72,27 @@ pub enum Error {
     /// An argument is out of its valid range or inconsistent with the model.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The subject of a prompt is empty.
+    #[error("the subject is empty")]
+    EmptySubject,
+    /// The subject does not occur in the prompt (or not that often, or covers no token).
+    #[error("subject {subject:?} does not occur in prompt {prompt:?}{}", if *occurrences > 0 { format!(" as occurrence {occurrence} (it occurs {occurrences} time(s), counted from 0)") } else { String::new() })]
+    SubjectNotFound {
+        /// The subject.
+        subject: String,
+        /// The prompt.
+        prompt: String,
+        /// The occurrence asked for (0-based).
+        occurrence: usize,
+        /// How many times it occurs.
+        occurrences: usize,
+    },
+    /// A target (an answer to score or to write) is blank or tokenises to nothing.
+    #[error("the target {target:?} has no tokens")]
+    EmptyTarget {
+        /// The target text.
+        target: String,
+    },
     /// A prompt tokenised to no tokens.
     #[error("the prompt is empty (it has no tokens)")]
     EmptyPrompt,
@@ -114,11 +137,97 @@ pub enum Error {
         /// Where it failed.
         point: HookPoint,
         /// The intervention's own error.
+        #[source]
         error: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// An edit record does not belong to this model's current state.
-    #[error("invalid edit: {0}")]
-    Edit(String),
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary 0..{vocab_size}")]
+    TokenOutOfVocabulary {
+        /// The id.
+        id: i64,
+        /// The vocabulary size.
+        vocab_size: usize,
+    },
+    /// A forward pass was stopped by an intervention, so it has no logits.
+    #[error("the forward pass was stopped at {point} and has no output")]
+    Stopped {
+        /// Where it stopped.
+        point: HookPoint,
+    },
+    /// A position-wise intervention names a row, position or head outside the activation.
+    #[error("{what} {index} at {point} is outside 0..{len}")]
+    SiteOutOfRange {
+        /// The hook point.
+        point: HookPoint,
+        /// `row`, `position` or `head`.
+        what: &'static str,
+        /// The index given (positions may be negative: counted from the end).
+        index: i64,
+        /// The activation's size in that dimension.
+        len: i64,
+    },
+    /// A position-wise intervention's sites are inconsistent.
+    #[error("invalid sites at {point}: {reason}")]
+    InvalidSites {
+        /// The hook point.
+        point: HookPoint,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Values for a position-wise intervention fit none of the accepted shapes.
+    #[error("values of shape {got:?} do not fit {sites} sites of shape {entry:?} at {point}")]
+    SiteValuesShape {
+        /// The hook point.
+        point: HookPoint,
+        /// Number of selected sites.
+        sites: usize,
+        /// Shape of one site's entry.
+        entry: Vec<i64>,
+        /// The values' shape.
+        got: Vec<i64>,
+    },
+    /// The model has no such weight (e.g. a gate projection in GPT-2).
+    #[error("this model has no weight {id}")]
+    NoSuchWeight {
+        /// The weight asked for.
+        id: WeightId,
+    },
+    /// An undo record from another model.
+    #[error("undo of edit #{serial} ({target}): the record belongs to another model")]
+    UndoFromAnotherModel {
+        /// The edit's serial number.
+        serial: u64,
+        /// The edited weight.
+        target: WeightId,
+    },
+    /// An undo out of order: later edits must be undone first. Nothing was changed; the
+    /// record stays valid.
+    #[error("undo of edit #{serial} ({target}) out of order: undo the later edits first (open edits, oldest first: {open:?})")]
+    UndoOutOfOrder {
+        /// The edit's serial number.
+        serial: u64,
+        /// The edited weight.
+        target: WeightId,
+        /// Serial numbers of the edits still applied, oldest first.
+        open: Vec<u64>,
+    },
+    /// An undo of an edit that was already undone.
+    #[error("edit #{serial} ({target}) was already undone")]
+    AlreadyUndone {
+        /// The edit's serial number.
+        serial: u64,
+        /// The edited weight.
+        target: WeightId,
+    },
+    /// A tensor holds NaN or infinite values where finite ones are required (e.g. logits of
+    /// a model with a corrupt weight).
+    #[error("{what} contains {count} NaN or infinite values")]
+    NonFinite {
+        /// What was checked.
+        what: String,
+        /// How many values are not finite.
+        count: i64,
+    },
     /// libtorch raised an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -134,4 +243,23 @@ impl Error {
             error: source,
         }
     }
+}
+
+/// Checks that `t` holds only finite values.
+///
+/// # Errors
+/// [`Error::NonFinite`] naming `what` and the count of bad values.
+pub fn check_finite(t: &tch::Tensor, what: &str) -> Result<()> {
+    let count = t
+        .f_isfinite()?
+        .f_logical_not()?
+        .f_sum(tch::Kind::Int64)?
+        .f_int64_value(&[])?;
+    if count > 0 {
+        return Err(Error::NonFinite {
+            what: what.to_string(),
+            count,
+        });
+    }
+    Ok(())
 }

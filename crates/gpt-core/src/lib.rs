@@ -9,7 +9,15 @@
 //!   (TransformerLens names) and may continue, replace the activation, or stop.
 //! - [`EditableModel`] reads weights as `[out, in]` by [`WeightId`], applies a
 //!   [`WeightDelta`] and undoes it bit-exactly.
+//! - [`ResumableModel`] resumes a pass from a given residual stream (the fast schedules).
+//! - [`intervention::SiteWrite`] sets, adds or patches values at chosen `(row, position[,
+//!   head])` [`intervention::Sites`]: the one building block of tracing, patching and editing.
+//! - [`SubjectPrompt`] locates a subject's tokens in a prompt; [`target_tokens`] gives the
+//!   tokens of an answer after a prompt.
 //! - [`generate()`] decodes greedily or with seeded top-k sampling using a [`KvCache`].
+//! - Feature `testing`: [`testing`] exports proptest strategies (configs, models, prompts,
+//!   well-conditioned matrices) so that downstream crates can property-test against
+//!   random models.
 //!
 //! # Example
 //! ```no_run
@@ -36,24 +44,28 @@ pub mod intervention;
 mod llama;
 mod load;
 pub mod model;
+pub mod prompt;
 pub mod random;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tokenizer;
 mod transformer;
 mod weights;
 
-pub use cache::{ActivationCache, CacheHook, Patch, PatchSites};
+pub use cache::{ActivationCache, CacheHook, Patch};
 pub use config::{Architecture, ModelConfig};
 pub use edit::{EditUndo, WeightDelta, WeightId};
-pub use error::{Error, Result};
+pub use error::{check_finite, Error, Result};
 pub use generate::{generate, GenerateOptions, Sampling};
 pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
-pub use intervention::{HookAction, Intervention, NoHooks};
+pub use intervention::{HookAction, Intervention, NoHooks, SiteWrite, Sites, WriteOp};
 pub use load::{load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
 pub use model::{
-    BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache, LogitsAt,
-    Outcome,
+    AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,
+    LogitsAt, Outcome, ResumableModel,
 };
+pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;

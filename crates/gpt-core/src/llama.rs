@@ -10,53 +10,106 @@ use crate::error::{Error, Result};
 use crate::transformer::{Attention, Block, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
 
-/// Checkpoint names of one layout (Hugging Face or GGUF).
-struct Names {
-    embed: &'static str,
-    norm: &'static str,
-    lm_head: &'static str,
-    block: fn(usize, &str) -> String,
+/// The tensors of one Llama block, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    AttnNorm,
+    MlpNorm,
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
 }
 
-const HF: Names = Names {
-    embed: "model.embed_tokens.weight",
-    norm: "model.norm.weight",
-    lm_head: "lm_head.weight",
-    block: |i, part| {
-        let name = match part {
-            "ln1" => "input_layernorm",
-            "ln2" => "post_attention_layernorm",
-            "q" => "self_attn.q_proj",
-            "k" => "self_attn.k_proj",
-            "v" => "self_attn.v_proj",
-            "o" => "self_attn.o_proj",
-            "gate" => "mlp.gate_proj",
-            "up" => "mlp.up_proj",
-            _ => "mlp.down_proj",
-        };
-        format!("model.layers.{i}.{name}")
-    },
-};
+/// The two checkpoint layouts of Llama-family weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Hugging Face names (`model.layers.{i}.self_attn.q_proj`).
+    HuggingFace,
+    /// llama.cpp GGUF names (`blk.{i}.attn_q`); q/k rows permuted for its rotary layout.
+    Gguf,
+}
 
-const GGUF: Names = Names {
-    embed: "token_embd.weight",
-    norm: "output_norm.weight",
-    lm_head: "output.weight",
-    block: |i, part| {
-        let name = match part {
-            "ln1" => "attn_norm",
-            "ln2" => "ffn_norm",
-            "q" => "attn_q",
-            "k" => "attn_k",
-            "v" => "attn_v",
-            "o" => "attn_output",
-            "gate" => "ffn_gate",
-            "up" => "ffn_up",
-            _ => "ffn_down",
-        };
-        format!("blk.{i}.{name}")
-    },
-};
+impl Layout {
+    fn embed(self) -> &'static str {
+        match self {
+            Layout::HuggingFace => "model.embed_tokens.weight",
+            Layout::Gguf => "token_embd.weight",
+        }
+    }
+
+    fn final_norm(self) -> &'static str {
+        match self {
+            Layout::HuggingFace => "model.norm.weight",
+            Layout::Gguf => "output_norm.weight",
+        }
+    }
+
+    fn lm_head(self) -> &'static str {
+        match self {
+            Layout::HuggingFace => "lm_head.weight",
+            Layout::Gguf => "output.weight",
+        }
+    }
+
+    /// The name of `part` of block `i`, without `.weight` / `.bias`.
+    fn block(self, i: usize, part: Part) -> String {
+        match self {
+            Layout::HuggingFace => {
+                let name = match part {
+                    Part::AttnNorm => "input_layernorm",
+                    Part::MlpNorm => "post_attention_layernorm",
+                    Part::Q => "self_attn.q_proj",
+                    Part::K => "self_attn.k_proj",
+                    Part::V => "self_attn.v_proj",
+                    Part::O => "self_attn.o_proj",
+                    Part::Gate => "mlp.gate_proj",
+                    Part::Up => "mlp.up_proj",
+                    Part::Down => "mlp.down_proj",
+                };
+                format!("model.layers.{i}.{name}")
+            }
+            Layout::Gguf => {
+                let name = match part {
+                    Part::AttnNorm => "attn_norm",
+                    Part::MlpNorm => "ffn_norm",
+                    Part::Q => "attn_q",
+                    Part::K => "attn_k",
+                    Part::V => "attn_v",
+                    Part::O => "attn_output",
+                    Part::Gate => "ffn_gate",
+                    Part::Up => "ffn_up",
+                    Part::Down => "ffn_down",
+                };
+                format!("blk.{i}.{name}")
+            }
+        }
+    }
+}
+
+/// Whether a projection has a bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bias {
+    /// The checkpoint must have one.
+    Required,
+    /// Use one if the checkpoint has it (Llama's `attention_bias` also biases `o_proj`).
+    IfPresent,
+    /// None.
+    Absent,
+}
+
+/// One projection to load: its role, shape `[out, in]`, bias, and — for q/k in GGUF files —
+/// the head count whose rotary rows must be un-permuted.
+struct Projection {
+    part: Part,
+    out: i64,
+    inp: i64,
+    bias: Bias,
+    rotary_heads: Option<i64>,
+}
 
 /// Undoes llama.cpp's interleaving of the rotary halves in q/k rows (as transformers'
 /// `_reverse_permute_weights`): rows `[heads, d_head/2, 2]` → `[heads, 2, d_head/2]`.
@@ -74,50 +127,37 @@ fn unpermute_rows(t: &Tensor, heads: i64) -> Result<Tensor> {
 
 struct Ctx<'l, 'a> {
     loader: &'l mut Loader<'a>,
-    names: &'static Names,
-    gguf: bool,
+    layout: Layout,
 }
 
 impl Ctx<'_, '_> {
-    fn linear(
-        &mut self,
-        layer: usize,
-        part: &str,
-        out: i64,
-        inp: i64,
-        bias: bool,
-        permute_heads: Option<i64>,
-    ) -> Result<Linear> {
-        let base = (self.names.block)(layer, part);
+    fn linear(&mut self, layer: usize, p: Projection) -> Result<Linear> {
+        let base = self.layout.block(layer, p.part);
         let w_name = format!("{base}.weight");
         let b_name = format!("{base}.bias");
-        let (mut weight, mut b) = if let Some(heads) = permute_heads.filter(|_| self.gguf) {
-            let raw = self.loader.raw(&w_name)?;
-            check_shape(&w_name, &raw, &[out, inp])?;
-            let w = self.loader.convert(unpermute_rows(&raw, heads)?)?;
-            let b = if bias {
-                let raw_b = self.loader.raw(&b_name)?;
-                check_shape(&b_name, &raw_b, &[out])?;
-                Some(self.loader.convert(unpermute_rows(&raw_b, heads)?)?)
-            } else {
-                None
-            };
-            (w, b)
-        } else {
-            let w = self.loader.tensor(&w_name, &[out, inp])?;
-            let b = if bias {
-                Some(self.loader.tensor(&b_name, &[out])?)
-            } else {
-                None
-            };
-            (w, b)
+        let unpermute = p.rotary_heads.filter(|_| self.layout == Layout::Gguf);
+        let weight = match unpermute {
+            Some(heads) => {
+                let raw = self.loader.raw(&w_name)?;
+                check_shape(&w_name, &raw, &[p.out, p.inp])?;
+                self.loader.convert(unpermute_rows(&raw, heads)?)?
+            }
+            None => self.loader.tensor(&w_name, &[p.out, p.inp])?,
         };
-        // Some Llama checkpoints (attention_bias = true) also bias the output projection.
-        if !bias && part == "o" {
-            b = self.loader.optional(&b_name, &[out])?;
-        }
-        weight = weight.f_contiguous()?;
-        Ok(Linear { weight, bias: b })
+        let bias = match (p.bias, unpermute) {
+            (Bias::Absent, _) => None,
+            (Bias::IfPresent, _) => self.loader.optional(&b_name, &[p.out])?,
+            (Bias::Required, Some(heads)) => {
+                let raw = self.loader.raw(&b_name)?;
+                check_shape(&b_name, &raw, &[p.out])?;
+                Some(self.loader.convert(unpermute_rows(&raw, heads)?)?)
+            }
+            (Bias::Required, None) => Some(self.loader.tensor(&b_name, &[p.out])?),
+        };
+        Ok(Linear {
+            weight: weight.f_contiguous()?,
+            bias,
+        })
     }
 
     fn rms(&mut self, name: &str, d: i64, eps: f64) -> Result<Norm> {
@@ -139,18 +179,13 @@ fn check_shape(name: &str, t: &Tensor, shape: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Loads Llama-family weights; `gguf` selects llama.cpp tensor names and q/k un-permutation.
+/// Loads Llama-family weights stored in `layout` (GGUF: llama.cpp names, q/k un-permuted).
 pub(crate) fn load(
     config: &ModelConfig,
     loader: &mut Loader<'_>,
-    gguf: bool,
+    layout: Layout,
 ) -> Result<TransformerParts> {
-    let names = if gguf { &GGUF } else { &HF };
-    let mut cx = Ctx {
-        loader,
-        names,
-        gguf,
-    };
+    let mut cx = Ctx { loader, layout };
     let d = config.d_model as i64;
     let (h, kvh, dh) = (
         config.n_heads as i64,
@@ -160,31 +195,43 @@ pub(crate) fn load(
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;
     let eps = config.norm_eps;
-    let bias = config.qkv_bias;
-    let embed = cx.loader.tensor(names.embed, &[vocab, d])?;
+    let qkv_bias = if config.qkv_bias {
+        Bias::Required
+    } else {
+        Bias::Absent
+    };
+    let proj = |part, out, inp, bias, rotary_heads| Projection {
+        part,
+        out,
+        inp,
+        bias,
+        rotary_heads,
+    };
+    let embed = cx.loader.tensor(layout.embed(), &[vocab, d])?;
     let mut blocks = Vec::with_capacity(config.n_layers);
     for i in 0..config.n_layers {
+        let norm_name = |part| format!("{}.weight", layout.block(i, part));
         blocks.push(Block {
-            ln1: cx.rms(&format!("{}.weight", (names.block)(i, "ln1")), d, eps)?,
+            ln1: cx.rms(&norm_name(Part::AttnNorm), d, eps)?,
             attn: Attention {
-                q: cx.linear(i, "q", h * dh, d, bias, Some(h))?,
-                k: cx.linear(i, "k", kvh * dh, d, bias, Some(kvh))?,
-                v: cx.linear(i, "v", kvh * dh, d, bias, None)?,
-                o: cx.linear(i, "o", d, h * dh, false, None)?,
+                q: cx.linear(i, proj(Part::Q, h * dh, d, qkv_bias, Some(h)))?,
+                k: cx.linear(i, proj(Part::K, kvh * dh, d, qkv_bias, Some(kvh)))?,
+                v: cx.linear(i, proj(Part::V, kvh * dh, d, qkv_bias, None))?,
+                o: cx.linear(i, proj(Part::O, d, h * dh, Bias::IfPresent, None))?,
             },
-            ln2: cx.rms(&format!("{}.weight", (names.block)(i, "ln2")), d, eps)?,
+            ln2: cx.rms(&norm_name(Part::MlpNorm), d, eps)?,
             mlp: Mlp::SwiGlu {
-                gate: cx.linear(i, "gate", d_mlp, d, false, None)?,
-                up: cx.linear(i, "up", d_mlp, d, false, None)?,
-                down: cx.linear(i, "down", d, d_mlp, false, None)?,
+                gate: cx.linear(i, proj(Part::Gate, d_mlp, d, Bias::Absent, None))?,
+                up: cx.linear(i, proj(Part::Up, d_mlp, d, Bias::Absent, None))?,
+                down: cx.linear(i, proj(Part::Down, d, d_mlp, Bias::Absent, None))?,
             },
         });
     }
-    let ln_final = cx.rms(names.norm, d, eps)?;
+    let ln_final = cx.rms(layout.final_norm(), d, eps)?;
     let unembed = if config.tied_embeddings {
         embed.shallow_clone()
     } else {
-        cx.loader.tensor(names.lm_head, &[vocab, d])?
+        cx.loader.tensor(layout.lm_head(), &[vocab, d])?
     };
     Ok(TransformerParts {
         embed,
@@ -225,10 +272,14 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         Some(tokens) => tokens.len(),
         None => uint("vocab_size")?,
     };
+    if n_heads == 0 {
+        return Err(bad(format!(
+            "metadata `{arch}.attention.head_count` is 0: a model needs at least one attention head"
+        )));
+    }
     let d_head = match uint("attention.key_length") {
         Ok(k) => k,
-        Err(_) if n_heads > 0 => d_model / n_heads,
-        Err(e) => return Err(e),
+        Err(_) => d_model / n_heads,
     };
     if file
         .get(&format!("{arch}.rope.scaling.type"))

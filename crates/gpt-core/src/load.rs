@@ -96,7 +96,7 @@ fn load_hf_dir(dir: &Path, options: LoadOptions) -> Result<(Transformer, Tokeniz
     };
     let parts = match config.arch {
         Architecture::Gpt2 => gpt2::load(&config, &mut loader)?,
-        Architecture::Llama => llama::load(&config, &mut loader, false)?,
+        Architecture::Llama => llama::load(&config, &mut loader, llama::Layout::HuggingFace)?,
     };
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
@@ -143,7 +143,7 @@ fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenize
         device: options.device,
         kind: options.kind,
     };
-    let parts = llama::load(&config, &mut loader, true)?;
+    let parts = llama::load(&config, &mut loader, llama::Layout::Gguf)?;
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
         tokenizer,

@@ -45,13 +45,11 @@ impl Outcome {
     /// The logits, or an error if the pass was stopped.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] if an intervention stopped the pass.
+    /// [`Error::Stopped`] if an intervention stopped the pass.
     pub fn logits(self) -> Result<Tensor> {
         match self {
             Outcome::Logits(t) => Ok(t),
-            Outcome::Stopped(p) => Err(Error::InvalidInput(format!(
-                "the forward pass was stopped at {p} and has no logits"
-            ))),
+            Outcome::Stopped(point) => Err(Error::Stopped { point }),
         }
     }
 }
@@ -89,13 +87,11 @@ impl BlocksOutcome {
     /// The residual, or an error if the pass was stopped.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] if an intervention stopped the pass.
+    /// [`Error::Stopped`] if an intervention stopped the pass.
     pub fn resid(self) -> Result<Tensor> {
         match self {
             BlocksOutcome::Resid(t) => Ok(t),
-            BlocksOutcome::Stopped(p) => {
-                Err(Error::InvalidInput(format!("the pass was stopped at {p}")))
-            }
+            BlocksOutcome::Stopped(point) => Err(Error::Stopped { point }),
         }
     }
 }
@@ -234,24 +230,6 @@ pub trait HookableModel {
         hooks: &mut dyn Intervention,
     ) -> Result<Outcome>;
 
-    /// Runs some blocks on a given residual stream (e.g. to resume a pass from a cached or
-    /// patched state), firing the block hook points of those layers; positions in hook
-    /// activations are those of `input.resid` (0 = its first token).
-    ///
-    /// # Errors
-    /// Layers out of range, shapes that disagree, a past cache that does not cover the layers.
-    fn forward_blocks(
-        &self,
-        input: BlocksInput<'_>,
-        hooks: &mut dyn Intervention,
-    ) -> Result<BlocksOutcome>;
-
-    /// The final norm and unembedding: `[.., d_model]` → logits `[.., vocab]` (no hooks).
-    ///
-    /// # Errors
-    /// A residual of the wrong width.
-    fn unembed(&self, resid: &Tensor) -> Result<Tensor>;
-
     /// The token embedding of `ids` (`[..]` → `[.., d_model]`), the value seen at
     /// [`HookPoint::Embed`].
     ///
@@ -293,12 +271,51 @@ pub trait HookableModel {
     }
 }
 
+/// A [`HookableModel`] that can resume a pass from a given residual stream: what the fast
+/// schedules (causal tracing, head scans, ROME's v* optimisation) need beyond a forward pass.
+///
+/// Kept apart from [`HookableModel`] so that a model which can only run whole passes (a
+/// remote model, a wrapper) still works with everything that needs no more than that.
+pub trait ResumableModel: HookableModel {
+    /// Runs some blocks on a given residual stream (e.g. to resume a pass from a cached or
+    /// patched state), firing the block hook points of those layers; positions in hook
+    /// activations are those of `input.resid` (0 = its first token).
+    ///
+    /// # Errors
+    /// Layers out of range, shapes that disagree, a past cache that does not cover the layers.
+    fn forward_blocks(
+        &self,
+        input: BlocksInput<'_>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<BlocksOutcome>;
+
+    /// The final norm and unembedding: `[.., d_model]` → logits `[.., vocab]` (no hooks).
+    ///
+    /// # Errors
+    /// A residual of the wrong width.
+    fn unembed(&self, resid: &Tensor) -> Result<Tensor>;
+}
+
+/// Upcasts to `&dyn HookableModel` (trait-object upcasting is stable only from Rust 1.86,
+/// and this workspace supports 1.85). Implemented for every sized model.
+pub trait AsHookable {
+    /// `self` as a [`HookableModel`] trait object.
+    fn as_hookable(&self) -> &dyn HookableModel;
+}
+
+impl<M: HookableModel> AsHookable for M {
+    fn as_hookable(&self) -> &dyn HookableModel {
+        self
+    }
+}
+
 /// A model whose weights can be read and edited, with exact undo.
-pub trait EditableModel: HookableModel {
+pub trait EditableModel: HookableModel + AsHookable {
     /// The weight matrix `id`, always `[out, in]` (GPT-2's `Conv1D` is transposed at load).
     ///
     /// # Errors
-    /// [`Error::LayerOutOfRange`] or [`Error::Edit`] for weights this architecture lacks.
+    /// [`Error::LayerOutOfRange`] or [`Error::NoSuchWeight`] for weights this architecture
+    /// lacks.
     fn weight(&self, id: WeightId) -> Result<&Tensor>;
 
     /// Adds `delta` to its target weight (without gradient tracking) and returns the record
@@ -312,6 +329,7 @@ pub trait EditableModel: HookableModel {
     /// reverse order of their edits.
     ///
     /// # Errors
-    /// [`Error::Edit`] for an undo from another model or out of order.
-    fn undo(&mut self, undo: EditUndo) -> Result<()>;
+    /// [`Error::UndoFromAnotherModel`]; [`Error::AlreadyUndone`]; [`Error::UndoOutOfOrder`]
+    /// (nothing is changed and the record stays valid: undo the later edits, then this one).
+    fn undo(&mut self, undo: &EditUndo) -> Result<()>;
 }

@@ -1,19 +1,20 @@
 //! Random-weight models at any configured size: hermetic tests, property tests and
 //! benchmarks at paper scale (e.g. GPT-2 XL shapes) without downloading weights.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::transformer::{Attention, Block, Linear, Mlp, Norm, Transformer, TransformerParts};
 
-/// Serialises [`Transformer::random`]'s use of libtorch's global generator.
-static RANDOM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// How to draw random weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RandomInit {
-    /// Seed of libtorch's generator for this model (the same seed gives the same weights).
+    /// Seed of the model's own generator (the same seed gives the same weights, on every
+    /// thread and device; libtorch's global generator is never touched).
     pub seed: i64,
     /// Standard deviation of matrix entries; norm weights are `1 + N(0, std)`.
     pub std: f64,
@@ -85,25 +86,26 @@ impl Transformer {
     ) -> Result<Self> {
         config.validate(std::path::Path::new("<random>"))?;
         let _guard = tch::no_grad_guard();
-        // libtorch's CPU generator is process-global: hold a lock from seeding to the last
-        // draw so that concurrent calls (e.g. parallel tests) cannot interleave their draws
-        // and the same seed always gives the same weights.
-        let _seeded = RANDOM_LOCK
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(init.seed);
-        let opts = (Kind::Float, Device::Cpu);
-        let conv = |t: Tensor| -> Result<Tensor> { Ok(t.f_to_kind(kind)?.f_to_device(device)?) };
+        // A generator local to this call (ChaCha8, as the noise of causal tracing): no global
+        // state, so concurrent calls and other users of libtorch's generator cannot change
+        // the weights a seed gives.
+        let rng = std::cell::RefCell::new(ChaCha8Rng::seed_from_u64(init.seed as u64));
+        let normal = |n: usize, std: f64, mean: f64| -> Result<Tensor> {
+            let mut rng = rng.borrow_mut();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    let z: f64 = rng.sample(StandardNormal);
+                    (mean + std * z) as f32
+                })
+                .collect();
+            Ok(Tensor::f_from_slice(&values)?
+                .f_to_kind(kind)?
+                .f_to_device(device)?)
+        };
         let mat = |rows: usize, cols: usize| -> Result<Tensor> {
-            conv(Tensor::f_randn([rows as i64, cols as i64], opts)?.f_mul_scalar(init.std)?)
+            Ok(normal(rows * cols, init.std, 0.0)?.f_reshape([rows as i64, cols as i64])?)
         };
-        let vec = |n: usize, mean: f64| -> Result<Tensor> {
-            conv(
-                Tensor::f_randn([n as i64], opts)?
-                    .f_mul_scalar(init.std)?
-                    .f_add_scalar(mean)?,
-            )
-        };
+        let vec = |n: usize, mean: f64| -> Result<Tensor> { normal(n, init.std, mean) };
         let linear = |out: usize, inp: usize, bias: bool| -> Result<Linear> {
             Ok(Linear {
                 weight: mat(out, inp)?,

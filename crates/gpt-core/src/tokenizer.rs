@@ -312,10 +312,20 @@ impl Tokenizer {
 /// The character range (half-open, in Unicode scalar values) of the first occurrence of
 /// `needle` in `text`.
 pub fn find_chars(text: &str, needle: &str) -> Option<Range<usize>> {
+    find_all_chars(text, needle).into_iter().next()
+}
+
+/// The character ranges (half-open, in Unicode scalar values) of every non-overlapping
+/// occurrence of `needle` in `text`, in order.
+pub fn find_all_chars(text: &str, needle: &str) -> Vec<Range<usize>> {
     if needle.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let byte = text.find(needle)?;
-    let start = text[..byte].chars().count();
-    Some(start..start + needle.chars().count())
+    let len = needle.chars().count();
+    text.match_indices(needle)
+        .map(|(byte, _)| {
+            let start = text[..byte].chars().count();
+            start..start + len
+        })
+        .collect()
 }

@@ -105,7 +105,10 @@ impl SafetensorsSource {
             let (header_len, metadata) =
                 SafeTensors::read_metadata(&mmap).map_err(|e| Error::Checkpoint {
                     path: file_path.clone(),
-                    reason: e.to_string(),
+                    reason: match inconsistent_tensor(&mmap) {
+                        Some(which) => format!("{e}: {which}"),
+                        None => e.to_string(),
+                    },
                 })?;
             let tensors: HashMap<String, TensorInfo> = metadata
                 .tensors()
@@ -176,6 +179,46 @@ impl WeightSource for SafetensorsSource {
         let t = Tensor::f_from_data_size(data, &shape, kind).map_err(|e| corrupt(e.to_string()))?;
         Ok(t)
     }
+}
+
+/// The first tensor of a safetensors header whose shape and dtype disagree with its byte
+/// range, described (the `safetensors` crate reports such a file without naming the tensor).
+fn inconsistent_tensor(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    for (name, info) in header.iter().filter(|(n, _)| n.as_str() != "__metadata__") {
+        let dtype = info.get("dtype")?.as_str()?;
+        let shape: Vec<u64> = info
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        let offsets: Vec<u64> = info
+            .get("data_offsets")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        let bytes_per = match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        let want = shape
+            .iter()
+            .try_fold(bytes_per, |acc: u64, &d| acc.checked_mul(d));
+        if let ([start, end], Some(want)) = (offsets.as_slice(), want) {
+            if end.checked_sub(*start) != Some(want) {
+                return Some(format!(
+                    "tensor `{name}` has shape {shape:?} ({dtype}, {want} bytes) but data offsets {start}..{end}"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Tensors of a GGUF file, dequantised to f32 on read.

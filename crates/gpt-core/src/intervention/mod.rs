@@ -5,10 +5,59 @@
 //! on a model, so no hook outlives the call that used it. At every hook point (in execution
 //! order) the model asks [`Intervention::wants`] and, if so, calls [`Intervention::visit`],
 //! which continues, replaces the activation, or stops the pass.
+//!
+//! - Position-wise writes — set, add or patch values at `(row, position[, head])` sites, with
+//!   per-row positions, from a tensor, a recorded run or a closure — are one type,
+//!   [`SiteWrite`], over [`Sites`]. Causal tracing, activation patching and ROME's v* step
+//!   are all built from it.
+//! - [`CacheHook`](crate::CacheHook) records activations; [`Patch`](crate::Patch) patches a
+//!   whole recorded run back; [`Zero`] ablates; [`StopAt`] ends a pass early.
+//! - Interventions compose: a pair `(A, B)` or a `Vec` runs each in turn, each seeing the
+//!   previous one's replacement; [`from_fn`] turns two closures into one.
+//!
+//! # Writing your own
+//!
+//! A steering vector added at one position is a dozen lines (the stock equivalent is
+//! `SiteWrite::add(point, Sites::position(pos), vector)`):
+//!
+//! ```
+//! use gpt_core::intervention::{HookAction, Intervention};
+//! use gpt_core::{tch::Tensor, HookPoint, Result};
+//!
+//! /// Adds `vector` (`[d_model]`) to the residual stream entering `layer`, at `pos` only.
+//! struct Steer { layer: usize, pos: i64, vector: Tensor }
+//!
+//! impl Intervention for Steer {
+//!     fn wants(&self, point: HookPoint) -> bool {
+//!         point == HookPoint::resid_pre(self.layer)
+//!     }
+//!     fn visit(&mut self, _point: HookPoint, act: &Tensor) -> Result<HookAction> {
+//!         // act: [batch, pos, d_model]. Build a replacement; never modify `act` in place.
+//!         let bump = act.f_zeros_like()?;
+//!         bump.f_select(1, self.pos)?.f_copy_(&self.vector.f_expand_as(&act.f_select(1, self.pos)?)?)?;
+//!         Ok(HookAction::Replace(act.f_add(&bump)?))
+//!     }
+//! }
+//! # fn main() -> gpt_core::Result<()> {
+//! # use gpt_core::{random::tiny_config, Architecture, HookableModel, RandomInit, TokenBatch, Transformer};
+//! # use gpt_core::tch::{Device, Kind};
+//! let model = Transformer::random(&tiny_config(Architecture::Llama), RandomInit::default(), Device::Cpu, Kind::Float)?;
+//! let batch = TokenBatch::single(&[1, 2, 3], Device::Cpu)?;
+//! let vector = Tensor::f_ones([16], (Kind::Float, Device::Cpu))?;
+//! let steered = model.forward_hooked(&batch, &mut Steer { layer: 1, pos: 2, vector })?.logits()?;
+//! assert_eq!(steered.size(), [1, 3, 64]);
+//! # Ok(()) }
+//! ```
+
+mod sites;
+mod write;
+
+pub use sites::{Positions, ResolvedSites, Rows, Sites};
+pub use write::{read_sites, write_sites, SiteWrite, Values, WriteOp};
 
 use tch::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hook::HookPoint;
 
 /// What the model does after visiting a hook point.
@@ -177,39 +226,6 @@ impl Intervention for Zero {
     }
     fn visit(&mut self, _point: HookPoint, act: &Tensor) -> Result<HookAction> {
         Ok(HookAction::Replace(act.zeros_like()))
-    }
-}
-
-/// Adds a vector to the activation at one point, at every position (steering).
-///
-/// `vector` has shape `[d]` where `d` is the activation's last dimension; it is broadcast over
-/// batch and positions: `act' = act + vector`.
-#[derive(Debug)]
-pub struct AddVector {
-    /// Where to add.
-    pub point: HookPoint,
-    /// `[d]`.
-    pub vector: Tensor,
-}
-
-impl Intervention for AddVector {
-    fn wants(&self, point: HookPoint) -> bool {
-        point == self.point
-    }
-    fn visit(&mut self, point: HookPoint, act: &Tensor) -> Result<HookAction> {
-        let d = act.size().last().copied().unwrap_or(0);
-        if self.vector.size() != [d] {
-            return Err(Error::ReplacementShape {
-                point,
-                expected: vec![d],
-                got: self.vector.size(),
-            });
-        }
-        let v = self
-            .vector
-            .f_to_kind(act.kind())?
-            .f_to_device(act.device())?;
-        Ok(HookAction::Replace(act.f_add(&v)?))
     }
 }
 

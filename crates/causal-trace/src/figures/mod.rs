@@ -73,3 +73,6 @@ impl TraceGrid {
         }
     }
 }
+
+mod summary;
+pub use summary::save_figures;

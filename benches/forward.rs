@@ -2,7 +2,7 @@
 //! ten corrupted rows) on the bundled model, with and without a no-op intervention that
 //! visits every hook point, and on random weights at GPT-2 XL shapes (the paper's model).
 //!
-//! `cargo bench -p factscope-gpt-core --bench forward`
+//! `cargo bench --bench forward`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -22,8 +22,7 @@ fn batch_11x10(ids: &[i64]) -> TokenBatch {
 }
 
 fn bundled(c: &mut Criterion) {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
         eprintln!(
             "skipping bundled-model benches: {} is absent",

@@ -3,7 +3,7 @@
 //! speed-up, the analytic FLOPs each schedule performed per second of its time, the
 //! machine's matrix-product rate for comparison, and peak memory (VmHWM).
 //!
-//! `cargo run --release -p factscope-causal-trace --example bench_trace [-- --skip-naive]`
+//! `cargo bench --bench trace [-- --skip-naive]`
 
 use std::path::Path;
 use std::time::Instant;
@@ -43,8 +43,7 @@ fn matmul_rate() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let skip_naive = std::env::args().any(|a| a == "--skip-naive");
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let m = gpt_core::load_model(&path, Default::default())?;
     println!(
         "threads: {}, matmul rate: {:.1} GFLOP/s",

@@ -1,0 +1,163 @@
+//! Causal multi-head self-attention with grouped-query heads and rotary positions.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
+use crate::transformer::layers::{reduction_kind, Linear};
+
+/// Multi-head (grouped-query) self-attention projections.
+#[derive(Debug)]
+pub(crate) struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+/// Head counts of one attention layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heads {
+    pub n_heads: i64,
+    pub n_kv_heads: i64,
+    pub d_head: i64,
+}
+
+/// What one attention call returns.
+pub(crate) struct AttentionOutput {
+    /// `[b, t − first_query, n_heads, d_head]`: per-head outputs (`hook_z`).
+    pub z: Tensor,
+    /// `(k, v)`, each `[b, n_kv_heads, past + t, d_head]` (past prepended): the KV cache.
+    pub kv: (Tensor, Tensor),
+}
+
+/// `cat(-x₂, x₁)` over the last dimension split in halves (transformers' `rotate_half`).
+fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let half = x.size().last().copied().unwrap_or(0) / 2;
+    let x1 = x.f_narrow(-1, 0, half)?;
+    let x2 = x.f_narrow(-1, half, half)?;
+    Ok(Tensor::f_cat(&[x2.f_neg()?, x1], -1)?)
+}
+
+/// `x·cos + rotate_half(x)·sin`.
+fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    Ok(x.f_mul(cos)?.f_add(&rotate_half(x)?.f_mul(sin)?)?)
+}
+
+/// Rotary inverse frequencies `θ^(−2i/d)`, `[d_head / 2]`, in f32 (as transformers) or f64
+/// for f64 models.
+pub(crate) fn inv_freq(theta: f64, d_head: usize, kind: Kind, device: Device) -> Result<Tensor> {
+    let d = d_head as i64;
+    let exps = Tensor::f_arange_start_step(0, d, 2, (Kind::Int64, device))?
+        .f_to_kind(reduction_kind(kind))?
+        .f_div_scalar(d as f64)?;
+    Ok(Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()?)
+}
+
+/// `(cos, sin)` of shape `[batch, 1, pos, d_head]` for `positions: [batch, pos]`.
+pub(crate) fn rotary_tables(
+    inv_freq: &Tensor,
+    positions: &Tensor,
+    kind: Kind,
+) -> Result<(Tensor, Tensor)> {
+    let freqs = positions
+        .f_to_kind(inv_freq.kind())?
+        .f_unsqueeze(-1)?
+        .f_mul(inv_freq)?; // [b, t, d/2]
+    let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?;
+    Ok((emb.f_cos()?.f_to_kind(kind)?, emb.f_sin()?.f_to_kind(kind)?))
+}
+
+/// Boolean mask `[batch, 1, s, past + s]`: true where a query may attend (causal and not
+/// padding), from `attention_mask: [batch, past + s]`.
+pub(crate) fn attention_allowed(attention_mask: &Tensor, s: i64, past: i64) -> Result<Tensor> {
+    let total = past + s;
+    let device = attention_mask.device();
+    let q = Tensor::f_arange_start(past, total, (Kind::Int64, device))?.f_unsqueeze(1)?;
+    let k = Tensor::f_arange(total, (Kind::Int64, device))?.f_unsqueeze(0)?;
+    let causal = k.f_le_tensor(&q)?; // [s, total]
+    let keys = attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
+    Ok(keys.f_logical_and(&causal.f_unsqueeze(0)?.f_unsqueeze(0)?)?)
+}
+
+/// The most negative finite value of a dtype: f32::MIN overflows f16 and bf16 (libtorch then
+/// refuses the fill), and -inf would turn fully masked rows (the padding queries of a
+/// left-padded batch) into NaN.
+fn masked_value(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        Kind::Double => f64::MIN,
+        _ => f64::from(f32::MIN),
+    }
+}
+
+impl Attention {
+    /// Self-attention of `x: [b, t, d_model]` (already normalised).
+    ///
+    /// Queries (and so outputs) are computed only from position `first_query` on; keys and
+    /// values everywhere. `allowed: [b, 1, t, past + t]`; `rotary`: `(cos, sin)` tables of the
+    /// `t` positions; `past`: cached `(k, v)` of earlier positions.
+    /// `softmax(q kᵀ / √d_head + mask) v`, with each key/value head serving
+    /// `n_heads / n_kv_heads` consecutive query heads.
+    pub fn forward(
+        &self,
+        heads: Heads,
+        x: &Tensor,
+        allowed: &Tensor,
+        rotary: Option<&(Tensor, Tensor)>,
+        past: Option<(&Tensor, &Tensor)>,
+        first_query: i64,
+    ) -> Result<AttentionOutput> {
+        let (b, t, _) = x.size3()?;
+        let Heads {
+            n_heads: h,
+            n_kv_heads: kvh,
+            d_head: dh,
+        } = heads;
+        let tq = t - first_query;
+        let split = |y: Tensor, n: i64, len: i64| -> Result<Tensor> {
+            Ok(y.f_view([b, len, n, dh])?.f_transpose(1, 2)?)
+        };
+        let q = split(self.q.forward(&x.f_narrow(1, first_query, tq)?)?, h, tq)?;
+        let k = split(self.k.forward(x)?, kvh, t)?;
+        let v = split(self.v.forward(x)?, kvh, t)?;
+        let (q, k) = match rotary {
+            Some((cos, sin)) => {
+                let (qcos, qsin) = (
+                    cos.f_narrow(2, first_query, tq)?,
+                    sin.f_narrow(2, first_query, tq)?,
+                );
+                (apply_rotary(&q, &qcos, &qsin)?, apply_rotary(&k, cos, sin)?)
+            }
+            None => (q, k),
+        };
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::f_cat(&[pk, &k], 2)?, Tensor::f_cat(&[pv, &v], 2)?),
+            None => (k, v),
+        };
+        // Grouped-query attention without copying keys/values: each key/value head serves
+        // `rep = n_heads / n_kv_heads` consecutive query heads (transformers' `repeat_kv`), so
+        // those heads' queries are stacked as extra rows against the shared keys.
+        let rep = h / kvh;
+        let q = q.f_reshape([b, kvh, rep * tq, dh])?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
+        let allowed = allowed.f_narrow(2, first_query, tq)?;
+        let allowed = if rep > 1 {
+            allowed.f_repeat([1, 1, rep, 1])?
+        } else {
+            allowed
+        };
+        let kind = x.kind();
+        let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value(kind))?;
+        let weights = scores
+            .f_softmax(-1, reduction_kind(kind))?
+            .f_to_kind(kind)?;
+        let z = weights
+            .f_matmul(&v)?
+            .f_reshape([b, h, tq, dh])?
+            .f_transpose(1, 2)?
+            .f_contiguous()?;
+        Ok(AttentionOutput { z, kv: (k, v) })
+    }
+}

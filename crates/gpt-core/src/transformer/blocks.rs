@@ -1,0 +1,122 @@
+//! The block loop: the one place where block hook points fire.
+
+use tch::Tensor;
+
+use super::{attention_allowed, hook, Transformer};
+use crate::error::{Error, Result};
+use crate::hook::{BlockSite, HookPoint};
+use crate::intervention::{HookAction, Intervention};
+use crate::model::{BlocksOutcome, KvCache};
+
+/// The shared arguments of [`Transformer::run_blocks`].
+pub(crate) struct BlockRun<'a> {
+    pub layers: std::ops::Range<usize>,
+    /// `[b, s]` positions of the new tokens.
+    pub positions: &'a Tensor,
+    /// `[b, past + s]` 1 = real token.
+    pub attention_mask: &'a Tensor,
+    pub past: Option<&'a KvCache>,
+    /// The last block computes outputs for the last position only.
+    pub last_position_only: bool,
+}
+
+/// Offers `act` to the intervention at `point`: `Some(activation to go on with)`, or `None`
+/// when the intervention stops the pass. Replacements must keep the shape; they are moved to
+/// the activation's device and dtype.
+pub(crate) fn fire(
+    hooks: &mut dyn Intervention,
+    point: HookPoint,
+    act: Tensor,
+) -> Result<Option<Tensor>> {
+    if !hooks.wants(point) {
+        return Ok(Some(act));
+    }
+    match hooks.visit(point, &act)? {
+        HookAction::Continue => Ok(Some(act)),
+        HookAction::Stop => Ok(None),
+        HookAction::Replace(new) => {
+            if new.size() != act.size() {
+                return Err(Error::ReplacementShape {
+                    point,
+                    expected: act.size(),
+                    got: new.size(),
+                });
+            }
+            Ok(Some(new.f_to_device(act.device())?.f_to_kind(act.kind())?))
+        }
+    }
+}
+
+impl Transformer {
+    /// Runs `run.layers` on `resid: [b, s, d]`, firing the block hook points; appends each
+    /// layer's keys/values (past included) to `new_kv` when given.
+    pub(crate) fn run_blocks(
+        &self,
+        run: BlockRun<'_>,
+        mut resid: Tensor,
+        mut new_kv: Option<&mut Vec<Option<(Tensor, Tensor)>>>,
+        hooks: &mut dyn Intervention,
+    ) -> Result<BlocksOutcome> {
+        let (b, s, _) = resid.size3()?;
+        let past_len = run.past.map_or(0, |c| c.len) as i64;
+        let allowed = attention_allowed(run.attention_mask, s, past_len)?;
+        let rotary = self.rotary(run.positions)?;
+        let heads = self.heads();
+        let last_layer = run.layers.end.checked_sub(1);
+        for l in run.layers {
+            let block = self.block(l)?;
+            let at = |site| HookPoint::block(l, site);
+            resid = hook!(
+                hooks,
+                at(BlockSite::ResidPre),
+                resid,
+                BlocksOutcome::Stopped
+            );
+            let x = block.ln1.forward(&resid)?;
+            let first_query = if run.last_position_only && Some(l) == last_layer {
+                s - 1
+            } else {
+                0
+            };
+            let cached = run.past.and_then(|c| c.layer(l));
+            let attn =
+                block
+                    .attn
+                    .forward(heads, &x, &allowed, rotary.as_ref(), cached, first_query)?;
+            if let Some(new_kv) = new_kv.as_deref_mut() {
+                new_kv.push(Some(attn.kv));
+            }
+            if first_query > 0 {
+                resid = resid.f_narrow(1, first_query, s - first_query)?;
+            }
+            let z = hook!(hooks, at(BlockSite::Z), attn.z, BlocksOutcome::Stopped);
+            let merged = z.f_reshape([b, s - first_query, heads.n_heads * heads.d_head])?;
+            let attn_out = block.attn.o.forward(&merged)?;
+            let attn_out = hook!(
+                hooks,
+                at(BlockSite::AttnOut),
+                attn_out,
+                BlocksOutcome::Stopped
+            );
+            let mid = resid.f_add(&attn_out)?;
+            resid = hook!(hooks, at(BlockSite::ResidMid), mid, BlocksOutcome::Stopped);
+            let post = block.mlp.post(&block.ln2.forward(&resid)?)?;
+            let post = hook!(hooks, at(BlockSite::MlpPost), post, BlocksOutcome::Stopped);
+            let mlp_out = block.mlp.out(&post)?;
+            let mlp_out = hook!(
+                hooks,
+                at(BlockSite::MlpOut),
+                mlp_out,
+                BlocksOutcome::Stopped
+            );
+            let post_resid = resid.f_add(&mlp_out)?;
+            resid = hook!(
+                hooks,
+                at(BlockSite::ResidPost),
+                post_resid,
+                BlocksOutcome::Stopped
+            );
+        }
+        Ok(BlocksOutcome::Resid(resid))
+    }
+}

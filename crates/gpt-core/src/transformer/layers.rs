@@ -1,0 +1,113 @@
+//! The layers of a block: linear maps, norms and MLPs, with the small enums that hold what
+//! differs between architectures.
+
+use tch::{Kind, Tensor};
+
+use crate::error::Result;
+use crate::transformer::attention::Attention;
+
+/// `y = x Wᵀ + b` with `W: [out, in]`.
+#[derive(Debug)]
+pub(crate) struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `x: [.., in]` → `[.., out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
+    }
+}
+
+/// LayerNorm (GPT-2) or RMSNorm (Llama) over the last dimension.
+#[derive(Debug)]
+pub(crate) enum Norm {
+    Layer {
+        weight: Tensor,
+        bias: Tensor,
+        eps: f64,
+    },
+    Rms {
+        weight: Tensor,
+        eps: f64,
+    },
+}
+
+/// The dtype a reduction (norm statistics, softmax) runs in: f32 for f32 and the half
+/// types (as transformers does), f64 for f64 so that f64 models stay exact to ~1e-15.
+pub(crate) fn reduction_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
+impl Norm {
+    /// `x: [.., d]` → `[.., d]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Layer { weight, bias, eps } => {
+                let d = x.size().last().copied().unwrap_or(0);
+                Ok(x.f_layer_norm([d], Some(weight), Some(bias), *eps, false)?)
+            }
+            Norm::Rms { weight, eps } => {
+                // As transformers' LlamaRMSNorm: normalise in f32 (f64 stays f64), cast back,
+                // then scale: `w · x / sqrt(mean(x²) + eps)`.
+                let rk = reduction_kind(x.kind());
+                let xf = x.f_to_kind(rk)?;
+                let var = xf.f_square()?.f_mean_dim(-1, true, rk)?;
+                let normed = xf.f_mul(&var.f_add_scalar(*eps)?.f_rsqrt()?)?;
+                Ok(weight.f_mul(&normed.f_to_kind(x.kind())?)?)
+            }
+        }
+    }
+}
+
+/// GELU MLP (GPT-2) or SwiGLU MLP (Llama).
+#[derive(Debug)]
+pub(crate) enum Mlp {
+    Gelu {
+        fc_in: Linear,
+        fc_out: Linear,
+    },
+    SwiGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+}
+
+impl Mlp {
+    /// The MLP key (`mlp.hook_post`): `gelu_tanh(x W_inᵀ + b)` or `silu(x W_gateᵀ) ⊙ x W_upᵀ`,
+    /// `[.., d_model]` → `[.., d_mlp]`.
+    pub fn post(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Mlp::Gelu { fc_in, .. } => fc_in.forward(x)?.f_gelu("tanh")?,
+            Mlp::SwiGlu { gate, up, .. } => gate.forward(x)?.f_silu()?.f_mul(&up.forward(x)?)?,
+        })
+    }
+
+    /// The output projection (the matrix ROME edits): `[.., d_mlp]` → `[.., d_model]`.
+    pub fn out(&self, post: &Tensor) -> Result<Tensor> {
+        self.out_proj().forward(post)
+    }
+
+    /// The output projection.
+    pub fn out_proj(&self) -> &Linear {
+        match self {
+            Mlp::Gelu { fc_out, .. } => fc_out,
+            Mlp::SwiGlu { down, .. } => down,
+        }
+    }
+}
+
+/// One transformer block: `x + attn(ln1(x))`, then `+ mlp(ln2(·))`.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub ln1: Norm,
+    pub attn: Attention,
+    pub ln2: Norm,
+    pub mlp: Mlp,
+}
