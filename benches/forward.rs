@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench forward`
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;

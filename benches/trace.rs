@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench trace [-- --skip-naive]`
 
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `factscope` command line on the tiny fixture models (hermetic):
 //! the JSON interfaces named in the issues and the error messages of bad input.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p factscope-causal-trace --example sentiment_trace [-- OUT_DIR]`
 
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 
 use causal_trace::noise::{embedding_std, Corruption};

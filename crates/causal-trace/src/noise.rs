@@ -220,7 +220,7 @@ pub fn embedding_std(
         .f_to_kind(Kind::Double)?
         .f_std(true)?
         .f_to_device(Device::Cpu)?
-        .double_value(&[]);
+        .f_double_value(&[])?;
     Ok(std)
 }
 

@@ -1,6 +1,7 @@
 //! Dataset runs: loading known-facts files, token categories and averages (ROME §1.5), and
 //! an end-to-end, resumable run on a tiny random model.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -179,12 +180,13 @@ fn load_rejects_empty_or_absent_subjects_and_repeated_ids() {
 }
 
 #[test]
-fn load_reads_the_shared_dev_file_when_present() {
+#[cfg_attr(
+    not(feature = "shared-data"),
+    ignore = "needs ../shared/data beside the checkout: cargo test --features shared-data"
+)]
+fn load_reads_the_shared_dev_file() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/known_facts_dev.json");
-    if !p.is_file() {
-        eprintln!("skipped: {} is absent", p.display());
-        return;
-    }
+    assert!(p.is_file(), "{} is absent", p.display());
     let facts = load_known_facts(&p).expect("load");
     assert_eq!(facts.len(), 605);
     assert_eq!(facts[0].subject, "Vinson Massif");
@@ -629,6 +631,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
             skipped: 1,
             failed: 1,
             reused: 0,
+            redone: 0,
             current_id: Some(101)
         }
     );
@@ -750,8 +753,37 @@ fn end_to_end_run_writes_cases_and_resumes() {
     })
     .expect("third");
     assert_eq!(reports.last().expect("p").reused, 3);
+    assert_eq!(reports.last().expect("p").redone, 1);
     assert_eq!(third.traced, 1);
+    assert_eq!(third.redone.len(), 1);
+    assert!(third.redone[0].reason.contains("not a case record"), "{:?}", third.redone);
     assert_json_close(&third.summary, &report.summary);
+
+    // A well-formed case file with impossible values (a probability of 5) is not trusted:
+    // it is traced again, the reason is reported, and the averages are those of a clean run.
+    let path = case_path(&out, 1);
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    record["grids"][0]["scores"][0][0] = serde_json::json!(5.0);
+    std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
+    let tampered = run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("tampered");
+    assert_eq!(tampered.traced, 1);
+    assert_eq!(tampered.redone.len(), 1);
+    assert_eq!(tampered.redone[0].known_id, 1);
+    assert!(
+        tampered.redone[0].reason.contains("not a probability"),
+        "{:?}",
+        tampered.redone
+    );
+    assert_json_close(&tampered.summary, &report.summary);
+    // Grids whose shape disagrees with the prompt are not trusted either.
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    record["grids"][0]["scores"].as_array_mut().expect("rows").pop();
+    std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
+    let short = run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("short");
+    assert_eq!(short.redone.len(), 1);
+    assert!(short.redone[0].reason.contains("score rows"), "{:?}", short.redone);
 
     // Other settings do not reuse the traces of known facts.
     let other = DatasetRun {

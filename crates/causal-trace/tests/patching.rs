@@ -1,5 +1,6 @@
 //! Activation patching between clean prompts.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -151,10 +152,11 @@ fn bad_sites_are_errors_naming_the_site() {
 fn subject_states_carry_the_fact_on_the_bundled_model() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.is_file() {
-        eprintln!("skipping: bundled model absent");
-        return;
-    }
+    assert!(
+        path.is_file(),
+        "the bundled model {} is absent: run `bash scripts/setup.sh`, which installs it with libtorch",
+        path.display()
+    );
     let m = gpt_core::load_model(&path, Default::default()).expect("load");
     let source = TracePrompt::new(
         &m.tokenizer,

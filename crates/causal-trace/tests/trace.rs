@@ -1,5 +1,6 @@
 //! Properties and bad input of single traces, on random-weight models.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -197,7 +198,7 @@ fn bad_input_is_a_typed_error() {
     let tok = tokenizer();
     let m = model(Architecture::Gpt2, &tok, 6);
     match TracePrompt::new(&tok, PROMPT, "Colosseum") {
-        Err(e @ Error::SubjectNotFound { .. }) => {
+        Err(e @ gpt_core::Error::SubjectNotFound { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("Colosseum") && msg.contains("Eiffel"), "{msg}");
         }
@@ -205,12 +206,20 @@ fn bad_input_is_a_typed_error() {
     }
     assert!(matches!(
         TracePrompt::new(&tok, PROMPT, ""),
-        Err(Error::EmptySubject)
+        Err(gpt_core::Error::EmptySubject)
     ));
     assert!(matches!(
         TracePrompt::new(&tok, PROMPT, "  "),
-        Err(Error::EmptySubject)
+        Err(gpt_core::Error::EmptySubject)
     ));
+    // A subject that occurs twice: the first occurrence by default, counted and selectable.
+    let twice = "Paris is Paris";
+    let first = TracePrompt::new(&tok, twice, "Paris").unwrap();
+    assert_eq!((first.occurrences, first.occurrence), (2, 0));
+    let second = TracePrompt::with_occurrence(&tok, twice, "Paris", 1).unwrap();
+    assert!(second.subject_range.start > first.subject_range.start);
+    let third = TracePrompt::with_occurrence(&tok, twice, "Paris", 2).unwrap_err();
+    assert!(third.to_string().contains("occurs 2 time"), "{third}");
     let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     let zero = TraceSetup {
         samples: 0,
@@ -292,13 +301,14 @@ proptest! {
 }
 
 /// CPU and CUDA give the same grid for the same seed (noise is drawn on the CPU and copied).
-/// Runs only where CUDA is available.
+/// Needs a CUDA device: `cargo test --features cuda-tests` on a machine with one.
 #[test]
+#[cfg_attr(
+    not(feature = "cuda-tests"),
+    ignore = "needs a CUDA device: cargo test --features cuda-tests"
+)]
 fn cpu_and_cuda_grids_agree() {
-    if !gpt_core::tch::Cuda::is_available() {
-        eprintln!("skipping: no CUDA device");
-        return;
-    }
+    assert!(gpt_core::tch::Cuda::is_available(), "no CUDA device");
     let tok = tokenizer();
     let mut c = tiny_config(Architecture::Llama);
     c.vocab_size = tok.vocab_size();

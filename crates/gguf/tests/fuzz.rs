@@ -1,5 +1,6 @@
 //! Property tests: arbitrary, truncated or corrupted input never panics.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

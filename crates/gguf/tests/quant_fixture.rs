@@ -2,6 +2,7 @@
 //! `tests/data/make_quant_fixture.py`) holds random raw blocks of every
 //! supported type next to the F32 values gguf-py dequantises them to.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;

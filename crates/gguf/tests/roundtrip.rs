@@ -1,5 +1,6 @@
 //! Round-trip and validation tests using an in-test GGUF writer.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

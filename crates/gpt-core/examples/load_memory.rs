@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p factscope-gpt-core --example load_memory [-- PATH]`
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;

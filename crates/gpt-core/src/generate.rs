@@ -101,11 +101,11 @@ pub fn generate(
         }
         let past = cache.len() as i64;
         batch = TokenBatch::with_positions(
-            Tensor::from_slice(&[next])
+            Tensor::f_from_slice(&[next])?
                 .f_view([1, 1])?
                 .f_to_device(device)?,
             Tensor::f_ones([1, past + 1], (Kind::Int64, device))?,
-            Tensor::from_slice(&[past])
+            Tensor::f_from_slice(&[past])?
                 .f_view([1, 1])?
                 .f_to_device(device)?,
         )?;

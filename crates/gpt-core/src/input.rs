@@ -63,8 +63,12 @@ impl TokenBatch {
             mask.extend(std::iter::repeat_n(0i64, trail));
         }
         let shape = [seqs.len() as i64, len as i64];
-        let ids = Tensor::from_slice(&ids).reshape(shape).to_device(device);
-        let attention_mask = Tensor::from_slice(&mask).reshape(shape).to_device(device);
+        let ids = Tensor::f_from_slice(&ids)?
+            .f_reshape(shape)?
+            .f_to_device(device)?;
+        let attention_mask = Tensor::f_from_slice(&mask)?
+            .f_reshape(shape)?
+            .f_to_device(device)?;
         Self::from_ids_and_mask(ids, attention_mask)
     }
 

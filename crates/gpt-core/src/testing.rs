@@ -125,21 +125,29 @@ pub fn arb_hook_point(
 
 /// A matrix `[rows, cols]` of f64 entries in `-1..1`.
 pub fn arb_matrix(rows: usize, cols: usize) -> impl Strategy<Value = Tensor> {
-    prop::collection::vec(-1.0f64..1.0, rows * cols)
-        .prop_map(move |v| Tensor::from_slice(&v).reshape([rows as i64, cols as i64]))
+    prop::collection::vec(-1.0f64..1.0, rows * cols).prop_filter_map("matrix", move |v| {
+        Tensor::f_from_slice(&v)
+            .and_then(|t| t.f_reshape([rows as i64, cols as i64]))
+            .ok()
+    })
 }
 
 /// A well-conditioned symmetric positive definite f64 matrix `[n, n]`: `A Aᵀ / n + I`, whose
 /// eigenvalues lie in `[1, 1 + n]` (condition number at most `n + 1`). The shape of ROME's
 /// key second moment `C`, safe for Cholesky solves in property tests.
 pub fn arb_spd_matrix(n: usize) -> impl Strategy<Value = Tensor> {
-    arb_matrix(n, n).prop_map(move |a| {
-        let eye = Tensor::eye(n as i64, (Kind::Double, Device::Cpu));
-        a.matmul(&a.transpose(0, 1)) / (n as f64) + eye
+    arb_matrix(n, n).prop_filter_map("SPD matrix", move |a| {
+        let spd = || -> Result<Tensor, tch::TchError> {
+            let eye = Tensor::f_eye(n as i64, (Kind::Double, Device::Cpu))?;
+            a.f_matmul(&a.f_transpose(0, 1)?)?
+                .f_div_scalar(n as f64)?
+                .f_add(&eye)
+        };
+        spd().ok()
     })
 }
 
 /// A vector `[n]` of f64 entries in `-1..1`.
 pub fn arb_vector(n: usize) -> impl Strategy<Value = Tensor> {
-    prop::collection::vec(-1.0f64..1.0, n).prop_map(|v| Tensor::from_slice(&v))
+    prop::collection::vec(-1.0f64..1.0, n).prop_filter_map("vector", |v| Tensor::f_from_slice(&v).ok())
 }

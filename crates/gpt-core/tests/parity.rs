@@ -2,6 +2,7 @@
 //! checkpoints with logits, hidden states and per-site activations recorded by
 //! `scripts/make_reference.py` (fixtures/tiny-*).
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;

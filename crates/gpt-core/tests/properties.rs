@@ -3,6 +3,7 @@
 //! decoding, stop/replace semantics, autograd through interventions, resuming passes with
 //! `forward_blocks`, reduced precision and seed reproducibility.
 
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
@@ -14,7 +15,7 @@ use gpt_core::tch::{Device, IndexOp, Kind, Tensor};
 use gpt_core::{
     generate, load_model, Architecture, BlockSite, BlocksInput, EditableModel, Error,
     ForwardOptions, GenerateOptions, HookAction, HookPoint, HookableModel, KvCache, Layer,
-    LoadOptions, LogitsAt, NoHooks, Outcome, Padding, Patch, PatchSites, RandomInit, Sampling,
+    LoadOptions, LogitsAt, NoHooks, Outcome, Padding, Patch, RandomInit, ResumableModel, Sampling, Sites,
     TokenBatch, Transformer, WeightDelta, WeightId,
 };
 use proptest::prelude::*;
@@ -336,21 +337,21 @@ proptest! {
         prop_assert_eq!(cache.points().collect::<Vec<_>>(), model.hook_points());
 
         let all = model
-            .forward_hooked(&batch, &mut Patch::new(&cache, PatchSites::All))?
+            .forward_hooked(&batch, &mut Patch::new(&cache, Sites::all()))?
             .logits()?;
-        prop_close("PatchSites::All", &all, &logits, 1e-6)?;
+        prop_close("Sites::all()", &all, &logits, 1e-6)?;
 
         let t = batch.len();
         let positions: Vec<i64> = positions.iter().map(|i| i.index(t) as i64).collect();
         let some = model
-            .forward_hooked(&batch, &mut Patch::new(&cache, PatchSites::Positions(positions)))?
+            .forward_hooked(&batch, &mut Patch::new(&cache, Sites::positions(positions)))?
             .logits()?;
-        prop_close("PatchSites::Positions", &some, &logits, 1e-6)?;
+        prop_close("Sites::positions", &some, &logits, 1e-6)?;
 
         let points = model.hook_points();
         let chosen: Vec<HookPoint> = only.iter().map(|i| points[i.index(points.len())]).collect();
         let restricted = model
-            .forward_hooked(&batch, &mut Patch::new(&cache, PatchSites::All).only(chosen))?
+            .forward_hooked(&batch, &mut Patch::new(&cache, Sites::all()).only(chosen))?
             .logits()?;
         prop_close("Patch::only", &restricted, &logits, 1e-6)?;
     }
@@ -367,7 +368,7 @@ proptest! {
         let (logits, cache) = model.run_with_cache(&one, &|_| true)?;
         let many = TokenBatch::pad(&vec![seq.clone(); rows], Padding::Right, 0, Device::Cpu)?;
         let patched = model
-            .forward_hooked(&many, &mut Patch::new(&cache, PatchSites::All))?
+            .forward_hooked(&many, &mut Patch::new(&cache, Sites::all()))?
             .logits()?;
         for r in 0..rows as i64 {
             prop_close_rel("broadcast patch row", &patched.i(r..r + 1), &logits, tol(kind))?;
@@ -427,7 +428,7 @@ proptest! {
                 !bit_equal(&model.forward(&batch)?, &logits0),
                 "editing {} did not change the logits", delta.target()
             );
-            model.undo(undo)?;
+            model.undo(&undo)?;
             prop_assert_eq!(same_weights(&model, &original), None);
             prop_assert!(bit_equal(&model.forward(&batch)?, &logits0));
         }
@@ -450,7 +451,7 @@ proptest! {
         }
         prop_assert!(!bit_equal(&model.forward(&batch)?, &logits0));
         while let Some(undo) = undos.pop() {
-            model.undo(undo)?;
+            model.undo(&undo)?;
         }
         prop_assert_eq!(same_weights(&model, &original), None);
         prop_assert!(bit_equal(&model.forward(&batch)?, &logits0));
@@ -461,14 +462,21 @@ proptest! {
         let undo_b = model.apply(&make_delta(&model, &pair.1))?;
         let after_b = snapshot(&model);
         let logits_b = model.forward(&batch)?;
-        let err = model.undo(undo_a);
-        prop_assert!(matches!(err, Err(Error::Edit(_))), "out-of-order undo gave {err:?}");
+        let err = model.undo(&undo_a);
+        prop_assert!(
+            matches!(err, Err(Error::UndoOutOfOrder { .. })),
+            "out-of-order undo gave {err:?}"
+        );
         prop_assert_eq!(same_weights(&model, &after_b), None);
         prop_assert!(bit_equal(&model.forward(&batch)?, &logits_b));
-        // B is still the top of the stack and undoes cleanly (A's record was consumed by
-        // the failed call, so A stays applied).
-        model.undo(undo_b)?;
+        // B is still the top of the stack and undoes cleanly; A's record was not lost by the
+        // failed call and now undoes too, restoring every bit.
+        model.undo(&undo_b)?;
         prop_assert_eq!(same_weights(&model, &after_a), None);
+        model.undo(&undo_a)?;
+        prop_assert_eq!(same_weights(&model, &original), None);
+        let again = model.undo(&undo_a);
+        prop_assert!(matches!(again, Err(Error::AlreadyUndone { .. })), "{again:?}");
     }
 
     /// Property 6: Left and right padding give the same logits for real tokens, and each padded row
@@ -827,8 +835,8 @@ fn undo_from_another_model_is_rejected() {
         v: Tensor::ones([32], (Kind::Float, Device::Cpu)),
     };
     let undo = a.apply(&delta).unwrap();
-    let err = b.undo(undo).unwrap_err();
-    assert!(matches!(err, Error::Edit(_)), "{err:?}");
+    let err = b.undo(&undo).unwrap_err();
+    assert!(matches!(err, Error::UndoFromAnotherModel { .. }), "{err:?}");
     assert_eq!(same_weights(&b, &before), None);
 }
 

@@ -8,6 +8,8 @@
 //!
 //! `OUT_DIR` defaults to `target/viz-demo`.
 
+#![allow(clippy::disallowed_methods)]
+
 use std::path::PathBuf;
 
 use viz::{BarPlot, BarSeries, Figure, Heatmap, LinePlot, Palette, Series};

@@ -1,4 +1,5 @@
 //! Bar plot: SVG content, PNG size, data checks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! Any data and any label text either draws or gives an error, never a panic,
 //! and what draws is SVG the rasteriser accepts.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
@@ -38,9 +39,20 @@ proptest! {
             colorbar_label: title,
             ..Heatmap::default()
         };
-        if let Ok(svg) = map.to_svg() {
-            prop_assert!(svg.starts_with("<svg"));
-            prop_assert!(viz::svg_to_png(&svg, 0.25).is_ok());
+        let any_finite = map.values.iter().flatten().any(|v| v.is_finite());
+        let starred_ok = map.starred_rows.iter().all(|&r| r < rows);
+        match map.to_svg() {
+            Ok(svg) => {
+                prop_assert!(any_finite && starred_ok, "drew invalid data");
+                prop_assert!(svg.starts_with("<svg"));
+                let png = viz::svg_to_png(&svg, 0.25);
+                prop_assert!(png.is_ok(), "rasterising failed: {:?}", png.err());
+            }
+            Err(e) => prop_assert!(
+                !any_finite || !starred_ok,
+                "valid data did not draw: {}",
+                e
+            ),
         }
     }
 
@@ -57,8 +69,14 @@ proptest! {
             x_label: title.clone(),
             y_label: title.clone(),
         };
-        if let Ok(svg) = plot.to_svg() {
-            prop_assert!(viz::svg_to_png(&svg, 0.25).is_ok());
+        let any_finite = ys.iter().any(|v| v.is_finite());
+        match plot.to_svg() {
+            Ok(svg) => {
+                prop_assert!(any_finite, "drew a plot without finite values");
+                let png = viz::svg_to_png(&svg, 0.25);
+                prop_assert!(png.is_ok(), "rasterising failed: {:?}", png.err());
+            }
+            Err(e) => prop_assert!(!any_finite, "valid line plot did not draw: {}", e),
         }
         let bars = BarPlot {
             categories: (0..ys.len()).map(|i| format!("{i}{name}")).collect(),
@@ -67,8 +85,13 @@ proptest! {
             x_label: title.clone(),
             y_label: title,
         };
-        if let Ok(svg) = bars.to_svg() {
-            prop_assert!(viz::svg_to_png(&svg, 0.25).is_ok());
+        match bars.to_svg() {
+            Ok(svg) => {
+                prop_assert!(any_finite, "drew bars without finite values");
+                let png = viz::svg_to_png(&svg, 0.25);
+                prop_assert!(png.is_ok(), "rasterising failed: {:?}", png.err());
+            }
+            Err(e) => prop_assert!(!any_finite, "valid bar plot did not draw: {}", e),
         }
     }
 }

@@ -1,4 +1,5 @@
 //! Saving by extension (atomically) and the PNG rasteriser's text.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,5 @@
 //! A minimal GGUF writer for tests.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code, missing_docs)]
 
 use gguf::{GgmlType, MetadataValue};

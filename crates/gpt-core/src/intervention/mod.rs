@@ -225,7 +225,7 @@ impl Intervention for Zero {
         point == self.0
     }
     fn visit(&mut self, _point: HookPoint, act: &Tensor) -> Result<HookAction> {
-        Ok(HookAction::Replace(act.zeros_like()))
+        Ok(HookAction::Replace(act.f_zeros_like()?))
     }
 }
 

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use viz::{BarPlot, BarSeries, Heatmap, LinePlot, Palette, Series};
