@@ -756,7 +756,11 @@ fn end_to_end_run_writes_cases_and_resumes() {
     assert_eq!(reports.last().expect("p").redone, 1);
     assert_eq!(third.traced, 1);
     assert_eq!(third.redone.len(), 1);
-    assert!(third.redone[0].reason.contains("not a case record"), "{:?}", third.redone);
+    assert!(
+        third.redone[0].reason.contains("not a case record"),
+        "{:?}",
+        third.redone
+    );
     assert_json_close(&third.summary, &report.summary);
 
     // A well-formed case file with impossible values (a probability of 5) is not trusted:
@@ -766,7 +770,8 @@ fn end_to_end_run_writes_cases_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     record["grids"][0]["scores"][0][0] = serde_json::json!(5.0);
     std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
-    let tampered = run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("tampered");
+    let tampered =
+        run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("tampered");
     assert_eq!(tampered.traced, 1);
     assert_eq!(tampered.redone.len(), 1);
     assert_eq!(tampered.redone[0].known_id, 1);
@@ -779,11 +784,18 @@ fn end_to_end_run_writes_cases_and_resumes() {
     // Grids whose shape disagrees with the prompt are not trusted either.
     let mut record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    record["grids"][0]["scores"].as_array_mut().expect("rows").pop();
+    record["grids"][0]["scores"]
+        .as_array_mut()
+        .expect("rows")
+        .pop();
     std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
     let short = run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("short");
     assert_eq!(short.redone.len(), 1);
-    assert!(short.redone[0].reason.contains("score rows"), "{:?}", short.redone);
+    assert!(
+        short.redone[0].reason.contains("score rows"),
+        "{:?}",
+        short.redone
+    );
 
     // Other settings do not reuse the traces of known facts.
     let other = DatasetRun {

@@ -93,7 +93,7 @@ pub fn generate(
             (Sampling::TopK { k, temperature, .. }, Some(rng)) => {
                 sample_top_k(&logits, k, temperature, rng)?
             }
-            _ => logits.f_argmax(0, false)?.int64_value(&[]),
+            _ => logits.f_argmax(0, false)?.f_int64_value(&[])?,
         };
         out.push(next);
         if options.stop_token == Some(next) {

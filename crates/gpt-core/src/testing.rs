@@ -10,13 +10,14 @@
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(2))]
-//!     #[test]
+//!     // In a test file this function would carry `#[test]`.
 //!     fn logits_are_finite(model in arb_model(), prompts in arb_prompts(64, 1, 6, 2)) {
 //!         let batch = gpt_core::TokenBatch::pad(&prompts, Default::default(), 0, model.device()).unwrap();
 //!         let logits = model.forward(&batch).unwrap();
 //!         prop_assert!(gpt_core::check_finite(&logits, "logits").is_ok());
 //!     }
 //! }
+//! logits_are_finite();
 //! ```
 
 use proptest::prelude::*;
@@ -149,5 +150,6 @@ pub fn arb_spd_matrix(n: usize) -> impl Strategy<Value = Tensor> {
 
 /// A vector `[n]` of f64 entries in `-1..1`.
 pub fn arb_vector(n: usize) -> impl Strategy<Value = Tensor> {
-    prop::collection::vec(-1.0f64..1.0, n).prop_filter_map("vector", |v| Tensor::f_from_slice(&v).ok())
+    prop::collection::vec(-1.0f64..1.0, n)
+        .prop_filter_map("vector", |v| Tensor::f_from_slice(&v).ok())
 }

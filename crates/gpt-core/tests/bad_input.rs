@@ -14,8 +14,8 @@ use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     generate, load_model, Architecture, BlocksInput, EditableModel, Error, ForwardOptions,
     GenerateOptions, HookPoint, HookableModel, KvCache, Layer, LoadOptions, LogitsAt, NoHooks,
-    Padding, Patch, RandomInit, ResumableModel, Sites, Sampling, TokenBatch, Transformer, WeightDelta,
-    WeightId,
+    Padding, Patch, RandomInit, ResumableModel, Sampling, Sites, TokenBatch, Transformer,
+    WeightDelta, WeightId,
 };
 use tempfile::TempDir;
 

@@ -15,8 +15,8 @@ use gpt_core::tch::{Device, IndexOp, Kind, Tensor};
 use gpt_core::{
     generate, load_model, Architecture, BlockSite, BlocksInput, EditableModel, Error,
     ForwardOptions, GenerateOptions, HookAction, HookPoint, HookableModel, KvCache, Layer,
-    LoadOptions, LogitsAt, NoHooks, Outcome, Padding, Patch, RandomInit, ResumableModel, Sampling, Sites,
-    TokenBatch, Transformer, WeightDelta, WeightId,
+    LoadOptions, LogitsAt, NoHooks, Outcome, Padding, Patch, RandomInit, ResumableModel, Sampling,
+    Sites, TokenBatch, Transformer, WeightDelta, WeightId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -53,7 +53,7 @@ mod sites;
 mod write;
 
 pub use sites::{Positions, ResolvedSites, Rows, Sites};
-pub use write::{read_sites, write_sites, SiteWrite, Values, WriteOp};
+pub use write::{read_sites, write_sites, SiteWrite, Values, ValuesFn, WriteOp};
 
 use tch::Tensor;
 

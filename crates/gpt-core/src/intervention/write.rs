@@ -18,6 +18,9 @@ pub enum WriteOp {
     Add,
 }
 
+/// A closure computing values from the current activation.
+pub type ValuesFn<'a> = Box<dyn FnMut(&Tensor) -> Result<Tensor> + 'a>;
+
 /// Where the values of a [`SiteWrite`] come from.
 #[non_exhaustive]
 pub enum Values<'a> {
@@ -31,7 +34,7 @@ pub enum Values<'a> {
         sites: Sites,
     },
     /// Computed from the current activation when the point is reached (e.g. "row 0's value").
-    Fn(Box<dyn FnMut(&Tensor) -> Result<Tensor> + 'a>),
+    Fn(ValuesFn<'a>),
 }
 
 impl std::fmt::Debug for Values<'_> {
