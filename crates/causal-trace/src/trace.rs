@@ -278,7 +278,7 @@ impl<'m> Tracer<'m> {
         );
         let ids = Tensor::f_from_slice(&prompt.ids)?.f_to_device(device)?;
         let clean_subject = model.embed_tokens(&ids)?.f_narrow(0, b, e - b)?;
-        let corrupted_embed = noise.corrupt(model, &clean_subject, n, setup.seed)?;
+        let corrupted_embed = noise.corrupt(model.as_hookable(), &clean_subject, n, setup.seed)?;
 
         let flops = Cell::new(0);
         let t = prompt.len();

@@ -276,7 +276,7 @@ pub trait HookableModel {
 ///
 /// Kept apart from [`HookableModel`] so that a model which can only run whole passes (a
 /// remote model, a wrapper) still works with everything that needs no more than that.
-pub trait ResumableModel: HookableModel {
+pub trait ResumableModel: HookableModel + AsHookable {
     /// Runs some blocks on a given residual stream (e.g. to resume a pass from a cached or
     /// patched state), firing the block hook points of those layers; positions in hook
     /// activations are those of `input.resid` (0 = its first token).

@@ -189,7 +189,7 @@ pub fn run_dataset(
                 None
             } else {
                 let subjects: Vec<String> = facts.iter().map(|f| f.subject.clone()).collect();
-                Some(embedding_std(model, tokenizer, &subjects)?)
+                Some(embedding_std(model.as_hookable(), tokenizer, &subjects)?)
             }
         }
     };
@@ -297,7 +297,7 @@ fn trace_case(
         error: None,
         seconds: None,
     };
-    let check = match check_known(model, tokenizer, fact) {
+    let check = match check_known(model.as_hookable(), tokenizer, fact) {
         Ok(c) => c,
         Err(e) => {
             let cache = prompt_error(&e);
