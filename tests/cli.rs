@@ -222,3 +222,55 @@ fn trace_dataset_reports_bad_records_by_index_and_field() {
     let err = stderr(&out);
     assert!(err.contains("record 1") && err.contains("subject"), "{err}");
 }
+
+#[test]
+fn outputs_and_counts_are_checked_before_any_work() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let out = factscope(&["predict", "--model", m, "--prompt", PROMPT, "--top", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--top 0"), "{}", stderr(&out));
+
+    // An --out that is an existing file: refused at once, the file untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let occupied = dir.path().join("occupied");
+    std::fs::write(&occupied, b"user data").unwrap();
+    let out = factscope(&[
+        "trace",
+        "--model",
+        m,
+        "--prompt",
+        PROMPT,
+        "--subject",
+        "Eiffel Tower",
+        "--window",
+        "1",
+        "--out",
+        occupied.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("occupied") && err.contains("not a folder"), "{err}");
+    assert_eq!(std::fs::read(&occupied).unwrap(), b"user data");
+
+    // The summary prints the noise as a person reads it, not as a Rust value.
+    let out = factscope(&[
+        "trace",
+        "--model",
+        m,
+        "--prompt",
+        PROMPT,
+        "--subject",
+        "Eiffel Tower",
+        "--kind",
+        "hidden",
+        "--samples",
+        "2",
+        "--window",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Gaussian noise, std"), "{text}");
+    assert!(!text.contains("Gaussian {"), "{text}");
+}

@@ -75,6 +75,11 @@ impl ModelArgs {
             Dtype::F16 => Kind::Half,
         };
         let device = self.device()?;
+        if kind == Kind::Half && device == Device::Cpu {
+            eprintln!(
+                "warning: --dtype f16 on the CPU: libtorch has no fast f16 matrix kernels there, so this runs many times slower than f32; use --dtype bf16 or f32 on a CPU"
+            );
+        }
         if let Device::Cuda(_) = device {
             if !gpt_core::tch::Cuda::is_available() {
                 bail!(

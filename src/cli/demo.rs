@@ -66,7 +66,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             sampling: Sampling::Greedy,
             stop_token: eos,
         };
-        let new = generate(&loaded.model, &p.token_ids, &options)?;
+        let mut new = generate(&loaded.model, &p.token_ids, &options)?;
+        // The end-of-sequence token ends the text; it is not part of it.
+        if new.last().is_some() && new.last() == eos.as_ref() {
+            new.pop();
+        }
         let text = loaded.tokenizer.decode(&new)?;
         println!(
             "\n{prompt}\n  next: {}\n  greedy: {prompt}{text}",

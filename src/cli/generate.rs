@@ -47,7 +47,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .eos_id()
             .or(loaded.model.config().eos_token_id),
     };
-    let new = generate(&loaded.model, &enc.ids, &options)?;
+    let mut new = generate(&loaded.model, &enc.ids, &options)?;
+    // The end-of-sequence token ends the text; it is not part of it.
+    if new.last().is_some() && new.last() == options.stop_token.as_ref() {
+        new.pop();
+    }
     let text = loaded.tokenizer.decode(&new)?;
     println!("{}{}", args.prompt, text);
     Ok(())

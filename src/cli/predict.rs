@@ -58,6 +58,7 @@ pub fn predict(
     let _guard = gpt_core::tch::no_grad_guard();
     let logits = loaded.model.forward(&batch)?;
     let last = logits.f_select(1, -1)?.f_squeeze_dim(0)?;
+    gpt_core::check_finite(&last, &format!("the logits after {prompt:?}"))?;
     let probs = last.f_softmax(-1, Kind::Float)?;
     let k = k.clamp(1, loaded.model.config().vocab_size) as i64;
     let (values, indices) = probs.f_topk(k, -1, true, true)?;
@@ -83,6 +84,9 @@ pub fn predict(
 
 /// Runs `factscope predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    if args.top == 0 {
+        anyhow::bail!("--top 0 lists nothing: give at least 1");
+    }
     let loaded = args.model.load()?;
     let mut all = Vec::with_capacity(args.prompt.len());
     for prompt in &args.prompt {

@@ -125,6 +125,11 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     if args.samples == 0 {
         bail!("--samples must be at least 1");
     }
+    // Check where results go before any work, so an unusable --out loses nothing.
+    if let Some(out) = &args.out {
+        factscope_common::fsio::ensure_writable_dir(out)
+            .with_context(|| format!("--out {}", out.display()))?;
+    }
     let loaded = args.model.load()?;
     let n_layers = loaded.model.config().n_layers;
     if args.window == 0 || args.window > n_layers {
@@ -134,6 +139,12 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         );
     }
     let prompt = TracePrompt::new(&loaded.tokenizer, &args.prompt, &args.subject)?;
+    if prompt.occurrences > 1 {
+        eprintln!(
+            "warning: the subject {:?} occurs {} times in the prompt; tracing its first occurrence (tokens {}..{})",
+            args.subject, prompt.occurrences, prompt.subject_range.start, prompt.subject_range.end
+        );
+    }
     let (corruption, sigma) = corruption(
         &loaded,
         args.noise_scale,
@@ -148,6 +159,13 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
+    if tracer.corrupted_score() >= tracer.clean_score() {
+        eprintln!(
+            "warning: the corrupted runs score {:.4}, not below the clean run's {:.4}: the noise does not remove the fact, so restorations cannot show where it is",
+            tracer.corrupted_score(),
+            tracer.clean_score()
+        );
+    }
     if let Some(expect) = &args.expect {
         let actual = &tracer.answer().text;
         if actual.trim() != expect.trim() {
@@ -247,7 +265,7 @@ pub fn print_summary(grids: &[TraceGrid], elapsed: std::time::Duration) {
     let Some(first) = grids.first() else { return };
     let (b, e) = first.subject_range;
     println!(
-        "prompt: {:?}\nsubject: {:?} (tokens {b}..{e})\nanswer: {:?}  clean {} = {:.4}, corrupted = {:.4}  ({} samples, noise {:?})",
+        "prompt: {:?}\nsubject: {:?} (tokens {b}..{e})\nanswer: {:?}  clean {} = {:.4}, corrupted = {:.4}  ({} samples, {})",
         first.prompt, first.subject, first.answer.text, first.metric, first.clean_score, first.corrupted_score, first.samples, first.noise
     );
     for g in grids {

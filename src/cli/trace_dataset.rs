@@ -78,6 +78,9 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         );
     }
     let facts = load_known_facts(&args.facts)?;
+    // Check where results go before any work, so an unusable --out loses nothing.
+    factscope_common::fsio::ensure_writable_dir(&args.out)
+        .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
     let loaded = args.model.load()?;
     let options = DatasetRun {
         samples: args.samples,
@@ -208,6 +211,12 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             peak(&sev.ordinary),
             peak(&sev.mlp_severed),
             peak(&sev.attn_severed)
+        );
+    }
+    for r in &report.redone {
+        eprintln!(
+            "note: case {} from an earlier run was traced again: {}",
+            r.known_id, r.reason
         );
     }
     println!(
