@@ -250,7 +250,10 @@ fn outputs_and_counts_are_checked_before_any_work() {
     ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("occupied") && err.contains("not a folder"), "{err}");
+    assert!(
+        err.contains("occupied") && err.contains("not a folder"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&occupied).unwrap(), b"user data");
 
     // The summary prints the noise as a person reads it, not as a Rust value.

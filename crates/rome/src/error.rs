@@ -1,0 +1,45 @@
+//! The error type of `rome`.
+
+/// Errors of editing: the update math, statistics and requests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model failed (shapes, context, libtorch), or a prompt did.
+    #[error(transparent)]
+    Model(#[from] gpt_core::Error),
+    /// libtorch failed outside a model call.
+    #[error("libtorch: {0}")]
+    Torch(#[from] gpt_core::tch::TchError),
+    /// Tensors of the update math have shapes that do not fit together.
+    #[error("{what}: expected shape {expected}, got {got:?}")]
+    Shape {
+        /// Which argument.
+        what: &'static str,
+        /// The expected shape, in words (e.g. `[d_in, d_in]`).
+        expected: String,
+        /// The shape given.
+        got: Vec<i64>,
+    },
+    /// A matrix that must be symmetric positive definite is not (numerically): the key
+    /// statistics are singular or too ill-conditioned for a Cholesky solve.
+    #[error("{what} is not positive definite (Cholesky failed{}): collect statistics over more text, or regularise it", if let Some(i) = .failed_at { format!(" at pivot {i}") } else { String::new() })]
+    NotPositiveDefinite {
+        /// Which matrix.
+        what: &'static str,
+        /// The first non-positive pivot, if known.
+        failed_at: Option<i64>,
+    },
+    /// The key does not reach the edited direction (`uᵀk ≈ 0`), so no rank-one update along
+    /// `u` can change the output at `k`.
+    #[error("degenerate rank-one update: (C⁻¹k*)ᵀk = {denominator:e} is (nearly) zero")]
+    Degenerate {
+        /// The denominator.
+        denominator: f64,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
