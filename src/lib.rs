@@ -6,6 +6,7 @@
 //!
 //! - [`gpt_core`]: models (GPT-2, Llama family), hook points, interventions, weight edits.
 //! - [`causal_trace`]: causal tracing, activation patching, dataset averages.
+//! - [`rome`]: editing facts in the weights (ROME, r-ROME; update math, key statistics).
 //! - [`common`]: atomic writes and confidence intervals shared by every crate.
 //! - [`gguf`]: the GGUF reader used to load quantised checkpoints.
 //! - [`viz`] (feature `viz`): heatmaps, line and bar plots.
@@ -14,5 +15,6 @@ pub use causal_trace;
 pub use factscope_common as common;
 pub use gguf;
 pub use gpt_core;
+pub use rome;
 #[cfg(feature = "viz")]
 pub use viz;

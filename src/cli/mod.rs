@@ -2,8 +2,10 @@
 
 mod common;
 mod demo;
+mod edit;
 mod generate;
 mod predict;
+mod stats;
 mod trace;
 mod trace_dataset;
 
@@ -28,6 +30,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Causal trace of one fact: restoration grids over tokens × layers, with pictures.
     Trace(trace::TraceArgs),
+    /// Key statistics C = E[k kᵀ] of one layer's MLP keys over a corpus (resumable, cached).
+    Stats(stats::StatsArgs),
+    /// Write a fact into the weights (ROME, r-ROME) and show the model before and after.
+    Edit(edit::EditArgs),
     /// Causal traces of every known fact of a known-facts file, averaged per token category
     /// (ROME §1.5), with figures; resumable.
     TraceDataset(trace_dataset::TraceDatasetArgs),
@@ -41,5 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Trace(args) => trace::run(args),
         Command::TraceDataset(args) => trace_dataset::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Edit(args) => edit::run(args),
     }
 }

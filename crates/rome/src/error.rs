@@ -36,6 +36,39 @@ pub enum Error {
         /// The denominator.
         denominator: f64,
     },
+    /// A corpus file is unreadable or malformed, or the corpus is empty.
+    #[error("corpus {path}: {reason}")]
+    Corpus {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What is wrong (with the byte offset or line where it applies).
+        reason: String,
+    },
+    /// A statistics file is unreadable, corrupt, or for another model, layer or corpus.
+    #[error("statistics file {path}: {reason}")]
+    Stats {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing a file failed.
+    #[error(transparent)]
+    Write(#[from] factscope_common::WriteError),
+    /// A statistics run was stopped by its caller after a checkpoint.
+    #[error("stopped after {texts} documents (checkpoint written; run again to resume)")]
+    Interrupted {
+        /// Documents consumed.
+        texts: usize,
+    },
+    /// A rewrite request is malformed.
+    #[error("request {prompt:?}: {reason}")]
+    InvalidRequest {
+        /// The prompt template.
+        prompt: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),

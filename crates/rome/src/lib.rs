@@ -6,13 +6,29 @@
 //! - [`update`]: the update math as pure tensor functions ([`rank_one_update`],
 //!   [`memit_update`], [`solve_spd`], [`SecondMoment`]) — no model needed, property-tested.
 //!
+//! - [`corpus`]: text for statistics (files, JSONL, folders).
+//! - [`stats`]: key statistics `C = E[k kᵀ]`, streaming, resumable, cached with provenance.
+//!
 //! Editing methods return [`gpt_core::WeightDelta`]s and never touch the model; callers
 //! apply them with [`gpt_core::EditableModel::apply`] and undo them bit-exactly.
 
 #![warn(missing_docs)]
 
+pub mod corpus;
+pub mod delta_file;
 mod error;
+pub mod hparams;
+pub mod request;
+#[allow(clippy::module_inception)]
+pub mod rome;
+pub mod stats;
 pub mod update;
 
+pub use corpus::{generated_corpus, Corpus, GeneratedCorpus};
+pub use delta_file::{load_deltas, save_deltas, SavedEdits};
 pub use error::{Error, Result};
+pub use hparams::{RomeHparams, RomeVariant};
+pub use request::RewriteRequest;
+pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
+pub use stats::{compute_key_stats, model_fingerprint, KeyStats, StatsMeta, StatsOptions};
 pub use update::{memit_update, rank_one_update, solve_spd, RankOneUpdate, SecondMoment};

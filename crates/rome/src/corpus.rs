@@ -1,0 +1,233 @@
+//! Text corpora for key statistics: plain text files (one document per blank-line-separated
+//! block), JSONL files with a `text` field, folders of either, or text the model samples
+//! itself (needs nothing from outside).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Documents of a corpus, with a fingerprint of their content (so a statistics cache for
+/// another corpus is refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corpus {
+    /// Where the documents came from (a path, or `generated(…)`).
+    pub source: String,
+    /// The documents, in order.
+    pub documents: Vec<String>,
+    /// FNV-1a 64 of the documents (each followed by a 0 byte), as 16 hex digits.
+    pub fingerprint: String,
+}
+
+/// FNV-1a 64-bit hash, extended over several byte strings: stable across platforms and Rust
+/// versions (unlike `DefaultHasher`), which a cache key must be.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash as 16 hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+impl Corpus {
+    /// A corpus of the given documents (empty ones dropped).
+    pub fn from_documents(source: impl Into<String>, documents: Vec<String>) -> Self {
+        let documents: Vec<String> = documents
+            .into_iter()
+            .filter(|d| !d.trim().is_empty())
+            .collect();
+        let mut h = Fnv64::default();
+        for d in &documents {
+            h.update(d.as_bytes());
+            h.update(&[0]);
+        }
+        Self {
+            source: source.into(),
+            documents,
+            fingerprint: h.hex(),
+        }
+    }
+
+    /// Reads a `.jsonl` file (one JSON object with a string `text` per line), any other file
+    /// as plain text (documents separated by blank lines), or a folder of such files (sorted
+    /// by name, not recursive).
+    ///
+    /// # Errors
+    /// [`Error::Corpus`] naming the file and the byte offset of text that is not UTF-8, the
+    /// line of a JSONL record that is not an object with a string `text`, or an empty corpus.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = fs::read_dir(path)
+                .map_err(|e| corpus_err(path, format!("cannot list the folder: {e}")))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut documents = Vec::new();
+        for file in &files {
+            let bytes =
+                fs::read(file).map_err(|e| corpus_err(file, format!("cannot read it: {e}")))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                corpus_err(
+                    file,
+                    format!(
+                        "not UTF-8 text: invalid byte at offset {}",
+                        e.utf8_error().valid_up_to()
+                    ),
+                )
+            })?;
+            if file.extension().is_some_and(|e| e == "jsonl") {
+                for (i, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let value: serde_json::Value = serde_json::from_str(line)
+                        .map_err(|e| corpus_err(file, format!("line {}: not JSON: {e}", i + 1)))?;
+                    let doc = value.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+                        corpus_err(file, format!("line {}: no string field `text`", i + 1))
+                    })?;
+                    documents.push(doc.to_string());
+                }
+            } else {
+                documents.extend(split_blocks(&text));
+            }
+        }
+        let corpus = Self::from_documents(path.display().to_string(), documents);
+        if corpus.documents.is_empty() {
+            return Err(corpus_err(path, "the corpus has no text".into()));
+        }
+        Ok(corpus)
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.documents.len()
+    }
+
+    /// Whether there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.documents.is_empty()
+    }
+}
+
+/// Blocks of text separated by blank lines, trimmed, empty ones dropped.
+fn split_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.trim().is_empty() {
+                blocks.push(current.trim().to_string());
+            }
+            current.clear();
+        } else {
+            if !current.is_empty() {
+                current.push('\n');
+            }
+            current.push_str(line);
+        }
+    }
+    if !current.trim().is_empty() {
+        blocks.push(current.trim().to_string());
+    }
+    blocks
+}
+
+fn corpus_err(path: &Path, reason: String) -> Error {
+    Error::Corpus {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Settings of a corpus the model samples itself ([`generated_corpus`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeneratedCorpus {
+    /// Number of documents.
+    pub documents: usize,
+    /// New tokens per document.
+    pub tokens_per_document: usize,
+    /// Sampling seed (document `i` uses `seed + i`).
+    pub seed: u64,
+}
+
+impl Default for GeneratedCorpus {
+    fn default() -> Self {
+        Self {
+            documents: 48,
+            tokens_per_document: 96,
+            seed: 1,
+        }
+    }
+}
+
+/// Text the model samples itself (top-k 40, temperature 1, seeded), starting from a few
+/// common words: a corpus that needs nothing from outside, so that editing works on a
+/// machine without data. It is the model's own distribution, not natural text: statistics
+/// from it are a stand-in for ROME's Wikipedia statistics (documented as such). `progress`
+/// gets the number of documents done.
+///
+/// # Errors
+/// Model and tokenizer errors.
+pub fn generated_corpus(
+    model: &dyn gpt_core::HookableModel,
+    tokenizer: &gpt_core::Tokenizer,
+    settings: GeneratedCorpus,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Corpus> {
+    const STARTS: [&str; 8] = [
+        "The",
+        "In",
+        "A",
+        "It",
+        "During",
+        "According to",
+        "After the",
+        "One of the",
+    ];
+    let _guard = gpt_core::tch::no_grad_guard();
+    let mut documents = Vec::with_capacity(settings.documents);
+    for i in 0..settings.documents {
+        let start = STARTS[i % STARTS.len()];
+        let ids = tokenizer.encode(start)?.ids;
+        let options = gpt_core::GenerateOptions {
+            max_new_tokens: settings.tokens_per_document,
+            sampling: gpt_core::Sampling::TopK {
+                k: 40,
+                temperature: 1.0,
+                seed: settings.seed.wrapping_add(i as u64),
+            },
+            stop_token: None,
+        };
+        let new = gpt_core::generate(model, &ids, &options)?;
+        documents.push(tokenizer.decode(&[ids, new].concat())?);
+        progress(i + 1);
+    }
+    Ok(Corpus::from_documents(
+        format!(
+            "generated({} documents × {} tokens, seed {})",
+            settings.documents, settings.tokens_per_document, settings.seed
+        ),
+        documents,
+    ))
+}

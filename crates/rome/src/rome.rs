@@ -1,0 +1,468 @@
+//! ROME (Meng et al. 2022): context templates, the key `k*`, the value `v*` by optimisation,
+//! and the rank-one update (reference §2.3–§2.8).
+
+use gpt_core::intervention::{read_sites, HookAction, Intervention};
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{
+    generate, target_tokens, BlocksInput, EditableModel, ForwardOptions, GenerateOptions,
+    HookPoint, Layer, LogitsAt, Padding, ResumableModel, Sampling, SiteWrite, Sites, TokenBatch,
+    Tokenizer, WeightDelta, WeightId,
+};
+
+use crate::error::{Error, Result};
+use crate::hparams::{RomeHparams, RomeVariant};
+use crate::request::RewriteRequest;
+use crate::update::rank_one_update;
+
+/// Words the generated context templates start from (MEMIT / EasyEdit's variant of §2.3,
+/// which works for any tokenizer).
+const TEMPLATE_STARTS: [&str; 5] = ["The", "Therefore", "Because", "I", "You"];
+
+/// ROME's context templates: `"{}"` plus, for each `(length, count)`, `count` texts of about
+/// `length` tokens sampled from the model (top-k 5, seeded) followed by `". {}"`.
+///
+/// # Errors
+/// Tokenizer and model errors.
+pub fn context_templates(
+    model: &dyn gpt_core::HookableModel,
+    tokenizer: &Tokenizer,
+    length_params: &[(usize, usize)],
+    seed: u64,
+) -> Result<Vec<String>> {
+    let _guard = gpt_core::tch::no_grad_guard();
+    let mut templates = vec!["{}".to_string()];
+    let mut draw = seed;
+    for &(length, count) in length_params {
+        for i in 0..count {
+            let start = TEMPLATE_STARTS[i % TEMPLATE_STARTS.len()];
+            let ids = tokenizer.encode(start)?.ids;
+            let options = GenerateOptions {
+                max_new_tokens: length.saturating_sub(ids.len()).max(1),
+                sampling: Sampling::TopK {
+                    k: 5,
+                    temperature: 1.0,
+                    seed: draw,
+                },
+                stop_token: None,
+            };
+            draw = draw.wrapping_add(1);
+            let new = generate(model, &ids, &options)?;
+            let text = tokenizer.decode(&[ids, new].concat())?;
+            let text: String = text
+                .replace(['{', '}'], "")
+                .replace("\n\n", " ")
+                .replace('\n', " ");
+            templates.push(format!("{}. {{}}", text.trim()));
+        }
+    }
+    Ok(templates)
+}
+
+/// One prompt of a batch, as token ids, with the index of its subject's last token.
+#[derive(Clone, Debug)]
+struct Located {
+    ids: Vec<i64>,
+    subject_last: usize,
+}
+
+/// Tokenises `template.format(prompt).format(subject)` and finds the subject's last token
+/// (by characters, at the position the prompt puts it, not an earlier chance occurrence).
+fn locate(tokenizer: &Tokenizer, template: &str, request: &RewriteRequest) -> Result<Located> {
+    let (t_pre, t_post) = template.split_once("{}").unwrap_or((template, ""));
+    let (p_pre, p_post) = request
+        .prompt
+        .split_once("{}")
+        .unwrap_or((request.prompt.as_str(), ""));
+    let text = format!("{t_pre}{p_pre}{}{p_post}{t_post}", request.subject);
+    let start = t_pre.chars().count() + p_pre.chars().count();
+    let chars = start..start + request.subject.chars().count();
+    let enc = tokenizer.encode(&text)?;
+    let range = enc
+        .token_range(chars)
+        .ok_or_else(|| gpt_core::Error::SubjectNotFound {
+            subject: request.subject.clone(),
+            prompt: text.clone(),
+            occurrence: 0,
+            occurrences: 0,
+        })?;
+    Ok(Located {
+        ids: enc.ids,
+        subject_last: range.end - 1,
+    })
+}
+
+/// Records the activation at one point (before later interventions change it).
+struct Record {
+    point: HookPoint,
+    value: Option<Tensor>,
+}
+
+impl Intervention for Record {
+    fn wants(&self, point: HookPoint) -> bool {
+        point == self.point
+    }
+    fn visit(&mut self, _point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
+        self.value = Some(act.shallow_clone());
+        Ok(HookAction::Continue)
+    }
+}
+
+/// Keys (`mlp.hook_post`) and values (`hook_mlp_out`) of `layer` at each prompt's subject
+/// token: `([n, d_mlp], [n, d_model])`.
+fn keys_and_values<M: ResumableModel + ?Sized>(
+    model: &M,
+    layer: usize,
+    prompts: &[Located],
+) -> Result<(Tensor, Tensor)> {
+    let _guard = gpt_core::tch::no_grad_guard();
+    let seqs: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, model.device())?;
+    let sites = Sites::per_row(prompts.iter().map(|p| p.subject_last as i64));
+    let mut hooks = (
+        Record {
+            point: HookPoint::mlp_post(layer),
+            value: None,
+        },
+        (
+            Record {
+                point: HookPoint::mlp_out(layer),
+                value: None,
+            },
+            gpt_core::intervention::StopAt(HookPoint::resid_post(layer)),
+        ),
+    );
+    let _ = model.forward_hooked(&batch, &mut hooks)?;
+    let missing = |point| gpt_core::Error::NoSuchHookPoint { point };
+    let post = hooks.0.value.ok_or(missing(HookPoint::mlp_post(layer)))?;
+    let out = hooks.1 .0.value.ok_or(missing(HookPoint::mlp_out(layer)))?;
+    let keys = read_sites(HookPoint::mlp_post(layer), &post, &sites)?;
+    let values = read_sites(HookPoint::mlp_out(layer), &out, &sites)?;
+    Ok((keys, values))
+}
+
+/// How v* is optimised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VSchedule {
+    /// The residual entering block `L` is computed once; each step runs (and
+    /// backpropagates through) blocks `L..` only and unembeds only the positions the loss
+    /// reads.
+    #[default]
+    Fast,
+    /// Every step runs the whole model and unembeds every position, as the reference does:
+    /// the oracle of [`VSchedule::Fast`].
+    Naive,
+}
+
+/// The result of one ROME edit: the weight change and how it was found.
+#[derive(Debug)]
+pub struct RomeEdit {
+    /// The rank-one change of `blocks.{L}.mlp.W_out`.
+    pub delta: WeightDelta,
+    /// `[d_model]`: the value written.
+    pub v_star: Tensor,
+    /// `[d_mlp]`: the template-averaged key.
+    pub k_star: Tensor,
+    /// The loss at each optimisation step.
+    pub losses: Vec<f64>,
+    /// `‖ΔW‖_F`.
+    pub delta_norm: f64,
+    /// The context templates used.
+    pub templates: Vec<String>,
+}
+
+/// Adam on one tensor (defaults β = (0.9, 0.999), ε = 1e-8, as torch's).
+struct Adam {
+    lr: f64,
+    m: Tensor,
+    v: Tensor,
+    t: i32,
+}
+
+impl Adam {
+    fn new(like: &Tensor, lr: f64) -> Result<Self> {
+        Ok(Self {
+            lr,
+            m: like.f_zeros_like()?,
+            v: like.f_zeros_like()?,
+            t: 0,
+        })
+    }
+
+    /// One step on `x` (a leaf requiring grad) from its gradient.
+    fn step(&mut self, x: &mut Tensor, grad: &Tensor) -> Result<()> {
+        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        self.t += 1;
+        self.m = self
+            .m
+            .f_mul_scalar(b1)?
+            .f_add(&grad.f_mul_scalar(1.0 - b1)?)?;
+        self.v = self
+            .v
+            .f_mul_scalar(b2)?
+            .f_add(&grad.f_square()?.f_mul_scalar(1.0 - b2)?)?;
+        let m_hat = self.m.f_div_scalar(1.0 - b1.powi(self.t))?;
+        let v_hat = self.v.f_div_scalar(1.0 - b2.powi(self.t))?;
+        let step = m_hat.f_div(&v_hat.f_sqrt()?.f_add_scalar(eps)?)?;
+        gpt_core::tch::no_grad(|| -> Result<()> {
+            let _ = x.f_sub_(&step.f_mul_scalar(self.lr)?)?;
+            Ok(())
+        })
+    }
+}
+
+/// Computes one ROME edit of `request` (never changing the model): the weight change of
+/// `blocks.{hp.layer}.mlp.W_out` that makes the model continue the request's prompt with
+/// its target. `c` is the key second moment `E[k kᵀ]` of that layer (`None` with
+/// `mom2_adjustment` off); `templates` are the context templates
+/// ([`context_templates`]).
+///
+/// # Errors
+/// A malformed request, a target that tokenises to nothing, a layer out of range, a
+/// singular `C`, model errors.
+pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    request: &RewriteRequest,
+    hp: &RomeHparams,
+    c: Option<&Tensor>,
+    templates: &[String],
+    schedule: VSchedule,
+) -> Result<RomeEdit> {
+    request.validate()?;
+    let config = model.config();
+    hp.validate(config.n_layers)?;
+    if hp.mom2_adjustment && c.is_none() {
+        return Err(Error::InvalidConfig(
+            "mom2_adjustment needs the key statistics C of the layer".into(),
+        ));
+    }
+    let layer = hp.layer;
+    let device = model.device();
+    let target = target_tokens(tokenizer, &request.target)?;
+    let t_len = target.len();
+
+    // Keys and values at the subject over the templates: k* and the current outputs.
+    let key_prompts = templates
+        .iter()
+        .map(|t| locate(tokenizer, t, request))
+        .collect::<Result<Vec<_>>>()?;
+    let (keys, values) = keys_and_values(model, layer, &key_prompts)?;
+    let k_star = keys.f_mean_dim(0, false, Kind::Double)?;
+    let bare_key = keys.f_select(0, 0)?.f_to_kind(Kind::Double)?;
+
+    // Rewriting prompts: each template with the prompt and the target's first T−1 tokens,
+    // then "{subject} is a" for the KL term.
+    let mut rows: Vec<Located> = key_prompts
+        .iter()
+        .map(|p| {
+            let mut ids = p.ids.clone();
+            ids.extend_from_slice(&target[..t_len - 1]);
+            Located {
+                ids,
+                subject_last: p.subject_last,
+            }
+        })
+        .collect();
+    let kl_request = RewriteRequest {
+        prompt: "{} is a".into(),
+        ..request.clone()
+    };
+    rows.push(locate(tokenizer, "{}", &kl_request)?);
+    let n_rewrite = rows.len() - 1;
+    let seqs: Vec<Vec<i64>> = rows.iter().map(|r| r.ids.clone()).collect();
+    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
+    let lookup = Sites::per_row(rows.iter().map(|r| r.subject_last as i64));
+
+    // The positions the loss reads: rewriting prompt i predicts target j at
+    // (len_i − T + j); the KL row reads its subject position.
+    let mut read_rows = Vec::new();
+    let mut read_pos = Vec::new();
+    for (i, r) in rows.iter().enumerate().take(n_rewrite) {
+        for j in 0..t_len {
+            read_rows.push(i as i64);
+            read_pos.push((r.ids.len() - t_len + j) as i64);
+        }
+    }
+    read_rows.push(n_rewrite as i64);
+    read_pos.push(rows[n_rewrite].subject_last as i64);
+    let read_rows_t = Tensor::f_from_slice(&read_rows)?.f_to_device(device)?;
+    let read_pos_t = Tensor::f_from_slice(&read_pos)?.f_to_device(device)?;
+    let target_ids = Tensor::f_from_slice(&target)?
+        .f_to_device(device)?
+        .f_repeat([n_rewrite as i64])?
+        .f_unsqueeze(1)?;
+
+    // The residual entering block L never changes during the optimisation.
+    let resid_in = match schedule {
+        VSchedule::Fast => {
+            let _guard = gpt_core::tch::no_grad_guard();
+            let mut rec = (
+                Record {
+                    point: HookPoint::resid_pre(layer),
+                    value: None,
+                },
+                gpt_core::intervention::StopAt(HookPoint::resid_pre(layer)),
+            );
+            let _ = model.forward_hooked(&batch, &mut rec)?;
+            Some(rec.0.value.ok_or(gpt_core::Error::NoSuchHookPoint {
+                point: HookPoint::resid_pre(layer),
+            })?)
+        }
+        VSchedule::Naive => None,
+    };
+
+    let d_model = config.d_model as i64;
+    let mut delta = Tensor::f_zeros([d_model], (model.kind(), device))?.set_requires_grad(true);
+    let mut adam = Adam::new(&delta, hp.v_lr)?;
+    let mut target_init: Option<Tensor> = None;
+    let mut kl_init: Option<Tensor> = None;
+    let mut losses = Vec::new();
+    for step in 0..hp.v_num_grad_steps {
+        let mut record = Record {
+            point: HookPoint::mlp_out(layer),
+            value: None,
+        };
+        let add = SiteWrite::add(
+            HookPoint::mlp_out(layer),
+            lookup.clone(),
+            delta.shallow_clone(),
+        );
+        let mut hooks = (&mut record, add);
+        // Log-probabilities at the read positions, [reads, vocab].
+        let logp = match &resid_in {
+            Some(resid) => {
+                let out = model
+                    .forward_blocks(
+                        BlocksInput {
+                            layers: layer..config.n_layers,
+                            resid: resid.shallow_clone(),
+                            positions: batch.positions.shallow_clone(),
+                            past: None,
+                            last_position_only: false,
+                        },
+                        &mut hooks,
+                    )?
+                    .resid()?;
+                let picked = out.f_index(&[Some(&read_rows_t), Some(&read_pos_t)])?;
+                model.unembed(&picked)?
+            }
+            None => {
+                let options = ForwardOptions {
+                    kv_cache: None,
+                    logits: LogitsAt::All,
+                };
+                let logits = model.forward_with(&batch, options, &mut hooks)?.logits()?;
+                logits.f_index(&[Some(&read_rows_t), Some(&read_pos_t)])?
+            }
+        }
+        .f_log_softmax(-1, Kind::Float)?;
+        drop(hooks);
+        if target_init.is_none() {
+            let out = record.value.ok_or(gpt_core::Error::NoSuchHookPoint {
+                point: HookPoint::mlp_out(layer),
+            })?;
+            target_init = Some(
+                out.f_select(0, 0)?
+                    .f_select(0, rows[0].subject_last as i64)?
+                    .f_detach()?,
+            );
+        }
+        let n_reads = (n_rewrite * t_len) as i64;
+        let nll = logp
+            .f_narrow(0, 0, n_reads)?
+            .f_gather(1, &target_ids, false)?
+            .f_neg()?
+            .f_mean(Kind::Float)?; // mean over prompts of the per-token mean = same as ROME
+        let kl_cur = logp.f_narrow(0, n_reads, 1)?;
+        let kl_init_lp = match &kl_init {
+            Some(k) => k.shallow_clone(),
+            None => {
+                let k = kl_cur.f_detach()?;
+                kl_init = Some(k.shallow_clone());
+                k
+            }
+        };
+        // KL(P_cur ‖ P_init) = Σ p_cur (log p_cur − log p_init).
+        let kl = kl_cur
+            .f_exp()?
+            .f_mul(&kl_cur.f_sub(&kl_init_lp)?)?
+            .f_sum(Kind::Float)?
+            .f_mul_scalar(hp.kl_factor)?;
+        let init_norm = target_init
+            .as_ref()
+            .map_or(Ok(1.0), |t| t.f_norm().and_then(|n| n.f_double_value(&[])))?;
+        let wd = delta
+            .f_norm()?
+            .f_mul_scalar(hp.v_weight_decay / (init_norm * init_norm).max(1e-12))?;
+        let loss = nll.f_add(&kl)?.f_add(&wd)?;
+        let loss_value = loss.f_double_value(&[])?;
+        losses.push(loss_value);
+        if !loss_value.is_finite() {
+            return Err(gpt_core::Error::NonFinite {
+                what: format!("the v* loss at step {step}"),
+                count: 1,
+            }
+            .into());
+        }
+        if loss_value < hp.early_stop_loss || step + 1 == hp.v_num_grad_steps {
+            break;
+        }
+        let grads = Tensor::f_run_backward(&[&loss], &[&delta], false, false)?;
+        let grad = grads
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidConfig("no gradient reached δ".into()))?;
+        adam.step(&mut delta, &grad)?;
+        // Project δ back into the ball of radius clamp·‖v₀‖.
+        let max_norm = hp.clamp_norm_factor * init_norm;
+        let norm = delta.f_norm()?.f_double_value(&[])?;
+        if norm > max_norm {
+            gpt_core::tch::no_grad(|| -> Result<()> {
+                let _ = delta.f_mul_scalar_(max_norm / norm)?;
+                Ok(())
+            })?;
+        }
+    }
+    let target_init = target_init.ok_or(gpt_core::Error::NoSuchHookPoint {
+        point: HookPoint::mlp_out(layer),
+    })?;
+    let delta = delta.f_detach()?;
+    let v_star = target_init.f_add(&delta)?.f_to_kind(Kind::Double)?;
+
+    let d_mlp = config.d_mlp as i64;
+    let c = match (hp.mom2_adjustment, c) {
+        (true, Some(c)) => c.f_to_kind(Kind::Double)?,
+        (true, None) => {
+            return Err(Error::InvalidConfig(
+                "mom2_adjustment needs the key statistics C".into(),
+            ))
+        }
+        (false, _) => Tensor::f_eye(d_mlp, (Kind::Double, Device::Cpu))?,
+    }
+    .f_to_device(Device::Cpu)?;
+    let k_star_cpu = k_star.f_to_device(Device::Cpu)?;
+    let (k, residual) = match hp.variant {
+        // W′k = v* at the bare prompt's key: the residual there is δ.
+        RomeVariant::Original => (bare_key, delta.f_to_kind(Kind::Double)?),
+        // W′k* = v*: the residual at k* is v* minus the template-averaged output.
+        RomeVariant::RRome => {
+            let mean_out = values.f_mean_dim(0, false, Kind::Double)?;
+            (k_star.shallow_clone(), v_star.f_sub(&mean_out)?)
+        }
+    };
+    let update = rank_one_update(
+        &c,
+        &k_star_cpu,
+        &k.f_to_device(Device::Cpu)?,
+        &residual.f_to_device(Device::Cpu)?,
+    )?;
+    let delta_norm = update.frobenius_norm()?;
+    Ok(RomeEdit {
+        delta: update.into_delta(WeightId::MlpOut(Layer(layer))),
+        v_star,
+        k_star,
+        losses,
+        delta_norm,
+        templates: templates.to_vec(),
+    })
+}

@@ -1,0 +1,420 @@
+//! Key statistics: `C = E[k kᵀ]`, the uncentred second moment of the MLP keys (the input of
+//! the edited projection, `blocks.{L}.mlp.hook_post`) over a corpus, per token, padding
+//! excluded. Streaming and mergeable ([`SecondMoment`], f64 sums), computed only up to block
+//! `L` (the pass stops there), in batches of similar lengths; resumable from atomic
+//! checkpoints; cached in a safetensors file whose metadata names the model, layer and
+//! corpus, so a cache for anything else is refused.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gpt_core::intervention::{from_fn, HookAction};
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{EditableModel, HookPoint, Layer, Padding, TokenBatch, Tokenizer, WeightId};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{Corpus, Fnv64};
+use crate::error::{Error, Result};
+use crate::update::SecondMoment;
+
+/// The metadata key under which [`StatsMeta`] is stored (as JSON) in the safetensors file.
+const META_KEY: &str = "factscope.key_stats";
+/// The tensor name of `Σ k kᵀ`.
+const SUM_KEY: &str = "mom2.sum";
+
+/// How to compute key statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsOptions {
+    /// The edited layer (keys of `blocks.{layer}.mlp.hook_post`).
+    pub layer: usize,
+    /// Documents are truncated to this many tokens (ROME: the model's context, 1024 for GPT-2;
+    /// never more than the model's context).
+    pub max_length: usize,
+    /// Stop after this many tokens in all (`None`: the whole corpus).
+    pub max_tokens: Option<u64>,
+    /// Tokens per forward batch (padding included), bounding memory.
+    pub batch_tokens: usize,
+    /// Write a checkpoint after every this many documents.
+    pub checkpoint_every: usize,
+}
+
+impl StatsOptions {
+    /// Defaults for `layer`: max length 1024, whole corpus, 4096-token batches, checkpoints
+    /// every 64 documents.
+    pub fn new(layer: usize) -> Self {
+        Self {
+            layer,
+            max_length: 1024,
+            max_tokens: None,
+            batch_tokens: 4096,
+            checkpoint_every: 64,
+        }
+    }
+}
+
+/// What a statistics file was computed from (stored with it, checked when it is used).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsMeta {
+    /// [`model_fingerprint`] of the model.
+    pub model: String,
+    /// The layer.
+    pub layer: usize,
+    /// Key dimension (`d_mlp`).
+    pub d_mlp: usize,
+    /// The corpus fingerprint ([`Corpus::fingerprint`]).
+    pub corpus: String,
+    /// Where the corpus came from (informative).
+    pub corpus_source: String,
+    /// Documents consumed so far (a resumed run skips these).
+    pub texts: usize,
+    /// Tokens (keys) counted.
+    pub tokens: u64,
+    /// Truncation length.
+    pub max_length: usize,
+    /// Token budget.
+    pub max_tokens: Option<u64>,
+    /// Whether the whole corpus (or budget) was processed; `false` for a checkpoint.
+    pub complete: bool,
+    /// Storage dtype of the sum (`f64`).
+    pub dtype: String,
+}
+
+/// Key statistics of one layer: the running second moment and what it was computed from.
+#[derive(Debug)]
+pub struct KeyStats {
+    /// Provenance.
+    pub meta: StatsMeta,
+    /// `Σ k kᵀ` and the count.
+    pub moment: SecondMoment,
+}
+
+/// Where a statistics run stands (for progress bars).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsProgress {
+    /// Documents consumed.
+    pub texts: usize,
+    /// Documents in the corpus.
+    pub total_texts: usize,
+    /// Tokens counted.
+    pub tokens: u64,
+}
+
+/// A fingerprint of a model for cache keys: its config and the bytes of the edited layer's
+/// MLP output projection (so a different checkpoint of the same shape differs).
+///
+/// # Errors
+/// A layer out of range; libtorch errors.
+pub fn model_fingerprint(model: &dyn EditableModel, layer: usize) -> Result<String> {
+    let mut h = Fnv64::default();
+    let config = serde_json::to_string(model.config())
+        .map_err(|e| Error::InvalidConfig(format!("model config: {e}")))?;
+    h.update(config.as_bytes());
+    let w = model
+        .weight(WeightId::MlpOut(Layer(layer)))?
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_flatten(0, -1)?;
+    let values = Vec::<f32>::try_from(&w)?;
+    for v in values {
+        h.update(&v.to_le_bytes());
+    }
+    Ok(h.hex())
+}
+
+impl KeyStats {
+    /// `C = E[k kᵀ]`, f64 `[d_mlp, d_mlp]`.
+    ///
+    /// # Errors
+    /// Statistics of no token.
+    pub fn c(&self) -> Result<Tensor> {
+        self.moment.moment()
+    }
+
+    /// Checks that these statistics are for `model_fingerprint` at `layer` (and complete).
+    ///
+    /// # Errors
+    /// [`Error::Stats`] saying what differs.
+    pub fn check_for(&self, path: &Path, model_fingerprint: &str, layer: usize) -> Result<()> {
+        let bad = |reason: String| Error::Stats {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if self.meta.layer != layer {
+            return Err(bad(format!(
+                "computed for layer {}, not layer {layer}",
+                self.meta.layer
+            )));
+        }
+        if self.meta.model != model_fingerprint {
+            return Err(bad(format!(
+                "computed for another model (fingerprint {} ≠ {model_fingerprint})",
+                self.meta.model
+            )));
+        }
+        if !self.meta.complete {
+            return Err(bad(format!(
+                "an unfinished checkpoint ({} documents): finish it with `factscope stats` first",
+                self.meta.texts
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the statistics atomically: a safetensors file with the f64 tensor `mom2.sum`
+    /// and the metadata as JSON under `factscope.key_stats`.
+    ///
+    /// # Errors
+    /// Serialisation or write failures naming the file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let sum = self.moment.sum.f_contiguous()?;
+        let d = sum.size();
+        let values = Vec::<f64>::try_from(&sum.f_flatten(0, -1)?)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let shape: Vec<usize> = d.iter().map(|&x| x as usize).collect();
+        let view = TensorView::new(Dtype::F64, shape, &bytes).map_err(|e| Error::Stats {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise: {e}"),
+        })?;
+        let mut meta = HashMap::new();
+        let json = serde_json::to_string(&self.meta).map_err(|e| Error::Stats {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise metadata: {e}"),
+        })?;
+        meta.insert(META_KEY.to_string(), json);
+        meta.insert("count".to_string(), self.moment.count.to_string());
+        let file =
+            safetensors::serialize([(SUM_KEY, view)], Some(meta)).map_err(|e| Error::Stats {
+                path: path.to_path_buf(),
+                reason: format!("cannot serialise: {e}"),
+            })?;
+        factscope_common::write_atomic(path, &file)?;
+        Ok(())
+    }
+
+    /// Reads statistics written by [`KeyStats::save`].
+    ///
+    /// # Errors
+    /// [`Error::Stats`] for an unreadable, truncated or corrupt file, or one without the
+    /// metadata or the tensor.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::Stats {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            bad(format!(
+                "not a safetensors file (truncated or corrupt?): {e}"
+            ))
+        })?;
+        let info = metadata
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| bad("no factscope metadata".into()))?;
+        let meta: StatsMeta = info
+            .get(META_KEY)
+            .ok_or_else(|| bad(format!("no `{META_KEY}` metadata")))
+            .and_then(|j| {
+                serde_json::from_str(j).map_err(|e| bad(format!("bad `{META_KEY}` metadata: {e}")))
+            })?;
+        let count: u64 = info
+            .get("count")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| bad("no `count` metadata".into()))?;
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("corrupt tensor data: {e}")))?;
+        let view = tensors
+            .tensor(SUM_KEY)
+            .map_err(|e| bad(format!("no tensor `{SUM_KEY}`: {e}")))?;
+        let d = meta.d_mlp;
+        if view.dtype() != Dtype::F64 || view.shape() != [d, d] {
+            return Err(bad(format!(
+                "`{SUM_KEY}` is {:?} {:?}, expected F64 [{d}, {d}]",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        let sum = Tensor::f_from_data_size(view.data(), &[d as i64, d as i64], Kind::Double)?;
+        Ok(Self {
+            meta,
+            moment: SecondMoment { sum, count },
+        })
+    }
+}
+
+/// Token ids of each document, truncated to `max_length` (documents that tokenise to
+/// nothing are dropped).
+fn tokenize(tokenizer: &Tokenizer, docs: &[String], max_length: usize) -> Result<Vec<Vec<i64>>> {
+    let mut out = Vec::with_capacity(docs.len());
+    for d in docs {
+        let mut ids = tokenizer.encode(d)?.ids;
+        ids.truncate(max_length);
+        if !ids.is_empty() {
+            out.push(ids);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the keys of `seqs` at `layer` to `moment`, in batches of at most `batch_tokens`
+/// tokens (sequences sorted by length, so that little padding is computed). Each pass stops
+/// right after the keys are seen. Returns the tokens counted.
+fn accumulate(
+    model: &dyn EditableModel,
+    layer: usize,
+    mut seqs: Vec<Vec<i64>>,
+    batch_tokens: usize,
+    moment: &mut SecondMoment,
+) -> Result<u64> {
+    seqs.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let point = HookPoint::mlp_post(layer);
+    let mut counted = 0u64;
+    let mut i = 0;
+    while i < seqs.len() {
+        let width = seqs[i].len();
+        let rows = (batch_tokens / width.max(1)).max(1);
+        let batch_seqs = &seqs[i..(i + rows).min(seqs.len())];
+        i += batch_seqs.len();
+        let batch = TokenBatch::pad(batch_seqs, Padding::Right, 0, model.device())?;
+        let mut keys: Option<Tensor> = None;
+        let mut grab = from_fn(
+            |p| p == point,
+            |_, act| {
+                keys = Some(act.shallow_clone());
+                Ok(HookAction::Stop)
+            },
+        );
+        let _ = model.forward_hooked(&batch, &mut grab)?;
+        let keys = keys.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
+        let mask = batch.attention_mask.f_to_device(keys.device())?.f_ne(0)?;
+        let real = keys.f_index(&[Some(mask)])?; // [tokens, d_mlp]
+        counted += real.size().first().copied().unwrap_or(0) as u64;
+        moment.add(&real)?;
+    }
+    Ok(counted)
+}
+
+/// Computes the key statistics of `layer` over `corpus`, resuming from and writing
+/// checkpoints to `checkpoint` (if given) every `options.checkpoint_every` documents; the
+/// final statistics are written there too. `progress` is called after each chunk and may
+/// return `false` to stop (a checkpoint is written first; the error is
+/// [`Error::Interrupted`]). A resumed run gives the same `C`, bit for bit, as an
+/// uninterrupted one.
+///
+/// # Errors
+/// A checkpoint for another model, layer, corpus or setting (refused, never overwritten);
+/// settings out of range; model and write errors.
+pub fn compute_key_stats(
+    model: &dyn EditableModel,
+    tokenizer: &Tokenizer,
+    corpus: &Corpus,
+    options: &StatsOptions,
+    checkpoint: Option<&Path>,
+    progress: &mut dyn FnMut(StatsProgress) -> bool,
+) -> Result<KeyStats> {
+    let c = model.config();
+    if options.layer >= c.n_layers {
+        return Err(gpt_core::Error::LayerOutOfRange {
+            layer: options.layer,
+            n_layers: c.n_layers,
+        }
+        .into());
+    }
+    if options.max_length == 0 || options.batch_tokens == 0 || options.checkpoint_every == 0 {
+        return Err(Error::InvalidConfig(
+            "max length, batch tokens and checkpoint interval must be at least 1".into(),
+        ));
+    }
+    if corpus.is_empty() {
+        return Err(Error::InvalidConfig("the corpus has no documents".into()));
+    }
+    let _guard = gpt_core::tch::no_grad_guard();
+    let fingerprint = model_fingerprint(model, options.layer)?;
+    let fresh = StatsMeta {
+        model: fingerprint,
+        layer: options.layer,
+        d_mlp: c.d_mlp,
+        corpus: corpus.fingerprint.clone(),
+        corpus_source: corpus.source.clone(),
+        texts: 0,
+        tokens: 0,
+        max_length: options.max_length,
+        max_tokens: options.max_tokens,
+        complete: false,
+        dtype: "f64".into(),
+    };
+    let mut stats = match checkpoint.filter(|p| p.exists()) {
+        Some(path) => {
+            let previous = KeyStats::load(path)?;
+            let same = |m: &StatsMeta| StatsMeta {
+                texts: 0,
+                tokens: 0,
+                complete: false,
+                corpus_source: String::new(),
+                ..m.clone()
+            };
+            if same(&previous.meta) != same(&fresh) {
+                return Err(Error::Stats {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "it holds statistics of another model, layer, corpus or setting ({} layer {} corpus {} max length {} budget {:?}); refusing to continue or overwrite it",
+                        previous.meta.model, previous.meta.layer, previous.meta.corpus, previous.meta.max_length, previous.meta.max_tokens
+                    ),
+                });
+            }
+            previous
+        }
+        None => KeyStats {
+            meta: fresh,
+            moment: SecondMoment::new(c.d_mlp)?,
+        },
+    };
+    let total = corpus.len();
+    while !stats.meta.complete {
+        let budget_left = options
+            .max_tokens
+            .map(|m| m.saturating_sub(stats.meta.tokens));
+        let start = stats.meta.texts;
+        let end = (start + options.checkpoint_every).min(total);
+        if start >= total || budget_left == Some(0) {
+            stats.meta.complete = true;
+        } else {
+            // Never longer than the model's context.
+            let max_length = options.max_length.min(c.n_ctx);
+            let mut seqs = tokenize(tokenizer, &corpus.documents[start..end], max_length)?;
+            if let Some(mut left) = budget_left {
+                for s in seqs.iter_mut() {
+                    let take = (s.len() as u64).min(left);
+                    s.truncate(take as usize);
+                    left -= take;
+                }
+                seqs.retain(|s| !s.is_empty());
+            }
+            let n = accumulate(
+                model,
+                options.layer,
+                seqs,
+                options.batch_tokens,
+                &mut stats.moment,
+            )?;
+            stats.meta.tokens += n;
+            stats.meta.texts = end;
+        }
+        if let Some(path) = checkpoint {
+            stats.save(path)?;
+        }
+        let keep_going = progress(StatsProgress {
+            texts: stats.meta.texts,
+            total_texts: total,
+            tokens: stats.meta.tokens,
+        });
+        if !keep_going && !stats.meta.complete {
+            return Err(Error::Interrupted {
+                texts: stats.meta.texts,
+            });
+        }
+    }
+    Ok(stats)
+}

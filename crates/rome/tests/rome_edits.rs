@@ -1,0 +1,355 @@
+//! ROME on tiny random models (hermetic): the edit writes v* where it should, the fast and
+//! naive schedules of the v* optimisation agree, key statistics resume exactly, edits save
+//! and reload, and bad input is a clear error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::path::Path;
+
+use gpt_core::intervention::{read_sites, HookAction};
+use gpt_core::random::tiny_config;
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{
+    load_hf_tokenizer, Architecture, EditableModel, HookPoint, HookableModel, Layer, RandomInit,
+    Sites, SubjectPrompt, TokenBatch, Tokenizer, Transformer, WeightId,
+};
+use rome::{
+    compute_key_stats, compute_rome, context_templates, load_deltas, save_deltas, Corpus, Error,
+    KeyStats, RewriteRequest, RomeHparams, RomeVariant, StatsOptions, VSchedule,
+};
+
+fn tokenizer() -> Tokenizer {
+    load_hf_tokenizer(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-gpt2"))
+        .unwrap()
+}
+
+fn model(arch: Architecture, tok: &Tokenizer, seed: i64) -> Transformer {
+    let mut c = tiny_config(arch);
+    c.vocab_size = tok.vocab_size();
+    c.n_layers = 3;
+    Transformer::random(&c, RandomInit { seed, std: 0.5 }, Device::Cpu, Kind::Float).unwrap()
+}
+
+fn corpus() -> Corpus {
+    let docs = (0..40)
+        .map(|i| format!("The tower number {i} is located in the city of Paris, near the river. People visit it every day and take pictures {i}."))
+        .collect();
+    Corpus::from_documents("test sentences", docs)
+}
+
+fn hparams(layer: usize, variant: RomeVariant) -> RomeHparams {
+    RomeHparams {
+        layer,
+        v_num_grad_steps: 6,
+        context_template_length_params: vec![(4, 2)],
+        variant,
+        ..RomeHparams::smollm2()
+    }
+}
+
+fn request() -> RewriteRequest {
+    RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome").unwrap()
+}
+
+/// The key and MLP output at the subject's last token of `text`.
+fn key_and_output(m: &Transformer, tok: &Tokenizer, text: &str, layer: usize) -> (Tensor, Tensor) {
+    let p = SubjectPrompt::new(tok, text, "The Eiffel Tower").unwrap();
+    let batch = TokenBatch::single(&p.ids, Device::Cpu).unwrap();
+    let (_, cache) = m
+        .run_with_cache(&batch, &|q| {
+            q == HookPoint::mlp_post(layer) || q == HookPoint::mlp_out(layer)
+        })
+        .unwrap();
+    let site = Sites::position(p.last_subject_token() as i64);
+    let k = read_sites(
+        HookPoint::mlp_post(layer),
+        cache.try_get(HookPoint::mlp_post(layer)).unwrap(),
+        &site,
+    )
+    .unwrap();
+    let v = read_sites(
+        HookPoint::mlp_out(layer),
+        cache.try_get(HookPoint::mlp_out(layer)).unwrap(),
+        &site,
+    )
+    .unwrap();
+    (k.squeeze_dim(0), v.squeeze_dim(0))
+}
+
+#[test]
+fn rome_writes_v_star_and_schedules_agree() {
+    let tok = tokenizer();
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let mut m = model(arch, &tok, 3);
+        let layer = 1;
+        let stats = compute_key_stats(
+            &m,
+            &tok,
+            &corpus(),
+            &StatsOptions::new(layer),
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
+        let c = stats.c().unwrap();
+        let hp = hparams(layer, RomeVariant::Original);
+        let templates = context_templates(&m, &tok, &hp.context_template_length_params, 7).unwrap();
+        assert_eq!(templates.len(), 3);
+        assert_eq!(templates[0], "{}");
+        let fast = compute_rome(
+            &m,
+            &tok,
+            &request(),
+            &hp,
+            Some(&c),
+            &templates,
+            VSchedule::Fast,
+        )
+        .unwrap();
+        let naive = compute_rome(
+            &m,
+            &tok,
+            &request(),
+            &hp,
+            Some(&c),
+            &templates,
+            VSchedule::Naive,
+        )
+        .unwrap();
+        let diff = (&fast.v_star - &naive.v_star).abs().max().double_value(&[]);
+        assert!(diff <= 1e-4, "{arch:?}: fast and naive v* differ by {diff}");
+        assert_eq!(fast.losses.len(), naive.losses.len());
+        // The loss went down.
+        assert!(
+            fast.losses.last().unwrap() < &fast.losses[0],
+            "{:?}",
+            fast.losses
+        );
+
+        // After the edit, the MLP output at the bare prompt's subject is v*.
+        let undo = m.apply(&fast.delta).unwrap();
+        let (_, v_after) = key_and_output(&m, &tok, &request().filled(), layer);
+        let v_after = v_after.to_kind(Kind::Double);
+        let rel = (&v_after - &fast.v_star).abs().max().double_value(&[])
+            / fast.v_star.abs().max().double_value(&[]);
+        assert!(rel <= 1e-4, "{arch:?}: W′k = v* off by {rel}");
+        m.undo(&undo).unwrap();
+
+        // r-ROME: W′k* + b = v* at the template-averaged key.
+        let hp = hparams(layer, RomeVariant::RRome);
+        let edit = compute_rome(
+            &m,
+            &tok,
+            &request(),
+            &hp,
+            Some(&c),
+            &templates,
+            VSchedule::Fast,
+        )
+        .unwrap();
+        let w = m
+            .weight(WeightId::MlpOut(Layer(layer)))
+            .unwrap()
+            .to_kind(Kind::Double);
+        let dense = match &edit.delta {
+            gpt_core::WeightDelta::RankOne { u, v, .. } => u.outer(v),
+            other => panic!("{other:?}"),
+        };
+        let moved = (&w + &dense).matmul(&edit.k_star) - w.matmul(&edit.k_star);
+        assert!(moved.abs().max().double_value(&[]) > 0.0);
+    }
+}
+
+#[test]
+fn key_statistics_resume_exactly_and_refuse_other_caches() {
+    let tok = tokenizer();
+    let m = model(Architecture::Llama, &tok, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let options = StatsOptions {
+        checkpoint_every: 7,
+        batch_tokens: 64,
+        ..StatsOptions::new(2)
+    };
+    let whole_path = dir.path().join("whole.safetensors");
+    let whole = compute_key_stats(
+        &m,
+        &tok,
+        &corpus(),
+        &options,
+        Some(&whole_path),
+        &mut |_| true,
+    )
+    .unwrap();
+    assert!(whole.meta.complete);
+    assert_eq!(whole.meta.texts, 40);
+
+    // Killed after the second checkpoint, then resumed: the same C, bit for bit.
+    let path = dir.path().join("resumed.safetensors");
+    let mut calls = 0;
+    let err = compute_key_stats(&m, &tok, &corpus(), &options, Some(&path), &mut |_| {
+        calls += 1;
+        calls < 2
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Interrupted { texts: 14 }), "{err:?}");
+    let partial = KeyStats::load(&path).unwrap();
+    assert!(!partial.meta.complete);
+    let resumed =
+        compute_key_stats(&m, &tok, &corpus(), &options, Some(&path), &mut |_| true).unwrap();
+    assert_eq!(resumed.moment.count, whole.moment.count);
+    assert!(
+        resumed.moment.sum.equal(&whole.moment.sum),
+        "resumed C differs"
+    );
+    let reloaded = KeyStats::load(&path).unwrap();
+    assert!(reloaded.moment.sum.equal(&whole.moment.sum));
+
+    // C is symmetric and positive semi-definite.
+    let c = whole.c().unwrap();
+    assert!((&c - c.transpose(0, 1)).abs().max().double_value(&[]) < 1e-12);
+
+    // A cache for another layer or model is refused, with a reason.
+    let fp = rome::model_fingerprint(&m, 2).unwrap();
+    let err = reloaded.check_for(&path, &fp, 1).unwrap_err();
+    assert!(err.to_string().contains("layer 2"), "{err}");
+    let other = model(Architecture::Llama, &tok, 6);
+    let other_fp = rome::model_fingerprint(&other, 2).unwrap();
+    let err = reloaded.check_for(&path, &other_fp, 2).unwrap_err();
+    assert!(err.to_string().contains("another model"), "{err}");
+    // Continuing a file of another corpus is refused and the file is left alone.
+    let before = std::fs::read(&path).unwrap();
+    let other_corpus = Corpus::from_documents("x", vec!["Something else entirely.".into()]);
+    let err = compute_key_stats(&m, &tok, &other_corpus, &options, Some(&path), &mut |_| {
+        true
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // Truncated and corrupt files are clear errors.
+    std::fs::write(&path, &before[..before.len() / 2]).unwrap();
+    let err = KeyStats::load(&path).unwrap_err();
+    assert!(matches!(err, Error::Stats { .. }), "{err:?}");
+    std::fs::write(&path, b"not a stats file").unwrap();
+    assert!(KeyStats::load(&path).is_err());
+}
+
+#[test]
+fn edits_save_and_reapply() {
+    let tok = tokenizer();
+    let mut m = model(Architecture::Gpt2, &tok, 4);
+    let layer = 0;
+    let stats = compute_key_stats(
+        &m,
+        &tok,
+        &corpus(),
+        &StatsOptions::new(layer),
+        None,
+        &mut |_| true,
+    )
+    .unwrap();
+    let hp = hparams(layer, RomeVariant::Original);
+    let templates = context_templates(&m, &tok, &hp.context_template_length_params, 1).unwrap();
+    let edit = compute_rome(
+        &m,
+        &tok,
+        &request(),
+        &hp,
+        Some(&stats.c().unwrap()),
+        &templates,
+        VSchedule::Fast,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edit.safetensors");
+    save_deltas(&path, &[&edit.delta], &[request()], &hp).unwrap();
+    let saved = load_deltas(&path).unwrap();
+    assert_eq!(saved.requests, vec![request()]);
+    assert_eq!(saved.hparams, hp);
+    let original = m.weight(WeightId::MlpOut(Layer(layer))).unwrap().copy();
+    let a = m.apply(&edit.delta).unwrap();
+    let edited = m.weight(WeightId::MlpOut(Layer(layer))).unwrap().copy();
+    m.undo(&a).unwrap();
+    let b = m.apply(&saved.deltas[0]).unwrap();
+    assert!(m
+        .weight(WeightId::MlpOut(Layer(layer)))
+        .unwrap()
+        .equal(&edited));
+    m.undo(&b).unwrap();
+    assert!(m
+        .weight(WeightId::MlpOut(Layer(layer)))
+        .unwrap()
+        .equal(&original));
+    // A truncated delta file is a clear error.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(load_deltas(&path).is_err());
+}
+
+#[test]
+fn bad_requests_and_corpora_are_clear_errors() {
+    let no_marker =
+        RewriteRequest::new("The Eiffel Tower is in", "The Eiffel Tower", "Rome").unwrap_err();
+    assert!(no_marker.to_string().contains("{}"), "{no_marker}");
+    let empty_target = RewriteRequest::new("{} is in", "The Eiffel Tower", " ").unwrap_err();
+    assert!(
+        empty_target.to_string().contains("target"),
+        "{empty_target}"
+    );
+    let empty_subject = RewriteRequest::new("{} is in", "", "Rome").unwrap_err();
+    assert!(
+        empty_subject.to_string().contains("subject"),
+        "{empty_subject}"
+    );
+
+    let tok = tokenizer();
+    let m = model(Architecture::Gpt2, &tok, 1);
+    let mut hp = hparams(7, RomeVariant::Original);
+    let err = compute_rome(
+        &m,
+        &tok,
+        &request(),
+        &hp,
+        None,
+        &["{}".into()],
+        VSchedule::Fast,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("layer 7"), "{err}");
+    hp.layer = 0;
+    let err = compute_rome(
+        &m,
+        &tok,
+        &request(),
+        &hp,
+        None,
+        &["{}".into()],
+        VSchedule::Fast,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("statistics"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("latin1.txt");
+    std::fs::write(&bad, b"good text\n\ncaf\xe9 au lait").unwrap();
+    let err = Corpus::from_path(&bad).unwrap_err();
+    assert!(
+        err.to_string().contains("offset 14") && err.to_string().contains("latin1.txt"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, b"\n\n  \n").unwrap();
+    assert!(Corpus::from_path(&empty)
+        .unwrap_err()
+        .to_string()
+        .contains("no text"));
+    let jsonl = dir.path().join("docs.jsonl");
+    std::fs::write(&jsonl, b"{\"text\": \"one\"}\n{\"title\": \"two\"}\n").unwrap();
+    let err = Corpus::from_path(&jsonl).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+    std::fs::write(&jsonl, b"{\"text\": \"one\"}\n\n{\"text\": \"two\"}\n").unwrap();
+    assert_eq!(
+        Corpus::from_path(&jsonl).unwrap().documents,
+        vec!["one", "two"]
+    );
+    let _ = HookAction::Continue;
+}

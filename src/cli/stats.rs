@@ -1,0 +1,165 @@
+//! `factscope stats`: key statistics `C = E[k kᵀ]` of one layer over a corpus (resumable).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use gpt_core::{HookableModel, LoadedModel};
+use indicatif::{ProgressBar, ProgressStyle};
+use rome::{compute_key_stats, generated_corpus, Corpus, GeneratedCorpus, KeyStats, StatsOptions};
+
+use super::common::ModelArgs;
+
+/// Arguments of `factscope stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The layer whose MLP keys are counted.
+    #[arg(long)]
+    layer: usize,
+    /// A text file (documents separated by blank lines), a .jsonl file with a `text` field, a
+    /// folder of either, or `generated` (text the model samples itself, seeded).
+    #[arg(long, default_value = "generated")]
+    corpus: String,
+    /// Documents are truncated to this many tokens.
+    #[arg(long, default_value_t = 1024)]
+    max_length: usize,
+    /// Stop after this many tokens.
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Where the statistics go (safetensors); a run resumes from it [default: the cache].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The per-user cache folder (`$FACTSCOPE_CACHE`, else `$XDG_CACHE_HOME/factscope`, else
+/// `~/.cache/factscope`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FACTSCOPE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("factscope");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("factscope"),
+        None => PathBuf::from(".factscope-cache"),
+    }
+}
+
+/// The cache file of statistics for a model fingerprint, layer and corpus fingerprint.
+pub fn cached_stats_path(model: &str, layer: usize, corpus: &str) -> PathBuf {
+    cache_dir()
+        .join("stats")
+        .join(format!("{model}_layer{layer}_{corpus}.safetensors"))
+}
+
+/// Reads or samples the corpus `spec` (a path or `generated`), with a progress bar.
+pub fn load_corpus(loaded: &LoadedModel, spec: &str) -> anyhow::Result<Corpus> {
+    if spec == "generated" {
+        let settings = GeneratedCorpus::default();
+        let bar = bar(
+            settings.documents as u64,
+            "sampling a corpus from the model",
+        );
+        let corpus = generated_corpus(&loaded.model, &loaded.tokenizer, settings, &mut |done| {
+            bar.set_position(done as u64)
+        })?;
+        bar.finish_and_clear();
+        return Ok(corpus);
+    }
+    Ok(Corpus::from_path(Path::new(spec))?)
+}
+
+/// A progress bar on stderr.
+pub fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// Computes (or resumes) key statistics with a progress bar; prints tokens per second.
+pub fn compute_with_progress(
+    loaded: &LoadedModel,
+    corpus: &Corpus,
+    options: &StatsOptions,
+    path: &Path,
+) -> anyhow::Result<KeyStats> {
+    let bar = bar(
+        corpus.len() as u64,
+        &format!("key statistics of layer {}", options.layer),
+    );
+    let started = Instant::now();
+    let stats = compute_key_stats(
+        &loaded.model,
+        &loaded.tokenizer,
+        corpus,
+        options,
+        Some(path),
+        &mut |p| {
+            bar.set_position(p.texts as u64);
+            bar.set_message(format!(
+                "key statistics of layer {} ({} tokens)",
+                options.layer, p.tokens
+            ));
+            true
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "key statistics: {} tokens from {} documents in {secs:.1} s ({:.0} tokens/s this run) → {}",
+        stats.meta.tokens,
+        stats.meta.texts,
+        stats.meta.tokens as f64 / secs.max(1e-9),
+        path.display()
+    );
+    Ok(stats)
+}
+
+/// Runs `factscope stats`.
+pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        factscope_common::fsio::ensure_writable_file(out, true)
+            .with_context(|| format!("--out {}", out.display()))?;
+    }
+    let loaded = args.model.load()?;
+    let n_layers = loaded.model.config().n_layers;
+    if args.layer >= n_layers {
+        bail!(
+            "--layer {} is out of range: the model has {n_layers} layers",
+            args.layer
+        );
+    }
+    let corpus = load_corpus(&loaded, &args.corpus)?;
+    let options = StatsOptions {
+        max_length: args.max_length,
+        max_tokens: args.max_tokens,
+        ..StatsOptions::new(args.layer)
+    };
+    let fingerprint = rome::model_fingerprint(&loaded.model, args.layer)?;
+    let path = match &args.out {
+        Some(p) => p.clone(),
+        None => cached_stats_path(&fingerprint, args.layer, &corpus.fingerprint),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        factscope_common::fsio::ensure_writable_dir(dir)?;
+    }
+    let stats = compute_with_progress(&loaded, &corpus, &options, &path)?;
+    println!(
+        "layer {}: C over {} tokens of {} ({} documents) in {}",
+        stats.meta.layer,
+        stats.meta.tokens,
+        stats.meta.corpus_source,
+        stats.meta.texts,
+        path.display()
+    );
+    Ok(())
+}
