@@ -114,6 +114,101 @@ pub fn generate(
 }
 
 /// Samples from the `k` largest of `logits: [vocab]` after dividing by `temperature`.
+/// Generates up to `max_new_tokens` after each of `prompts` at once (one batched pass per
+/// step over a shared KV cache, prompts left-padded) and returns each row's new tokens, cut
+/// after the stop token. With [`Sampling::TopK`], row `i` samples from its own generator
+/// seeded with `seed + i`, so a row's text does not depend on the others.
+///
+/// # Errors
+/// As [`generate`], for any prompt.
+pub fn generate_batch(
+    model: &dyn HookableModel,
+    prompts: &[Vec<i64>],
+    options: &GenerateOptions,
+) -> Result<Vec<Vec<i64>>> {
+    let b = prompts.len();
+    if b == 0 {
+        return Ok(Vec::new());
+    }
+    if let Sampling::TopK { k, temperature, .. } = options.sampling {
+        if k == 0 || !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "top-k sampling needs k >= 1 and a positive temperature (got k = {k}, temperature = {temperature})"
+            )));
+        }
+    }
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let n_ctx = model.config().n_ctx;
+    if longest + options.max_new_tokens > n_ctx {
+        return Err(Error::ContextOverflow {
+            len: longest + options.max_new_tokens,
+            n_ctx,
+        });
+    }
+    let device = model.device();
+    let mut rngs: Vec<ChaCha8Rng> = (0..b)
+        .map(|i| {
+            let seed = match options.sampling {
+                Sampling::TopK { seed, .. } => seed,
+                Sampling::Greedy => 0,
+            };
+            ChaCha8Rng::seed_from_u64(seed.wrapping_add(i as u64))
+        })
+        .collect();
+    let _guard = tch::no_grad_guard();
+    let mut batch = TokenBatch::pad(prompts, crate::input::Padding::Left, 0, device)?;
+    let mut mask = batch.attention_mask.shallow_clone();
+    let mut last = batch.positions.f_select(1, -1)?; // [b]
+    let mut cache = KvCache::new();
+    let mut outs = vec![Vec::with_capacity(options.max_new_tokens); b];
+    let mut done = vec![false; b];
+    for _ in 0..options.max_new_tokens {
+        let logits = model
+            .forward_with(
+                &batch,
+                ForwardOptions {
+                    kv_cache: Some(&mut cache),
+                    logits: LogitsAt::Last,
+                },
+                &mut NoHooks,
+            )?
+            .logits()?
+            .f_to_kind(Kind::Float)?; // [b, vocab]
+        let mut next = Vec::with_capacity(b);
+        for (i, rng) in rngs.iter_mut().enumerate() {
+            let row = logits.f_select(0, i as i64)?;
+            let id = match options.sampling {
+                Sampling::TopK { k, temperature, .. } => sample_top_k(&row, k, temperature, rng)?,
+                Sampling::Greedy => row.f_argmax(0, false)?.f_int64_value(&[])?,
+            };
+            next.push(id);
+            if !done[i] {
+                outs[i].push(id);
+                done[i] = options.stop_token == Some(id);
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        mask = Tensor::f_cat(
+            &[
+                &mask,
+                &Tensor::f_ones([b as i64, 1], (Kind::Int64, device))?,
+            ],
+            1,
+        )?;
+        last = last.f_add_scalar(1)?;
+        batch = TokenBatch::with_positions(
+            Tensor::f_from_slice(&next)?
+                .f_view([b as i64, 1])?
+                .f_to_device(device)?,
+            mask.shallow_clone(),
+            last.f_view([b as i64, 1])?,
+        )?;
+    }
+    Ok(outs)
+}
+
 fn sample_top_k(logits: &Tensor, k: usize, temperature: f64, rng: &mut ChaCha8Rng) -> Result<i64> {
     let vocab = logits.size().first().copied().unwrap_or(0);
     let k = (k as i64).min(vocab);

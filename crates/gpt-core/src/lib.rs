@@ -56,7 +56,7 @@ pub use cache::{ActivationCache, CacheHook, Patch};
 pub use config::{Architecture, ModelConfig};
 pub use edit::{EditUndo, WeightDelta, WeightId};
 pub use error::{check_finite, Error, Result};
-pub use generate::{generate, GenerateOptions, Sampling};
+pub use generate::{generate, generate_batch, GenerateOptions, Sampling};
 pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks, SiteWrite, Sites, WriteOp};

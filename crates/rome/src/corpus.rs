@@ -181,7 +181,7 @@ impl Default for GeneratedCorpus {
     }
 }
 
-/// Text the model samples itself (top-k 40, temperature 1, seeded), starting from a few
+/// Text the model samples itself (top-k 40, temperature 1, seeded; batched), starting from a few
 /// common words: a corpus that needs nothing from outside, so that editing works on a
 /// machine without data. It is the model's own distribution, not natural text: statistics
 /// from it are a stand-in for ROME's Wikipedia statistics (documented as such). `progress`
@@ -207,21 +207,27 @@ pub fn generated_corpus(
     ];
     let _guard = gpt_core::tch::no_grad_guard();
     let mut documents = Vec::with_capacity(settings.documents);
-    for i in 0..settings.documents {
-        let start = STARTS[i % STARTS.len()];
-        let ids = tokenizer.encode(start)?.ids;
+    // Batches of 16 documents, each one pass per token over a shared KV cache.
+    let starts: Vec<usize> = (0..settings.documents).collect();
+    for chunk in starts.chunks(16) {
+        let prompts = chunk
+            .iter()
+            .map(|&i| Ok(tokenizer.encode(STARTS[i % STARTS.len()])?.ids))
+            .collect::<Result<Vec<_>>>()?;
         let options = gpt_core::GenerateOptions {
             max_new_tokens: settings.tokens_per_document,
             sampling: gpt_core::Sampling::TopK {
                 k: 40,
                 temperature: 1.0,
-                seed: settings.seed.wrapping_add(i as u64),
+                seed: settings.seed.wrapping_add(chunk[0] as u64),
             },
             stop_token: None,
         };
-        let new = gpt_core::generate(model, &ids, &options)?;
-        documents.push(tokenizer.decode(&[ids, new].concat())?);
-        progress(i + 1);
+        let new = gpt_core::generate_batch(model, &prompts, &options)?;
+        for (prompt, new) in prompts.into_iter().zip(new) {
+            documents.push(tokenizer.decode(&[prompt, new].concat())?);
+        }
+        progress(documents.len());
     }
     Ok(Corpus::from_documents(
         format!(
