@@ -277,3 +277,111 @@ fn outputs_and_counts_are_checked_before_any_work() {
     assert!(text.contains("Gaussian noise, std"), "{text}");
     assert!(!text.contains("Gaussian {"), "{text}");
 }
+
+#[test]
+fn stats_and_edit_on_a_tiny_model() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_factscope"))
+            .args(args)
+            .env("FACTSCOPE_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    // Statistics of layer 1 over a text file, then an edit with them.
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = (0..30)
+        .map(|i| format!("The tower {i} is located in the city of Paris and people visit it.\n\n"))
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let stats = dir.path().join("layer1.safetensors");
+    let out = run(&[
+        "stats",
+        "--model",
+        m,
+        "--layer",
+        "1",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stats.is_file());
+
+    let base = [
+        "edit",
+        "--model",
+        m,
+        "--prompt",
+        "{} is located in the city of",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+        "--preset",
+        "gpt2-medium",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--layer", "1", "--stats", stats.to_str().unwrap(), "--json"]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["method"], "rome");
+    assert_eq!(v["layers"], serde_json::json!([1]));
+    assert_eq!(v["requests"][0]["target"], "Rome");
+    for key in ["before", "after"] {
+        let top = &v[key][0]["top"];
+        assert_eq!(top.as_array().unwrap().len(), 5, "{key}");
+        for c in top.as_array().unwrap() {
+            assert!(c["id"].is_i64() && c["text"].is_string() && c["probability"].is_f64());
+        }
+    }
+    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+
+    // Statistics for another layer are refused; so are bad requests and unfinished methods.
+    let mut args = base.to_vec();
+    args.extend(["--layer", "0", "--stats", stats.to_str().unwrap()]);
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("layer 1"), "{}", stderr(&out));
+    let out = run(&[
+        "edit",
+        "--model",
+        m,
+        "--prompt",
+        "The Eiffel Tower is in",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("{}"), "{}", stderr(&out));
+    let mut args = base.to_vec();
+    args.extend(["--layer", "9"]);
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("layer 9"), "{}", stderr(&out));
+    let mut args = base.to_vec();
+    args.extend(["--method", "memit"]);
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not implemented"), "{}", stderr(&out));
+    // A non-UTF-8 corpus names the file and the byte offset.
+    std::fs::write(&corpus, b"fine\n\ncaf\xe9").unwrap();
+    let out = run(&[
+        "stats",
+        "--model",
+        m,
+        "--layer",
+        "0",
+        "--corpus",
+        corpus.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("offset 9"), "{}", stderr(&out));
+}

@@ -34,12 +34,15 @@ pub struct DemoArgs {
     /// Skip the causal trace.
     #[arg(long)]
     no_trace: bool,
+    /// Skip the edit.
+    #[arg(long)]
+    no_edit: bool,
 }
 
 /// Runs `factscope demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let loaded = args.model.load()?;
+    let mut loaded = args.model.load()?;
     let c = loaded.model.config();
     println!(
         "model: {} ({}, {} layers, d_model {}, {} heads / {} KV heads, vocab {}) loaded in {:.2?} on {:?}",
@@ -77,9 +80,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             top.join(", ")
         );
     }
-    if args.no_trace {
-        return Ok(());
+    if !args.no_trace {
+        trace(&loaded, &args.out)?;
     }
+    if !args.no_edit {
+        edit(&mut loaded)?;
+    }
+    Ok(())
+}
+
+/// The locating half: the causal trace of the Eiffel Tower fact, with heatmaps in `out`.
+fn trace(loaded: &gpt_core::LoadedModel, out: &std::path::Path) -> anyhow::Result<()> {
     let (prompt, subject) = (
         "The Eiffel Tower is located in the city of",
         "The Eiffel Tower",
@@ -87,8 +98,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("\ncausal trace of {subject:?} in {prompt:?} (10 samples, noise 3σ, window 10) ...");
     let started = std::time::Instant::now();
     let trace_prompt = TracePrompt::new(&loaded.tokenizer, prompt, subject)?;
-    let (corruption, sigma) =
-        super::trace::corruption(&loaded, None, None, &[subject.to_string()])?;
+    let (corruption, sigma) = super::trace::corruption(loaded, None, None, &[subject.to_string()])?;
     let setup = TraceSetup {
         samples: 10,
         corruption,
@@ -101,10 +111,50 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|&kind| tracer.grid(&GridSpec::new(kind)))
         .collect::<Result<Vec<_>, _>>()?;
     super::trace::print_summary(&grids, started.elapsed());
-    super::trace::write_grids(&grids, &args.out, &super::trace::model_name(&loaded.path))?;
+    super::trace::write_grids(&grids, out, &super::trace::model_name(&loaded.path))?;
     println!(
         "heatmaps: {}/trace_{{hidden,mlp,attn}}.{{png,svg}}",
-        args.out.display()
+        out.display()
     );
+    Ok(())
+}
+
+/// The editing half: ROME writes "The Eiffel Tower is located in the city of Rome" into
+/// layer 4 (statistics of the model-sampled corpus, cached), shows the prompt, a paraphrase
+/// and a neighbour before and after, a continuation, then restores the weights.
+fn edit(loaded: &mut gpt_core::LoadedModel) -> anyhow::Result<()> {
+    use gpt_core::EditableModel;
+    let hp = rome::RomeHparams::smollm2();
+    let request =
+        rome::RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")?;
+    println!(
+        "
+editing with ROME: {:?} → {:?} (layer {}, key statistics of text the model samples itself) ...",
+        request.filled(),
+        request.target,
+        hp.layer
+    );
+    let stats = super::edit::key_stats_for(loaded, hp.layer, None)?;
+    let checks = vec![
+        "Where is the Eiffel Tower? It is in the city of".to_string(),
+        "The Louvre is located in the city of".to_string(),
+    ];
+    let outcome = super::edit::edit_and_compare(
+        loaded,
+        std::slice::from_ref(&request),
+        &hp,
+        &stats,
+        &checks,
+    )?;
+    super::edit::print_comparison(&outcome.before, &outcome.after);
+    super::edit::print_continuations(loaded, std::slice::from_ref(&request))?;
+    println!(
+        "edited in {:.1} s (‖ΔW‖ {:.3}); restoring the original weights",
+        outcome.seconds,
+        outcome.norms.first().copied().unwrap_or(0.0)
+    );
+    for undo in outcome.undos.iter().rev() {
+        loaded.model.undo(undo)?;
+    }
     Ok(())
 }

@@ -111,6 +111,159 @@ fn requests(args: &EditArgs) -> anyhow::Result<Vec<RewriteRequest>> {
     }
 }
 
+/// The key statistics of `layer`: read from `path` (checked against the model and layer),
+/// or from the per-user cache of the model-sampled corpus, computing them first if needed.
+pub fn key_stats_for(
+    loaded: &gpt_core::LoadedModel,
+    layer: usize,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<KeyStats> {
+    let fingerprint = rome::model_fingerprint(&loaded.model, layer)?;
+    if let Some(path) = path {
+        let stats = KeyStats::load(path)?;
+        stats.check_for(path, &fingerprint, layer)?;
+        return Ok(stats);
+    }
+    // The model-sampled corpus is seeded, so its settings name it: a complete cache is used
+    // without sampling the corpus again.
+    let settings = rome::GeneratedCorpus::default();
+    let key = format!(
+        "generated-{}x{}-seed{}",
+        settings.documents, settings.tokens_per_document, settings.seed
+    );
+    let path = cached_stats_path(&fingerprint, layer, &key);
+    if let Some(dir) = path.parent() {
+        factscope_common::fsio::ensure_writable_dir(dir)?;
+    }
+    if let Ok(stats) = KeyStats::load(&path) {
+        if stats.meta.complete && stats.check_for(&path, &fingerprint, layer).is_ok() {
+            return Ok(stats);
+        }
+    }
+    let corpus = load_corpus(loaded, "generated")?;
+    let stats = compute_with_progress(loaded, &corpus, &StatsOptions::new(layer), &path)?;
+    stats.check_for(&path, &fingerprint, layer)?;
+    Ok(stats)
+}
+
+/// What [`edit_and_compare`] did: the edits (applied to the model, with their undo records),
+/// and the predictions before and after.
+pub struct Outcome {
+    /// The weight changes, in order.
+    pub deltas: Vec<gpt_core::WeightDelta>,
+    /// Their undo records (undo in reverse order to restore the model).
+    pub undos: Vec<gpt_core::EditUndo>,
+    /// Top-5 before, for each request's prompt and each check prompt.
+    pub before: Vec<Prediction>,
+    /// Top-5 after.
+    pub after: Vec<Prediction>,
+    /// Seconds the edits took (templates included).
+    pub seconds: f64,
+    /// `‖ΔW‖_F` of each edit.
+    pub norms: Vec<f64>,
+    /// The v* losses of each edit.
+    pub losses: Vec<Vec<f64>>,
+}
+
+/// Computes and applies ROME edits of `requests` one after another (each on the model
+/// edited by the earlier ones), with the top-5 predictions before and after.
+pub fn edit_and_compare(
+    loaded: &mut gpt_core::LoadedModel,
+    requests: &[RewriteRequest],
+    hp: &RomeHparams,
+    stats: &KeyStats,
+    checks: &[String],
+) -> anyhow::Result<Outcome> {
+    let c = stats.c()?;
+    let shown: Vec<String> = requests
+        .iter()
+        .map(RewriteRequest::filled)
+        .chain(checks.iter().cloned())
+        .collect();
+    let before = shown
+        .iter()
+        .map(|p| predict(loaded, p, 5))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let templates = context_templates(
+        &loaded.model,
+        &loaded.tokenizer,
+        &hp.context_template_length_params,
+        hp.template_seed,
+    )?;
+    let (mut deltas, mut undos, mut norms, mut losses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in requests {
+        let edit = compute_rome(
+            &loaded.model,
+            &loaded.tokenizer,
+            r,
+            hp,
+            Some(&c),
+            &templates,
+            VSchedule::Fast,
+        )?;
+        undos.push(loaded.model.apply(&edit.delta)?);
+        norms.push(edit.delta_norm);
+        losses.push(edit.losses);
+        deltas.push(edit.delta);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = shown
+        .iter()
+        .map(|p| predict(loaded, p, 5))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Outcome {
+        deltas,
+        undos,
+        before,
+        after,
+        seconds,
+        norms,
+        losses,
+    })
+}
+
+/// Prints each prompt's top-5 before and after.
+pub fn print_comparison(before: &[Prediction], after: &[Prediction]) {
+    let top = |p: &Prediction| {
+        p.top
+            .iter()
+            .map(|c| format!("{:?} {:.1}%", c.text, 100.0 * c.probability))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (b, a) in before.iter().zip(after) {
+        println!("{}\n  before: {}\n  after:  {}", b.prompt, top(b), top(a));
+    }
+}
+
+/// Prints a greedy 20-token continuation of each request's prompt by the (edited) model.
+pub fn print_continuations(
+    loaded: &gpt_core::LoadedModel,
+    requests: &[RewriteRequest],
+) -> anyhow::Result<()> {
+    let eos = loaded.tokenizer.eos_id();
+    for r in requests {
+        let ids = loaded.tokenizer.encode(&r.filled())?.ids;
+        let options = GenerateOptions {
+            max_new_tokens: 20,
+            sampling: Sampling::Greedy,
+            stop_token: eos,
+        };
+        let mut new = generate(&loaded.model, &ids, &options)?;
+        if new.last().is_some() && new.last() == eos.as_ref() {
+            new.pop();
+        }
+        println!(
+            "edited model: {}{}",
+            r.filled(),
+            loaded.tokenizer.decode(&new)?
+        );
+    }
+    Ok(())
+}
+
 /// Runs `factscope edit`.
 pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let variant = match args.method {
@@ -137,70 +290,20 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     hp.variant = variant;
     hp.validate(loaded.model.config().n_layers)?;
 
-    let fingerprint = rome::model_fingerprint(&loaded.model, hp.layer)?;
-    let stats = match &args.stats {
-        Some(path) => {
-            let stats = KeyStats::load(path)?;
-            stats.check_for(path, &fingerprint, hp.layer)?;
-            stats
-        }
-        None => {
-            let corpus = load_corpus(&loaded, "generated")?;
-            let path = cached_stats_path(&fingerprint, hp.layer, &corpus.fingerprint);
-            if let Some(dir) = path.parent() {
-                factscope_common::fsio::ensure_writable_dir(dir)?;
-            }
-            let stats =
-                compute_with_progress(&loaded, &corpus, &StatsOptions::new(hp.layer), &path)?;
-            stats.check_for(&path, &fingerprint, hp.layer)?;
-            stats
-        }
-    };
-    let c = stats.c()?;
-
-    let shown: Vec<String> = requests
-        .iter()
-        .map(RewriteRequest::filled)
-        .chain(args.check.iter().cloned())
-        .collect();
-    let before = shown
-        .iter()
-        .map(|p| predict(&loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let started = Instant::now();
-    let templates = context_templates(
-        &loaded.model,
-        &loaded.tokenizer,
-        &hp.context_template_length_params,
-        hp.template_seed,
-    )?;
-    let mut deltas = Vec::new();
-    let (mut norms, mut losses) = (Vec::new(), Vec::new());
-    for r in &requests {
-        let edit = compute_rome(
-            &loaded.model,
-            &loaded.tokenizer,
-            r,
-            &hp,
-            Some(&c),
-            &templates,
-            VSchedule::Fast,
-        )?;
-        // Sequential edits: each request is computed on the model edited by the earlier ones.
-        let undo = loaded.model.apply(&edit.delta)?;
-        norms.push(edit.delta_norm);
-        losses.push(edit.losses.clone());
-        deltas.push((edit.delta, undo));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let after = shown
-        .iter()
-        .map(|p| predict(&loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
+    let outcome = edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?;
     if let Some(out) = &args.save_delta {
-        let list: Vec<&gpt_core::WeightDelta> = deltas.iter().map(|(d, _)| d).collect();
+        let list: Vec<&gpt_core::WeightDelta> = outcome.deltas.iter().collect();
         rome::save_deltas(out, &list, &requests, &hp)?;
     }
+    let Outcome {
+        before,
+        after,
+        seconds,
+        norms,
+        losses,
+        ..
+    } = outcome;
     let report = EditReport {
         method: format!("{:?}", args.method)
             .to_lowercase()
@@ -217,34 +320,8 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    for (b, a) in report.before.iter().zip(&report.after) {
-        let top = |p: &Prediction| {
-            p.top
-                .iter()
-                .map(|c| format!("{:?} {:.1}%", c.text, 100.0 * c.probability))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!("{}\n  before: {}\n  after:  {}", b.prompt, top(b), top(a));
-    }
-    let eos = loaded.tokenizer.eos_id();
-    for r in &requests {
-        let ids = loaded.tokenizer.encode(&r.filled())?.ids;
-        let options = GenerateOptions {
-            max_new_tokens: 20,
-            sampling: Sampling::Greedy,
-            stop_token: eos,
-        };
-        let mut new = generate(&loaded.model, &ids, &options)?;
-        if new.last().is_some() && new.last() == eos.as_ref() {
-            new.pop();
-        }
-        println!(
-            "edited model: {}{}",
-            r.filled(),
-            loaded.tokenizer.decode(&new)?
-        );
-    }
+    print_comparison(&report.before, &report.after);
+    print_continuations(&loaded, &requests)?;
     println!(
         "{} edit(s) at layer {} in {seconds:.1} s (‖ΔW‖ {})",
         requests.len(),

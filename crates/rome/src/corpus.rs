@@ -214,8 +214,11 @@ pub fn generated_corpus(
             .iter()
             .map(|&i| Ok(tokenizer.encode(STARTS[i % STARTS.len()])?.ids))
             .collect::<Result<Vec<_>>>()?;
+        // Never past the model's context.
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let room = model.config().n_ctx.saturating_sub(longest).max(1);
         let options = gpt_core::GenerateOptions {
-            max_new_tokens: settings.tokens_per_document,
+            max_new_tokens: settings.tokens_per_document.min(room),
             sampling: gpt_core::Sampling::TopK {
                 k: 40,
                 temperature: 1.0,
