@@ -81,6 +81,9 @@ pub struct TraceArgs {
     /// else, that is reported and the trace follows the model's actual answer.
     #[arg(long)]
     expect: Option<String>,
+    /// Which occurrence of the subject to trace when it occurs more than once (0 = first).
+    #[arg(long, default_value_t = 0)]
+    subject_occurrence: usize,
 }
 
 /// The corruption chosen by `--noise-scale` / `--noise-std`, with σ over `subjects`.
@@ -138,11 +141,20 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
             args.window
         );
     }
-    let prompt = TracePrompt::new(&loaded.tokenizer, &args.prompt, &args.subject)?;
+    let prompt = TracePrompt::with_occurrence(
+        &loaded.tokenizer,
+        &args.prompt,
+        &args.subject,
+        args.subject_occurrence,
+    )?;
     if prompt.occurrences > 1 {
         eprintln!(
-            "warning: the subject {:?} occurs {} times in the prompt; tracing its first occurrence (tokens {}..{})",
-            args.subject, prompt.occurrences, prompt.subject_range.start, prompt.subject_range.end
+            "warning: the subject {:?} occurs {} times in the prompt; tracing occurrence {} (tokens {}..{}; choose with --subject-occurrence N, from 0)",
+            args.subject,
+            prompt.occurrences,
+            prompt.occurrence,
+            prompt.subject_range.start,
+            prompt.subject_range.end
         );
     }
     let (corruption, sigma) = corruption(
@@ -175,22 +187,41 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let mut grids = Vec::new();
-    for kind in args.kind.kinds() {
-        let mut spec = GridSpec::new(kind);
-        spec.window = args.window;
-        grids.push(tracer.grid(&spec)?);
-    }
+    let mut specs: Vec<GridSpec> = args
+        .kind
+        .kinds()
+        .into_iter()
+        .map(|kind| GridSpec {
+            window: args.window,
+            ..GridSpec::new(kind)
+        })
+        .collect();
     if args.severed {
         for sever in [None, Some(Sever::Mlp), Some(Sever::Attn)] {
-            let spec = GridSpec {
+            specs.push(GridSpec {
                 tokens: TokenSelection::SubjectLast,
                 sever,
                 ..GridSpec::new(TraceKind::Hidden)
-            };
-            grids.push(tracer.grid(&spec)?);
+            });
         }
     }
+    // A progress bar over every token row of every grid (hidden when stderr is no terminal).
+    let rows_per_grid = |s: &GridSpec| match s.tokens {
+        TokenSelection::All => tracer.prompt().len(),
+        _ => 1,
+    };
+    let total: usize = specs.iter().map(rows_per_grid).sum();
+    let bar = super::stats::bar(total as u64, "tracing token rows");
+    let mut grids = Vec::with_capacity(specs.len());
+    let mut done_before = 0;
+    for spec in &specs {
+        bar.set_message(format!("tracing {} rows", spec.kind.name()));
+        grids.push(tracer.grid_with_progress(spec, &mut |done, _| {
+            bar.set_position((done_before + done) as u64)
+        })?);
+        done_before += rows_per_grid(spec);
+    }
+    bar.finish_and_clear();
     let elapsed = started.elapsed();
     if let Some(out) = &args.out {
         write_grids(&grids, out, &model_name(&loaded.path))?;
