@@ -195,15 +195,8 @@ pub fn embedding_std(
 ) -> Result<f64> {
     let mut all = Vec::new();
     for s in subjects {
-        let enc = tokenizer.encode(s)?;
         // Skip a BOS the tokenizer may add: σ is over the subject's own tokens.
-        let ids: Vec<i64> = enc
-            .ids
-            .iter()
-            .zip(&enc.offsets)
-            .filter(|(_, (a, b))| b > a)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = tokenizer.encode(s)?.text_ids();
         if ids.is_empty() {
             return Err(gpt_core::Error::EmptySubject.into());
         }

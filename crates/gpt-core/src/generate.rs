@@ -53,67 +53,12 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(Error::EmptyPrompt);
     }
-    if let Sampling::TopK { k, temperature, .. } = options.sampling {
-        if k == 0 || !(temperature.is_finite() && temperature > 0.0) {
-            return Err(Error::InvalidInput(format!(
-                "top-k sampling needs k >= 1 and a positive temperature (got k = {k}, temperature = {temperature})"
-            )));
-        }
-    }
-    let n_ctx = model.config().n_ctx;
-    if prompt.len() + options.max_new_tokens > n_ctx {
-        return Err(Error::ContextOverflow {
-            len: prompt.len() + options.max_new_tokens,
-            n_ctx,
-        });
-    }
-    let device = model.device();
-    let mut rng = match options.sampling {
-        Sampling::TopK { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
-        Sampling::Greedy => None,
-    };
-    let mut cache = KvCache::new();
-    let mut batch = TokenBatch::single(prompt, device)?;
-    let mut out = Vec::with_capacity(options.max_new_tokens);
-    let _guard = tch::no_grad_guard();
-    for _ in 0..options.max_new_tokens {
-        let logits = model
-            .forward_with(
-                &batch,
-                ForwardOptions {
-                    kv_cache: Some(&mut cache),
-                    logits: LogitsAt::Last,
-                },
-                &mut NoHooks,
-            )?
-            .logits()?
-            .f_squeeze_dim(0)?
-            .f_to_kind(Kind::Float)?;
-        let next = match (options.sampling, rng.as_mut()) {
-            (Sampling::TopK { k, temperature, .. }, Some(rng)) => {
-                sample_top_k(&logits, k, temperature, rng)?
-            }
-            _ => logits.f_argmax(0, false)?.f_int64_value(&[])?,
-        };
-        out.push(next);
-        if options.stop_token == Some(next) {
-            break;
-        }
-        let past = cache.len() as i64;
-        batch = TokenBatch::with_positions(
-            Tensor::f_from_slice(&[next])?
-                .f_view([1, 1])?
-                .f_to_device(device)?,
-            Tensor::f_ones([1, past + 1], (Kind::Int64, device))?,
-            Tensor::f_from_slice(&[past])?
-                .f_view([1, 1])?
-                .f_to_device(device)?,
-        )?;
-    }
-    Ok(out)
+    // A batch of one: the same passes, the same generator (seeded with `seed + 0`).
+    Ok(generate_batch(model, &[prompt.to_vec()], options)?
+        .pop()
+        .unwrap_or_default())
 }
 
-/// Samples from the `k` largest of `logits: [vocab]` after dividing by `temperature`.
 /// Generates up to `max_new_tokens` after each of `prompts` at once (one batched pass per
 /// step over a shared KV cache, prompts left-padded) and returns each row's new tokens, cut
 /// after the stop token. With [`Sampling::TopK`], row `i` samples from its own generator

@@ -132,14 +132,7 @@ pub fn target_tokens(tokenizer: &Tokenizer, target: &str) -> Result<Vec<i64>> {
             target: target.to_string(),
         });
     }
-    let enc = tokenizer.encode(&format!(" {target}"))?;
-    let ids: Vec<i64> = enc
-        .ids
-        .iter()
-        .zip(&enc.offsets)
-        .filter(|(_, (a, b))| b > a)
-        .map(|(id, _)| *id)
-        .collect();
+    let ids = tokenizer.encode(&format!(" {target}"))?.text_ids();
     if ids.is_empty() {
         return Err(Error::EmptyTarget {
             target: target.to_string(),

@@ -34,6 +34,16 @@ impl Encoding {
         Some(first..last + 1)
     }
 
+    /// The ids of the tokens that cover text (an added BOS, which covers none, is left out).
+    pub fn text_ids(&self) -> Vec<i64> {
+        self.ids
+            .iter()
+            .zip(&self.offsets)
+            .filter(|(_, (a, b))| b > a)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Number of tokens.
     pub fn len(&self) -> usize {
         self.ids.len()

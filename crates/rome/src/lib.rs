@@ -21,6 +21,7 @@ pub mod hparams;
 pub mod request;
 #[allow(clippy::module_inception)]
 pub mod rome;
+mod st_file;
 pub mod stats;
 pub mod update;
 

@@ -11,11 +11,11 @@ use std::path::Path;
 use gpt_core::intervention::{from_fn, HookAction};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{EditableModel, HookPoint, Layer, Padding, TokenBatch, Tokenizer, WeightId};
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, Fnv64};
 use crate::error::{Error, Result};
+use crate::st_file;
 use crate::update::SecondMoment;
 
 /// The metadata key under which [`StatsMeta`] is stored (as JSON) in the safetensors file.
@@ -168,29 +168,15 @@ impl KeyStats {
     /// # Errors
     /// Serialisation or write failures naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let sum = self.moment.sum.f_contiguous()?;
-        let d = sum.size();
-        let values = Vec::<f64>::try_from(&sum.f_flatten(0, -1)?)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let shape: Vec<usize> = d.iter().map(|&x| x as usize).collect();
-        let view = TensorView::new(Dtype::F64, shape, &bytes).map_err(|e| Error::Stats {
-            path: path.to_path_buf(),
-            reason: format!("cannot serialise: {e}"),
-        })?;
-        let mut meta = HashMap::new();
         let json = serde_json::to_string(&self.meta).map_err(|e| Error::Stats {
             path: path.to_path_buf(),
             reason: format!("cannot serialise metadata: {e}"),
         })?;
-        meta.insert(META_KEY.to_string(), json);
-        meta.insert("count".to_string(), self.moment.count.to_string());
-        let file =
-            safetensors::serialize([(SUM_KEY, view)], Some(meta)).map_err(|e| Error::Stats {
-                path: path.to_path_buf(),
-                reason: format!("cannot serialise: {e}"),
-            })?;
-        factscope_common::write_atomic(path, &file)?;
-        Ok(())
+        let meta = HashMap::from([
+            (META_KEY.to_string(), json),
+            ("count".to_string(), self.moment.count.to_string()),
+        ]);
+        st_file::write(path, &[(SUM_KEY.to_string(), &self.moment.sum)], meta)
     }
 
     /// Reads statistics written by [`KeyStats::save`].
@@ -199,44 +185,23 @@ impl KeyStats {
     /// [`Error::Stats`] for an unreadable, truncated or corrupt file, or one without the
     /// metadata or the tensor.
     pub fn load(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::Stats {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-            bad(format!(
-                "not a safetensors file (truncated or corrupt?): {e}"
-            ))
-        })?;
-        let info = metadata
-            .metadata()
-            .as_ref()
-            .ok_or_else(|| bad("no factscope metadata".into()))?;
-        let meta: StatsMeta = info
-            .get(META_KEY)
-            .ok_or_else(|| bad(format!("no `{META_KEY}` metadata")))
-            .and_then(|j| {
-                serde_json::from_str(j).map_err(|e| bad(format!("bad `{META_KEY}` metadata: {e}")))
-            })?;
-        let count: u64 = info
-            .get("count")
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| bad("no `count` metadata".into()))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("corrupt tensor data: {e}")))?;
-        let view = tensors
-            .tensor(SUM_KEY)
-            .map_err(|e| bad(format!("no tensor `{SUM_KEY}`: {e}")))?;
-        let d = meta.d_mlp;
-        if view.dtype() != Dtype::F64 || view.shape() != [d, d] {
-            return Err(bad(format!(
-                "`{SUM_KEY}` is {:?} {:?}, expected F64 [{d}, {d}]",
-                view.dtype(),
-                view.shape()
+        let file = st_file::read(path)?;
+        let meta: StatsMeta = serde_json::from_str(file.meta(META_KEY)?)
+            .map_err(|e| file.error(format!("bad `{META_KEY}` metadata: {e}")))?;
+        let count: u64 = file
+            .meta("count")?
+            .parse()
+            .map_err(|e| file.error(format!("bad `count` metadata: {e}")))?;
+        let sum = file
+            .tensor(SUM_KEY)?
+            .ok_or_else(|| file.error(format!("no tensor `{SUM_KEY}`")))?;
+        let d = meta.d_mlp as i64;
+        if sum.size() != [d, d] {
+            return Err(file.error(format!(
+                "`{SUM_KEY}` has shape {:?}, expected [{d}, {d}]",
+                sum.size()
             )));
         }
-        let sum = Tensor::f_from_data_size(view.data(), &[d as i64, d as i64], Kind::Double)?;
         Ok(Self {
             meta,
             moment: SecondMoment { sum, count },
