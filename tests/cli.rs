@@ -342,6 +342,42 @@ fn stats_and_edit_on_a_tiny_model() {
     }
     assert!(v["seconds"].as_f64().unwrap() > 0.0);
 
+    // --save-delta and --save-model write new files; the saved model loads and predicts what
+    // the edited model predicted.
+    let delta = dir.path().join("edit.safetensors");
+    let saved = dir.path().join("edited-model");
+    let mut args = base.to_vec();
+    args.extend([
+        "--layer",
+        "1",
+        "--stats",
+        stats.to_str().unwrap(),
+        "--json",
+        "--save-delta",
+        delta.to_str().unwrap(),
+        "--save-model",
+        saved.to_str().unwrap(),
+    ]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(delta.is_file() && saved.join("model.safetensors").is_file());
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run(&[
+        "predict",
+        "--model",
+        saved.to_str().unwrap(),
+        "--prompt",
+        "The Eiffel Tower is located in the city of",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["top"][0]["id"], after["after"][0]["top"][0]["id"]);
+    // Neither is written over.
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
     // Statistics for another layer are refused; so are bad requests and unfinished methods.
     let mut args = base.to_vec();
     args.extend(["--layer", "0", "--stats", stats.to_str().unwrap()]);

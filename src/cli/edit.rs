@@ -66,7 +66,8 @@ pub struct EditArgs {
     /// Save the weight changes (safetensors, with the requests and hyperparameters).
     #[arg(long)]
     save_delta: Option<PathBuf>,
-    /// Write the edited model to a new Hugging Face folder (not implemented yet).
+    /// Write the edited model to a new Hugging Face folder (config.json, model.safetensors in
+    /// f32, tokenizer.json); never over an existing folder.
     #[arg(long)]
     save_model: Option<PathBuf>,
     /// Print JSON.
@@ -274,8 +275,13 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             args.method
         ),
     };
-    if args.save_model.is_some() {
-        bail!("--save-model is not implemented yet; use --save-delta");
+    if let Some(dir) = &args.save_model {
+        if dir.exists() {
+            bail!(
+                "--save-model {}: it already exists (the edited model is written to a new folder)",
+                dir.display()
+            );
+        }
     }
     if let Some(out) = &args.save_delta {
         factscope_common::fsio::ensure_writable_file(out, false)
@@ -295,6 +301,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.save_delta {
         let list: Vec<&gpt_core::WeightDelta> = outcome.deltas.iter().collect();
         rome::save_deltas(out, &list, &requests, &hp)?;
+    }
+    if let Some(dir) = &args.save_model {
+        loaded.model.save_hf(dir, &loaded.tokenizer)?;
     }
     let Outcome {
         before,
@@ -335,6 +344,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     );
     if let Some(out) = &args.save_delta {
         println!("saved the weight changes to {}", out.display());
+    }
+    if let Some(dir) = &args.save_model {
+        println!("wrote the edited model to {}", dir.display());
     }
     Ok(())
 }

@@ -92,3 +92,71 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
         unembed,
     })
 }
+
+/// The model's tensors under Hugging Face GPT-2 names (the inverse of [`load`]: `Conv1D`
+/// weights transposed back to `[in, out]`, q/k/v fused into `c_attn`), for writing a folder.
+pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(String, Tensor)>> {
+    let unsupported = |what: &str| {
+        crate::error::Error::InvalidInput(format!("a GPT-2 model with {what} cannot be written"))
+    };
+    let conv = |out: &mut Vec<(String, Tensor)>, prefix: String, l: &Linear| -> Result<()> {
+        out.push((
+            format!("{prefix}.weight"),
+            l.weight.f_transpose(0, 1)?.f_contiguous()?,
+        ));
+        let bias = l
+            .bias
+            .as_ref()
+            .ok_or_else(|| unsupported("a projection without bias"))?;
+        out.push((format!("{prefix}.bias"), bias.shallow_clone()));
+        Ok(())
+    };
+    let norm = |out: &mut Vec<(String, Tensor)>, prefix: String, n: &Norm| -> Result<()> {
+        match n {
+            Norm::Layer { weight, bias, .. } => {
+                out.push((format!("{prefix}.weight"), weight.shallow_clone()));
+                out.push((format!("{prefix}.bias"), bias.shallow_clone()));
+                Ok(())
+            }
+            Norm::Rms { .. } => Err(unsupported("an RMSNorm")),
+        }
+    };
+    let pos = t
+        .pos_embed
+        .as_ref()
+        .ok_or_else(|| unsupported("no position embeddings"))?;
+    let mut out = vec![
+        (
+            "transformer.wte.weight".to_string(),
+            t.embed.shallow_clone(),
+        ),
+        ("transformer.wpe.weight".to_string(), pos.shallow_clone()),
+    ];
+    for (i, b) in t.blocks.iter().enumerate() {
+        let p = format!("transformer.h.{i}");
+        norm(&mut out, format!("{p}.ln_1"), &b.ln1)?;
+        let (q, k, v) = (&b.attn.q, &b.attn.k, &b.attn.v);
+        let (Some(qb), Some(kb), Some(vb)) = (&q.bias, &k.bias, &v.bias) else {
+            return Err(unsupported("q/k/v without bias"));
+        };
+        let fused = Linear {
+            weight: Tensor::f_cat(&[&q.weight, &k.weight, &v.weight], 0)?,
+            bias: Some(Tensor::f_cat(&[qb, kb, vb], 0)?),
+        };
+        conv(&mut out, format!("{p}.attn.c_attn"), &fused)?;
+        conv(&mut out, format!("{p}.attn.c_proj"), &b.attn.o)?;
+        norm(&mut out, format!("{p}.ln_2"), &b.ln2)?;
+        match &b.mlp {
+            Mlp::Gelu { fc_in, fc_out } => {
+                conv(&mut out, format!("{p}.mlp.c_fc"), fc_in)?;
+                conv(&mut out, format!("{p}.mlp.c_proj"), fc_out)?;
+            }
+            Mlp::SwiGlu { .. } => return Err(unsupported("a gated MLP")),
+        }
+    }
+    norm(&mut out, "transformer.ln_f".to_string(), &t.ln_final)?;
+    if !t.config.tied_embeddings {
+        out.push(("lm_head.weight".to_string(), t.unembed.shallow_clone()));
+    }
+    Ok(out)
+}

@@ -46,6 +46,7 @@ mod load;
 pub mod model;
 pub mod prompt;
 pub mod random;
+mod save;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokenizer;

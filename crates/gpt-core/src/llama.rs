@@ -310,3 +310,61 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
     config.validate(path)?;
     Ok(config)
 }
+
+/// The model's tensors under Hugging Face Llama names (the inverse of [`load`] with
+/// [`Layout::HuggingFace`]), for writing a model folder.
+pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(String, Tensor)>> {
+    let layout = Layout::HuggingFace;
+    let mut out = vec![(layout.embed().to_string(), t.embed.shallow_clone())];
+    let linear = |out: &mut Vec<(String, Tensor)>, i: usize, part: Part, l: &Linear| {
+        let base = layout.block(i, part);
+        out.push((format!("{base}.weight"), l.weight.shallow_clone()));
+        if let Some(b) = &l.bias {
+            out.push((format!("{base}.bias"), b.shallow_clone()));
+        }
+    };
+    let norm = |out: &mut Vec<(String, Tensor)>, name: String, n: &Norm| -> Result<()> {
+        match n {
+            Norm::Rms { weight, .. } => {
+                out.push((name, weight.shallow_clone()));
+                Ok(())
+            }
+            Norm::Layer { .. } => Err(Error::InvalidInput(
+                "a Llama-family model with a LayerNorm cannot be written".into(),
+            )),
+        }
+    };
+    for (i, b) in t.blocks.iter().enumerate() {
+        norm(
+            &mut out,
+            format!("{}.weight", layout.block(i, Part::AttnNorm)),
+            &b.ln1,
+        )?;
+        linear(&mut out, i, Part::Q, &b.attn.q);
+        linear(&mut out, i, Part::K, &b.attn.k);
+        linear(&mut out, i, Part::V, &b.attn.v);
+        linear(&mut out, i, Part::O, &b.attn.o);
+        norm(
+            &mut out,
+            format!("{}.weight", layout.block(i, Part::MlpNorm)),
+            &b.ln2,
+        )?;
+        match &b.mlp {
+            Mlp::SwiGlu { gate, up, down } => {
+                linear(&mut out, i, Part::Gate, gate);
+                linear(&mut out, i, Part::Up, up);
+                linear(&mut out, i, Part::Down, down);
+            }
+            Mlp::Gelu { .. } => {
+                return Err(Error::InvalidInput(
+                    "a Llama-family model with a GELU MLP cannot be written".into(),
+                ))
+            }
+        }
+    }
+    norm(&mut out, layout.final_norm().to_string(), &t.ln_final)?;
+    if !t.config.tied_embeddings {
+        out.push((layout.lm_head().to_string(), t.unembed.shallow_clone()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,67 @@
+//! Writing a model as a Hugging Face folder: what is written loads back to the same logits
+//! (edits included), and an existing folder is never touched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::path::Path;
+
+use gpt_core::random::tiny_config;
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{
+    load_hf_tokenizer, load_model, Architecture, EditableModel, HookableModel, Layer, LoadOptions,
+    RandomInit, TokenBatch, Transformer, WeightDelta, WeightId,
+};
+
+#[test]
+fn written_folders_load_back_with_the_same_logits() {
+    let tok =
+        load_hf_tokenizer(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-gpt2"))
+            .unwrap();
+    for (arch, tied) in [
+        (Architecture::Gpt2, true),
+        (Architecture::Llama, false),
+        (Architecture::Llama, true),
+    ] {
+        let mut c = tiny_config(arch);
+        c.vocab_size = tok.vocab_size();
+        c.tied_embeddings = tied;
+        let mut model = Transformer::random(
+            &c,
+            RandomInit { seed: 11, std: 0.3 },
+            Device::Cpu,
+            Kind::Float,
+        )
+        .unwrap();
+        // An edit, so that the written weights are the edited ones.
+        let delta = WeightDelta::RankOne {
+            target: WeightId::MlpOut(Layer(1)),
+            u: Tensor::ones([c.d_model as i64], (Kind::Float, Device::Cpu)),
+            v: Tensor::full([c.d_mlp as i64], 0.01, (Kind::Float, Device::Cpu)),
+        };
+        let _undo = model.apply(&delta).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("edited");
+        model.save_hf(&out, &tok).unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            assert!(out.join(f).is_file(), "{arch:?}: {f} missing");
+        }
+        let loaded = load_model(&out, LoadOptions::default()).unwrap();
+        let batch = TokenBatch::single(&[1, 5, 9, 2, 7], Device::Cpu).unwrap();
+        let a = model.forward(&batch).unwrap();
+        let b = loaded.model.forward(&batch).unwrap();
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-6,
+            "{arch:?} tied={tied}: logits differ by {diff}"
+        );
+        assert_eq!(loaded.tokenizer.vocab_size(), tok.vocab_size());
+
+        // Never over an existing folder; nothing in it changes.
+        let before = std::fs::read(out.join("config.json")).unwrap();
+        let err = model.save_hf(&out, &tok).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(out.join("config.json")).unwrap(), before);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "a temporary folder was left behind");
+    }
+}
