@@ -60,14 +60,18 @@ pub fn context_templates(
 
 /// One prompt of a batch, as token ids, with the index of its subject's last token.
 #[derive(Clone, Debug)]
-struct Located {
-    ids: Vec<i64>,
-    subject_last: usize,
+pub(crate) struct Located {
+    pub ids: Vec<i64>,
+    pub subject_last: usize,
 }
 
 /// Tokenises `template.format(prompt).format(subject)` and finds the subject's last token
 /// (by characters, at the position the prompt puts it, not an earlier chance occurrence).
-fn locate(tokenizer: &Tokenizer, template: &str, request: &RewriteRequest) -> Result<Located> {
+pub(crate) fn locate(
+    tokenizer: &Tokenizer,
+    template: &str,
+    request: &RewriteRequest,
+) -> Result<Located> {
     let (t_pre, t_post) = template.split_once("{}").unwrap_or((template, ""));
     let (p_pre, p_post) = request
         .prompt
@@ -109,7 +113,7 @@ impl Intervention for Record {
 
 /// Keys (`mlp.hook_post`) and values (`hook_mlp_out`) of `layer` at each prompt's subject
 /// token: `([n, d_mlp], [n, d_model])`.
-fn keys_and_values<M: ResumableModel + ?Sized>(
+pub(crate) fn keys_and_values<M: ResumableModel + ?Sized>(
     model: &M,
     layer: usize,
     prompts: &[Located],
@@ -237,9 +241,8 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
         ));
     }
     let layer = hp.layer;
-    let device = model.device();
-    let target = target_tokens(tokenizer, &request.target)?;
-    let t_len = target.len();
+    // A target that tokenises to nothing is refused before any work.
+    target_tokens(tokenizer, &request.target)?;
 
     // Keys and values at the subject over the templates: k* and the current outputs.
     let key_prompts = templates
@@ -250,6 +253,87 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let k_star = keys.f_mean_dim(0, false, Kind::Double)?;
     let bare_key = keys.f_select(0, 0)?.f_to_kind(Kind::Double)?;
 
+    let fit = optimize_delta(
+        model,
+        tokenizer,
+        request,
+        hp,
+        &key_prompts,
+        HookPoint::mlp_out(layer),
+        layer,
+        schedule,
+    )?;
+    let (target_init, delta, losses) = (fit.target_init, fit.delta, fit.losses);
+    let v_star = target_init.f_add(&delta)?.f_to_kind(Kind::Double)?;
+
+    let d_mlp = config.d_mlp as i64;
+    let c = match (hp.mom2_adjustment, c) {
+        (true, Some(c)) => c.f_to_kind(Kind::Double)?,
+        (true, None) => {
+            return Err(Error::InvalidConfig(
+                "mom2_adjustment needs the key statistics C".into(),
+            ))
+        }
+        (false, _) => Tensor::f_eye(d_mlp, (Kind::Double, Device::Cpu))?,
+    }
+    .f_to_device(Device::Cpu)?;
+    let k_star_cpu = k_star.f_to_device(Device::Cpu)?;
+    let (k, residual) = match hp.variant {
+        // W′k = v* at the bare prompt's key: the residual there is δ.
+        RomeVariant::Original => (bare_key, delta.f_to_kind(Kind::Double)?),
+        // W′k* = v*: the residual at k* is v* minus the template-averaged output.
+        RomeVariant::RRome => {
+            let mean_out = values.f_mean_dim(0, false, Kind::Double)?;
+            (k_star.shallow_clone(), v_star.f_sub(&mean_out)?)
+        }
+    };
+    let update = rank_one_update(
+        &c,
+        &k_star_cpu,
+        &k.f_to_device(Device::Cpu)?,
+        &residual.f_to_device(Device::Cpu)?,
+    )?;
+    let delta_norm = update.frobenius_norm()?;
+    Ok(RomeEdit {
+        delta: update.into_delta(WeightId::MlpOut(Layer(layer))),
+        v_star,
+        k_star,
+        losses,
+        delta_norm,
+        templates: templates.to_vec(),
+    })
+}
+
+/// What [`optimize_delta`] found: the value at the edited site before the edit, the
+/// optimised change, and the loss per step.
+pub(crate) struct DeltaFit {
+    /// `[d_model]`: the activation at `point` for the bare prompt's subject, before the edit.
+    pub target_init: Tensor,
+    /// `[d_model]`: the optimised δ.
+    pub delta: Tensor,
+    /// The loss at each step.
+    pub losses: Vec<f64>,
+}
+
+/// Optimises a vector δ added at `point` (a `[batch, pos, d_model]` site of block `layer`)
+/// at each rewriting prompt's subject so that the model continues `request` with its target
+/// (ROME's v*, MEMIT's z: NLL + KL("{} is a") + weight decay, Adam, norm clamp, early stop).
+/// `key_prompts` are the templates filled with the request (the first is the bare prompt).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    request: &RewriteRequest,
+    hp: &RomeHparams,
+    key_prompts: &[Located],
+    point: HookPoint,
+    layer: usize,
+    schedule: VSchedule,
+) -> Result<DeltaFit> {
+    let config = model.config();
+    let device = model.device();
+    let target = target_tokens(tokenizer, &request.target)?;
+    let t_len = target.len();
     // Rewriting prompts: each template with the prompt and the target's first T−1 tokens,
     // then "{subject} is a" for the KL term.
     let mut rows: Vec<Located> = key_prompts
@@ -319,7 +403,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let mut losses = Vec::new();
     for step in 0..hp.v_num_grad_steps {
         let mut record = Record {
-            point: HookPoint::mlp_out(layer),
+            point,
             value: None,
         };
         let add = SiteWrite::add(
@@ -358,9 +442,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
         .f_log_softmax(-1, Kind::Float)?;
         drop(hooks);
         if target_init.is_none() {
-            let out = record.value.ok_or(gpt_core::Error::NoSuchHookPoint {
-                point: HookPoint::mlp_out(layer),
-            })?;
+            let out = record.value.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
             target_init = Some(
                 out.f_select(0, 0)?
                     .f_select(0, rows[0].subject_last as i64)?
@@ -423,46 +505,11 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
             })?;
         }
     }
-    let target_init = target_init.ok_or(gpt_core::Error::NoSuchHookPoint {
-        point: HookPoint::mlp_out(layer),
-    })?;
-    let delta = delta.f_detach()?;
-    let v_star = target_init.f_add(&delta)?.f_to_kind(Kind::Double)?;
-
-    let d_mlp = config.d_mlp as i64;
-    let c = match (hp.mom2_adjustment, c) {
-        (true, Some(c)) => c.f_to_kind(Kind::Double)?,
-        (true, None) => {
-            return Err(Error::InvalidConfig(
-                "mom2_adjustment needs the key statistics C".into(),
-            ))
-        }
-        (false, _) => Tensor::f_eye(d_mlp, (Kind::Double, Device::Cpu))?,
-    }
-    .f_to_device(Device::Cpu)?;
-    let k_star_cpu = k_star.f_to_device(Device::Cpu)?;
-    let (k, residual) = match hp.variant {
-        // W′k = v* at the bare prompt's key: the residual there is δ.
-        RomeVariant::Original => (bare_key, delta.f_to_kind(Kind::Double)?),
-        // W′k* = v*: the residual at k* is v* minus the template-averaged output.
-        RomeVariant::RRome => {
-            let mean_out = values.f_mean_dim(0, false, Kind::Double)?;
-            (k_star.shallow_clone(), v_star.f_sub(&mean_out)?)
-        }
-    };
-    let update = rank_one_update(
-        &c,
-        &k_star_cpu,
-        &k.f_to_device(Device::Cpu)?,
-        &residual.f_to_device(Device::Cpu)?,
-    )?;
-    let delta_norm = update.frobenius_norm()?;
-    Ok(RomeEdit {
-        delta: update.into_delta(WeightId::MlpOut(Layer(layer))),
-        v_star,
-        k_star,
+    let target_init = target_init.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
+    Ok(DeltaFit {
+        target_init,
+        delta: delta.f_detach()?,
         losses,
-        delta_norm,
-        templates: templates.to_vec(),
     })
 }
+
