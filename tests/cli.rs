@@ -403,10 +403,35 @@ fn stats_and_edit_on_a_tiny_model() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("layer 9"), "{}", stderr(&out));
     let mut args = base.to_vec();
-    args.extend(["--method", "memit"]);
+    args.extend(["--method", "ft"]);
     let out = run(&args);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not implemented"), "{}", stderr(&out));
+    // MEMIT with its statistics from one layer's file.
+    let out = run(&[
+        "edit",
+        "--model",
+        m,
+        "--prompt",
+        "{} is located in the city of",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+        "--method",
+        "memit",
+        "--preset",
+        "smollm2",
+        "--layer",
+        "1",
+        "--stats",
+        stats.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["method"], "memit");
+    assert_eq!(v["layers"], serde_json::json!([1]));
     // A non-UTF-8 corpus names the file and the byte offset.
     std::fs::write(&corpus, b"fine\n\ncaf\xe9").unwrap();
     let out = run(&[

@@ -24,7 +24,7 @@ pub enum Method {
     Rome,
     /// r-ROME (k* everywhere).
     RRome,
-    /// MEMIT (not implemented yet).
+    /// MEMIT: all requests at once over several layers.
     Memit,
     /// Fine-tuning one MLP matrix under an L∞ constraint (not implemented yet).
     Ft,
@@ -119,6 +119,16 @@ pub fn key_stats_for(
     layer: usize,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<KeyStats> {
+    key_stats_with(loaded, layer, path, &mut None)
+}
+
+/// [`key_stats_for`], sampling the corpus at most once into `corpus` across calls.
+fn key_stats_with(
+    loaded: &gpt_core::LoadedModel,
+    layer: usize,
+    path: Option<&std::path::Path>,
+    corpus: &mut Option<rome::Corpus>,
+) -> anyhow::Result<KeyStats> {
     let fingerprint = rome::model_fingerprint(&loaded.model, layer)?;
     if let Some(path) = path {
         let stats = KeyStats::load(path)?;
@@ -141,8 +151,13 @@ pub fn key_stats_for(
             return Ok(stats);
         }
     }
-    let corpus = load_corpus(loaded, "generated")?;
-    let stats = compute_with_progress(loaded, &corpus, &StatsOptions::new(layer), &path)?;
+    if corpus.is_none() {
+        *corpus = Some(load_corpus(loaded, "generated")?);
+    }
+    let corpus = corpus
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no corpus"))?;
+    let stats = compute_with_progress(loaded, corpus, &StatsOptions::new(layer), &path)?;
     stats.check_for(&path, &fingerprint, layer)?;
     Ok(stats)
 }
@@ -265,15 +280,68 @@ pub fn print_continuations(
     Ok(())
 }
 
+/// Computes MEMIT's changes for all `requests` at once and applies them, with the top-5
+/// predictions before and after.
+fn memit_and_compare(
+    loaded: &mut gpt_core::LoadedModel,
+    requests: &[RewriteRequest],
+    hp: &rome::MemitHparams,
+    cs: &[gpt_core::tch::Tensor],
+    checks: &[String],
+) -> anyhow::Result<Outcome> {
+    let shown: Vec<String> = requests
+        .iter()
+        .map(RewriteRequest::filled)
+        .chain(checks.iter().cloned())
+        .collect();
+    let before = shown
+        .iter()
+        .map(|p| predict(loaded, p, 5))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let templates = context_templates(
+        &loaded.model,
+        &loaded.tokenizer,
+        &hp.z.context_template_length_params,
+        hp.z.template_seed,
+    )?;
+    let edit = rome::compute_memit(
+        &mut loaded.model,
+        &loaded.tokenizer,
+        requests,
+        hp,
+        cs,
+        &templates,
+    )?;
+    let mut undos = Vec::new();
+    let mut norms = Vec::new();
+    for d in &edit.deltas {
+        undos.push(loaded.model.apply(d)?);
+        let dense = d.to_dense(&loaded.model.weight(d.target())?.size())?;
+        norms.push(dense.f_norm()?.f_double_value(&[])?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = shown
+        .iter()
+        .map(|p| predict(loaded, p, 5))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Outcome {
+        deltas: edit.deltas,
+        undos,
+        before,
+        after,
+        seconds,
+        norms,
+        losses: edit.losses,
+    })
+}
+
 /// Runs `factscope edit`.
 pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let variant = match args.method {
-        Method::Rome => RomeVariant::Original,
+        Method::Rome | Method::Memit => RomeVariant::Original,
         Method::RRome => RomeVariant::RRome,
-        Method::Memit | Method::Ft => bail!(
-            "--method {:?} is not implemented yet (rome and r-rome are)",
-            args.method
-        ),
+        Method::Ft => bail!("--method ft is not implemented yet (rome, r-rome and memit are)"),
     };
     if let Some(dir) = &args.save_model {
         if dir.exists() {
@@ -296,11 +364,39 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     hp.variant = variant;
     hp.validate(loaded.model.config().n_layers)?;
 
-    let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
-    let outcome = edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?;
+    let mut saved_hparams = serde_json::to_value(&hp)?;
+    let (outcome, layers) = if args.method == Method::Memit {
+        let mut mhp = rome::MemitHparams::preset(&args.preset)?;
+        if let Some(layer) = args.layer {
+            mhp.layers = vec![layer];
+        }
+        if args.stats.is_some() && mhp.layers.len() != 1 {
+            bail!(
+                "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
+                mhp.layers
+            );
+        }
+        let mut corpus = None;
+        let mut cs = Vec::new();
+        for &layer in &mhp.layers {
+            let stats = key_stats_with(&loaded, layer, args.stats.as_deref(), &mut corpus)?;
+            cs.push(stats.c()?);
+        }
+        saved_hparams = serde_json::to_value(&mhp)?;
+        (
+            memit_and_compare(&mut loaded, &requests, &mhp, &cs, &args.check)?,
+            mhp.layers,
+        )
+    } else {
+        let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
+        (
+            edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?,
+            vec![hp.layer],
+        )
+    };
     if let Some(out) = &args.save_delta {
         let list: Vec<&gpt_core::WeightDelta> = outcome.deltas.iter().collect();
-        rome::save_deltas(out, &list, &requests, &hp)?;
+        rome::save_deltas(out, &list, &requests, &saved_hparams)?;
     }
     if let Some(dir) = &args.save_model {
         loaded.model.save_hf(dir, &loaded.tokenizer)?;
@@ -317,7 +413,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         method: format!("{:?}", args.method)
             .to_lowercase()
             .replace("rrome", "r-rome"),
-        layers: vec![hp.layer],
+        layers: layers.clone(),
         requests: requests.clone(),
         before,
         after,
@@ -332,9 +428,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     print_comparison(&report.before, &report.after);
     print_continuations(&loaded, &requests)?;
     println!(
-        "{} edit(s) at layer {} in {seconds:.1} s (‖ΔW‖ {})",
+        "{} edit(s) at layer(s) {:?} in {seconds:.1} s (‖ΔW‖ {})",
         requests.len(),
-        hp.layer,
+        layers,
         report
             .delta_norms
             .iter()

@@ -10,7 +10,6 @@ use gpt_core::{WeightDelta, WeightId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
 use crate::st_file;
 
@@ -19,7 +18,8 @@ const META_KEY: &str = "factscope.edits";
 #[derive(Serialize, Deserialize)]
 struct DeltaMeta {
     requests: Vec<RewriteRequest>,
-    hparams: RomeHparams,
+    /// The method's hyperparameters ([`crate::RomeHparams`], [`crate::MemitHparams`], ...).
+    hparams: serde_json::Value,
     /// `mlp_out:{layer}` per delta.
     targets: Vec<String>,
 }
@@ -42,7 +42,7 @@ pub fn save_deltas(
     path: &Path,
     deltas: &[&WeightDelta],
     requests: &[RewriteRequest],
-    hparams: &RomeHparams,
+    hparams: &impl Serialize,
 ) -> Result<()> {
     let mut tensors: Vec<(String, &Tensor)> = Vec::new();
     let mut targets = Vec::new();
@@ -56,9 +56,13 @@ pub fn save_deltas(
             WeightDelta::Dense { delta, .. } => tensors.push((format!("delta.{i}.dense"), delta)),
         }
     }
+    let hparams = serde_json::to_value(hparams).map_err(|e| Error::Stats {
+        path: path.to_path_buf(),
+        reason: format!("cannot serialise the hyperparameters: {e}"),
+    })?;
     let meta = DeltaMeta {
         requests: requests.to_vec(),
-        hparams: hparams.clone(),
+        hparams,
         targets,
     };
     let json = serde_json::to_string(&meta).map_err(|e| Error::Stats {
@@ -79,8 +83,9 @@ pub struct SavedEdits {
     pub deltas: Vec<WeightDelta>,
     /// The requests.
     pub requests: Vec<RewriteRequest>,
-    /// The hyperparameters.
-    pub hparams: RomeHparams,
+    /// The hyperparameters, as saved (deserialise with the method's type, e.g.
+    /// `serde_json::from_value::<rome::RomeHparams>`).
+    pub hparams: serde_json::Value,
 }
 
 /// Reads edits written by [`save_deltas`].

@@ -18,6 +18,7 @@ pub mod corpus;
 pub mod delta_file;
 mod error;
 pub mod hparams;
+pub mod memit;
 pub mod request;
 #[allow(clippy::module_inception)]
 pub mod rome;
@@ -29,6 +30,7 @@ pub use corpus::{generated_corpus, Corpus, GeneratedCorpus};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
 pub use error::{Error, Result};
 pub use hparams::{RomeHparams, RomeVariant};
+pub use memit::{compute_memit, MemitEdit, MemitHparams};
 pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
 pub use stats::{compute_key_stats, model_fingerprint, KeyStats, StatsMeta, StatsOptions};

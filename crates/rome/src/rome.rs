@@ -402,10 +402,7 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     let mut kl_init: Option<Tensor> = None;
     let mut losses = Vec::new();
     for step in 0..hp.v_num_grad_steps {
-        let mut record = Record {
-            point,
-            value: None,
-        };
+        let mut record = Record { point, value: None };
         let add = SiteWrite::add(
             HookPoint::mlp_out(layer),
             lookup.clone(),
@@ -442,7 +439,9 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         .f_log_softmax(-1, Kind::Float)?;
         drop(hooks);
         if target_init.is_none() {
-            let out = record.value.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
+            let out = record
+                .value
+                .ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
             target_init = Some(
                 out.f_select(0, 0)?
                     .f_select(0, rows[0].subject_last as i64)?
@@ -512,4 +511,3 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         losses,
     })
 }
-

@@ -264,7 +264,10 @@ fn edits_save_and_reapply() {
     save_deltas(&path, &[&edit.delta], &[request()], &hp).unwrap();
     let saved = load_deltas(&path).unwrap();
     assert_eq!(saved.requests, vec![request()]);
-    assert_eq!(saved.hparams, hp);
+    assert_eq!(
+        serde_json::from_value::<RomeHparams>(saved.hparams).unwrap(),
+        hp
+    );
     let original = m.weight(WeightId::MlpOut(Layer(layer))).unwrap().copy();
     let a = m.apply(&edit.delta).unwrap();
     let edited = m.weight(WeightId::MlpOut(Layer(layer))).unwrap().copy();
@@ -352,4 +355,117 @@ fn bad_requests_and_corpora_are_clear_errors() {
         vec!["one", "two"]
     );
     let _ = HookAction::Continue;
+}
+
+/// Mean log-probability of `" " + target` after `prompt`.
+fn target_logp(m: &Transformer, tok: &Tokenizer, prompt: &str, target: &str) -> f64 {
+    let p = tok.encode(prompt).unwrap().ids;
+    let t = gpt_core::target_tokens(tok, target).unwrap();
+    let ids: Vec<i64> = p.iter().chain(&t).copied().collect();
+    let logits = m
+        .forward(&TokenBatch::single(&ids, Device::Cpu).unwrap())
+        .unwrap();
+    let lp = logits.squeeze_dim(0).log_softmax(-1, Kind::Double);
+    t.iter()
+        .enumerate()
+        .map(|(j, &tok)| lp.double_value(&[(p.len() + j - 1) as i64, tok]))
+        .sum::<f64>()
+        / t.len() as f64
+}
+
+#[test]
+fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
+    let tok = tokenizer();
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let mut m = model(arch, &tok, 9);
+        let layers = vec![0, 1];
+        let cs: Vec<Tensor> = layers
+            .iter()
+            .map(|&l| {
+                compute_key_stats(
+                    &m,
+                    &tok,
+                    &corpus(),
+                    &StatsOptions::new(l),
+                    None,
+                    &mut |_| true,
+                )
+                .unwrap()
+                .c()
+                .unwrap()
+            })
+            .collect();
+        let mut hp = rome::MemitHparams::smollm2();
+        hp.layers = layers.clone();
+        hp.mom2_update_weight = 1.0;
+        hp.z.v_num_grad_steps = 8;
+        hp.z.context_template_length_params = vec![(4, 2)];
+        let templates =
+            context_templates(&m, &tok, &hp.z.context_template_length_params, 2).unwrap();
+        let requests = vec![
+            RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")
+                .unwrap(),
+            RewriteRequest::new("{} plays the sport of", "Tiger Woods", "tennis").unwrap(),
+            RewriteRequest::new("The capital of {} is", "France", "Berlin").unwrap(),
+        ];
+        let before: Vec<f64> = requests
+            .iter()
+            .map(|r| target_logp(&m, &tok, &r.filled(), &r.target))
+            .collect();
+        let weights: Vec<Tensor> = layers
+            .iter()
+            .map(|&l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
+            .collect();
+        let edit = rome::compute_memit(&mut m, &tok, &requests, &hp, &cs, &templates).unwrap();
+        assert_eq!(edit.deltas.len(), layers.len());
+        assert_eq!(edit.z.size(), [3, m.config().d_model as i64]);
+        // Computing changed nothing.
+        for (&l, w) in layers.iter().zip(&weights) {
+            assert!(
+                m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w),
+                "{arch:?}: layer {l} changed"
+            );
+        }
+        // The residual at the last edited layer moves toward each fact's z, and the targets
+        // become more probable on average.
+        let last = *layers.last().unwrap();
+        let resid = |m: &Transformer, r: &RewriteRequest| -> Tensor {
+            let p = SubjectPrompt::new(&tok, &r.filled(), &r.subject).unwrap();
+            let batch = TokenBatch::single(&p.ids, Device::Cpu).unwrap();
+            let point = HookPoint::resid_post(last);
+            let (_, cache) = m.run_with_cache(&batch, &|q| q == point).unwrap();
+            let site = Sites::position(p.last_subject_token() as i64);
+            read_sites(point, cache.try_get(point).unwrap(), &site)
+                .unwrap()
+                .squeeze_dim(0)
+                .to_kind(Kind::Double)
+        };
+        let dist_before: Vec<f64> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (resid(&m, r) - edit.z.get(i as i64))
+                    .norm()
+                    .double_value(&[])
+            })
+            .collect();
+        let undos: Vec<_> = edit.deltas.iter().map(|d| m.apply(d).unwrap()).collect();
+        let mut gain = 0.0;
+        for (i, (r, b)) in requests.iter().zip(&before).enumerate() {
+            let d = (resid(&m, r) - edit.z.get(i as i64))
+                .norm()
+                .double_value(&[]);
+            assert!(
+                d < dist_before[i],
+                "{arch:?}: {:?}: ‖z − h‖ {} → {d}",
+                r.filled(),
+                dist_before[i]
+            );
+            gain += target_logp(&m, &tok, &r.filled(), &r.target) - b;
+        }
+        assert!(gain > 0.0, "{arch:?}: mean log p(target) fell by {gain}");
+        for u in undos.iter().rev() {
+            m.undo(u).unwrap();
+        }
+    }
 }
