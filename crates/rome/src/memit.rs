@@ -111,7 +111,6 @@ fn residuals_at<M: ResumableModel + ?Sized>(
         StopAt(point),
     );
     let _ = model.forward_hooked(&batch, &mut hooks)?;
-    drop(hooks);
     let act = seen.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
     let sites = Sites::per_row(prompts.iter().map(|p| p.subject_last as i64));
     Ok(read_sites(point, &act, &sites)?)
