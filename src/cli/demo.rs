@@ -8,7 +8,7 @@ use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
 use clap::Args;
 use gpt_core::{generate, GenerateOptions, HookableModel, Sampling};
 
-use super::common::ModelArgs;
+use super::common::{decode_continuation, stop_token, ModelArgs};
 use super::predict::predict;
 
 /// Factual prompts the bundled model answers (and one it does not know as well).
@@ -41,6 +41,11 @@ pub struct DemoArgs {
 
 /// Runs `factscope demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Check where the trace's files go before any work, so an unusable --out loses nothing.
+    if !args.no_trace {
+        factscope_common::fsio::ensure_writable_dir(&args.out)
+            .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
+    }
     let started = std::time::Instant::now();
     let mut loaded = args.model.load()?;
     let c = loaded.model.config();
@@ -56,7 +61,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         started.elapsed(),
         loaded.model.device()
     );
-    let eos = loaded.tokenizer.eos_id().or(c.eos_token_id);
+    let eos = stop_token(&loaded);
     for prompt in PROMPTS {
         let p = predict(&loaded, prompt, 3)?;
         let top: Vec<String> = p
@@ -69,12 +74,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             sampling: Sampling::Greedy,
             stop_token: eos,
         };
-        let mut new = generate(&loaded.model, &p.token_ids, &options)?;
+        let new = generate(&loaded.model, &p.token_ids, &options)?;
         // The end-of-sequence token ends the text; it is not part of it.
-        if new.last().is_some() && new.last() == eos.as_ref() {
-            new.pop();
-        }
-        let text = loaded.tokenizer.decode(&new)?;
+        let text = decode_continuation(&loaded, new)?;
         println!(
             "\n{prompt}\n  next: {}\n  greedy: {prompt}{text}",
             top.join(", ")
@@ -106,11 +108,10 @@ fn trace(loaded: &gpt_core::LoadedModel, out: &std::path::Path) -> anyhow::Resul
         seed: 1,
     };
     let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, trace_prompt, setup, None)?;
-    let grids = TraceKind::ALL
-        .iter()
-        .map(|&kind| tracer.grid(&GridSpec::new(kind)))
-        .collect::<Result<Vec<_>, _>>()?;
-    super::trace::print_summary(&grids, started.elapsed());
+    super::trace::warn_if_noise_ineffective(tracer.clean_score(), tracer.corrupted_score());
+    let specs: Vec<GridSpec> = TraceKind::ALL.iter().map(|&k| GridSpec::new(k)).collect();
+    let grids = super::trace::grids_with_progress(&tracer, &specs, true)?;
+    super::trace::print_summary(&grids, sigma, started.elapsed());
     super::trace::write_grids(&grids, out, &super::trace::model_name(&loaded.path))?;
     println!(
         "heatmaps: {}/trace_{{hidden,mlp,attn}}.{{png,svg}}",

@@ -259,7 +259,7 @@ pub fn print_continuations(
     loaded: &gpt_core::LoadedModel,
     requests: &[RewriteRequest],
 ) -> anyhow::Result<()> {
-    let eos = loaded.tokenizer.eos_id();
+    let eos = super::common::stop_token(loaded);
     for r in requests {
         let ids = loaded.tokenizer.encode(&r.filled())?.ids;
         let options = GenerateOptions {
@@ -267,14 +267,12 @@ pub fn print_continuations(
             sampling: Sampling::Greedy,
             stop_token: eos,
         };
-        let mut new = generate(&loaded.model, &ids, &options)?;
-        if new.last().is_some() && new.last() == eos.as_ref() {
-            new.pop();
-        }
+        let new = generate(&loaded.model, &ids, &options)?;
+        // The end-of-sequence token ends the text; it is not part of it.
         println!(
             "edited model: {}{}",
             r.filled(),
-            loaded.tokenizer.decode(&new)?
+            super::common::decode_continuation(loaded, new)?
         );
     }
     Ok(())
@@ -349,6 +347,11 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
                 "--save-model {}: it already exists (the edited model is written to a new folder)",
                 dir.display()
             );
+        }
+        // The new folder's parent must take it: check now, not after the edit.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            factscope_common::fsio::ensure_writable_dir(parent)
+                .with_context(|| format!("--save-model {}", dir.display()))?;
         }
     }
     if let Some(out) = &args.save_delta {

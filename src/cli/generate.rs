@@ -1,9 +1,10 @@
 //! `factscope generate`: continue a prompt.
 
+use anyhow::{bail, Context};
 use clap::Args;
-use gpt_core::{generate, GenerateOptions, HookableModel, Sampling};
+use gpt_core::{generate, GenerateOptions, HookableModel, Sampling, TokenBatch};
 
-use super::common::ModelArgs;
+use super::common::{decode_continuation, stop_token, ModelArgs};
 
 /// Arguments of `factscope generate`.
 #[derive(Args, Debug)]
@@ -29,8 +30,28 @@ pub struct GenerateArgs {
 
 /// Runs `factscope generate`.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    if args.seed.is_some() {
+        if args.top_k == 0 {
+            bail!("--top-k 0 leaves nothing to sample from: give at least 1");
+        }
+        if !(args.temperature.is_finite() && args.temperature > 0.0) {
+            bail!(
+                "--temperature {} must be a finite number > 0",
+                args.temperature
+            );
+        }
+    }
     let loaded = args.model.load()?;
     let enc = loaded.tokenizer.encode(&args.prompt)?;
+    // NaN / Inf logits (broken weights, f16 overflow) would still "choose" tokens and print
+    // nonsense: check the prompt's next-token logits first and report them as an error.
+    {
+        let batch = TokenBatch::single(&enc.ids, loaded.model.device())
+            .with_context(|| format!("prompt {:?}", args.prompt))?;
+        let _guard = gpt_core::tch::no_grad_guard();
+        let logits = loaded.model.forward(&batch)?.f_select(1, -1)?;
+        gpt_core::check_finite(&logits, &format!("the logits after {:?}", args.prompt))?;
+    }
     let sampling = match args.seed {
         Some(seed) => Sampling::TopK {
             k: args.top_k,
@@ -42,17 +63,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        stop_token: loaded
-            .tokenizer
-            .eos_id()
-            .or(loaded.model.config().eos_token_id),
+        stop_token: stop_token(&loaded),
     };
-    let mut new = generate(&loaded.model, &enc.ids, &options)?;
+    let new = generate(&loaded.model, &enc.ids, &options)?;
     // The end-of-sequence token ends the text; it is not part of it.
-    if new.last().is_some() && new.last() == options.stop_token.as_ref() {
-        new.pop();
-    }
-    let text = loaded.tokenizer.decode(&new)?;
+    let text = decode_continuation(&loaded, new)?;
     println!("{}{}", args.prompt, text);
     Ok(())
 }

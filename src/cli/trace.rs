@@ -9,6 +9,7 @@ use causal_trace::{
 };
 use clap::{Args, ValueEnum};
 use gpt_core::{HookableModel, LoadedModel};
+use indicatif::ProgressDrawTarget;
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::ModelArgs;
@@ -171,13 +172,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
-    if tracer.corrupted_score() >= tracer.clean_score() {
-        eprintln!(
-            "warning: the corrupted runs score {:.4}, not below the clean run's {:.4}: the noise does not remove the fact, so restorations cannot show where it is",
-            tracer.corrupted_score(),
-            tracer.clean_score()
-        );
-    }
+    warn_if_noise_ineffective(tracer.clean_score(), tracer.corrupted_score());
     if let Some(expect) = &args.expect {
         let actual = &tracer.answer().text;
         if actual.trim() != expect.trim() {
@@ -205,23 +200,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
             });
         }
     }
-    // A progress bar over every token row of every grid (hidden when stderr is no terminal).
-    let rows_per_grid = |s: &GridSpec| match s.tokens {
-        TokenSelection::All => tracer.prompt().len(),
-        _ => 1,
-    };
-    let total: usize = specs.iter().map(rows_per_grid).sum();
-    let bar = super::stats::bar(total as u64, "tracing token rows");
-    let mut grids = Vec::with_capacity(specs.len());
-    let mut done_before = 0;
-    for spec in &specs {
-        bar.set_message(format!("tracing {} rows", spec.kind.name()));
-        grids.push(tracer.grid_with_progress(spec, &mut |done, _| {
-            bar.set_position((done_before + done) as u64)
-        })?);
-        done_before += rows_per_grid(spec);
-    }
-    bar.finish_and_clear();
+    let grids = grids_with_progress(&tracer, &specs, !args.json)?;
     let elapsed = started.elapsed();
     if let Some(out) = &args.out {
         write_grids(&grids, out, &model_name(&loaded.path))?;
@@ -235,11 +214,41 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&grids)?);
         return Ok(());
     }
-    print_summary(&grids, elapsed);
+    print_summary(&grids, sigma, elapsed);
     if let Some(out) = &args.out {
         println!("wrote grids and pictures to {}", out.display());
     }
     Ok(())
+}
+
+/// Computes the grids of `specs` with a progress bar over every token row of every grid,
+/// drawn on stderr when `show` (indicatif hides it when stderr is not a terminal).
+pub fn grids_with_progress(
+    tracer: &Tracer<'_>,
+    specs: &[GridSpec],
+    show: bool,
+) -> anyhow::Result<Vec<TraceGrid>> {
+    let rows_per_grid = |s: &GridSpec| match &s.tokens {
+        TokenSelection::All => tracer.prompt().len(),
+        TokenSelection::SubjectLast => 1,
+        TokenSelection::Indices(ix) => ix.len(),
+    };
+    let total: usize = specs.iter().map(rows_per_grid).sum();
+    let bar = super::stats::bar(total as u64, "tracing token rows");
+    if !show {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut grids = Vec::with_capacity(specs.len());
+    let mut done_before = 0;
+    for spec in specs {
+        bar.set_message(format!("tracing {} rows", spec.kind.name()));
+        grids.push(tracer.grid_with_progress(spec, &mut |done, _| {
+            bar.set_position((done_before + done) as u64)
+        })?);
+        done_before += rows_per_grid(spec);
+    }
+    bar.finish_and_clear();
+    Ok(grids)
 }
 
 /// The severed comparison (the paper's Figure 7 for one prompt): per layer, the effect of
@@ -291,13 +300,36 @@ pub fn write_grids(grids: &[TraceGrid], out: &Path, model_name: &str) -> anyhow:
     Ok(())
 }
 
-/// Prints the answer, the clean and corrupted scores and the strongest cell of each grid.
-pub fn print_summary(grids: &[TraceGrid], elapsed: std::time::Duration) {
+/// Warns (stderr) when the corrupted runs do not score below the clean run: the noise is
+/// too weak to remove the fact (or so large or odd that the corrupted runs score above the
+/// clean one), so the trace shows nothing.
+pub fn warn_if_noise_ineffective(clean: f64, corrupted: f64) {
+    // "Below" beyond rounding: with no noise the batched corrupted runs still differ from
+    // the clean run in the last bits.
+    let margin = 1e-4 * clean.abs();
+    if corrupted >= clean - margin || corrupted.is_nan() || clean.is_nan() {
+        eprintln!(
+            "warning: the corrupted run scores {corrupted:.4}, not below the clean run's {clean:.4}: the noise does not remove the fact; results are not meaningful (try a larger --noise-scale or --noise-std)"
+        );
+    }
+}
+
+/// Prints the answer, the clean and corrupted scores and the strongest cell of each grid;
+/// `sigma` (the subject embeddings' std, when known) spells out the relative noise level.
+pub fn print_summary(grids: &[TraceGrid], sigma: Option<f64>, elapsed: std::time::Duration) {
     let Some(first) = grids.first() else { return };
     let (b, e) = first.subject_range;
     println!(
-        "prompt: {:?}\nsubject: {:?} (tokens {b}..{e})\nanswer: {:?}  clean {} = {:.4}, corrupted = {:.4}  ({} samples, {})",
-        first.prompt, first.subject, first.answer.text, first.metric, first.clean_score, first.corrupted_score, first.samples, first.noise
+        "prompt: {:?}\nsubject: {:?} (tokens {b}..{e})\nanswer: {:?}  clean {} = {:.4}, corrupted = {:.4}\nnoise: {}, {} samples, seed {}",
+        first.prompt,
+        first.subject,
+        first.answer.text,
+        first.metric,
+        first.clean_score,
+        first.corrupted_score,
+        first.noise.describe(sigma),
+        first.samples,
+        first.seed
     );
     for g in grids {
         let mut best = (f64::NEG_INFINITY, 0, 0);

@@ -111,8 +111,13 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         let id = p
             .current_id
             .map_or_else(String::new, |id| format!(", last id {id}"));
+        let redone = if p.redone > 0 {
+            format!(" redone {}", p.redone)
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "known {} not known {} failed {} reused {}{id}",
+            "known {} not known {} failed {} reused {}{redone}{id}",
             p.known, p.skipped, p.failed, p.reused
         ));
     };
@@ -213,11 +218,17 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             peak(&sev.attn_severed)
         );
     }
-    for r in &report.redone {
-        eprintln!(
-            "note: case {} from an earlier run was traced again: {}",
-            r.known_id, r.reason
+    if !report.redone.is_empty() {
+        println!(
+            "traced again {} case(s) whose results from an earlier run failed validation:",
+            report.redone.len()
         );
+        for r in report.redone.iter().take(10) {
+            println!("  case {}: {}", r.known_id, r.reason);
+        }
+        if report.redone.len() > 10 {
+            println!("  ... {} more", report.redone.len() - 10);
+        }
     }
     println!(
         "wrote {} files to {} (per-case results in {})",
