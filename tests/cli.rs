@@ -446,3 +446,283 @@ fn stats_and_edit_on_a_tiny_model() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("offset 9"), "{}", stderr(&out));
 }
+
+/// A copy of the fixture `name` in `dir` whose safetensors tensors are rewritten: `edit`
+/// gets each tensor's name and its f32 values.
+fn patched_fixture(name: &str, dir: &Path, edit: impl Fn(&str, &mut [f32])) -> PathBuf {
+    let src = fixture(name);
+    let dst = dir.join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    let path = dst.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for (tensor, info) in header.as_object().unwrap() {
+        if tensor == "__metadata__" {
+            continue;
+        }
+        assert_eq!(info["dtype"], "F32", "{tensor}");
+        let start = 8 + n + info["data_offsets"][0].as_u64().unwrap() as usize;
+        let end = 8 + n + info["data_offsets"][1].as_u64().unwrap() as usize;
+        let mut values: Vec<f32> = bytes[start..end]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        edit(tensor, &mut values);
+        for (chunk, v) in bytes[start..end].chunks_exact_mut(4).zip(values) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(&path, bytes).unwrap();
+    dst
+}
+
+#[test]
+fn outputs_are_checked_before_the_model_is_loaded() {
+    // A model path that does not exist: an error about --out shows --out is checked first.
+    let dir = tempfile::tempdir().unwrap();
+    let occupied = dir.path().join("occupied");
+    std::fs::write(&occupied, b"user data").unwrap();
+    let facts = dir.path().join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"[{"known_id": 0, "subject": "Paris", "attribute": "France", "prompt": "Paris is in"}]"#,
+    )
+    .unwrap();
+    let o = occupied.to_str().unwrap();
+    let cases: [&[&str]; 3] = [
+        &[
+            "trace",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            PROMPT,
+            "--subject",
+            "Eiffel Tower",
+            "--out",
+            o,
+        ],
+        &[
+            "trace-dataset",
+            "--model",
+            "/nonexistent/model",
+            "--facts",
+            facts.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["demo", "--model", "/nonexistent/model", "--out", o],
+    ];
+    for args in cases {
+        let started = std::time::Instant::now();
+        let out = factscope(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains(o) && err.contains("not a folder"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("/nonexistent/model"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(started.elapsed().as_secs() < 30, "{args:?} took too long");
+        assert_eq!(std::fs::read(&occupied).unwrap(), b"user data");
+    }
+}
+
+#[test]
+fn trace_warns_about_repeated_subjects_and_ineffective_noise() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let prompt = "Paris is Paris and";
+    let trace = |extra: &[&str]| {
+        let mut args = vec![
+            "trace",
+            "--model",
+            m,
+            "--prompt",
+            prompt,
+            "--subject",
+            "Paris",
+            "--kind",
+            "hidden",
+            "--samples",
+            "2",
+            "--window",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        factscope(&args)
+    };
+    let first = trace(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let err = stderr(&first);
+    assert!(
+        err.contains("occurs 2 times") && err.contains("--subject-occurrence"),
+        "{err}"
+    );
+    let second = trace(&["--subject-occurrence", "1"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let range = |out: &Output| {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["subject_range"].clone()
+    };
+    assert_ne!(range(&first), range(&second));
+    let missing = trace(&["--subject-occurrence", "2"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("occurrence 2"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // No noise: the corrupted runs score as the clean run, and the user is told.
+    let out = trace(&["--noise-std", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not below the clean run") && err.contains("not meaningful"),
+        "{err}"
+    );
+    // Ordinary noise: no such warning.
+    assert!(!stderr(&first).contains("not below"), "{}", stderr(&first));
+}
+
+#[test]
+fn generate_and_predict_report_broken_models_and_hide_the_end_of_text() {
+    let dir = tempfile::tempdir().unwrap();
+    // A final layer-norm bias of NaN: every logit is NaN.
+    let nan = dir.path().join("nan");
+    std::fs::create_dir_all(&nan).unwrap();
+    let model = patched_fixture("tiny-gpt2", &nan, |name, v| {
+        if name == "transformer.ln_f.bias" {
+            v.fill(f32::NAN);
+        }
+    });
+    let m = model.to_str().unwrap();
+    for args in [
+        &["predict", "--model", m, "--prompt", PROMPT, "--json"][..],
+        &["generate", "--model", m, "--prompt", PROMPT],
+    ] {
+        let out = factscope(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        assert!(err.contains("NaN") && err.contains("logits"), "{err}");
+        assert!(!stdout(&out).contains("null"), "{}", stdout(&out));
+    }
+
+    // A model that always predicts <|endoftext|> (id 0; tied embeddings): the continuation
+    // is empty, not the end-of-text marker.
+    let eos = dir.path().join("eos");
+    std::fs::create_dir_all(&eos).unwrap();
+    let model = patched_fixture("tiny-gpt2", &eos, |name, v| match name {
+        "transformer.ln_f.weight" => v.fill(0.0),
+        "transformer.ln_f.bias" => v.fill(1.0),
+        "transformer.wte.weight" => v[..32].fill(10.0),
+        _ => {}
+    });
+    let m = model.to_str().unwrap();
+    let out = factscope(&["predict", "--model", m, "--prompt", PROMPT, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["top"][0]["text"], "<|endoftext|>");
+    for extra in [&[][..], &["--seed", "1", "--top-k", "1"][..]] {
+        let mut args = vec!["generate", "--model", m, "--prompt", PROMPT];
+        args.extend_from_slice(extra);
+        let out = factscope(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), format!("{PROMPT}\n"));
+    }
+
+    // Bad sampling settings are refused before the model is loaded.
+    let out = factscope(&[
+        "generate",
+        "--model",
+        "/nonexistent/model",
+        "--prompt",
+        PROMPT,
+        "--seed",
+        "1",
+        "--top-k",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--top-k 0"), "{}", stderr(&out));
+}
+
+#[test]
+fn f16_on_the_cpu_is_warned_about() {
+    let model = fixture("tiny-gpt2");
+    let out = factscope(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--device",
+        "cpu",
+        "--dtype",
+        "f16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("f16") && err.contains("bf16"), "{err}");
+    let out = factscope(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("f16"), "{}", stderr(&out));
+}
+
+#[test]
+fn trace_dataset_names_the_cases_it_traces_again() {
+    let model = fixture("tiny-gpt2");
+    let dir = tempfile::tempdir().unwrap();
+    let facts = dir.path().join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"[{"known_id": 0, "subject": "Paris", "attribute": "France", "prompt": "Paris is in"}]"#,
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let run = || {
+        factscope(&[
+            "trace-dataset",
+            "--model",
+            model.to_str().unwrap(),
+            "--facts",
+            facts.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--samples",
+            "2",
+            "--window",
+            "1",
+        ])
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Gaussian noise, std"), "{text}");
+    assert!(!text.contains("traced again"), "{text}");
+    let case = out_dir.join("cases").join("known_0.json");
+    assert!(case.is_file());
+    std::fs::write(&case, b"not json").unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("traced again 1 case") && text.contains("case 0:"),
+        "{text}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Options shared by the subcommands: which model, which device and dtype.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -91,6 +91,21 @@ impl ModelArgs {
         load_model(&path, LoadOptions { device, kind })
             .with_context(|| format!("loading {}", path.display()))
     }
+}
+
+/// Checks before any work that `dir` can take output files (creating it if needed), so an
+/// unusable location (a file, no permission) fails at once. The error names `what` (the
+/// option, e.g. `--out`), the path and why; the OS error is in the message once, not
+/// repeated as a cause.
+pub fn check_out_dir(what: &str, dir: &Path) -> anyhow::Result<()> {
+    factscope_common::fsio::ensure_writable_dir(dir).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+/// [`check_out_dir`] for a file written later: its folder must take it, and an existing
+/// file is only accepted when `overwrite`.
+pub fn check_out_file(what: &str, path: &Path, overwrite: bool) -> anyhow::Result<()> {
+    factscope_common::fsio::ensure_writable_file(path, overwrite)
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// The token ids that end a text: the tokenizer's end-of-sequence token and the model

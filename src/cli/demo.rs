@@ -43,8 +43,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Check where the trace's files go before any work, so an unusable --out loses nothing.
     if !args.no_trace {
-        factscope_common::fsio::ensure_writable_dir(&args.out)
-            .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
+        super::common::check_out_dir("--out", &args.out)?;
     }
     let started = std::time::Instant::now();
     let mut loaded = args.model.load()?;

@@ -144,7 +144,7 @@ fn key_stats_with(
     );
     let path = cached_stats_path(&fingerprint, layer, &key);
     if let Some(dir) = path.parent() {
-        factscope_common::fsio::ensure_writable_dir(dir)?;
+        super::common::check_out_dir("the statistics cache", dir)?;
     }
     if let Ok(stats) = KeyStats::load(&path) {
         if stats.meta.complete && stats.check_for(&path, &fingerprint, layer).is_ok() {
@@ -350,13 +350,11 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         }
         // The new folder's parent must take it: check now, not after the edit.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            factscope_common::fsio::ensure_writable_dir(parent)
-                .with_context(|| format!("--save-model {}", dir.display()))?;
+            super::common::check_out_dir("--save-model", parent)?;
         }
     }
     if let Some(out) = &args.save_delta {
-        factscope_common::fsio::ensure_writable_file(out, false)
-            .with_context(|| format!("--save-delta {}", out.display()))?;
+        super::common::check_out_file("--save-delta", out, false)?;
     }
     let requests = requests(&args)?;
     let mut loaded = args.model.load()?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use gpt_core::{HookableModel, LoadedModel};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -127,8 +127,7 @@ pub fn compute_with_progress(
 /// Runs `factscope stats`.
 pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
-        factscope_common::fsio::ensure_writable_file(out, true)
-            .with_context(|| format!("--out {}", out.display()))?;
+        super::common::check_out_file("--out", out, true)?;
     }
     let loaded = args.model.load()?;
     let n_layers = loaded.model.config().n_layers;
@@ -150,7 +149,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         None => cached_stats_path(&fingerprint, args.layer, &corpus.fingerprint),
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        factscope_common::fsio::ensure_writable_dir(dir)?;
+        super::common::check_out_dir("the statistics folder", dir)?;
     }
     let stats = compute_with_progress(&loaded, &corpus, &options, &path)?;
     println!(

@@ -131,8 +131,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     // Check where results go before any work, so an unusable --out loses nothing.
     if let Some(out) = &args.out {
-        factscope_common::fsio::ensure_writable_dir(out)
-            .with_context(|| format!("--out {}", out.display()))?;
+        super::common::check_out_dir("--out", out)?;
     }
     let loaded = args.model.load()?;
     let n_layers = loaded.model.config().n_layers;
@@ -308,8 +307,13 @@ pub fn warn_if_noise_ineffective(clean: f64, corrupted: f64) {
     // the clean run in the last bits.
     let margin = 1e-4 * clean.abs();
     if corrupted >= clean - margin || corrupted.is_nan() || clean.is_nan() {
+        let hint = if corrupted > clean + margin {
+            "the noise makes the answer more likely: check its level (--noise-scale, --noise-std)"
+        } else {
+            "try a larger --noise-scale or --noise-std"
+        };
         eprintln!(
-            "warning: the corrupted run scores {corrupted:.4}, not below the clean run's {clean:.4}: the noise does not remove the fact; results are not meaningful (try a larger --noise-scale or --noise-std)"
+            "warning: the corrupted run scores {corrupted:.4}, not below the clean run's {clean:.4}: the noise does not remove the fact; results are not meaningful ({hint})"
         );
     }
 }

@@ -79,8 +79,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
     }
     let facts = load_known_facts(&args.facts)?;
     // Check where results go before any work, so an unusable --out loses nothing.
-    factscope_common::fsio::ensure_writable_dir(&args.out)
-        .map_err(|e| anyhow::anyhow!("--out {}: {e}", args.out.display()))?;
+    super::common::check_out_dir("--out", &args.out)?;
     let loaded = args.model.load()?;
     let options = DatasetRun {
         samples: args.samples,
@@ -162,9 +161,11 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         report.traced, report.trace_seconds, report.reused, wall
     );
     if let Some(scale) = report.noise.scale() {
+        // σ (the std of the embeddings of all the file's subjects) from the resolved scale.
+        let sigma = (args.noise_scale > 0.0).then(|| scale / args.noise_scale);
         println!(
-            "noise: gaussian, std {scale:.4} ({} × σ over {} subjects), {} samples, seed {}",
-            args.noise_scale,
+            "noise: {}, σ over the {} subjects of the file, {} samples, seed {}",
+            report.noise.describe(sigma),
             facts.len(),
             args.samples,
             args.seed
