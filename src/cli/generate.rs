@@ -1,8 +1,8 @@
 //! `factscope generate`: continue a prompt.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use gpt_core::{generate, GenerateOptions, HookableModel, Sampling, TokenBatch};
+use gpt_core::{generate, GenerateOptions, Sampling};
 
 use super::common::{decode_continuation, stop_token, ModelArgs};
 
@@ -43,15 +43,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let loaded = args.model.load()?;
     let enc = loaded.tokenizer.encode(&args.prompt)?;
-    // NaN / Inf logits (broken weights, f16 overflow) would still "choose" tokens and print
-    // nonsense: check the prompt's next-token logits first and report them as an error.
-    {
-        let batch = TokenBatch::single(&enc.ids, loaded.model.device())
-            .with_context(|| format!("prompt {:?}", args.prompt))?;
-        let _guard = gpt_core::tch::no_grad_guard();
-        let logits = loaded.model.forward(&batch)?.f_select(1, -1)?;
-        gpt_core::check_finite(&logits, &format!("the logits after {:?}", args.prompt))?;
-    }
     let sampling = match args.seed {
         Some(seed) => Sampling::TopK {
             k: args.top_k,

@@ -61,7 +61,8 @@ pub fn generate(
 
 /// Generates up to `max_new_tokens` after each of `prompts` at once (one batched pass per
 /// step over a shared KV cache, prompts left-padded) and returns each row's new tokens, cut
-/// after the stop token. With [`Sampling::TopK`], row `i` samples from its own generator
+/// after the stop token (non-finite logits are an error). With [`Sampling::TopK`], row `i`
+/// samples from its own generator
 /// seeded with `seed + i`, so a row's text does not depend on the others.
 ///
 /// # Errors
@@ -107,7 +108,7 @@ pub fn generate_batch(
     let mut cache = KvCache::new();
     let mut outs = vec![Vec::with_capacity(options.max_new_tokens); b];
     let mut done = vec![false; b];
-    for _ in 0..options.max_new_tokens {
+    for step in 0..options.max_new_tokens {
         let logits = model
             .forward_with(
                 &batch,
@@ -119,6 +120,8 @@ pub fn generate_batch(
             )?
             .logits()?
             .f_to_kind(Kind::Float)?; // [b, vocab]
+                                      // NaN / Inf logits (broken weights, f16 overflow) would still "choose" tokens.
+        crate::error::check_finite(&logits, &format!("the logits at generation step {step}"))?;
         let mut next = Vec::with_capacity(b);
         for (i, rng) in rngs.iter_mut().enumerate() {
             let row = logits.f_select(0, i as i64)?;
