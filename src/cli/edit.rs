@@ -181,6 +181,51 @@ pub struct Outcome {
     pub losses: Vec<Vec<f64>>,
 }
 
+/// The weight changes an edit made (already applied), with their undo records, norms and
+/// optimisation losses.
+struct Applied {
+    deltas: Vec<gpt_core::WeightDelta>,
+    undos: Vec<gpt_core::EditUndo>,
+    norms: Vec<f64>,
+    losses: Vec<Vec<f64>>,
+}
+
+/// Runs `edit` (which computes and applies changes to the model) between the top-5
+/// predictions for each request's prompt and each check prompt, before and after; the
+/// seconds counted are the edit's.
+fn compare(
+    loaded: &mut gpt_core::LoadedModel,
+    requests: &[RewriteRequest],
+    checks: &[String],
+    edit: impl FnOnce(&mut gpt_core::LoadedModel) -> anyhow::Result<Applied>,
+) -> anyhow::Result<Outcome> {
+    let shown: Vec<String> = requests
+        .iter()
+        .map(RewriteRequest::filled)
+        .chain(checks.iter().cloned())
+        .collect();
+    let predict_all = |loaded: &gpt_core::LoadedModel| {
+        shown
+            .iter()
+            .map(|p| predict(loaded, p, 5))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let before = predict_all(loaded)?;
+    let started = Instant::now();
+    let applied = edit(loaded)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = predict_all(loaded)?;
+    Ok(Outcome {
+        deltas: applied.deltas,
+        undos: applied.undos,
+        before,
+        after,
+        seconds,
+        norms: applied.norms,
+        losses: applied.losses,
+    })
+}
+
 /// Computes and applies ROME edits of `requests` one after another (each on the model
 /// edited by the earlier ones), with the top-5 predictions before and after.
 pub fn edit_and_compare(
@@ -191,52 +236,35 @@ pub fn edit_and_compare(
     checks: &[String],
 ) -> anyhow::Result<Outcome> {
     let c = stats.c()?;
-    let shown: Vec<String> = requests
-        .iter()
-        .map(RewriteRequest::filled)
-        .chain(checks.iter().cloned())
-        .collect();
-    let before = shown
-        .iter()
-        .map(|p| predict(loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let started = Instant::now();
-    let templates = context_templates(
-        &loaded.model,
-        &loaded.tokenizer,
-        &hp.context_template_length_params,
-        hp.template_seed,
-    )?;
-    let (mut deltas, mut undos, mut norms, mut losses) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for r in requests {
-        let edit = compute_rome(
+    compare(loaded, requests, checks, |loaded| {
+        let templates = context_templates(
             &loaded.model,
             &loaded.tokenizer,
-            r,
-            hp,
-            Some(&c),
-            &templates,
-            VSchedule::Fast,
+            &hp.context_template_length_params,
+            hp.template_seed,
         )?;
-        undos.push(loaded.model.apply(&edit.delta)?);
-        norms.push(edit.delta_norm);
-        losses.push(edit.losses);
-        deltas.push(edit.delta);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let after = shown
-        .iter()
-        .map(|p| predict(loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Outcome {
-        deltas,
-        undos,
-        before,
-        after,
-        seconds,
-        norms,
-        losses,
+        let mut applied = Applied {
+            deltas: Vec::new(),
+            undos: Vec::new(),
+            norms: Vec::new(),
+            losses: Vec::new(),
+        };
+        for r in requests {
+            let edit = compute_rome(
+                &loaded.model,
+                &loaded.tokenizer,
+                r,
+                hp,
+                Some(&c),
+                &templates,
+                VSchedule::Fast,
+            )?;
+            applied.undos.push(loaded.model.apply(&edit.delta)?);
+            applied.norms.push(edit.delta_norm);
+            applied.losses.push(edit.losses);
+            applied.deltas.push(edit.delta);
+        }
+        Ok(applied)
     })
 }
 
@@ -287,50 +315,33 @@ fn memit_and_compare(
     cs: &[gpt_core::tch::Tensor],
     checks: &[String],
 ) -> anyhow::Result<Outcome> {
-    let shown: Vec<String> = requests
-        .iter()
-        .map(RewriteRequest::filled)
-        .chain(checks.iter().cloned())
-        .collect();
-    let before = shown
-        .iter()
-        .map(|p| predict(loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let started = Instant::now();
-    let templates = context_templates(
-        &loaded.model,
-        &loaded.tokenizer,
-        &hp.z.context_template_length_params,
-        hp.z.template_seed,
-    )?;
-    let edit = rome::compute_memit(
-        &mut loaded.model,
-        &loaded.tokenizer,
-        requests,
-        hp,
-        cs,
-        &templates,
-    )?;
-    let mut undos = Vec::new();
-    let mut norms = Vec::new();
-    for d in &edit.deltas {
-        undos.push(loaded.model.apply(d)?);
-        let dense = d.to_dense(&loaded.model.weight(d.target())?.size())?;
-        norms.push(dense.f_norm()?.f_double_value(&[])?);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let after = shown
-        .iter()
-        .map(|p| predict(loaded, p, 5))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Outcome {
-        deltas: edit.deltas,
-        undos,
-        before,
-        after,
-        seconds,
-        norms,
-        losses: edit.losses,
+    compare(loaded, requests, checks, |loaded| {
+        let templates = context_templates(
+            &loaded.model,
+            &loaded.tokenizer,
+            &hp.z.context_template_length_params,
+            hp.z.template_seed,
+        )?;
+        let edit = rome::compute_memit(
+            &mut loaded.model,
+            &loaded.tokenizer,
+            requests,
+            hp,
+            cs,
+            &templates,
+        )?;
+        let (mut undos, mut norms) = (Vec::new(), Vec::new());
+        for d in &edit.deltas {
+            undos.push(loaded.model.apply(d)?);
+            let dense = d.to_dense(&loaded.model.weight(d.target())?.size())?;
+            norms.push(dense.f_norm()?.f_double_value(&[])?);
+        }
+        Ok(Applied {
+            deltas: edit.deltas,
+            undos,
+            norms,
+            losses: edit.losses,
+        })
     })
 }
 

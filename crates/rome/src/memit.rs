@@ -3,18 +3,14 @@
 //! layer by layer, the keys of all facts are written with the batched least-squares update
 //! `R Kᵀ (λC + KKᵀ)⁻¹`, spreading the remaining residual over the remaining layers.
 
-use gpt_core::intervention::{read_sites, StopAt};
 use gpt_core::tch::{Device, Kind, Tensor};
-use gpt_core::{
-    EditableModel, HookPoint, Layer, Padding, ResumableModel, Sites, TokenBatch, Tokenizer,
-    WeightDelta, WeightId,
-};
+use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
-use crate::rome::{keys_and_values, locate, optimize_delta, Located, VSchedule};
+use crate::rome::{at_subjects, keys_and_values, locate, optimize_delta, Located, VSchedule};
 use crate::update::memit_update;
 
 /// MEMIT's hyperparameters (`hparams/MEMIT/*.json`).
@@ -95,25 +91,10 @@ fn residuals_at<M: ResumableModel + ?Sized>(
     layer: usize,
     prompts: &[Located],
 ) -> Result<Tensor> {
-    let _guard = gpt_core::tch::no_grad_guard();
-    let seqs: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
-    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, model.device())?;
     let point = HookPoint::resid_post(layer);
-    let mut seen: Option<Tensor> = None;
-    let mut hooks = (
-        gpt_core::intervention::from_fn(
-            |p| p == point,
-            |_, act| {
-                seen = Some(act.shallow_clone());
-                Ok(gpt_core::HookAction::Continue)
-            },
-        ),
-        StopAt(point),
-    );
-    let _ = model.forward_hooked(&batch, &mut hooks)?;
-    let act = seen.ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
-    let sites = Sites::per_row(prompts.iter().map(|p| p.subject_last as i64));
-    Ok(read_sites(point, &act, &sites)?)
+    at_subjects(model, prompts, &[point])?
+        .pop()
+        .ok_or_else(|| gpt_core::Error::NoSuchHookPoint { point }.into())
 }
 
 /// Computes MEMIT's changes for all `requests` together (never leaving the model changed:

@@ -1,12 +1,12 @@
 //! ROME (Meng et al. 2022): context templates, the key `k*`, the value `v*` by optimisation,
 //! and the rank-one update (reference §2.3–§2.8).
 
-use gpt_core::intervention::{read_sites, HookAction, Intervention};
+use gpt_core::intervention::{read_sites, StopAt};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    generate, target_tokens, BlocksInput, EditableModel, ForwardOptions, GenerateOptions,
-    HookPoint, Layer, LogitsAt, Padding, ResumableModel, Sampling, SiteWrite, Sites, TokenBatch,
-    Tokenizer, WeightDelta, WeightId,
+    generate, target_tokens, BlocksInput, CacheHook, EditableModel, ForwardOptions,
+    GenerateOptions, HookPoint, Layer, LogitsAt, Padding, ResumableModel, Sampling, SiteWrite,
+    Sites, TokenBatch, Tokenizer, WeightDelta, WeightId,
 };
 
 use crate::error::{Error, Result};
@@ -95,20 +95,25 @@ pub(crate) fn locate(
     })
 }
 
-/// Records the activation at one point (before later interventions change it).
-struct Record {
-    point: HookPoint,
-    value: Option<Tensor>,
-}
-
-impl Intervention for Record {
-    fn wants(&self, point: HookPoint) -> bool {
-        point == self.point
-    }
-    fn visit(&mut self, _point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
-        self.value = Some(act.shallow_clone());
-        Ok(HookAction::Continue)
-    }
+/// The activations at `points` (in execution order) at each prompt's subject token, each
+/// `[n, ..]`: one batched pass, stopped after the last of them.
+pub(crate) fn at_subjects<M: ResumableModel + ?Sized>(
+    model: &M,
+    prompts: &[Located],
+    points: &[HookPoint],
+) -> Result<Vec<Tensor>> {
+    let _guard = gpt_core::tch::no_grad_guard();
+    let seqs: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, model.device())?;
+    let sites = Sites::per_row(prompts.iter().map(|p| p.subject_last as i64));
+    let last = points.iter().copied().max().unwrap_or(HookPoint::Embed);
+    let mut hooks = (CacheHook::new(|p| points.contains(&p)), StopAt(last));
+    let _ = model.forward_hooked(&batch, &mut hooks)?;
+    let cache = hooks.0.into_cache();
+    points
+        .iter()
+        .map(|&p| Ok(read_sites(p, cache.try_get(p)?, &sites)?))
+        .collect()
 }
 
 /// Keys (`mlp.hook_post`) and values (`hook_mlp_out`) of `layer` at each prompt's subject
@@ -118,30 +123,19 @@ pub(crate) fn keys_and_values<M: ResumableModel + ?Sized>(
     layer: usize,
     prompts: &[Located],
 ) -> Result<(Tensor, Tensor)> {
-    let _guard = gpt_core::tch::no_grad_guard();
-    let seqs: Vec<Vec<i64>> = prompts.iter().map(|p| p.ids.clone()).collect();
-    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, model.device())?;
-    let sites = Sites::per_row(prompts.iter().map(|p| p.subject_last as i64));
-    let mut hooks = (
-        Record {
-            point: HookPoint::mlp_post(layer),
-            value: None,
-        },
-        (
-            Record {
-                point: HookPoint::mlp_out(layer),
-                value: None,
-            },
-            gpt_core::intervention::StopAt(HookPoint::resid_post(layer)),
-        ),
-    );
-    let _ = model.forward_hooked(&batch, &mut hooks)?;
-    let missing = |point| gpt_core::Error::NoSuchHookPoint { point };
-    let post = hooks.0.value.ok_or(missing(HookPoint::mlp_post(layer)))?;
-    let out = hooks.1 .0.value.ok_or(missing(HookPoint::mlp_out(layer)))?;
-    let keys = read_sites(HookPoint::mlp_post(layer), &post, &sites)?;
-    let values = read_sites(HookPoint::mlp_out(layer), &out, &sites)?;
-    Ok((keys, values))
+    let mut found = at_subjects(
+        model,
+        prompts,
+        &[HookPoint::mlp_post(layer), HookPoint::mlp_out(layer)],
+    )?
+    .into_iter();
+    match (found.next(), found.next()) {
+        (Some(keys), Some(values)) => Ok((keys, values)),
+        _ => Err(gpt_core::Error::NoSuchHookPoint {
+            point: HookPoint::mlp_out(layer),
+        }
+        .into()),
+    }
 }
 
 /// How v* is optimised.
@@ -380,17 +374,10 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     let resid_in = match schedule {
         VSchedule::Fast => {
             let _guard = gpt_core::tch::no_grad_guard();
-            let mut rec = (
-                Record {
-                    point: HookPoint::resid_pre(layer),
-                    value: None,
-                },
-                gpt_core::intervention::StopAt(HookPoint::resid_pre(layer)),
-            );
+            let point = HookPoint::resid_pre(layer);
+            let mut rec = (CacheHook::new(|p| p == point), StopAt(point));
             let _ = model.forward_hooked(&batch, &mut rec)?;
-            Some(rec.0.value.ok_or(gpt_core::Error::NoSuchHookPoint {
-                point: HookPoint::resid_pre(layer),
-            })?)
+            Some(rec.0.into_cache().try_get(point)?.shallow_clone())
         }
         VSchedule::Naive => None,
     };
@@ -402,7 +389,8 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     let mut kl_init: Option<Tensor> = None;
     let mut losses = Vec::new();
     for step in 0..hp.v_num_grad_steps {
-        let mut record = Record { point, value: None };
+        // Records the activation before δ is added (target_init), then adds δ.
+        let mut record = CacheHook::new(|p| p == point);
         let add = SiteWrite::add(
             HookPoint::mlp_out(layer),
             lookup.clone(),
@@ -439,9 +427,7 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         .f_log_softmax(-1, Kind::Float)?;
         drop(hooks);
         if target_init.is_none() {
-            let out = record
-                .value
-                .ok_or(gpt_core::Error::NoSuchHookPoint { point })?;
+            let out = record.cache.try_get(point)?;
             target_init = Some(
                 out.f_select(0, 0)?
                     .f_select(0, rows[0].subject_last as i64)?
