@@ -1,6 +1,7 @@
 //! Benchmark of one ROME edit on the bundled model (C cached in memory): the fast schedule
-//! of the v* optimisation (residual entering block L computed once, blocks L.. only, only
-//! the read positions unembedded) against the naive one (every block, every position, as
+//! of the v* optimisation (prefix keys/values and the residual entering block L computed
+//! once; each step runs the tokens from the subject on through blocks L.. and unembeds only
+//! the read positions) against the naive one (every block, every position, as
 //! the reference), in one run; plus key-statistics throughput against plain forward passes
 //! up to block L on the same batches. Prints seconds, ratios and the v* difference.
 //!

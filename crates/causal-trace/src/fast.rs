@@ -150,6 +150,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
             resid: x,
             positions: positions_row.f_unsqueeze(0)?.f_expand([rows, s], false)?,
             past: past.as_ref(),
+            attention_mask: None,
             last_position_only: final_block,
         };
         let out = model.forward_blocks(input, &mut edits)?.resid()?;

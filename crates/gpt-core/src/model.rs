@@ -64,9 +64,14 @@ pub struct BlocksInput<'a> {
     /// `[batch, pos]` i64 absolute positions of these tokens (rotary / learned positions are
     /// not re-added: learned position embeddings are already part of `resid`).
     pub positions: Tensor,
-    /// Keys/values of earlier positions (every one attended, no padding), covering at least
-    /// `layers`, with the same batch size. `None`: these are the first positions.
+    /// Keys/values of earlier positions, covering at least `layers`, with the same batch
+    /// size. `None`: these are the first positions.
     pub past: Option<&'a KvCache>,
+    /// `[batch, past + pos]`, nonzero where a key may be attended (padding is zero); the
+    /// causal order is added on top. `None`: every past and present position is attended
+    /// (no padding). With it, rows of one batch can carry pasts of different lengths
+    /// (right-padded) and inputs of different lengths.
+    pub attention_mask: Option<Tensor>,
     /// Compute the last block's output only at the last position (its keys and values are
     /// still computed everywhere, since the last position attends to them): the result is
     /// `[batch, 1, d_model]`, and that block's hook points after `hook_resid_pre` see one

@@ -969,6 +969,7 @@ fn forward_blocks_misuse() {
         resid,
         positions,
         past: None,
+        attention_mask: None,
         last_position_only: false,
     };
 
@@ -1037,6 +1038,7 @@ fn forward_blocks_misuse() {
                 resid: resid.shallow_clone(),
                 positions: batch.positions.shallow_clone(),
                 past: Some(&past),
+                attention_mask: None,
                 last_position_only: false,
             },
             &mut NoHooks,

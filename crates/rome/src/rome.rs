@@ -5,8 +5,8 @@ use gpt_core::intervention::{read_sites, StopAt};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     generate, target_tokens, BlocksInput, CacheHook, EditableModel, ForwardOptions,
-    GenerateOptions, HookPoint, Layer, LogitsAt, Padding, ResumableModel, Sampling, SiteWrite,
-    Sites, TokenBatch, Tokenizer, WeightDelta, WeightId,
+    GenerateOptions, HookPoint, KvCache, Layer, LogitsAt, Padding, ResumableModel, Sampling,
+    SiteWrite, Sites, TokenBatch, Tokenizer, WeightDelta, WeightId,
 };
 
 use crate::error::{Error, Result};
@@ -141,9 +141,10 @@ pub(crate) fn keys_and_values<M: ResumableModel + ?Sized>(
 /// How v* is optimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum VSchedule {
-    /// The residual entering block `L` is computed once; each step runs (and
-    /// backpropagates through) blocks `L..` only and unembeds only the positions the loss
-    /// reads.
+    /// Everything δ cannot change is computed once: the keys and values of the tokens before
+    /// each prompt's subject and the residual entering block `L`. Each step runs only the
+    /// tokens from the subject on through blocks `L..` (and backpropagates through them) and
+    /// unembeds only the positions the loss reads.
     #[default]
     Fast,
     /// Every step runs the whole model and unembeds every position, as the reference does:
@@ -370,16 +371,17 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         .f_repeat([n_rewrite as i64])?
         .f_unsqueeze(1)?;
 
-    // The residual entering block L never changes during the optimisation.
-    let resid_in = match schedule {
-        VSchedule::Fast => {
-            let _guard = gpt_core::tch::no_grad_guard();
-            let point = HookPoint::resid_pre(layer);
-            let mut rec = (CacheHook::new(|p| p == point), StopAt(point));
-            let _ = model.forward_hooked(&batch, &mut rec)?;
-            Some(rec.0.into_cache().try_get(point)?.shallow_clone())
-        }
+    let resumed = match schedule {
+        VSchedule::Fast => Some(Resumed::prepare(model, &batch, &rows, layer)?),
         VSchedule::Naive => None,
+    };
+    // Where δ goes and where the loss reads, in the coordinates of the pass that runs.
+    let (lookup, read_pos_t) = match &resumed {
+        Some(r) => (
+            Sites::per_row(vec![0; rows.len()]),
+            Tensor::f_from_slice(&r.shift(&read_rows, &read_pos))?.f_to_device(device)?,
+        ),
+        None => (lookup, read_pos_t),
     };
 
     let d_model = config.d_model as i64;
@@ -398,19 +400,10 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         );
         let mut hooks = (&mut record, add);
         // Log-probabilities at the read positions, [reads, vocab].
-        let logp = match &resid_in {
-            Some(resid) => {
+        let logp = match &resumed {
+            Some(resumed) => {
                 let out = model
-                    .forward_blocks(
-                        BlocksInput {
-                            layers: layer..config.n_layers,
-                            resid: resid.shallow_clone(),
-                            positions: batch.positions.shallow_clone(),
-                            past: None,
-                            last_position_only: false,
-                        },
-                        &mut hooks,
-                    )?
+                    .forward_blocks(resumed.input(layer..config.n_layers), &mut hooks)?
                     .resid()?;
                 let picked = out.f_index(&[Some(&read_rows_t), Some(&read_pos_t)])?;
                 model.unembed(&picked)?
@@ -428,11 +421,12 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         drop(hooks);
         if target_init.is_none() {
             let out = record.cache.try_get(point)?;
-            target_init = Some(
-                out.f_select(0, 0)?
-                    .f_select(0, rows[0].subject_last as i64)?
-                    .f_detach()?,
-            );
+            let at = if resumed.is_some() {
+                0
+            } else {
+                rows[0].subject_last
+            };
+            target_init = Some(out.f_select(0, 0)?.f_select(0, at as i64)?.f_detach()?);
         }
         let n_reads = (n_rewrite * t_len) as i64;
         let nll = logp
@@ -496,4 +490,110 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         delta: delta.f_detach()?,
         losses,
     })
+}
+
+/// The fixed part of the fast v* schedule. δ is added at each row's subject token `s`, so
+/// nothing before `s` changes (attention is causal) and nothing below block `L` changes: the
+/// keys and values of positions `< s` and the residual entering block `L` at positions `≥ s`
+/// are computed once, and each step runs only the positions from `s` on (the "suffix",
+/// right-padded to the longest) through blocks `L..`, attending to the cached prefix.
+struct Resumed {
+    /// `[rows, S, d_model]`: the residual entering block `L` at each row's suffix.
+    resid: Tensor,
+    /// `[rows, S]`: the suffix's absolute positions (rotary needs them).
+    positions: Tensor,
+    /// Keys and values of the first `P = max s` positions (padding masked).
+    past: Option<KvCache>,
+    /// `[rows, P + S]`: which cached and suffix positions are real tokens.
+    mask: Tensor,
+    /// Each row's subject position `s` (the suffix's first token).
+    starts: Vec<i64>,
+}
+
+impl Resumed {
+    /// One pass without gradients over the whole (right-padded) batch, keeping the keys and
+    /// values of every layer and the residual entering `layer`.
+    fn prepare<M: ResumableModel + ?Sized>(
+        model: &M,
+        batch: &TokenBatch,
+        rows: &[Located],
+        layer: usize,
+    ) -> Result<Self> {
+        let _guard = gpt_core::tch::no_grad_guard();
+        let device = model.device();
+        let point = HookPoint::resid_pre(layer);
+        let mut record = CacheHook::new(|p| p == point);
+        let mut kv = KvCache::new();
+        let options = ForwardOptions {
+            kv_cache: Some(&mut kv),
+            logits: LogitsAt::Last,
+        };
+        let _ = model.forward_with(batch, options, &mut record)?;
+        let full = record.into_cache().try_get(point)?.shallow_clone(); // [rows, T, d]
+        let (n, t, d) = full.size3()?;
+        let starts: Vec<i64> = rows.iter().map(|r| r.subject_last as i64).collect();
+        let lens: Vec<i64> = rows.iter().map(|r| r.ids.len() as i64).collect();
+        let p = starts.iter().copied().max().unwrap_or(0);
+        let s = starts
+            .iter()
+            .zip(&lens)
+            .map(|(a, l)| l - a)
+            .max()
+            .unwrap_or(1);
+        // Suffix position j of row r is token s_r + j (clamped inside the batch for padding).
+        let mut index = Vec::with_capacity((n * s) as usize);
+        let mut mask = Vec::with_capacity((n * (p + s)) as usize);
+        for (&start, &len) in starts.iter().zip(&lens) {
+            index.extend((0..s).map(|j| (start + j).min(t - 1)));
+            mask.extend((0..p).map(|j| i64::from(j < start)));
+            mask.extend((0..s).map(|j| i64::from(start + j < len)));
+        }
+        let index = Tensor::f_from_slice(&index)?
+            .f_view([n, s])?
+            .f_to_device(device)?;
+        let resid = full.f_gather(
+            1,
+            &index.f_unsqueeze(-1)?.f_expand([n, s, d], false)?,
+            false,
+        )?;
+        let positions = batch
+            .positions
+            .f_to_device(device)?
+            .f_gather(1, &index, false)?;
+        let mask = Tensor::f_from_slice(&mask)?
+            .f_view([n, p + s])?
+            .f_to_device(device)?;
+        let past = if p > 0 {
+            Some(kv.prefix(p as usize)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            resid,
+            positions,
+            past,
+            mask,
+            starts,
+        })
+    }
+
+    /// The input of one step: the suffix through `layers`.
+    fn input(&self, layers: std::ops::Range<usize>) -> BlocksInput<'_> {
+        BlocksInput {
+            layers,
+            resid: self.resid.shallow_clone(),
+            positions: self.positions.shallow_clone(),
+            past: self.past.as_ref(),
+            attention_mask: Some(self.mask.shallow_clone()),
+            last_position_only: false,
+        }
+    }
+
+    /// Positions of the full prompts (`rows[i]`, `pos[i]`) in suffix coordinates.
+    fn shift(&self, rows: &[i64], pos: &[i64]) -> Vec<i64> {
+        rows.iter()
+            .zip(pos)
+            .map(|(&r, &p)| p - self.starts.get(r as usize).copied().unwrap_or(0))
+            .collect()
+    }
 }

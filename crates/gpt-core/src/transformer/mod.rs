@@ -278,6 +278,7 @@ impl ResumableModel for Transformer {
             resid,
             positions,
             past,
+            attention_mask,
             last_position_only,
         } = input;
         let n_layers = self.blocks.len();
@@ -311,7 +312,17 @@ impl ResumableModel for Transformer {
         }
         let positions = positions.f_to_device(self.device)?;
         self.check_positions(&positions)?;
-        let mask = Tensor::f_ones([b, p + s], (Kind::Int64, self.device))?;
+        let mask = match attention_mask {
+            Some(mask) if mask.size() == [b, p + s] => mask.f_to_device(self.device)?,
+            Some(mask) => {
+                return Err(Error::ShapeMismatch {
+                    name: "forward_blocks attention_mask [batch, past + pos]".into(),
+                    expected: vec![b, p + s],
+                    got: mask.size(),
+                })
+            }
+            None => Tensor::f_ones([b, p + s], (Kind::Int64, self.device))?,
+        };
         let run = BlockRun {
             layers,
             positions: &positions,
