@@ -26,7 +26,7 @@ pub enum Method {
     RRome,
     /// MEMIT: all requests at once over several layers.
     Memit,
-    /// Fine-tuning one MLP matrix under an L∞ constraint (not implemented yet).
+    /// FT-L: fine-tuning one MLP matrix under an L∞ constraint (the paper's baseline).
     Ft,
 }
 
@@ -306,6 +306,29 @@ pub fn print_continuations(
     Ok(())
 }
 
+/// Fine-tunes one matrix on all `requests` at once (FT-L) and applies the change, with the
+/// top-5 predictions before and after.
+fn ft_and_compare(
+    loaded: &mut gpt_core::LoadedModel,
+    requests: &[RewriteRequest],
+    hp: &rome::FtHparams,
+    checks: &[String],
+) -> anyhow::Result<Outcome> {
+    compare(loaded, requests, checks, |loaded| {
+        let edit = rome::compute_ft(&loaded.model, &loaded.tokenizer, requests, hp)?;
+        let undo = loaded.model.apply(&edit.delta)?;
+        let dense = edit
+            .delta
+            .to_dense(&loaded.model.weight(edit.delta.target())?.size())?;
+        Ok(Applied {
+            norms: vec![dense.f_norm()?.f_double_value(&[])?],
+            deltas: vec![edit.delta],
+            undos: vec![undo],
+            losses: vec![edit.losses],
+        })
+    })
+}
+
 /// Computes MEMIT's changes for all `requests` at once and applies them, with the top-5
 /// predictions before and after.
 fn memit_and_compare(
@@ -350,7 +373,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let variant = match args.method {
         Method::Rome | Method::Memit => RomeVariant::Original,
         Method::RRome => RomeVariant::RRome,
-        Method::Ft => bail!("--method ft is not implemented yet (rome, r-rome and memit are)"),
+        Method::Ft => RomeVariant::Original, // unused: FT-L has its own settings
     };
     if let Some(dir) = &args.save_model {
         if dir.exists() {
@@ -377,7 +400,18 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     hp.validate(loaded.model.config().n_layers)?;
 
     let mut saved_hparams = serde_json::to_value(&hp)?;
-    let (outcome, layers) = if args.method == Method::Memit {
+    let (outcome, layers) = if args.method == Method::Ft {
+        let mut fhp = rome::FtHparams::preset(&args.preset)?;
+        if let Some(layer) = args.layer {
+            fhp.layer = layer;
+        }
+        fhp.validate(loaded.model.config().n_layers)?;
+        saved_hparams = serde_json::to_value(&fhp)?;
+        (
+            ft_and_compare(&mut loaded, &requests, &fhp, &args.check)?,
+            vec![fhp.layer],
+        )
+    } else if args.method == Method::Memit {
         let mut mhp = rome::MemitHparams::preset(&args.preset)?;
         if let Some(layer) = args.layer {
             mhp.layers = vec![layer];

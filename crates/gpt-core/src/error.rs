@@ -131,6 +131,23 @@ pub enum Error {
         /// The replacement's shape.
         got: Vec<i64>,
     },
+    /// A rewrite request is malformed.
+    #[error("request {prompt:?}: {reason}")]
+    InvalidRequest {
+        /// The prompt template.
+        prompt: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An editing method failed (its own error inside).
+    #[error("{method}: {error}")]
+    Edit {
+        /// The method (`"rome"`, …).
+        method: String,
+        /// The method's error.
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A user intervention failed.
     #[error("intervention failed at {point}: {error}")]
     Intervention {

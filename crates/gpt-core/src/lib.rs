@@ -9,6 +9,8 @@
 //!   (TransformerLens names) and may continue, replace the activation, or stop.
 //! - [`EditableModel`] reads weights as `[out, in]` by [`WeightId`], applies a
 //!   [`WeightDelta`] and undoes it bit-exactly.
+//! - [`Editor`] turns [`RewriteRequest`]s into weight changes (ROME, MEMIT, … implement it in
+//!   their crates); [`apply_edits`] writes them, one at a time or jointly.
 //! - [`ResumableModel`] resumes a pass from a given residual stream (the fast schedules).
 //! - [`intervention::SiteWrite`] sets, adds or patches values at chosen `(row, position[,
 //!   head])` [`intervention::Sites`]: the one building block of tracing, patching and editing.
@@ -35,6 +37,7 @@
 pub mod cache;
 pub mod config;
 pub mod edit;
+pub mod editor;
 mod error;
 pub mod generate;
 mod gpt2;
@@ -56,6 +59,7 @@ mod weights;
 pub use cache::{ActivationCache, CacheHook, Patch};
 pub use config::{Architecture, ModelConfig};
 pub use edit::{EditUndo, WeightDelta, WeightId};
+pub use editor::{apply_edits, undo_all, EditModel, Editor, RewriteRequest};
 pub use error::{check_finite, Error, Result};
 pub use generate::{generate, generate_batch, GenerateOptions, Sampling};
 pub use hook::{BlockSite, HookPoint, Layer};

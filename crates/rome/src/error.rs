@@ -61,14 +61,6 @@ pub enum Error {
         /// Documents consumed.
         texts: usize,
     },
-    /// A rewrite request is malformed.
-    #[error("request {prompt:?}: {reason}")]
-    InvalidRequest {
-        /// The prompt template.
-        prompt: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),

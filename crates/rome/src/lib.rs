@@ -6,6 +6,8 @@
 //! - [`update`]: the update math as pure tensor functions ([`rank_one_update`],
 //!   [`memit_update`], [`solve_spd`], [`SecondMoment`]) — no model needed, property-tested.
 //!
+//! - [`rome`], [`memit`], [`ft`]: the methods (ROME and r-ROME, MEMIT, the FT-L baseline),
+//!   each also behind [`gpt_core::Editor`] ([`RomeEditor`], [`MemitEditor`], [`FtEditor`]).
 //! - [`corpus`]: text for statistics (files, JSONL, folders).
 //! - [`stats`]: key statistics `C = E[k kᵀ]`, streaming, resumable, cached with provenance.
 //!
@@ -14,9 +16,12 @@
 
 #![warn(missing_docs)]
 
+mod adam;
 pub mod corpus;
 pub mod delta_file;
+pub mod editor;
 mod error;
+pub mod ft;
 pub mod hparams;
 pub mod memit;
 pub mod request;
@@ -28,7 +33,9 @@ pub mod update;
 
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
+pub use editor::{FtEditor, MemitEditor, RomeEditor};
 pub use error::{Error, Result};
+pub use ft::{compute_ft, FtEdit, FtHparams};
 pub use hparams::{RomeHparams, RomeVariant};
 pub use memit::{compute_memit, MemitEdit, MemitHparams};
 pub use request::RewriteRequest;

@@ -469,3 +469,105 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
         }
     }
 }
+
+#[test]
+fn ft_l_stays_within_its_constraint_and_raises_the_target() {
+    let tok = tokenizer();
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let m = model(arch, &tok, 5);
+        let hp = rome::FtHparams {
+            norm_constraint: 0.05,
+            lr: 0.05,
+            num_steps: 10,
+            ..rome::FtHparams::constrained(1)
+        };
+        let w = m.weight(WeightId::MlpOut(Layer(1))).unwrap().copy();
+        let before = target_logp(&m, &tok, &request().filled(), "Rome");
+        let edit = rome::compute_ft(&m, &tok, &[request()], &hp).unwrap();
+        assert!(m.weight(WeightId::MlpOut(Layer(1))).unwrap().equal(&w));
+        let dense = edit.delta.to_dense(&w.size()).unwrap();
+        let max = dense.abs().max().double_value(&[]);
+        assert!(max <= 0.05 + 1e-7, "{arch:?}: |ΔW|∞ = {max}");
+        assert!(max > 0.0, "{arch:?}: nothing changed");
+        assert!(
+            edit.losses.last().unwrap() < &edit.losses[0],
+            "{arch:?}: {:?}",
+            edit.losses
+        );
+        // The loss FT-L reports is what the edited model computes.
+        let mut m = m;
+        let undo = m.apply(&edit.delta).unwrap();
+        let after = target_logp(&m, &tok, &request().filled(), "Rome");
+        assert!(after > before, "{arch:?}: log p(Rome) {before} → {after}");
+        m.undo(&undo).unwrap();
+        assert!(m.weight(WeightId::MlpOut(Layer(1))).unwrap().equal(&w));
+    }
+}
+
+#[test]
+fn editors_write_requests_and_undo_bit_exactly() {
+    use gpt_core::{apply_edits, undo_all, Editor};
+    let tok = tokenizer();
+    let mut m = model(Architecture::Llama, &tok, 4);
+    let layer = 1;
+    let c = compute_key_stats(
+        &m,
+        &tok,
+        &corpus(),
+        &StatsOptions::new(layer),
+        None,
+        &mut |_| true,
+    )
+    .unwrap()
+    .c()
+    .unwrap();
+    let snapshot: Vec<Tensor> = (0..m.config().n_layers)
+        .map(|l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
+        .collect();
+    let requests = vec![
+        request(),
+        RewriteRequest::new("{} plays the sport of", "Tiger Woods", "tennis").unwrap(),
+    ];
+    let mut editors: Vec<Box<dyn Editor>> = vec![
+        Box::new(rome::RomeEditor::new(
+            hparams(layer, RomeVariant::Original),
+            Some(c.shallow_clone()),
+        )),
+        Box::new(rome::RomeEditor::new(
+            hparams(layer, RomeVariant::RRome),
+            Some(c.shallow_clone()),
+        )),
+        Box::new(rome::FtEditor {
+            hparams: rome::FtHparams::constrained(layer),
+        }),
+    ];
+    for editor in &mut editors {
+        let undos = apply_edits(editor.as_mut(), &mut m, &tok, &requests).unwrap();
+        // One-at-a-time methods apply one change per request; FT-L one for all.
+        let expected = if editor.joint() { 1 } else { 2 };
+        assert_eq!(undos.len(), expected, "{}", editor.method());
+        assert!(!m
+            .weight(WeightId::MlpOut(Layer(layer)))
+            .unwrap()
+            .equal(&snapshot[layer]));
+        undo_all(&mut m, &undos).unwrap();
+        for (l, w) in snapshot.iter().enumerate() {
+            assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
+        }
+    }
+    assert_eq!(editors[1].method(), "r-rome");
+    // A failing request leaves the model as it was, even after an earlier one was applied.
+    let bad = vec![
+        request(),
+        RewriteRequest {
+            prompt: "no subject here".into(),
+            subject: "X".into(),
+            target: "Y".into(),
+        },
+    ];
+    let err = apply_edits(editors[0].as_mut(), &mut m, &tok, &bad).unwrap_err();
+    assert!(err.to_string().contains("no `{}`"), "{err}");
+    for (l, w) in snapshot.iter().enumerate() {
+        assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
+    }
+}

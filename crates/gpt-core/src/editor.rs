@@ -1,0 +1,156 @@
+//! The editing interface shared by editing methods and their evaluators: a fact to write
+//! ([`RewriteRequest`]) and a method that turns requests into weight changes ([`Editor`]).
+//!
+//! It lives here, beside [`EditableModel`], so that an evaluator (CounterFact) and the
+//! methods (ROME, MEMIT, fine-tuning) both see it without depending on each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::edit::{EditUndo, WeightDelta};
+use crate::error::{Error, Result};
+use crate::model::{EditableModel, ResumableModel};
+use crate::tokenizer::Tokenizer;
+
+/// One fact to write: the prompt (with `{}` where the subject goes), the subject, and the new
+/// target (without the leading space, which is added as ROME does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewriteRequest {
+    /// The prompt template, containing `{}` exactly once.
+    pub prompt: String,
+    /// The subject.
+    pub subject: String,
+    /// The new object.
+    pub target: String,
+}
+
+impl RewriteRequest {
+    /// A checked request.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for a prompt without exactly one `{}`, an empty subject or
+    /// target.
+    pub fn new(
+        prompt: impl Into<String>,
+        subject: impl Into<String>,
+        target: impl Into<String>,
+    ) -> Result<Self> {
+        let r = Self {
+            prompt: prompt.into(),
+            subject: subject.into(),
+            target: target.into(),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks the request.
+    ///
+    /// # Errors
+    /// As [`RewriteRequest::new`].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: &str| Error::InvalidRequest {
+            prompt: self.prompt.clone(),
+            reason: reason.to_string(),
+        };
+        match self.prompt.matches("{}").count() {
+            0 => return Err(bad("the prompt has no `{}` marking where the subject goes")),
+            1 => {}
+            _ => return Err(bad("the prompt has more than one `{}`")),
+        }
+        if self.subject.trim().is_empty() {
+            return Err(bad("the subject is empty"));
+        }
+        if self.target.trim().is_empty() {
+            return Err(bad("the target is empty"));
+        }
+        Ok(())
+    }
+
+    /// The prompt with the subject filled in.
+    pub fn filled(&self) -> String {
+        self.prompt.replacen("{}", &self.subject, 1)
+    }
+}
+
+/// A model an [`Editor`] can work on: editable weights and resumable passes (what ROME's fast
+/// schedule needs). Implemented for every such model, including trait objects of it.
+pub trait EditModel: EditableModel + ResumableModel {}
+
+impl<M: EditableModel + ResumableModel + ?Sized> EditModel for M {}
+
+/// An editing method: turns rewrite requests into weight changes without touching the model.
+///
+/// Methods that write one fact at a time (ROME) say so with [`Editor::joint`] = `false`;
+/// [`apply_edits`] then computes each request on the model with the earlier ones applied, as
+/// sequential editing means. Joint methods (MEMIT) write all requests in one computation.
+pub trait Editor {
+    /// The method's name as the command line spells it (`"rome"`, `"memit"`, …).
+    fn method(&self) -> &str;
+
+    /// Whether [`Editor::compute`] writes several requests jointly. When `false`, callers
+    /// pass one request at a time.
+    fn joint(&self) -> bool {
+        false
+    }
+
+    /// The weight changes that write `requests` into `model`. The model is borrowed mutably
+    /// because some methods (MEMIT) apply their layers' changes in turn while computing the
+    /// next; every method leaves it exactly as it found it, on success and on error.
+    ///
+    /// # Errors
+    /// Malformed requests, model errors, and the method's own failures as
+    /// [`Error::Edit`].
+    fn compute(
+        &mut self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+    ) -> Result<Vec<WeightDelta>>;
+}
+
+/// Writes `requests` into `model` with `editor` (jointly, or one after another for
+/// one-at-a-time methods) and returns the undo records in the order applied: undo them in
+/// reverse to restore every weight bit for bit. On an error, the edits already applied are
+/// undone before it is returned, so the model is never left half-edited.
+///
+/// # Errors
+/// As [`Editor::compute`] and [`EditableModel::apply`].
+pub fn apply_edits<M: EditModel>(
+    editor: &mut dyn Editor,
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+) -> Result<Vec<EditUndo>> {
+    let mut undos = Vec::new();
+    let result = (|| -> Result<()> {
+        let groups: Vec<&[RewriteRequest]> = if editor.joint() {
+            vec![requests]
+        } else {
+            requests.chunks(1).collect()
+        };
+        for group in groups {
+            for delta in editor.compute(&mut *model, tokenizer, group)? {
+                undos.push(model.apply(&delta)?);
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(undos),
+        Err(e) => {
+            undo_all(model, &undos)?;
+            Err(e)
+        }
+    }
+}
+
+/// Undoes `undos` (as returned by [`apply_edits`]) in reverse order.
+///
+/// # Errors
+/// As [`EditableModel::undo`].
+pub fn undo_all<M: EditableModel + ?Sized>(model: &mut M, undos: &[EditUndo]) -> Result<()> {
+    for undo in undos.iter().rev() {
+        model.undo(undo)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! FT-L (ROME paper's baseline): fine-tune one MLP output matrix on the rewrite prompts under
+//! an L∞ constraint `|W′ − W|ᵢⱼ ≤ ε`.
+//!
+//! The loss is the teacher-forced mean NLL of each target's tokens after its prompt. (The
+//! reference's `ft_main.py` scores every target token from the distribution at the prompt's
+//! last position, which is only right for one-token targets; EasyEdit corrects it the same
+//! way.) The change is found without touching the model: `ΔW` enters as `post · ΔWᵀ` added to
+//! `hook_mlp_out` of the layer, which is exactly what `W + ΔW` computes.
+
+use gpt_core::intervention::{HookAction, Intervention, StopAt};
+use gpt_core::tch::{Kind, Tensor};
+use gpt_core::{
+    target_tokens, BlocksInput, CacheHook, EditableModel, HookPoint, Layer, Padding,
+    ResumableModel, RewriteRequest, TokenBatch, Tokenizer, WeightDelta, WeightId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::adam::Adam;
+use crate::error::{Error, Result};
+
+/// FT-L's hyperparameters (ROME's `hparams/FT/*_constr.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtHparams {
+    /// The fine-tuned layer (its MLP output projection).
+    pub layer: usize,
+    /// Adam steps at most.
+    pub num_steps: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// ε of the L∞ constraint on the change of each weight.
+    pub norm_constraint: f64,
+    /// Stop once the loss is below this (the reference: 1e-2).
+    pub early_stop_loss: f64,
+}
+
+impl FtHparams {
+    /// The reference's constrained preset (25 steps, lr 5e-4, ε 5e-4) at `layer`; its GPT-2 XL
+    /// file fine-tunes layer 0.
+    pub fn constrained(layer: usize) -> Self {
+        Self {
+            layer,
+            num_steps: 25,
+            lr: 5e-4,
+            norm_constraint: 5e-4,
+            early_stop_loss: 1e-2,
+        }
+    }
+
+    /// A preset by name: `gpt2-xl` (layer 0, as the reference's sweep chose), or any ROME
+    /// preset name (`smollm2`, `gpt-j`, …) at that preset's ROME layer — for SmolLM2 no
+    /// FT-L layer sweep was run, so it fine-tunes the layer the causal traces point to.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an unknown name.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "gpt2-xl" => Ok(Self::constrained(0)),
+            other => Ok(Self::constrained(crate::RomeHparams::preset(other)?.layer)),
+        }
+    }
+
+    /// Checks the settings against a model of `n_layers` layers.
+    ///
+    /// # Errors
+    /// [`Error::Model`] (layer out of range) or [`Error::InvalidConfig`].
+    pub fn validate(&self, n_layers: usize) -> Result<()> {
+        if self.layer >= n_layers {
+            return Err(gpt_core::Error::LayerOutOfRange {
+                layer: self.layer,
+                n_layers,
+            }
+            .into());
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if self.num_steps == 0 || !positive(self.lr) || !positive(self.norm_constraint) {
+            return Err(Error::InvalidConfig(format!(
+                "FT-L needs num_steps ≥ 1 and positive lr and norm_constraint, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The result of FT-L: the dense change and the loss per step.
+#[derive(Debug)]
+pub struct FtEdit {
+    /// The change of `blocks.{L}.mlp.W_out`, `[d_model, d_mlp]`.
+    pub delta: WeightDelta,
+    /// The loss at each step.
+    pub losses: Vec<f64>,
+}
+
+/// Adds `post · ΔWᵀ` to `hook_mlp_out` of one layer: the output `W + ΔW` would give.
+struct AddLinear<'a> {
+    layer: usize,
+    delta: &'a Tensor,
+    post: Option<Tensor>,
+}
+
+impl Intervention for AddLinear<'_> {
+    fn wants(&self, point: HookPoint) -> bool {
+        point == HookPoint::mlp_post(self.layer) || point == HookPoint::mlp_out(self.layer)
+    }
+
+    fn visit(&mut self, point: HookPoint, act: &Tensor) -> gpt_core::Result<HookAction> {
+        if point == HookPoint::mlp_post(self.layer) {
+            self.post = Some(act.shallow_clone());
+            return Ok(HookAction::Continue);
+        }
+        match self.post.take() {
+            Some(post) => {
+                let change = post.f_matmul(&self.delta.f_tr()?)?;
+                Ok(HookAction::Replace(act.f_add(&change)?))
+            }
+            None => Ok(HookAction::Continue),
+        }
+    }
+}
+
+/// Fine-tunes `blocks.{hp.layer}.mlp.W_out` on all `requests` together (never changing the
+/// model): Adam on `ΔW` (starting at zero), clamped to `[−ε, ε]` elementwise after each step.
+///
+/// # Errors
+/// Malformed requests, targets that tokenise to nothing, a layer out of range, a loss that
+/// is not finite, model errors.
+pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    hp: &FtHparams,
+) -> Result<FtEdit> {
+    let config = model.config();
+    hp.validate(config.n_layers)?;
+    if requests.is_empty() {
+        return Err(Error::InvalidConfig(
+            "FT-L needs at least one request".into(),
+        ));
+    }
+    let device = model.device();
+    // Each row: prompt + target[..T−1]; row i reads target token j at (prompt_len + j − 1).
+    let (mut seqs, mut read_rows, mut read_pos, mut targets) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in requests.iter().enumerate() {
+        r.validate()?;
+        let prompt = tokenizer.encode(&r.filled())?.ids;
+        let target = target_tokens(tokenizer, &r.target)?;
+        for (j, &t) in target.iter().enumerate() {
+            read_rows.push(i as i64);
+            read_pos.push((prompt.len() + j - 1) as i64);
+            targets.push(t);
+        }
+        seqs.push([prompt, target[..target.len() - 1].to_vec()].concat());
+    }
+    // Weight of each read: 1 / (tokens of its target), so each request counts once.
+    let mut weights = Vec::with_capacity(read_rows.len());
+    for &row in &read_rows {
+        let n = read_rows.iter().filter(|&&r| r == row).count();
+        weights.push(1.0 / (n as f64 * requests.len() as f64));
+    }
+    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
+    let rows_t = Tensor::f_from_slice(&read_rows)?.f_to_device(device)?;
+    let pos_t = Tensor::f_from_slice(&read_pos)?.f_to_device(device)?;
+    let targets_t = Tensor::f_from_slice(&targets)?
+        .f_to_device(device)?
+        .f_unsqueeze(1)?;
+    let weights_t = Tensor::f_from_slice(&weights)?
+        .f_to_device(device)?
+        .f_to_kind(Kind::Float)?;
+
+    // Nothing below block L changes: its input is computed once.
+    let resid = {
+        let _guard = gpt_core::tch::no_grad_guard();
+        let point = HookPoint::resid_pre(hp.layer);
+        let mut rec = (CacheHook::new(|p| p == point), StopAt(point));
+        let _ = model.forward_hooked(&batch, &mut rec)?;
+        rec.0.into_cache().try_get(point)?.shallow_clone()
+    };
+
+    let w = model.weight(WeightId::MlpOut(Layer(hp.layer)))?;
+    let mut delta = w.f_zeros_like()?.set_requires_grad(true);
+    let mut adam = Adam::new(&delta, hp.lr)?;
+    let mut losses = Vec::new();
+    for step in 0..hp.num_steps {
+        let mut hook = AddLinear {
+            layer: hp.layer,
+            delta: &delta,
+            post: None,
+        };
+        let out = model
+            .forward_blocks(
+                BlocksInput {
+                    layers: hp.layer..config.n_layers,
+                    resid: resid.shallow_clone(),
+                    positions: batch.positions.shallow_clone(),
+                    past: None,
+                    attention_mask: Some(batch.attention_mask.shallow_clone()),
+                    last_position_only: false,
+                },
+                &mut hook,
+            )?
+            .resid()?;
+        let picked = out.f_index(&[Some(&rows_t), Some(&pos_t)])?;
+        let logp = model.unembed(&picked)?.f_log_softmax(-1, Kind::Float)?;
+        let nll = logp
+            .f_gather(1, &targets_t, false)?
+            .f_squeeze_dim(1)?
+            .f_neg()?;
+        let loss = nll.f_mul(&weights_t)?.f_sum(Kind::Float)?;
+        let value = loss.f_double_value(&[])?;
+        losses.push(value);
+        if !value.is_finite() {
+            return Err(gpt_core::Error::NonFinite {
+                what: format!("the FT-L loss at step {step}"),
+                count: 1,
+            }
+            .into());
+        }
+        if value < hp.early_stop_loss {
+            break;
+        }
+        let grads = Tensor::f_run_backward(&[&loss], &[&delta], false, false)?;
+        let grad = grads
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidConfig("no gradient reached ΔW".into()))?;
+        adam.step(&mut delta, &grad)?;
+        gpt_core::tch::no_grad(|| -> Result<()> {
+            let eps = hp.norm_constraint;
+            let _ = delta.f_clamp_(-eps, eps)?;
+            Ok(())
+        })?;
+    }
+    Ok(FtEdit {
+        delta: WeightDelta::Dense {
+            target: WeightId::MlpOut(Layer(hp.layer)),
+            delta: delta.f_detach()?,
+        },
+        losses,
+    })
+}
