@@ -6,12 +6,15 @@
 //!
 //! - [`gpt_core`]: models (GPT-2, Llama family), hook points, interventions, weight edits.
 //! - [`causal_trace`]: causal tracing, activation patching, dataset averages.
-//! - [`rome`]: editing facts in the weights (ROME, r-ROME; update math, key statistics).
+//! - [`rome`]: editing facts in the weights (ROME, r-ROME, MEMIT, FT-L; update math, key
+//!   statistics).
+//! - [`counterfact`]: the CounterFact evaluation of edits (metrics, resumable runner, reports).
 //! - [`common`]: atomic writes and confidence intervals shared by every crate.
 //! - [`gguf`]: the GGUF reader used to load quantised checkpoints.
 //! - [`viz`] (feature `viz`): heatmaps, line and bar plots.
 
 pub use causal_trace;
+pub use counterfact;
 pub use factscope_common as common;
 pub use gguf;
 pub use gpt_core;

@@ -123,7 +123,7 @@ pub fn key_stats_for(
 }
 
 /// [`key_stats_for`], sampling the corpus at most once into `corpus` across calls.
-fn key_stats_with(
+pub(super) fn key_stats_with(
     loaded: &gpt_core::LoadedModel,
     layer: usize,
     path: Option<&std::path::Path>,

@@ -1,8 +1,10 @@
 //! Argument parsing and dispatch of the `factscope` subcommands.
 
 mod common;
+mod compare;
 mod demo;
 mod edit;
+mod evaluate;
 mod generate;
 mod predict;
 mod stats;
@@ -34,6 +36,11 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Write a fact into the weights (ROME, r-ROME) and show the model before and after.
     Edit(edit::EditArgs),
+    /// Evaluate an editing method on CounterFact cases (ES, PS, NS, S, GE with intervals);
+    /// resumable, shardable.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Put several `evaluate` runs side by side (table, bars, HTML).
+    Compare(compare::CompareArgs),
     /// Causal traces of every known fact of a known-facts file, averaged per token category
     /// (ROME §1.5), with figures; resumable.
     TraceDataset(trace_dataset::TraceDatasetArgs),
@@ -49,5 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TraceDataset(args) => trace_dataset::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Edit(args) => edit::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }

@@ -72,6 +72,35 @@ pub fn generate_batch(
     prompts: &[Vec<i64>],
     options: &GenerateOptions,
 ) -> Result<Vec<Vec<i64>>> {
+    let seed = match options.sampling {
+        Sampling::TopK { seed, .. } => seed,
+        Sampling::Greedy => 0,
+    };
+    let seeds: Vec<u64> = (0..prompts.len())
+        .map(|i| seed.wrapping_add(i as u64))
+        .collect();
+    generate_seeded(model, prompts, options, &seeds)
+}
+
+/// [`generate_batch`] with row `i` sampling from a generator seeded with `seeds[i]` (the
+/// seed in `options.sampling` is not used), so that rows of different requests can share a
+/// batch and still get the texts they would get alone.
+///
+/// # Errors
+/// As [`generate_batch`]; [`Error::InvalidInput`] if `seeds` and `prompts` differ in length.
+pub fn generate_seeded(
+    model: &dyn HookableModel,
+    prompts: &[Vec<i64>],
+    options: &GenerateOptions,
+    seeds: &[u64],
+) -> Result<Vec<Vec<i64>>> {
+    if seeds.len() != prompts.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} seeds for {} prompts",
+            seeds.len(),
+            prompts.len()
+        )));
+    }
     let b = prompts.len();
     if b == 0 {
         return Ok(Vec::new());
@@ -92,14 +121,9 @@ pub fn generate_batch(
         });
     }
     let device = model.device();
-    let mut rngs: Vec<ChaCha8Rng> = (0..b)
-        .map(|i| {
-            let seed = match options.sampling {
-                Sampling::TopK { seed, .. } => seed,
-                Sampling::Greedy => 0,
-            };
-            ChaCha8Rng::seed_from_u64(seed.wrapping_add(i as u64))
-        })
+    let mut rngs: Vec<ChaCha8Rng> = seeds
+        .iter()
+        .map(|&s| ChaCha8Rng::seed_from_u64(s))
         .collect();
     let _guard = tch::no_grad_guard();
     let mut batch = TokenBatch::pad(prompts, crate::input::Padding::Left, 0, device)?;
@@ -122,14 +146,15 @@ pub fn generate_batch(
             .f_to_kind(Kind::Float)?; // [b, vocab]
                                       // NaN / Inf logits (broken weights, f16 overflow) would still "choose" tokens.
         crate::error::check_finite(&logits, &format!("the logits at generation step {step}"))?;
-        let mut next = Vec::with_capacity(b);
-        for (i, rng) in rngs.iter_mut().enumerate() {
-            let row = logits.f_select(0, i as i64)?;
-            let id = match options.sampling {
-                Sampling::TopK { k, temperature, .. } => sample_top_k(&row, k, temperature, rng)?,
-                Sampling::Greedy => row.f_argmax(0, false)?.f_int64_value(&[])?,
-            };
-            next.push(id);
+        let next = match options.sampling {
+            Sampling::TopK { k, temperature, .. } => {
+                sample_top_k(&logits, k, temperature, &mut rngs)?
+            }
+            Sampling::Greedy => {
+                Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(tch::Device::Cpu)?)?
+            }
+        };
+        for (i, &id) in next.iter().enumerate() {
             if !done[i] {
                 outs[i].push(id);
                 done[i] = options.stop_token == Some(id);
@@ -157,25 +182,46 @@ pub fn generate_batch(
     Ok(outs)
 }
 
-fn sample_top_k(logits: &Tensor, k: usize, temperature: f64, rng: &mut ChaCha8Rng) -> Result<i64> {
-    let vocab = logits.size().first().copied().unwrap_or(0);
+/// One token per row of `logits: [b, vocab]`: the top `k` of `logits / temperature`,
+/// softmaxed, sampled with row `i`'s generator (one top-k over the whole batch).
+fn sample_top_k(
+    logits: &Tensor,
+    k: usize,
+    temperature: f64,
+    rngs: &mut [ChaCha8Rng],
+) -> Result<Vec<i64>> {
+    let vocab = logits.size().last().copied().unwrap_or(0);
     let k = (k as i64).min(vocab);
-    let (values, indices) = logits.f_div_scalar(temperature)?.f_topk(k, 0, true, true)?;
-    let probs = values
-        .f_softmax(0, Kind::Double)?
-        .f_to_device(tch::Device::Cpu)?;
-    let probs: Vec<f64> = Vec::<f64>::try_from(&probs)?;
-    let indices: Vec<i64> = Vec::<i64>::try_from(&indices.f_to_device(tch::Device::Cpu)?)?;
-    let u: f64 = rng.gen();
-    let mut acc = 0.0;
-    for (p, id) in probs.iter().zip(&indices) {
-        acc += p;
-        if u < acc {
-            return Ok(*id);
-        }
+    if k <= 0 {
+        return Err(Error::InvalidInput("empty vocabulary".into()));
     }
-    indices
-        .last()
-        .copied()
-        .ok_or_else(|| Error::InvalidInput("empty vocabulary".into()))
+    let (values, indices) = logits
+        .f_div_scalar(temperature)?
+        .f_topk(k, -1, true, true)?;
+    let probs: Vec<f64> = Vec::<f64>::try_from(
+        values
+            .f_softmax(-1, Kind::Double)?
+            .f_to_device(tch::Device::Cpu)?
+            .f_flatten(0, -1)?,
+    )?;
+    let indices: Vec<i64> =
+        Vec::<i64>::try_from(indices.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?;
+    let k = k as usize;
+    rngs.iter_mut()
+        .enumerate()
+        .map(|(i, rng)| {
+            let (p, ids) = (&probs[i * k..(i + 1) * k], &indices[i * k..(i + 1) * k]);
+            let u: f64 = rng.gen();
+            let mut acc = 0.0;
+            for (p, id) in p.iter().zip(ids) {
+                acc += p;
+                if u < acc {
+                    return Ok(*id);
+                }
+            }
+            ids.last()
+                .copied()
+                .ok_or_else(|| Error::InvalidInput("empty vocabulary".into()))
+        })
+        .collect()
 }

@@ -61,7 +61,7 @@ pub use config::{Architecture, ModelConfig};
 pub use edit::{EditUndo, WeightDelta, WeightId};
 pub use editor::{apply_edits, undo_all, EditModel, Editor, RewriteRequest};
 pub use error::{check_finite, Error, Result};
-pub use generate::{generate, generate_batch, GenerateOptions, Sampling};
+pub use generate::{generate, generate_batch, generate_seeded, GenerateOptions, Sampling};
 pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks, SiteWrite, Sites, WriteOp};

@@ -1,0 +1,319 @@
+//! Edit cases from the three record schemas: the original CounterFact records
+//! (`requested_rewrite`, …), the compact one-paraphrase schema EasyEdit uses (`prompt`,
+//! `target_new`, `ground_truth`, `rephrase_prompt`, `locality_prompt`, …), and known-facts
+//! records (`known_id`, `template`, `attribute`) for runs without an edit.
+
+use std::path::{Path, PathBuf};
+
+use gpt_core::RewriteRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A prompt whose continuation is scored for two targets (`true_target` is the one the
+/// unedited world holds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// The text before the target.
+    pub prompt: String,
+    /// The object that is true for this prompt's subject before any edit.
+    pub true_target: String,
+}
+
+/// One edit case: the fact to write and the prompts that test it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditCase {
+    /// The case's id in its dataset.
+    pub case_id: u64,
+    /// The relation (e.g. `P103`) when the data gives it.
+    pub relation_id: Option<String>,
+    /// The rewrite: prompt with `{}`, subject, the new target. For known-facts records
+    /// (no edit), `target` is empty.
+    pub request: RewriteRequest,
+    /// The true object (`target_true` / `ground_truth` / `attribute`).
+    pub target_true: String,
+    /// Paraphrases of the rewrite prompt (subject filled in).
+    pub paraphrase_prompts: Vec<String>,
+    /// Prompts about other subjects, with their true objects.
+    pub neighborhood: Vec<Probe>,
+    /// Prompts to generate from for the fluency test.
+    pub generation_prompts: Vec<String>,
+}
+
+impl EditCase {
+    /// Whether the case asks for an edit (known-facts records do not).
+    pub fn has_edit(&self) -> bool {
+        !self.request.target.trim().is_empty()
+    }
+}
+
+/// The cases of a file and the records skipped as malformed.
+#[derive(Debug, Default)]
+pub struct LoadedCases {
+    /// The good cases, in file order.
+    pub cases: Vec<EditCase>,
+    /// Malformed records that were skipped (with `skip_bad`), as errors naming them.
+    pub skipped: Vec<Error>,
+}
+
+/// Reads a JSON list of records in any of the three schemas (detected per record).
+/// With `skip_bad`, malformed records are collected in [`LoadedCases::skipped`] instead of
+/// stopping the load.
+///
+/// # Errors
+/// [`Error::Dataset`] for an unreadable file, one that is not a JSON list, or an empty list;
+/// [`Error::Record`] for the first malformed record (without `skip_bad`).
+pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Dataset {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Dataset {
+        path: path.to_path_buf(),
+        reason: format!("not JSON: {e}"),
+    })?;
+    let Value::Array(records) = value else {
+        return Err(Error::Dataset {
+            path: path.to_path_buf(),
+            reason: "expected a JSON list of records".into(),
+        });
+    };
+    if records.is_empty() {
+        return Err(Error::Dataset {
+            path: path.to_path_buf(),
+            reason: "the list of cases is empty".into(),
+        });
+    }
+    let mut loaded = LoadedCases::default();
+    for (index, record) in records.iter().enumerate() {
+        match parse_record(path, index, record) {
+            Ok(case) => loaded.cases.push(case),
+            Err(e) if skip_bad => loaded.skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if loaded.cases.is_empty() {
+        return Err(Error::Dataset {
+            path: path.to_path_buf(),
+            reason: format!("none of its {} records is usable", records.len()),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Field access that names the record and field on failure.
+struct Fields<'a> {
+    path: &'a Path,
+    index: usize,
+    record: &'a Value,
+}
+
+impl Fields<'_> {
+    fn error(&self, field: &str, reason: impl Into<String>) -> Error {
+        Error::Record {
+            path: PathBuf::from(self.path),
+            index: self.index,
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn get<'v>(&self, from: &'v Value, field: &str) -> Result<&'v Value> {
+        from.get(field).ok_or_else(|| self.error(field, "missing"))
+    }
+
+    fn text_in(&self, from: &Value, field: &str) -> Result<String> {
+        match self.get(from, field)? {
+            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+            Value::String(_) => Err(self.error(field, "empty")),
+            other => Err(self.error(field, format!("expected a string, got {other}"))),
+        }
+    }
+
+    fn text(&self, field: &str) -> Result<String> {
+        self.text_in(self.record, field)
+    }
+
+    fn texts(&self, field: &str) -> Result<Vec<String>> {
+        match self.record.get(field) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                    _ => Err(self.error(&format!("{field}[{i}]"), "expected a non-empty string")),
+                })
+                .collect(),
+            Some(other) => {
+                Err(self.error(field, format!("expected a list of strings, got {other}")))
+            }
+        }
+    }
+
+    fn id(&self, field: &str) -> Result<u64> {
+        self.get(self.record, field)?
+            .as_u64()
+            .ok_or_else(|| self.error(field, "expected a non-negative integer"))
+    }
+
+    fn optional_text(&self, field: &str) -> Option<String> {
+        self.record
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
+fn parse_record(path: &Path, index: usize, record: &Value) -> Result<EditCase> {
+    let f = Fields {
+        path,
+        index,
+        record,
+    };
+    if !record.is_object() {
+        return Err(f.error("(record)", "expected a JSON object"));
+    }
+    if let Some(rw) = record.get("requested_rewrite") {
+        original(&f, rw)
+    } else if record.get("target_new").is_some() {
+        compact(&f)
+    } else if record.get("known_id").is_some() {
+        known(&f)
+    } else {
+        Err(f.error(
+            "(record)",
+            "not a CounterFact record (no `requested_rewrite`), a compact one (no `target_new`) or a known fact (no `known_id`)",
+        ))
+    }
+}
+
+/// Checks the request, naming `field` when it is malformed.
+fn checked(f: &Fields<'_>, field: &str, request: RewriteRequest) -> Result<RewriteRequest> {
+    request
+        .validate()
+        .map_err(|e| f.error(field, e.to_string()))?;
+    Ok(request)
+}
+
+fn original(f: &Fields<'_>, rw: &Value) -> Result<EditCase> {
+    let target = |key: &str| -> Result<String> {
+        let t = f.get(rw, key)?;
+        f.text_in(t, "str")
+            .map_err(|_| f.error(&format!("requested_rewrite.{key}.str"), "missing or empty"))
+    };
+    let prompt = f
+        .text_in(rw, "prompt")
+        .map_err(|e| f.error("requested_rewrite.prompt", e.to_string()))?;
+    let subject = f
+        .text_in(rw, "subject")
+        .map_err(|e| f.error("requested_rewrite.subject", e.to_string()))?;
+    let request = checked(
+        f,
+        "requested_rewrite.prompt",
+        RewriteRequest {
+            prompt,
+            subject,
+            target: target("target_new")?,
+        },
+    )?;
+    let target_true = target("target_true")?;
+    let neighborhood = f
+        .texts("neighborhood_prompts")?
+        .into_iter()
+        .map(|prompt| Probe {
+            prompt,
+            true_target: target_true.clone(),
+        })
+        .collect();
+    Ok(EditCase {
+        case_id: f.id("case_id")?,
+        relation_id: rw
+            .get("relation_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        request,
+        target_true,
+        paraphrase_prompts: f.texts("paraphrase_prompts")?,
+        neighborhood,
+        generation_prompts: f.texts("generation_prompts")?,
+    })
+}
+
+fn compact(f: &Fields<'_>) -> Result<EditCase> {
+    let filled = f.text("prompt")?;
+    let subject = f.text("subject")?;
+    if !filled.contains(&subject) {
+        return Err(f.error(
+            "prompt",
+            format!("does not contain the subject {subject:?}"),
+        ));
+    }
+    let request = checked(
+        f,
+        "prompt",
+        RewriteRequest {
+            prompt: filled.replacen(&subject, "{}", 1),
+            subject,
+            target: f.text("target_new")?,
+        },
+    )?;
+    let rephrase = f.text("rephrase_prompt")?;
+    let neighborhood = vec![Probe {
+        prompt: f.text("locality_prompt")?,
+        true_target: f.text("locality_ground_truth")?,
+    }];
+    Ok(EditCase {
+        case_id: f.id("case_id")?,
+        relation_id: f.optional_text("relation_id"),
+        request,
+        target_true: f.text("ground_truth")?,
+        paraphrase_prompts: vec![rephrase.clone()],
+        neighborhood,
+        // The compact schema has no generation prompts: the prompt and its paraphrase.
+        generation_prompts: vec![filled, rephrase],
+    })
+}
+
+fn known(f: &Fields<'_>) -> Result<EditCase> {
+    let subject = f.text("subject")?;
+    let template = f.text("template")?;
+    let prompt = match f.optional_text("prompt") {
+        Some(p) if p.starts_with(&template.replacen("{}", &subject, 1)) => {
+            p.replacen(&subject, "{}", 1)
+        }
+        _ => template,
+    };
+    let request = RewriteRequest {
+        prompt,
+        subject,
+        target: String::new(),
+    };
+    if request.prompt.matches("{}").count() != 1 {
+        return Err(f.error("template", "needs exactly one `{}`"));
+    }
+    Ok(EditCase {
+        case_id: f.id("known_id")?,
+        relation_id: f.optional_text("relation_id"),
+        generation_prompts: vec![request.filled()],
+        request,
+        target_true: f.text("attribute")?,
+        paraphrase_prompts: Vec::new(),
+        neighborhood: Vec::new(),
+    })
+}
+
+/// Every `n`-th case starting at `k` (0-based): shard `k` of `n`, so that `n` machines
+/// each run one shard of one dataset into one folder.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] unless `n ≥ 1` and `k < n`.
+pub fn shard<T: Clone>(items: &[T], k: usize, n: usize) -> Result<Vec<T>> {
+    if n == 0 || k >= n {
+        return Err(Error::InvalidConfig(format!(
+            "shard {k}/{n}: need 0 ≤ K < N (shards are numbered from 0)"
+        )));
+    }
+    Ok(items.iter().skip(k).step_by(n).cloned().collect())
+}

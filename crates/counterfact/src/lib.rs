@@ -1,0 +1,36 @@
+//! # counterfact
+//!
+//! Whether an edit worked: CounterFact's evaluation (Meng et al. 2022, §4 of the reference)
+//! for any [`gpt_core::Editor`] on any [`gpt_core::EditModel`].
+//!
+//! - [`dataset`]: cases from the original CounterFact records, the compact schema of
+//!   EasyEdit's `counterfact` files, and known-facts records; bad records named by index
+//!   and field, optionally skipped with a count; [`dataset::shard`] for job arrays.
+//! - [`probability`]: teacher-forced mean per-token NLL of many (prompt, target) pairs in
+//!   length-sorted batches, with a one-pass-per-pair oracle.
+//! - [`metrics`]: per case ES / EM, PS / PM, NS / NM (and K for known facts);
+//!   [`fluency`]: GE, the weighted bi/tri-gram entropy of seeded generations.
+//! - [`runner`]: edit, score, restore bit-exactly, one record per case appended and synced
+//!   ([`record`]), resumable and sharded.
+//! - [`summary`]: means with seeded bootstrap intervals, S, per-relation tables, Markdown;
+//!   [`report`]: a self-contained HTML page.
+
+#![warn(missing_docs)]
+
+pub mod dataset;
+mod error;
+pub mod fluency;
+pub mod metrics;
+pub mod probability;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod summary;
+
+pub use dataset::{load_cases, EditCase, LoadedCases, Probe};
+pub use error::{Error, Result};
+pub use metrics::{score_cases, CaseMetrics, CaseNll, PairNll};
+pub use probability::{score_items, score_items_naive, BatchLimits, ItemScore, ScoreItem};
+pub use record::{read_run, CaseRecord, RunDir, RunSettings};
+pub use runner::{run_cases, Progress, RunOptions, RunOutcome};
+pub use summary::{markdown_table, summarise, summarise_run, Bootstrap, Interval, Summary};

@@ -1,0 +1,110 @@
+//! A self-contained HTML report of one or more runs: the summary table, figures given as
+//! SVG (bars with intervals, causal traces), and the worst cases. No scripts, no network.
+
+use crate::record::CaseRecord;
+use crate::summary::{cell, Summary, METRICS};
+
+/// Escapes text for HTML.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A figure to embed: a title and an SVG document.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    /// The caption.
+    pub title: String,
+    /// The SVG markup (embedded inline).
+    pub svg: String,
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| format!("{:.1}", 100.0 * v))
+}
+
+/// The report page: `summaries` in a table (the first's unedited scores as a row), the
+/// figures, and the `worst` cases of `records` by efficacy magnitude after the edit.
+pub fn report_html(
+    title: &str,
+    summaries: &[&Summary],
+    figures: &[Figure],
+    records: &[CaseRecord],
+    worst: usize,
+) -> String {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str(&format!("<title>{}</title>", escape(title)));
+    h.push_str(
+        "<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px}\
+figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
+    );
+    h.push_str(&format!("<h1>{}</h1>", escape(title)));
+    h.push_str("<h2>Summary</h2><table><tr><th>run</th><th>n</th>");
+    for m in METRICS {
+        h.push_str(&format!("<th>{m}</th>"));
+    }
+    h.push_str("<th>s/case</th></tr>");
+    let row =
+        |h: &mut String, name: &str, n: usize, t: &crate::summary::MetricTable, s: Option<f64>| {
+            h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
+            for m in METRICS {
+                h.push_str(&format!("<td>{}</td>", escape(&cell(t, m))));
+            }
+            h.push_str(&format!(
+                "<td>{}</td></tr>",
+                s.map_or("–".into(), |s| format!("{s:.2}"))
+            ));
+        };
+    if let Some(first) = summaries.first() {
+        row(&mut h, "unedited", first.n, &first.pre, None);
+    }
+    for s in summaries {
+        row(
+            &mut h,
+            &format!("{} ({})", s.method, s.model),
+            s.n,
+            &s.metrics,
+            Some(s.seconds_per_case),
+        );
+    }
+    h.push_str("</table><p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
+    for f in figures {
+        h.push_str(&format!(
+            "<figure><figcaption>{}</figcaption>{}</figure>",
+            escape(&f.title),
+            f.svg
+        ));
+    }
+    let mut edited: Vec<&CaseRecord> = records.iter().filter(|r| r.post.is_some()).collect();
+    if !edited.is_empty() && worst > 0 {
+        let em = |r: &CaseRecord| r.post.as_ref().and_then(|m| m.em).unwrap_or(f64::INFINITY);
+        edited.sort_by(|a, b| em(a).total_cmp(&em(b)));
+        h.push_str(&format!(
+            "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
+            worst.min(edited.len())
+        ));
+        h.push_str("<table><tr><th>case</th><th>prompt</th><th>new</th><th>true</th><th>EM pre</th><th>EM post</th><th>PS post</th><th>NS post</th></tr>");
+        for r in edited.iter().take(worst) {
+            let post = r.post.as_ref();
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                r.case_id,
+                escape(&r.request.filled()),
+                escape(&r.request.target),
+                escape(&r.target_true),
+                pct(r.pre.em),
+                pct(post.and_then(|m| m.em)),
+                pct(post.and_then(|m| m.ps)),
+                pct(post.and_then(|m| m.ns)),
+            ));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
+    h
+}

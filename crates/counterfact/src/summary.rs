@@ -1,0 +1,273 @@
+//! Aggregates over cases (reference §4.4): means with seeded 95% bootstrap intervals, the
+//! score S = harmonic mean of ES, PS and NS, per relation where the data gives one, and a
+//! Markdown table.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::CaseMetrics;
+use crate::record::{CaseRecord, RunSettings};
+
+/// A mean with its 95% bootstrap interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The mean over cases.
+    pub mean: f64,
+    /// 2.5th percentile of the bootstrap means.
+    pub lo: f64,
+    /// 97.5th percentile.
+    pub hi: f64,
+}
+
+/// Metric name → interval, in a stable order.
+pub type MetricTable = BTreeMap<String, Interval>;
+
+/// The public summary of a run (`summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Cases summarised.
+    pub n: usize,
+    /// The method.
+    pub method: String,
+    /// The model.
+    pub model: String,
+    /// After the edit (for `none`: the unedited model).
+    pub metrics: MetricTable,
+    /// The unedited model on the same cases.
+    pub pre: MetricTable,
+    /// Wall seconds per case (edit, scoring and generation).
+    pub seconds_per_case: f64,
+    /// Seconds per edit alone (`None` for `none`).
+    pub edit_seconds_per_case: Option<f64>,
+    /// Metrics that cannot be computed here, with the reason (e.g. RS).
+    pub unavailable: BTreeMap<String, String>,
+    /// The same metrics per relation id (when records carry one).
+    pub per_relation: BTreeMap<String, MetricTable>,
+    /// Bootstrap resamples and seed behind the intervals.
+    pub bootstrap: Bootstrap,
+}
+
+/// How intervals were drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// Resamples.
+    pub resamples: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for Bootstrap {
+    fn default() -> Self {
+        Self {
+            resamples: 1000,
+            seed: 1,
+        }
+    }
+}
+
+type Getter = fn(&CaseMetrics) -> Option<f64>;
+
+/// The summarised metrics in table order.
+pub const METRICS: [&str; 8] = ["ES", "PS", "NS", "S", "EM", "PM", "NM", "GE"];
+
+fn getters() -> [(&'static str, Getter); 8] {
+    [
+        ("ES", |m| m.es),
+        ("PS", |m| m.ps),
+        ("NS", |m| m.ns),
+        ("EM", |m| m.em),
+        ("PM", |m| m.pm),
+        ("NM", |m| m.nm),
+        ("GE", |m| m.ge),
+        ("K", |m| m.known),
+    ]
+}
+
+fn harmonic(xs: &[f64]) -> f64 {
+    if xs.iter().any(|&x| x <= 0.0) {
+        return 0.0;
+    }
+    xs.len() as f64 / xs.iter().map(|x| 1.0 / x).sum::<f64>()
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos.fract());
+    let next = sorted[(i + 1).min(sorted.len() - 1)];
+    sorted[i] + frac * (next - sorted[i])
+}
+
+/// Means and bootstrap intervals of every metric present in `cases` (plus S when ES, PS and
+/// NS all are): resampling cases with replacement `boot.resamples` times.
+pub fn summarise(cases: &[&CaseMetrics], boot: Bootstrap) -> MetricTable {
+    let mut table = MetricTable::new();
+    let n = cases.len();
+    if n == 0 {
+        return table;
+    }
+    // Per metric: the cases that have it, as values.
+    let columns: Vec<(&str, Vec<Option<f64>>)> = getters()
+        .iter()
+        .map(|(name, get)| (*name, cases.iter().map(|c| get(c)).collect()))
+        .filter(|(_, v): &(&str, Vec<Option<f64>>)| v.iter().any(Option::is_some))
+        .collect();
+    let mean_of = |col: &[Option<f64>], idx: &mut dyn Iterator<Item = usize>| -> f64 {
+        let (s, k) = idx.fold((0.0, 0usize), |(s, k), i| match col[i] {
+            Some(x) => (s + x, k + 1),
+            None => (s, k),
+        });
+        if k == 0 {
+            f64::NAN
+        } else {
+            s / k as f64
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(boot.seed);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(boot.resamples); columns.len()];
+    for _ in 0..boot.resamples {
+        let idx: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
+        for (k, (_, col)) in columns.iter().enumerate() {
+            samples[k].push(mean_of(col, &mut idx.iter().copied()));
+        }
+    }
+    let mut s_samples: Option<Vec<f64>> = None;
+    let find = |name: &str| columns.iter().position(|(c, _)| *c == name);
+    if let (Some(e), Some(p), Some(ns)) = (find("ES"), find("PS"), find("NS")) {
+        s_samples = Some(
+            (0..boot.resamples)
+                .map(|r| harmonic(&[samples[e][r], samples[p][r], samples[ns][r]]))
+                .collect(),
+        );
+    }
+    let mut means = BTreeMap::new();
+    for (k, (name, col)) in columns.iter().enumerate() {
+        let mean = mean_of(col, &mut (0..n));
+        means.insert(*name, mean);
+        let mut sorted: Vec<f64> = samples[k]
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        table.insert(
+            name.to_string(),
+            Interval {
+                mean,
+                lo: percentile(&sorted, 0.025),
+                hi: percentile(&sorted, 0.975),
+            },
+        );
+    }
+    if let (Some(mut s), Some(e), Some(p), Some(ns)) =
+        (s_samples, means.get("ES"), means.get("PS"), means.get("NS"))
+    {
+        s.sort_by(f64::total_cmp);
+        table.insert(
+            "S".into(),
+            Interval {
+                mean: harmonic(&[*e, *p, *ns]),
+                lo: percentile(&s, 0.025),
+                hi: percentile(&s, 0.975),
+            },
+        );
+    }
+    table
+}
+
+/// The summary of a run's records.
+pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Bootstrap) -> Summary {
+    let post: Vec<&CaseMetrics> = records
+        .iter()
+        .map(|r| r.post.as_ref().unwrap_or(&r.pre))
+        .collect();
+    let pre: Vec<&CaseMetrics> = records.iter().map(|r| &r.pre).collect();
+    let mut relations: BTreeMap<String, Vec<&CaseMetrics>> = BTreeMap::new();
+    for r in records {
+        if let Some(rel) = &r.relation_id {
+            relations
+                .entry(rel.clone())
+                .or_default()
+                .push(r.post.as_ref().unwrap_or(&r.pre));
+        }
+    }
+    let n = records.len().max(1) as f64;
+    let edit: Vec<f64> = records.iter().filter_map(|r| r.edit_seconds).collect();
+    let mut unavailable = BTreeMap::new();
+    unavailable.insert(
+        "RS".to_string(),
+        "reference score needs the Wikipedia snippets of the target (attribute_snippets.json), which are not available here"
+            .to_string(),
+    );
+    Summary {
+        n: records.len(),
+        method: settings.method.clone(),
+        model: settings.model.clone(),
+        metrics: summarise(&post, boot),
+        pre: summarise(&pre, boot),
+        seconds_per_case: records.iter().map(|r| r.case_seconds).sum::<f64>() / n,
+        edit_seconds_per_case: (!edit.is_empty())
+            .then(|| edit.iter().sum::<f64>() / edit.len() as f64),
+        unavailable,
+        per_relation: relations
+            .into_iter()
+            .map(|(k, v)| (k, summarise(&v, boot)))
+            .collect(),
+        bootstrap: boot,
+    }
+}
+
+/// `mean [lo, hi]` of a metric, rates in percent (as the paper's tables), GE as is.
+pub fn cell(table: &MetricTable, name: &str) -> String {
+    match table.get(name) {
+        Some(i) if name == "GE" => format!("{:.1} [{:.1}, {:.1}]", i.mean, i.lo, i.hi),
+        Some(i) => format!(
+            "{:.1} [{:.1}, {:.1}]",
+            100.0 * i.mean,
+            100.0 * i.lo,
+            100.0 * i.hi
+        ),
+        None => "–".into(),
+    }
+}
+
+/// A Markdown table of several summaries (one row per run, and the unedited model first
+/// when `with_pre`).
+pub fn markdown_table(summaries: &[&Summary], with_pre: bool) -> String {
+    let mut out = String::from("| run | n |");
+    for m in METRICS {
+        out.push_str(&format!(" {m} |"));
+    }
+    out.push_str(" s/case |\n|---|---|");
+    for _ in METRICS {
+        out.push_str("---|");
+    }
+    out.push_str("---|\n");
+    let mut row = |name: &str, n: usize, table: &MetricTable, secs: Option<f64>| {
+        out.push_str(&format!("| {name} | {n} |"));
+        for m in METRICS {
+            out.push_str(&format!(" {} |", cell(table, m)));
+        }
+        out.push_str(&match secs {
+            Some(s) => format!(" {s:.2} |\n"),
+            None => " – |\n".into(),
+        });
+    };
+    if with_pre {
+        if let Some(first) = summaries.first() {
+            row("unedited", first.n, &first.pre, None);
+        }
+    }
+    for s in summaries {
+        row(&s.method, s.n, &s.metrics, Some(s.seconds_per_case));
+    }
+    out.push_str(
+        "\nRates in percent with 95% bootstrap intervals; S is the harmonic mean of ES, PS, NS; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).\n",
+    );
+    out
+}

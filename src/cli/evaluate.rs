@@ -1,0 +1,340 @@
+//! `factscope evaluate`: run an editing method over CounterFact cases (resumable, sharded)
+//! and write per-case records, `summary.json`, `summary.md` and `report.html`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use counterfact::report::{report_html, Figure as ReportFigure};
+use counterfact::{
+    load_cases, markdown_table, read_run, run_cases, summarise_run, Bootstrap, RunDir, RunOptions,
+    RunSettings, Summary,
+};
+use gpt_core::{Editor, HookableModel};
+use rome::{FtEditor, FtHparams, MemitEditor, MemitHparams, RomeEditor, RomeHparams, RomeVariant};
+use viz::{BarPlot, BarSeries, Figure};
+
+use super::common::{check_out_dir, ModelArgs};
+use super::edit::{key_stats_for, key_stats_with};
+
+/// `--method` of `evaluate`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum EvalMethod {
+    /// No edit: the unedited model's scores.
+    None,
+    /// ROME.
+    Rome,
+    /// r-ROME.
+    RRome,
+    /// MEMIT (the cases of a --batch written jointly).
+    Memit,
+    /// FT-L.
+    Ft,
+}
+
+impl EvalMethod {
+    fn name(self) -> &'static str {
+        match self {
+            EvalMethod::None => "none",
+            EvalMethod::Rome => "rome",
+            EvalMethod::RRome => "r-rome",
+            EvalMethod::Memit => "memit",
+            EvalMethod::Ft => "ft",
+        }
+    }
+}
+
+/// `--shard K/N`: every N-th case starting at K (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard (0-based).
+    pub k: usize,
+    /// Shards in all.
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected K/N, e.g. 0/4"))?;
+        let k: usize = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: K is not a number"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: N is not a number"))?;
+        if n == 0 || k >= n {
+            return Err(format!(
+                "`{s}`: need 0 ≤ K < N (shards are numbered from 0)"
+            ));
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+/// Arguments of `factscope evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The cases: a JSON list of CounterFact records (original or compact schema) or of
+    /// known-facts records (method none).
+    #[arg(long)]
+    cases: PathBuf,
+    /// The editing method.
+    #[arg(long, value_enum, default_value_t = EvalMethod::Rome)]
+    method: EvalMethod,
+    /// Use the first N cases (before sharding).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// The edited layer [default: the preset's].
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Key statistics of the layer (from `factscope stats`) [default: the cache].
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Cases edited together before scoring (MEMIT: jointly; others: in sequence).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// The run folder (records, summary.json, summary.md, report.html).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out (its settings must match).
+    #[arg(long)]
+    resume: bool,
+    /// Run shard K of N (0-based): every N-th case starting at K; shards share --out.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Skip malformed records (counted and reported) instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Skip the fluency test (no generation).
+    #[arg(long)]
+    no_generation: bool,
+    /// In edit runs, also measure the unedited model's fluency (doubles generation time; a
+    /// `none` run over the same cases gives it too).
+    #[arg(long)]
+    pre_generation: bool,
+    /// Seed of generation sampling and bootstrap intervals.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, smollm2.
+    #[arg(long, default_value = "smollm2")]
+    preset: String,
+    /// Worst cases listed in report.html.
+    #[arg(long, default_value_t = 10)]
+    worst: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The editor for `method` with its statistics, and its hyperparameters as JSON.
+fn editor_for(
+    args: &EvaluateArgs,
+    loaded: &gpt_core::LoadedModel,
+) -> anyhow::Result<(Option<Box<dyn Editor>>, serde_json::Value)> {
+    let n_layers = loaded.model.config().n_layers;
+    Ok(match args.method {
+        EvalMethod::None => (None, serde_json::Value::Null),
+        EvalMethod::Rome | EvalMethod::RRome => {
+            let mut hp = RomeHparams::preset(&args.preset)?;
+            if let Some(l) = args.layer {
+                hp.layer = l;
+            }
+            if args.method == EvalMethod::RRome {
+                hp.variant = RomeVariant::RRome;
+            }
+            hp.validate(n_layers)?;
+            let c = key_stats_for(loaded, hp.layer, args.stats.as_deref())?.c()?;
+            let value = serde_json::to_value(&hp)?;
+            (Some(Box::new(RomeEditor::new(hp, Some(c)))), value)
+        }
+        EvalMethod::Memit => {
+            let mut hp = MemitHparams::preset(&args.preset)?;
+            if let Some(l) = args.layer {
+                hp.layers = vec![l];
+            }
+            if args.stats.is_some() && hp.layers.len() != 1 {
+                bail!(
+                    "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
+                    hp.layers
+                );
+            }
+            let mut corpus = None;
+            let mut cs = Vec::new();
+            for &l in &hp.layers {
+                cs.push(key_stats_with(loaded, l, args.stats.as_deref(), &mut corpus)?.c()?);
+            }
+            let value = serde_json::to_value(&hp)?;
+            (Some(Box::new(MemitEditor::new(hp, cs))), value)
+        }
+        EvalMethod::Ft => {
+            let mut hp = FtHparams::preset(&args.preset)?;
+            if let Some(l) = args.layer {
+                hp.layer = l;
+            }
+            hp.validate(n_layers)?;
+            let value = serde_json::to_value(&hp)?;
+            (Some(Box::new(FtEditor { hparams: hp })), value)
+        }
+    })
+}
+
+/// Runs `factscope evaluate`.
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    check_out_dir("--out", &args.out)?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let loaded_cases = load_cases(&args.cases, args.skip_bad)?;
+    for e in &loaded_cases.skipped {
+        eprintln!("skipped: {e}");
+    }
+    if !loaded_cases.skipped.is_empty() {
+        eprintln!(
+            "skipped {} malformed record(s) of {}",
+            loaded_cases.skipped.len(),
+            loaded_cases.skipped.len() + loaded_cases.cases.len()
+        );
+    }
+    let mut cases = loaded_cases.cases;
+    if let Some(limit) = args.limit {
+        cases.truncate(limit);
+    }
+    let shard = args.shard.unwrap_or(Shard { k: 0, n: 1 });
+    let cases = counterfact::dataset::shard(&cases, shard.k, shard.n)?;
+
+    let mut loaded = args.model.load()?;
+    let (mut editor, hparams) = editor_for(&args, &loaded)?;
+    let settings = RunSettings {
+        method: args.method.name().into(),
+        model: args.model.path()?.display().to_string(),
+        model_fingerprint: rome::model_fingerprint(&loaded.model, 0)?,
+        cases: args.cases.display().to_string(),
+        limit: args.limit,
+        batch: args.batch,
+        generation: !args.no_generation,
+        seed: args.seed,
+        hparams,
+    };
+    let (dir, done) = RunDir::open(&args.out, &settings, (shard.k, shard.n), args.resume)?;
+    let options = RunOptions {
+        batch: args.batch,
+        generation: !args.no_generation,
+        pre_generation: args.pre_generation,
+        seed: args.seed,
+        ..RunOptions::default()
+    };
+    let todo = cases.iter().filter(|c| !done.contains(&c.case_id)).count();
+    let bar = super::stats::bar(todo as u64, &format!("evaluate {}", settings.method));
+    let outcome = run_cases(
+        &mut loaded.model,
+        &loaded.tokenizer,
+        editor.as_deref_mut(),
+        &cases,
+        &done,
+        &options,
+        &dir,
+        &mut |p| {
+            bar.set_position(p.done as u64);
+            true
+        },
+    )?;
+    bar.finish_and_clear();
+    for (id, e) in &outcome.failed {
+        eprintln!("case {id} failed: {e}");
+    }
+    let summary = write_summary(
+        &args.out,
+        Bootstrap {
+            seed: args.seed,
+            ..Bootstrap::default()
+        },
+        args.worst,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{} case(s) now, {} done before{}; {} in the summary",
+            outcome.finished,
+            outcome.already_done,
+            if outcome.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed", outcome.failed.len())
+            },
+            summary.n
+        );
+        print!("{}", markdown_table(&[&summary], true));
+        println!("wrote {}", args.out.join("summary.json").display());
+    }
+    Ok(())
+}
+
+/// Summarises every shard's records in `dir` into `summary.json`, `summary.md`, bars and
+/// `report.html`.
+pub fn write_summary(dir: &Path, boot: Bootstrap, worst: usize) -> anyhow::Result<Summary> {
+    let (settings, records) = read_run(dir)?;
+    let summary = summarise_run(&settings, &records, boot);
+    factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
+    factscope_common::write_atomic(
+        &dir.join("summary.md"),
+        markdown_table(&[&summary], true).as_bytes(),
+    )?;
+    let bars = bars(&[&summary], true);
+    bars.save(&dir.join("summary.svg"))?;
+    bars.save(&dir.join("summary.png"))?;
+    let html = report_html(
+        &format!("CounterFact: {} on {}", summary.method, summary.model),
+        &[&summary],
+        &[ReportFigure {
+            title: "Rates with 95% bootstrap intervals".into(),
+            svg: bars.to_svg()?,
+        }],
+        &records,
+        worst,
+    );
+    factscope_common::write_atomic(&dir.join("report.html"), html.as_bytes())
+        .with_context(|| format!("writing {}", dir.join("report.html").display()))?;
+    Ok(summary)
+}
+
+/// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited
+/// scores as the first series when `with_pre`.
+pub fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
+    let metrics = ["ES", "PS", "NS", "S"];
+    let series_of = |name: String, table: &counterfact::summary::MetricTable| {
+        let get = |m: &str, f: fn(&counterfact::Interval) -> f64| {
+            table.get(m).map_or(f64::NAN, |i| 100.0 * f(i))
+        };
+        BarSeries::new(name, metrics.iter().map(|m| get(m, |i| i.mean)).collect()).with_band(
+            metrics.iter().map(|m| get(m, |i| i.lo)).collect(),
+            metrics.iter().map(|m| get(m, |i| i.hi)).collect(),
+        )
+    };
+    let mut series = Vec::new();
+    if with_pre {
+        if let Some(first) = summaries.first() {
+            series.push(series_of("unedited".into(), &first.pre));
+        }
+    }
+    for s in summaries {
+        series.push(series_of(s.method.clone(), &s.metrics));
+    }
+    BarPlot {
+        categories: metrics.iter().map(|m| m.to_string()).collect(),
+        series,
+        title: format!(
+            "CounterFact ({} cases)",
+            summaries.first().map_or(0, |s| s.n)
+        ),
+        x_label: "metric".into(),
+        y_label: "percent".into(),
+    }
+}
