@@ -43,6 +43,11 @@ pub struct TraceDatasetArgs {
     /// Layers restored together for MLP / attention traces.
     #[arg(long, default_value_t = 10)]
     window: usize,
+    /// Trace shard K of N only (0-based): every N-th fact starting at K, into the shared
+    /// --out (per-case files never collide). The noise σ is still taken over all facts, so a
+    /// last run without --shard reuses every traced case and writes the full summary.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<super::evaluate::Shard>,
     /// Also average the severed comparison at the last subject token (MLP / attention
     /// frozen at corrupted values) and draw `severed.{svg,png}`.
     #[arg(long)]
@@ -81,16 +86,31 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
     // Check where results go before any work, so an unusable --out loses nothing.
     super::common::check_out_dir("--out", &args.out)?;
     let loaded = args.model.load()?;
+    let mut facts = facts;
+    let mut sigma = None;
+    let mut limit = args.limit;
+    if let Some(shard) = args.shard {
+        // ROME's σ is over every fact of the file; fix it before taking the shard.
+        let subjects: Vec<String> = facts.iter().map(|f| f.subject.clone()).collect();
+        sigma = Some(causal_trace::noise::embedding_std(
+            &loaded.model,
+            &loaded.tokenizer,
+            &subjects,
+        )?);
+        facts.truncate(args.limit.unwrap_or(facts.len()));
+        facts = counterfact::dataset::shard(&facts, shard.k, shard.n)?;
+        limit = None;
+    }
     let options = DatasetRun {
         samples: args.samples,
         noise: Corruption::Gaussian {
             level: NoiseLevel::EmbeddingStdMultiple(args.noise_scale),
         },
-        sigma: None,
+        sigma,
         window: args.window,
         seed: args.seed,
         kinds: TraceKind::ALL.to_vec(),
-        limit: args.limit,
+        limit,
         figure_formats: vec!["svg".into(), "png".into()],
         model_name: model_name(&loaded.path),
         severed: args.severed,
