@@ -726,3 +726,132 @@ fn trace_dataset_names_the_cases_it_traces_again() {
         "{text}"
     );
 }
+
+fn counterfact_cases(dir: &Path) -> PathBuf {
+    let case = |id: u64, subject: &str, new: &str, truth: &str| {
+        serde_json::json!({
+            "case_id": id,
+            "prompt": format!("{subject} is located in the city of"),
+            "subject": subject,
+            "target_new": new,
+            "ground_truth": truth,
+            "rephrase_prompt": format!("Where is {subject}? It is in"),
+            "locality_prompt": "The Louvre is located in the city of",
+            "locality_ground_truth": truth,
+        })
+    };
+    let cases = serde_json::json!([
+        case(0, "The Eiffel Tower", "Rome", "Paris"),
+        case(1, "The Colosseum", "Paris", "Rome"),
+        {"case_id": 2, "prompt": "no subject", "subject": "X", "target_new": "Y",
+         "ground_truth": "Z", "rephrase_prompt": "r", "locality_prompt": "l",
+         "locality_ground_truth": "Z"},
+    ]);
+    let path = dir.join("cases.json");
+    std::fs::write(&path, serde_json::to_vec(&cases).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn evaluate_writes_a_summary_resumes_and_compares() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = counterfact_cases(dir.path());
+    let run = |method: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+            "--layer",
+            "0",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        factscope(&args)
+    };
+    // A malformed record stops the run, naming it; --skip-bad skips it with a count.
+    let none = dir.path().join("none");
+    let out = run("none", &none, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("record 2") && stderr(&out).contains("prompt"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run("none", &none, &["--skip-bad"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipped 1 malformed record"),
+        "{}",
+        stderr(&out)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["n"], 2);
+    assert_eq!(summary["method"], "none");
+    for m in ["ES", "PS", "NS", "S", "EM", "PM", "NM", "GE"] {
+        let i = &summary["metrics"][m];
+        let (mean, lo, hi) = (
+            i["mean"].as_f64().unwrap(),
+            i["lo"].as_f64().unwrap(),
+            i["hi"].as_f64().unwrap(),
+        );
+        assert!(lo <= mean + 1e-12 && mean <= hi + 1e-12, "{m}: {i}");
+    }
+    for f in [
+        "summary.json",
+        "summary.md",
+        "summary.svg",
+        "summary.png",
+        "report.html",
+    ] {
+        assert!(none.join(f).is_file(), "{f}");
+    }
+    // The same folder again: refused without --resume; with it, nothing is redone.
+    let out = run("none", &none, &["--skip-bad"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let out = run("ft", &none, &["--skip-bad", "--resume"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("another run"), "{}", stderr(&out));
+    let out = run("none", &none, &["--skip-bad", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // An edit method, sharded into one folder.
+    let ft = dir.path().join("ft");
+    for shard in ["0/2", "1/2"] {
+        let out = run(
+            "ft",
+            &ft,
+            &["--skip-bad", "--no-generation", "--shard", shard],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ft.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["n"], 2);
+    assert!(summary["edit_seconds_per_case"].as_f64().is_some());
+    assert!(summary["pre"]["ES"]["mean"].as_f64().is_some());
+
+    let cmp = dir.path().join("cmp");
+    let out = factscope(&[
+        "compare",
+        none.to_str().unwrap(),
+        ft.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("| ft |") && stdout(&out).contains("| none |"));
+    for f in ["compare.md", "compare.svg", "compare.png", "compare.html"] {
+        assert!(cmp.join(f).is_file(), "{f}");
+    }
+    let out = factscope(&["compare", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no run here"), "{}", stderr(&out));
+}

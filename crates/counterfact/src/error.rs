@@ -53,7 +53,7 @@ pub enum Error {
         error: std::io::Error,
     },
     /// A case (or a group edited together) failed.
-    #[error("case {}: {error}", .case_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    #[error("case {}", .case_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
     Case {
         /// The case ids.
         case_ids: Vec<u64>,

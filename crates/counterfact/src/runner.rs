@@ -276,7 +276,8 @@ fn fluency_of<M: EditModel + ?Sized>(
         tokenizer,
         &prompts,
         &seeds,
-        options.generation_length,
+        // Models with a short context (tiny test models) generate what fits.
+        options.generation_length.min(model.config().n_ctx),
         options.generation_rows,
     )?
     .into_iter();
