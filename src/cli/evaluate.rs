@@ -125,6 +125,10 @@ pub struct EvaluateArgs {
     /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, smollm2.
     #[arg(long, default_value = "smollm2")]
     preset: String,
+    /// Add causal traces (hidden states, 10 samples, 3σ) of the first N cases' rewrite
+    /// prompts before and after their edit to report.html (and `trace_examples/`).
+    #[arg(long, default_value_t = 0)]
+    trace_examples: usize,
     /// Worst cases listed in report.html.
     #[arg(long, default_value_t = 10)]
     worst: usize,
@@ -249,6 +253,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     for (id, e) in &outcome.failed {
         eprintln!("case {id} failed: {e}");
     }
+    let traces = match editor.as_deref_mut() {
+        Some(editor) if args.trace_examples > 0 => trace_examples(
+            &mut loaded,
+            editor,
+            &cases[..args.trace_examples.min(cases.len())],
+            &args.out.join("trace_examples"),
+        )?,
+        _ => Vec::new(),
+    };
     let summary = write_summary(
         &args.out,
         Bootstrap {
@@ -256,6 +269,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             ..Bootstrap::default()
         },
         args.worst,
+        &traces,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -279,7 +293,12 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
 
 /// Summarises every shard's records in `dir` into `summary.json`, `summary.md`, bars and
 /// `report.html`.
-pub fn write_summary(dir: &Path, boot: Bootstrap, worst: usize) -> anyhow::Result<Summary> {
+pub fn write_summary(
+    dir: &Path,
+    boot: Bootstrap,
+    worst: usize,
+    extra: &[ReportFigure],
+) -> anyhow::Result<Summary> {
     let (settings, records) = read_run(dir)?;
     let summary = summarise_run(&settings, &records, boot);
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
@@ -293,16 +312,90 @@ pub fn write_summary(dir: &Path, boot: Bootstrap, worst: usize) -> anyhow::Resul
     let html = report_html(
         &format!("CounterFact: {} on {}", summary.method, summary.model),
         &[&summary],
-        &[ReportFigure {
+        &std::iter::once(ReportFigure {
             title: "Rates with 95% bootstrap intervals".into(),
             svg: bars.to_svg()?,
-        }],
+        })
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>(),
         &records,
         worst,
     );
     factscope_common::write_atomic(&dir.join("report.html"), html.as_bytes())
         .with_context(|| format!("writing {}", dir.join("report.html").display()))?;
     Ok(summary)
+}
+
+/// Causal traces (hidden states) of each case's rewrite prompt before and after its edit,
+/// as report figures; also written to `dir` as SVG. The model is restored after each.
+fn trace_examples(
+    loaded: &mut gpt_core::LoadedModel,
+    editor: &mut dyn Editor,
+    cases: &[counterfact::EditCase],
+    dir: &Path,
+) -> anyhow::Result<Vec<ReportFigure>> {
+    use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
+    check_out_dir("--trace-examples", dir)?;
+    let name = super::trace::model_name(&loaded.path);
+    let mut figures = Vec::new();
+    for case in cases {
+        let subjects = [case.request.subject.clone()];
+        let (corruption, sigma) = super::trace::corruption(loaded, None, None, &subjects)?;
+        let setup = TraceSetup {
+            samples: 10,
+            corruption,
+            sigma,
+            seed: 1,
+        };
+        let trace = |loaded: &gpt_core::LoadedModel| -> anyhow::Result<(String, String)> {
+            let prompt = TracePrompt::new(
+                &loaded.tokenizer,
+                &case.request.filled(),
+                &case.request.subject,
+            )?;
+            let tracer = Tracer::new(
+                &loaded.model,
+                &loaded.tokenizer,
+                prompt,
+                setup.clone(),
+                None,
+            )?;
+            let grid = tracer.grid(&GridSpec::new(TraceKind::Hidden))?;
+            Ok((
+                grid.to_heatmap(&name).to_svg()?,
+                tracer.answer().text.clone(),
+            ))
+        };
+        let (before, answer_before) = trace(loaded)?;
+        let undos = gpt_core::apply_edits(
+            editor,
+            &mut loaded.model,
+            &loaded.tokenizer,
+            std::slice::from_ref(&case.request),
+        )?;
+        let after = trace(loaded);
+        gpt_core::undo_all(&mut loaded.model, &undos)?;
+        let (after, answer_after) = after?;
+        for (when, svg, answer) in [
+            ("before", before, answer_before),
+            ("after", after, answer_after),
+        ] {
+            factscope_common::write_atomic(
+                &dir.join(format!("case_{}_{when}.svg", case.case_id)),
+                svg.as_bytes(),
+            )?;
+            figures.push(ReportFigure {
+                title: format!(
+                    "Case {}, {when} the edit (→ {}): hidden-state trace of {:?}, answer {answer:?}",
+                    case.case_id,
+                    case.request.target,
+                    case.request.filled()
+                ),
+                svg,
+            });
+        }
+    }
+    Ok(figures)
 }
 
 /// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited

@@ -39,8 +39,8 @@ pub fn report_html(
     h.push_str(&format!("<title>{}</title>", escape(title)));
     h.push_str(
         "<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\
-th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px;white-space:normal}\
 figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
