@@ -29,6 +29,14 @@ pub enum Error {
         /// The first non-positive pivot, if known.
         failed_at: Option<i64>,
     },
+    /// A matrix is positive definite but too ill-conditioned for a meaningful solve.
+    #[error("{what} is ill-conditioned (condition number ≥ {condition:.1e}): collect statistics over more text, or regularise it")]
+    IllConditioned {
+        /// Which matrix.
+        what: &'static str,
+        /// The estimate `(max Lᵢᵢ / min Lᵢᵢ)²` of the Cholesky factor's diagonal.
+        condition: f64,
+    },
     /// The key does not reach the edited direction (`uᵀk ≈ 0`), so no rank-one update along
     /// `u` can change the output at `k`.
     #[error("degenerate rank-one update: (C⁻¹k*)ᵀk = {denominator:e} is (nearly) zero")]

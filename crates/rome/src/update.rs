@@ -24,12 +24,18 @@ fn check_shape(what: &'static str, t: &Tensor, expected: &[i64], words: &str) ->
     Ok(())
 }
 
+/// The largest condition-number estimate [`solve_spd`] accepts.
+pub const MAX_CONDITION: f64 = 1e14;
+
 /// Solves `A x = b` for a symmetric positive definite `A: [n, n]` and `b: [n]` or `[n, m]`
 /// by Cholesky factorisation (`A = L Lᵀ`), in f64. `what` names `A` in errors.
 ///
 /// # Errors
 /// [`Error::Shape`] for shapes that do not fit; [`Error::NotPositiveDefinite`] when the
-/// factorisation fails (a singular or indefinite `A`).
+/// factorisation fails (a singular or indefinite `A`); [`Error::IllConditioned`] when
+/// `(max Lᵢᵢ / min Lᵢᵢ)²` exceeds [`MAX_CONDITION`] (a nearly singular `A`: statistics over too
+/// little text; MEMIT's `λC + KKᵀ` is regularised by `λ`).
+
 pub fn solve_spd(a: &Tensor, b: &Tensor, what: &'static str) -> Result<Tensor> {
     let n = a.size().first().copied().unwrap_or(0);
     check_shape(what, a, &[n, n], "[n, n]")?;
@@ -47,6 +53,17 @@ pub fn solve_spd(a: &Tensor, b: &Tensor, what: &'static str) -> Result<Tensor> {
             what,
             failed_at: (info > 0).then_some(info),
         });
+    }
+    // (max Lᵢᵢ / min Lᵢᵢ)² bounds the condition number from below: past ~1e14 an f64
+    // solve keeps about two correct digits, so the "update" would be noise.
+    let diag = l.f_diagonal(0, 0, 1)?;
+    let (hi, lo) = (
+        diag.f_max()?.f_double_value(&[])?,
+        diag.f_min()?.f_double_value(&[])?,
+    );
+    let condition = (hi / lo).powi(2);
+    if !(condition.is_finite() && condition <= MAX_CONDITION) {
+        return Err(Error::IllConditioned { what, condition });
     }
     let column = b.dim() == 1;
     let b2 = if column {

@@ -194,6 +194,17 @@ fn singular_and_degenerate_inputs_are_errors() {
     let err = rank_one_update(&singular, &k, &k, &r).unwrap_err();
     assert!(matches!(err, Error::NotPositiveDefinite { .. }), "{err:?}");
     assert!(err.to_string().contains("positive definite"), "{err}");
+    // Positive definite but nearly singular: refused with its condition number.
+    let nearly = Tensor::from_slice(&[1.0f64, 1e-16, 1e-16]).diagflat(0);
+    let err = rank_one_update(&nearly, &k, &k, &r).unwrap_err();
+    match &err {
+        Error::IllConditioned { condition, .. } => assert!(*condition > 1e15, "{condition}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("ill-conditioned"), "{err}");
+    // Well-conditioned enough: solved.
+    let fine = Tensor::from_slice(&[1.0f64, 1e-6, 1e-6]).diagflat(0);
+    assert!(rank_one_update(&fine, &k, &k, &r).is_ok());
     // A key the edited direction cannot reach.
     let c = Tensor::eye(3, f);
     let k_dir = Tensor::from_slice(&[1.0f64, 0.0, 0.0]);
