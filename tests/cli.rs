@@ -403,10 +403,12 @@ fn stats_and_edit_on_a_tiny_model() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("layer 9"), "{}", stderr(&out));
     let mut args = base.to_vec();
-    args.extend(["--method", "ft"]);
+    args.extend(["--method", "ft", "--layer", "1", "--json"]);
     let out = run(&args);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not implemented"), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ft: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(ft["method"], "ft");
+    assert_eq!(ft["layers"], serde_json::json!([1]));
     // MEMIT with its statistics from one layer's file.
     let out = run(&[
         "edit",

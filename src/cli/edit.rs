@@ -123,7 +123,7 @@ pub fn key_stats_for(
 }
 
 /// [`key_stats_for`], sampling the corpus at most once into `corpus` across calls.
-pub(super) fn key_stats_with(
+fn key_stats_with(
     loaded: &gpt_core::LoadedModel,
     layer: usize,
     path: Option<&std::path::Path>,
@@ -160,6 +160,32 @@ pub(super) fn key_stats_with(
     let stats = compute_with_progress(loaded, corpus, &StatsOptions::new(layer), &path)?;
     stats.check_for(&path, &fingerprint, layer)?;
     Ok(stats)
+}
+
+/// MEMIT's hyperparameters from `preset` (one layer when `layer` is given) and the key
+/// statistics of each edited layer (`stats` holds one layer's, so it needs `layer`).
+pub fn memit_setup(
+    loaded: &gpt_core::LoadedModel,
+    preset: &str,
+    layer: Option<usize>,
+    stats: Option<&std::path::Path>,
+) -> anyhow::Result<(rome::MemitHparams, Vec<gpt_core::tch::Tensor>)> {
+    let mut hp = rome::MemitHparams::preset(preset)?;
+    if let Some(layer) = layer {
+        hp.layers = vec![layer];
+    }
+    if stats.is_some() && hp.layers.len() != 1 {
+        bail!(
+            "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
+            hp.layers
+        );
+    }
+    let mut corpus = None;
+    let mut cs = Vec::new();
+    for &l in &hp.layers {
+        cs.push(key_stats_with(loaded, l, stats, &mut corpus)?.c()?);
+    }
+    Ok((hp, cs))
 }
 
 /// What [`edit_and_compare`] did: the edits (applied to the model, with their undo records),
@@ -412,22 +438,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             vec![fhp.layer],
         )
     } else if args.method == Method::Memit {
-        let mut mhp = rome::MemitHparams::preset(&args.preset)?;
-        if let Some(layer) = args.layer {
-            mhp.layers = vec![layer];
-        }
-        if args.stats.is_some() && mhp.layers.len() != 1 {
-            bail!(
-                "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
-                mhp.layers
-            );
-        }
-        let mut corpus = None;
-        let mut cs = Vec::new();
-        for &layer in &mhp.layers {
-            let stats = key_stats_with(&loaded, layer, args.stats.as_deref(), &mut corpus)?;
-            cs.push(stats.c()?);
-        }
+        let (mhp, cs) = memit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
         saved_hparams = serde_json::to_value(&mhp)?;
         (
             memit_and_compare(&mut loaded, &requests, &mhp, &cs, &args.check)?,

@@ -11,11 +11,11 @@ use counterfact::{
     RunSettings, Summary,
 };
 use gpt_core::{Editor, HookableModel};
-use rome::{FtEditor, FtHparams, MemitEditor, MemitHparams, RomeEditor, RomeHparams, RomeVariant};
+use rome::{FtEditor, FtHparams, MemitEditor, RomeEditor, RomeHparams, RomeVariant};
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::{check_out_dir, ModelArgs};
-use super::edit::{key_stats_for, key_stats_with};
+use super::edit::{key_stats_for, memit_setup};
 
 /// `--method` of `evaluate`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -159,21 +159,7 @@ fn editor_for(
             (Some(Box::new(RomeEditor::new(hp, Some(c)))), value)
         }
         EvalMethod::Memit => {
-            let mut hp = MemitHparams::preset(&args.preset)?;
-            if let Some(l) = args.layer {
-                hp.layers = vec![l];
-            }
-            if args.stats.is_some() && hp.layers.len() != 1 {
-                bail!(
-                    "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
-                    hp.layers
-                );
-            }
-            let mut corpus = None;
-            let mut cs = Vec::new();
-            for &l in &hp.layers {
-                cs.push(key_stats_with(loaded, l, args.stats.as_deref(), &mut corpus)?.c()?);
-            }
+            let (hp, cs) = memit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(MemitEditor::new(hp, cs))), value)
         }
