@@ -371,7 +371,21 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
     assert_eq!(part_records.len(), 3);
     for (a, b) in part_records.iter().zip(&full_records) {
         assert_eq!(a.case_id, b.case_id);
-        assert_eq!(a.pre, b.pre);
+        // The unedited scores were batched with other cases in the two runs (padding and
+        // kernel blocking differ), so they agree to rounding; the edited ones exactly.
+        let close = |x: &[PairNll], y: &[PairNll]| {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| {
+                    (p.new - q.new).abs() <= 1e-4 && (p.truth - q.truth).abs() <= 1e-4
+                })
+        };
+        assert!(
+            close(&a.pre.nll.rewrite, &b.pre.nll.rewrite),
+            "case {}",
+            a.case_id
+        );
+        assert!(close(&a.pre.nll.paraphrase, &b.pre.nll.paraphrase));
+        assert!(close(&a.pre.nll.neighborhood, &b.pre.nll.neighborhood));
         assert_eq!(a.post, b.post, "case {}", a.case_id);
         assert_eq!(a.generation, b.generation);
     }
