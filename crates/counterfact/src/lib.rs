@@ -15,6 +15,30 @@
 //! - [`summary`]: means with seeded bootstrap intervals, S, per-relation tables, Markdown;
 //!   [`report`]: a self-contained HTML page.
 
+//!
+//! # Example
+//! ```no_run
+//! use counterfact::{load_cases, read_run, run_cases, summarise_run, Bootstrap, RunDir, RunOptions, RunSettings};
+//! use gpt_core::{load_model, LoadOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut m = load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), LoadOptions::default())?;
+//! let cases = load_cases("../shared/data/counterfact_dev.json".as_ref(), false)?.cases;
+//! let c = rome::KeyStats::load("c_layer4.safetensors".as_ref())?.c()?;
+//! let mut editor = rome::RomeEditor::new(rome::RomeHparams::smollm2(), Some(c));
+//! let settings = RunSettings {
+//!     method: "rome".into(), model: "SmolLM2".into(), model_fingerprint: "…".into(),
+//!     cases: "counterfact_dev.json".into(), limit: Some(10), batch: 1, generation: true,
+//!     seed: 1, hparams: serde_json::Value::Null,
+//! };
+//! let (dir, done) = RunDir::open("runs/rome".as_ref(), &settings, (0, 1), true)?;
+//! run_cases(&mut m.model, &m.tokenizer, Some(&mut editor), &cases[..10], &done,
+//!           &RunOptions::default(), &dir, &mut |_| true)?;
+//! let (settings, records) = read_run(dir.path())?;
+//! let summary = summarise_run(&settings, &records, Bootstrap::default());
+//! println!("ES {:?}", summary.metrics.get("ES"));
+//! # Ok(()) }
+//! ```
+
 #![warn(missing_docs)]
 
 pub mod dataset;
