@@ -53,7 +53,16 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
         |h: &mut String, name: &str, n: usize, t: &crate::summary::MetricTable, s: Option<f64>| {
             h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
             for m in METRICS {
-                h.push_str(&format!("<td>{}</td>", escape(&cell(t, m))));
+                // "mean [lo, hi]": the interval on a second, smaller line.
+                let c = cell(t, m);
+                match c.split_once(" [") {
+                    Some((mean, ci)) => h.push_str(&format!(
+                        "<td>{}<br><small>[{}</small></td>",
+                        escape(mean),
+                        escape(ci)
+                    )),
+                    None => h.push_str(&format!("<td>{}</td>", escape(&c))),
+                }
             }
             h.push_str(&format!(
                 "<td>{}</td></tr>",
@@ -64,15 +73,16 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
         row(&mut h, "unedited", first.n, &first.pre, None);
     }
     for s in summaries {
-        row(
-            &mut h,
-            &format!("{} ({})", s.method, s.model),
-            s.n,
-            &s.metrics,
-            Some(s.seconds_per_case),
-        );
+        row(&mut h, &s.method, s.n, &s.metrics, Some(s.seconds_per_case));
     }
-    h.push_str("</table><p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
+    let mut models: Vec<&str> = summaries.iter().map(|s| s.model.as_str()).collect();
+    models.sort_unstable();
+    models.dedup();
+    h.push_str(&format!(
+        "</table><p class=\"note\">Model: {}.</p>",
+        escape(&models.join(", "))
+    ));
+    h.push_str("<p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
     for f in figures {
         h.push_str(&format!(
             "<figure><figcaption>{}</figcaption>{}</figure>",
