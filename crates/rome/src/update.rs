@@ -35,7 +35,6 @@ pub const MAX_CONDITION: f64 = 1e14;
 /// factorisation fails (a singular or indefinite `A`); [`Error::IllConditioned`] when
 /// `(max Lᵢᵢ / min Lᵢᵢ)²` exceeds [`MAX_CONDITION`] (a nearly singular `A`: statistics over too
 /// little text; MEMIT's `λC + KKᵀ` is regularised by `λ`).
-
 pub fn solve_spd(a: &Tensor, b: &Tensor, what: &'static str) -> Result<Tensor> {
     let n = a.size().first().copied().unwrap_or(0);
     check_shape(what, a, &[n, n], "[n, n]")?;
