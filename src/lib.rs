@@ -11,11 +11,14 @@
 //! - [`counterfact`]: the CounterFact evaluation of edits (metrics, resumable runner, reports).
 //! - [`common`]: atomic writes and confidence intervals shared by every crate.
 //! - [`gguf`]: the GGUF reader used to load quantised checkpoints.
+//! - [`function_vectors`]: function vectors of in-context-learning tasks (head scan, vector,
+//!   zero-shot and shuffled-label accuracy).
 //! - [`viz`] (feature `viz`): heatmaps, line and bar plots.
 
 pub use causal_trace;
 pub use counterfact;
 pub use factscope_common as common;
+pub use function_vectors;
 pub use gguf;
 pub use gpt_core;
 pub use rome;

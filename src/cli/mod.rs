@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod edit;
 mod evaluate;
+mod fv;
 mod generate;
 mod predict;
 mod stats;
@@ -44,6 +45,9 @@ enum Command {
     /// Causal traces of every known fact of a known-facts file, averaged per token category
     /// (ROME §1.5), with figures; resumable.
     TraceDataset(trace_dataset::TraceDatasetArgs),
+    /// Function vectors of in-context-learning tasks (Todd et al. 2024): head scan, vector,
+    /// and accuracy zero-shot and with shuffled labels, with and without it.
+    Fv(fv::FvArgs),
 }
 
 /// Runs the parsed command.
@@ -58,5 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edit(args) => edit::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Fv(args) => fv::run(args),
     }
 }

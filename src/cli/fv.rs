@@ -1,0 +1,397 @@
+//! `factscope fv`: function vectors of in-context-learning tasks (Todd et al. 2024): the
+//! head scan, the vector, and its accuracy zero-shot and with shuffled labels.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use function_vectors::file::{self, FvMeta};
+use function_vectors::{
+    default_layer, evaluate_items, extract, function_vector, mean_grid, model_fingerprint,
+    summarize, top_heads, Accuracy, AccuracyTable, EvalOptions, ExtractSettings, Extraction,
+    HeadScore, PromptBuilder, Schedule, Splits, Stage, Task, TaskAccuracy,
+};
+use gpt_core::HookableModel;
+use viz::Figure;
+
+use super::common::ModelArgs;
+
+/// Arguments of `factscope fv`.
+#[derive(Args, Debug)]
+pub struct FvArgs {
+    /// A task file: a JSON list of {"input", "output"} pairs. Repeat for several tasks: the
+    /// heads are then the top heads of the indirect effect averaged over the tasks.
+    #[arg(long = "task", value_name = "FILE", required = true)]
+    tasks: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Number of top heads summed into the vector.
+    #[arg(long, default_value_t = 10)]
+    heads: usize,
+    /// Layer whose output (`blocks.{L}.hook_resid_post`) gets the vector [default: ⌊layers/3⌋]
+    #[arg(long, value_name = "L")]
+    layer: Option<usize>,
+    /// Shuffled-label prompts of the head scan (per task).
+    #[arg(long, default_value_t = 25)]
+    trials: usize,
+    /// Clean prompts averaged for the mean head activations (per task).
+    #[arg(long, default_value_t = 100)]
+    mean_trials: usize,
+    /// Demonstrations per prompt.
+    #[arg(long, default_value_t = 10)]
+    shots: usize,
+    /// Seed of the splits and of every draw (the reference's scripts use 42).
+    #[arg(long, default_value_t = 1)]
+    seed: u32,
+    /// Evaluate at most this many test items per task [default: all].
+    #[arg(long, value_name = "N")]
+    max_eval: Option<usize>,
+    /// Evaluate at the chosen layer only (no layer sweep).
+    #[arg(long)]
+    no_sweep: bool,
+    /// Run the head scan with one full pass per head (the slow oracle).
+    #[arg(long)]
+    naive: bool,
+    /// Folder for heads.{json,svg,png}, fv.safetensors, accuracy.{json,md} and
+    /// layer-sweep.{svg,png}.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the accuracy table and the top heads as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints and `accuracy.json` holds.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    model: String,
+    layer: usize,
+    top_heads: &'a [HeadScore],
+    tasks: Vec<TaskReport<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct TaskReport<'a> {
+    task: &'a str,
+    file: &'a Path,
+    splits: [usize; 3],
+    valid_icl_correct: usize,
+    queries_filtered: bool,
+    scan_seconds: f64,
+    accuracy: &'a TaskAccuracy,
+}
+
+fn task_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Runs `factscope fv`.
+pub fn run(args: FvArgs) -> anyhow::Result<()> {
+    if args.heads == 0 || args.trials == 0 || args.mean_trials == 0 || args.shots == 0 {
+        bail!("--heads, --trials, --mean-trials and --shots must be at least 1");
+    }
+    if args.max_eval == Some(0) {
+        bail!("--max-eval must be at least 1");
+    }
+    if let Some(out) = &args.out {
+        super::common::check_out_dir("--out", out)?;
+    }
+    // Every task is read and checked before the model runs, so bad input costs nothing.
+    let mut tasks = Vec::with_capacity(args.tasks.len());
+    for path in &args.tasks {
+        let task = Task::load(path)?;
+        Splits::new(task.len(), args.seed).check(&task, args.shots)?;
+        if !task_name_ok(&task.name) {
+            bail!(
+                "task file {}: its name {:?} must be letters, digits, '-', '_' or '.'",
+                path.display(),
+                task.name
+            );
+        }
+        if tasks.iter().any(|t: &Task| t.name == task.name) {
+            bail!("task {:?} is given twice ({})", task.name, path.display());
+        }
+        tasks.push(task);
+    }
+    let loaded = args.model.load()?;
+    let model = &loaded.model;
+    let c = model.config();
+    let layer = args.layer.unwrap_or_else(|| default_layer(c.n_layers));
+    if layer >= c.n_layers {
+        bail!(
+            "--layer {layer} is out of range: the model has {} layers (0..{})",
+            c.n_layers,
+            c.n_layers - 1
+        );
+    }
+    if args.heads > c.n_layers * c.n_heads {
+        bail!(
+            "--heads {} exceeds the model's {} heads",
+            args.heads,
+            c.n_layers * c.n_heads
+        );
+    }
+    let builders = tasks
+        .iter()
+        .map(|t| PromptBuilder::new(&loaded.tokenizer, c, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model_name = super::trace::model_name(&loaded.path);
+    let settings = ExtractSettings {
+        shots: args.shots,
+        mean_trials: args.mean_trials,
+        cie_trials: args.trials,
+        seed: args.seed,
+        schedule: if args.naive {
+            Schedule::Naive
+        } else {
+            Schedule::Fast
+        },
+        ..ExtractSettings::default()
+    };
+
+    let mut runs: Vec<(Extraction, f64)> = Vec::new();
+    for builder in &builders {
+        let name = &builder.task().name;
+        let bar = super::stats::bar(1, name);
+        if args.json {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let started = Instant::now();
+        let mut scan_started = None;
+        let run = extract(model, builder, &settings, &mut |stage, done, total| {
+            let what = match stage {
+                Stage::FilterValid => "valid ICL",
+                Stage::MeanActivations => "mean z",
+                Stage::HeadScan => "head scan",
+            };
+            if stage == Stage::HeadScan && scan_started.is_none() {
+                scan_started = Some(Instant::now());
+            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("{name}: {what}"));
+        })?;
+        bar.finish_and_clear();
+        let scan_seconds = scan_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        if !args.json {
+            eprintln!(
+                "{name}: {} of {} valid queries right with {}-shot ICL; extraction {:.1} s (head scan {:.1} s)",
+                run.icl_correct_valid.len(),
+                run.splits.valid.len(),
+                args.shots,
+                started.elapsed().as_secs_f64(),
+                scan_seconds
+            );
+            if !run.queries_filtered {
+                eprintln!("{name}: warning: the model answers no valid query with ICL; using every valid query");
+            }
+        }
+        runs.push((run, scan_seconds));
+    }
+    let aies: Vec<Vec<Vec<f64>>> = runs.iter().map(|(r, _)| r.scan.aie()).collect();
+    let aie = mean_grid(&aies)?;
+    let top = top_heads(&aie, args.heads);
+
+    let layers: Vec<usize> = if args.no_sweep {
+        vec![layer]
+    } else {
+        (0..c.n_layers).collect()
+    };
+    let options = EvalOptions {
+        shots: args.shots,
+        layers: layers.clone(),
+        seed: args.seed,
+        max_items: args.max_eval,
+        max_rows: settings.max_rows,
+    };
+    let mut vectors = Vec::new();
+    let mut accuracies = Vec::new();
+    for (builder, (run, _)) in builders.iter().zip(&runs) {
+        let name = &builder.task().name;
+        let v = function_vector(model, &run.mean, &top)?;
+        let bar = super::stats::bar(1, &format!("{name}: evaluation"));
+        if args.json {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let items = evaluate_items(
+            model,
+            builder,
+            &run.splits,
+            &v,
+            &options,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+        accuracies.push(summarize(name, &items, &layers, layer)?);
+        vectors.push(v);
+    }
+
+    let report = Report {
+        model: loaded.path.display().to_string(),
+        layer,
+        top_heads: &top,
+        tasks: builders
+            .iter()
+            .zip(&runs)
+            .zip(&accuracies)
+            .map(|((b, (run, secs)), acc)| TaskReport {
+                task: &b.task().name,
+                file: &b.task().source,
+                splits: [
+                    run.splits.train.len(),
+                    run.splits.valid.len(),
+                    run.splits.test.len(),
+                ],
+                valid_icl_correct: run.icl_correct_valid.len(),
+                queries_filtered: run.queries_filtered,
+                scan_seconds: *secs,
+                accuracy: acc,
+            })
+            .collect(),
+    };
+
+    if let Some(out) = &args.out {
+        let what = if tasks.len() == 1 {
+            tasks[0].name.clone()
+        } else {
+            format!("mean over {} tasks", tasks.len())
+        };
+        let heads_json = serde_json::json!({
+            "model": report.model,
+            "n_layers": c.n_layers,
+            "n_heads": c.n_heads,
+            "trials": args.trials,
+            "mean_trials": args.mean_trials,
+            "shots": args.shots,
+            "seed": args.seed,
+            "aie": aie,
+            "aie_per_task": tasks.iter().map(|t| t.name.clone()).zip(aies.iter()).collect::<std::collections::BTreeMap<_, _>>(),
+            "top_heads": top,
+        });
+        factscope_common::write_json_atomic(&out.join("heads.json"), &heads_json)?;
+        let map = function_vectors::figures::heads_heatmap(&aie, &top, &model_name, &what);
+        for ext in ["svg", "png"] {
+            map.save(&out.join(format!("heads.{ext}")))
+                .context("heads heatmap")?;
+        }
+        let meta = FvMeta {
+            model_fingerprint: model_fingerprint(model)?,
+            model_type: c.model_type.clone(),
+            d_model: c.d_model,
+            n_layers: c.n_layers,
+            layer,
+            heads: top.clone(),
+            tasks: tasks.iter().map(|t| t.name.clone()).collect(),
+            shots: args.shots,
+            seed: args.seed,
+            mean_trials: args.mean_trials,
+            cie_trials: args.trials,
+        };
+        file::save(&out.join("fv.safetensors"), &meta, &vectors)?;
+        factscope_common::write_json_atomic(&out.join("accuracy.json"), &report)?;
+        factscope_common::write_atomic(&out.join("accuracy.md"), markdown(&report).as_bytes())?;
+        if !args.no_sweep {
+            for acc in &accuracies {
+                let plot = function_vectors::figures::layer_sweep_plot(acc, &model_name);
+                let stem = if accuracies.len() == 1 {
+                    "layer-sweep".to_string()
+                } else {
+                    format!("layer-sweep-{}", acc.task)
+                };
+                for ext in ["svg", "png"] {
+                    plot.save(&out.join(format!("{stem}.{ext}")))
+                        .context("layer sweep plot")?;
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", markdown(&report));
+        if let Some(out) = &args.out {
+            println!("\nwrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn cell(a: &Accuracy) -> String {
+    if a.n == 0 {
+        return "–".into();
+    }
+    format!("{:.3} [{:.3}, {:.3}]", a.rate, a.ci_low, a.ci_high)
+}
+
+fn table(out: &mut String, title: &str, rows: &[(&str, &AccuracyTable)]) {
+    out.push_str(&format!("\n{title}\n\n"));
+    out.push_str(
+        "| task | n | 10-shot ICL | zero-shot | zero-shot + FV | shuffled | shuffled + FV |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for (task, t) in rows {
+        out.push_str(&format!(
+            "| {task} | {} | {} | {} | {} | {} | {} |\n",
+            t.icl.n,
+            cell(&t.icl),
+            cell(&t.zero_shot),
+            cell(&t.zero_shot_fv),
+            cell(&t.shuffled),
+            cell(&t.shuffled_fv)
+        ));
+    }
+}
+
+/// The accuracy tables and top heads as Markdown.
+fn markdown(report: &Report<'_>) -> String {
+    let mut out = format!(
+        "# Function vectors\n\nModel `{}`; FV added at `blocks.{}.hook_resid_post` (last token). Top-1 accuracy of the first answer token, 95% Wilson intervals.\n",
+        report.model, report.layer
+    );
+    let all: Vec<(&str, &AccuracyTable)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.task, &t.accuracy.all))
+        .collect();
+    table(&mut out, "## All test items", &all);
+    let good: Vec<(&str, &AccuracyTable)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.task, &t.accuracy.icl_correct))
+        .collect();
+    table(
+        &mut out,
+        "## Test items the model answers with clean ICL (the paper's protocol)",
+        &good,
+    );
+    out.push_str("\n## Top heads (layer, head, AIE)\n\n");
+    for h in report.top_heads {
+        out.push_str(&format!("- ({}, {}) {:.4}\n", h.layer, h.head, h.score));
+    }
+    for t in &report.tasks {
+        let sweep = &t.accuracy.sweep;
+        if sweep.layers.len() > 1 {
+            let best = |acc: &[Accuracy]| {
+                acc.iter()
+                    .zip(&sweep.layers)
+                    .max_by(|a, b| a.0.rate.total_cmp(&b.0.rate))
+                    .map(|(a, l)| format!("layer {l}: {}", cell(a)))
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "\n{}: best layer, zero-shot + FV {}; shuffled + FV {}\n",
+                t.task,
+                best(&sweep.zero_shot_fv),
+                best(&sweep.shuffled_fv)
+            ));
+        }
+    }
+    out
+}
