@@ -5,12 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use counterfact::report::{report_html, Figure as ReportFigure};
 use counterfact::{markdown_table, read_run, summarise_run, Bootstrap, Summary};
-use viz::Figure;
 
 use super::common::check_out_dir;
-use super::evaluate::bars;
+use super::evaluate::write_outputs;
 
 /// Arguments of `factscope compare`.
 #[derive(Args, Debug)]
@@ -43,21 +41,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let refs: Vec<&Summary> = summaries.iter().collect();
     let table = markdown_table(&refs, true);
     if let Some(out) = &args.out {
-        let plot = bars(&refs, true);
-        plot.save(&out.join("compare.svg"))?;
-        plot.save(&out.join("compare.png"))?;
-        factscope_common::write_atomic(&out.join("compare.md"), table.as_bytes())?;
-        let html = report_html(
+        write_outputs(
+            out,
+            "compare",
+            "compare.html",
             "CounterFact: methods compared",
             &refs,
-            &[ReportFigure {
-                title: "Rates with 95% bootstrap intervals".into(),
-                svg: plot.to_svg()?,
-            }],
+            &[],
             &[],
             0,
-        );
-        factscope_common::write_atomic(&out.join("compare.html"), html.as_bytes())?;
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);

@@ -162,6 +162,36 @@ fn key_stats_with(
     Ok(stats)
 }
 
+/// ROME's hyperparameters from `preset`, at `layer` when given, checked against the model.
+pub fn rome_hparams(
+    preset: &str,
+    layer: Option<usize>,
+    variant: RomeVariant,
+    n_layers: usize,
+) -> anyhow::Result<RomeHparams> {
+    let mut hp = RomeHparams::preset(preset)?;
+    if let Some(layer) = layer {
+        hp.layer = layer;
+    }
+    hp.variant = variant;
+    hp.validate(n_layers)?;
+    Ok(hp)
+}
+
+/// FT-L's hyperparameters from `preset`, at `layer` when given, checked against the model.
+pub fn ft_hparams(
+    preset: &str,
+    layer: Option<usize>,
+    n_layers: usize,
+) -> anyhow::Result<rome::FtHparams> {
+    let mut hp = rome::FtHparams::preset(preset)?;
+    if let Some(layer) = layer {
+        hp.layer = layer;
+    }
+    hp.validate(n_layers)?;
+    Ok(hp)
+}
+
 /// MEMIT's hyperparameters from `preset` (one layer when `layer` is given) and the key
 /// statistics of each edited layer (`stats` holds one layer's, so it needs `layer`).
 pub fn memit_setup(
@@ -173,6 +203,10 @@ pub fn memit_setup(
     let mut hp = rome::MemitHparams::preset(preset)?;
     if let Some(layer) = layer {
         hp.layers = vec![layer];
+    }
+    let n_layers = loaded.model.config().n_layers;
+    if let Some(&layer) = hp.layers.iter().find(|&&l| l >= n_layers) {
+        return Err(gpt_core::Error::LayerOutOfRange { layer, n_layers }.into());
     }
     if stats.is_some() && hp.layers.len() != 1 {
         bail!(
@@ -396,11 +430,6 @@ fn memit_and_compare(
 
 /// Runs `factscope edit`.
 pub fn run(args: EditArgs) -> anyhow::Result<()> {
-    let variant = match args.method {
-        Method::Rome | Method::Memit => RomeVariant::Original,
-        Method::RRome => RomeVariant::RRome,
-        Method::Ft => RomeVariant::Original, // unused: FT-L has its own settings
-    };
     if let Some(dir) = &args.save_model {
         if dir.exists() {
             bail!(
@@ -418,38 +447,38 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     let requests = requests(&args)?;
     let mut loaded = args.model.load()?;
-    let mut hp = RomeHparams::preset(&args.preset)?;
-    if let Some(layer) = args.layer {
-        hp.layer = layer;
-    }
-    hp.variant = variant;
-    hp.validate(loaded.model.config().n_layers)?;
-
-    let mut saved_hparams = serde_json::to_value(&hp)?;
-    let (outcome, layers) = if args.method == Method::Ft {
-        let mut fhp = rome::FtHparams::preset(&args.preset)?;
-        if let Some(layer) = args.layer {
-            fhp.layer = layer;
+    let n_layers = loaded.model.config().n_layers;
+    let (outcome, layers, saved_hparams) = match args.method {
+        Method::Ft => {
+            let hp = ft_hparams(&args.preset, args.layer, n_layers)?;
+            (
+                ft_and_compare(&mut loaded, &requests, &hp, &args.check)?,
+                vec![hp.layer],
+                serde_json::to_value(&hp)?,
+            )
         }
-        fhp.validate(loaded.model.config().n_layers)?;
-        saved_hparams = serde_json::to_value(&fhp)?;
-        (
-            ft_and_compare(&mut loaded, &requests, &fhp, &args.check)?,
-            vec![fhp.layer],
-        )
-    } else if args.method == Method::Memit {
-        let (mhp, cs) = memit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
-        saved_hparams = serde_json::to_value(&mhp)?;
-        (
-            memit_and_compare(&mut loaded, &requests, &mhp, &cs, &args.check)?,
-            mhp.layers,
-        )
-    } else {
-        let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
-        (
-            edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?,
-            vec![hp.layer],
-        )
+        Method::Memit => {
+            let (hp, cs) = memit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
+            (
+                memit_and_compare(&mut loaded, &requests, &hp, &cs, &args.check)?,
+                hp.layers.clone(),
+                serde_json::to_value(&hp)?,
+            )
+        }
+        Method::Rome | Method::RRome => {
+            let variant = if args.method == Method::RRome {
+                RomeVariant::RRome
+            } else {
+                RomeVariant::Original
+            };
+            let hp = rome_hparams(&args.preset, args.layer, variant, n_layers)?;
+            let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
+            (
+                edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?,
+                vec![hp.layer],
+                serde_json::to_value(&hp)?,
+            )
+        }
     };
     if let Some(out) = &args.save_delta {
         let list: Vec<&gpt_core::WeightDelta> = outcome.deltas.iter().collect();

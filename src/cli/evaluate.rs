@@ -11,11 +11,11 @@ use counterfact::{
     RunSettings, Summary,
 };
 use gpt_core::{Editor, HookableModel};
-use rome::{FtEditor, FtHparams, MemitEditor, RomeEditor, RomeHparams, RomeVariant};
+use rome::{FtEditor, MemitEditor, RomeEditor, RomeVariant};
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::{check_out_dir, ModelArgs};
-use super::edit::{key_stats_for, memit_setup};
+use super::edit::{ft_hparams, key_stats_for, memit_setup, rome_hparams};
 
 /// `--method` of `evaluate`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -146,14 +146,12 @@ fn editor_for(
     Ok(match args.method {
         EvalMethod::None => (None, serde_json::Value::Null),
         EvalMethod::Rome | EvalMethod::RRome => {
-            let mut hp = RomeHparams::preset(&args.preset)?;
-            if let Some(l) = args.layer {
-                hp.layer = l;
-            }
-            if args.method == EvalMethod::RRome {
-                hp.variant = RomeVariant::RRome;
-            }
-            hp.validate(n_layers)?;
+            let variant = if args.method == EvalMethod::RRome {
+                RomeVariant::RRome
+            } else {
+                RomeVariant::Original
+            };
+            let hp = rome_hparams(&args.preset, args.layer, variant, n_layers)?;
             let c = key_stats_for(loaded, hp.layer, args.stats.as_deref())?.c()?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(RomeEditor::new(hp, Some(c)))), value)
@@ -164,11 +162,7 @@ fn editor_for(
             (Some(Box::new(MemitEditor::new(hp, cs))), value)
         }
         EvalMethod::Ft => {
-            let mut hp = FtHparams::preset(&args.preset)?;
-            if let Some(l) = args.layer {
-                hp.layer = l;
-            }
-            hp.validate(n_layers)?;
+            let hp = ft_hparams(&args.preset, args.layer, n_layers)?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(FtEditor { hparams: hp })), value)
         }
@@ -288,28 +282,56 @@ pub fn write_summary(
     let (settings, records) = read_run(dir)?;
     let summary = summarise_run(&settings, &records, boot);
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
-    factscope_common::write_atomic(
-        &dir.join("summary.md"),
-        markdown_table(&[&summary], true).as_bytes(),
-    )?;
-    let bars = bars(&[&summary], true);
-    bars.save(&dir.join("summary.svg"))?;
-    bars.save(&dir.join("summary.png"))?;
-    let html = report_html(
+    write_outputs(
+        dir,
+        "summary",
+        "report.html",
         &format!("CounterFact: {} on {}", summary.method, summary.model),
         &[&summary],
-        &std::iter::once(ReportFigure {
-            title: "Rates with 95% bootstrap intervals".into(),
-            svg: bars.to_svg()?,
-        })
-        .chain(extra.iter().cloned())
-        .collect::<Vec<_>>(),
+        extra,
         &records,
         worst,
-    );
-    factscope_common::write_atomic(&dir.join("report.html"), html.as_bytes())
-        .with_context(|| format!("writing {}", dir.join("report.html").display()))?;
+    )?;
     Ok(summary)
+}
+
+/// Writes `{stem}.md` (the table), `{stem}.svg` / `.png` (bars with intervals, rendered
+/// once) and the HTML report `page` of `summaries` into `dir`, with `extra` figures and the
+/// `worst` cases of `records`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_outputs(
+    dir: &Path,
+    stem: &str,
+    page: &str,
+    title: &str,
+    summaries: &[&Summary],
+    extra: &[ReportFigure],
+    records: &[counterfact::CaseRecord],
+    worst: usize,
+) -> anyhow::Result<()> {
+    let write = |name: String, bytes: &[u8]| {
+        let path = dir.join(name);
+        factscope_common::write_atomic(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write(
+        format!("{stem}.md"),
+        markdown_table(summaries, true).as_bytes(),
+    )?;
+    let svg = bars(summaries, true).to_svg()?;
+    write(format!("{stem}.svg"), svg.as_bytes())?;
+    write(
+        format!("{stem}.png"),
+        &viz::svg_to_png(&svg, viz::DEFAULT_PNG_SCALE)?,
+    )?;
+    let figures: Vec<ReportFigure> = std::iter::once(ReportFigure {
+        title: "Rates with 95% bootstrap intervals".into(),
+        svg,
+    })
+    .chain(extra.iter().cloned())
+    .collect();
+    let html = report_html(title, summaries, &figures, records, worst);
+    write(page.to_string(), html.as_bytes())
 }
 
 /// Causal traces (hidden states) of each case's rewrite prompt before and after its edit,
@@ -386,7 +408,7 @@ fn trace_examples(
 
 /// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited
 /// scores as the first series when `with_pre`.
-pub fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
+fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
     let metrics = ["ES", "PS", "NS", "S"];
     let series_of = |name: String, table: &counterfact::summary::MetricTable| {
         let get = |m: &str, f: fn(&counterfact::Interval) -> f64| {

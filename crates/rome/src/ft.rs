@@ -138,24 +138,22 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
     }
     let device = model.device();
     // Each row: prompt + target[..T−1]; row i reads target token j at (prompt_len + j − 1).
-    let (mut seqs, mut read_rows, mut read_pos, mut targets) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Each read is weighted 1 / (tokens of its target · requests), so each request counts
+    // once and the loss is the mean over requests of each target's mean NLL.
+    let (mut seqs, mut read_rows, mut read_pos, mut targets, mut weights) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, r) in requests.iter().enumerate() {
         r.validate()?;
         let prompt = tokenizer.encode(&r.filled())?.ids;
         let target = target_tokens(tokenizer, &r.target)?;
+        let weight = 1.0 / (target.len() as f64 * requests.len() as f64);
         for (j, &t) in target.iter().enumerate() {
             read_rows.push(i as i64);
             read_pos.push((prompt.len() + j - 1) as i64);
             targets.push(t);
+            weights.push(weight);
         }
         seqs.push([prompt, target[..target.len() - 1].to_vec()].concat());
-    }
-    // Weight of each read: 1 / (tokens of its target), so each request counts once.
-    let mut weights = Vec::with_capacity(read_rows.len());
-    for &row in &read_rows {
-        let n = read_rows.iter().filter(|&&r| r == row).count();
-        weights.push(1.0 / (n as f64 * requests.len() as f64));
     }
     let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
     let rows_t = Tensor::f_from_slice(&read_rows)?.f_to_device(device)?;
