@@ -6,7 +6,7 @@ bash scripts/setup.sh
 # Tests that read ../shared/data run where it is (always under CI, which places it there).
 features=()
 if [ -d ../shared/data ]; then
-    features=(--features factscope-causal-trace/shared-data)
+    features=(--features factscope-causal-trace/shared-data,factscope-function-vectors/shared-data)
 elif [ "${CI:-}" = true ]; then
     echo "test.sh: ../shared/data is missing beside the checkout" >&2
     exit 1
