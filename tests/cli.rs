@@ -857,3 +857,42 @@ fn evaluate_writes_a_summary_resumes_and_compares() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no run here"), "{}", stderr(&out));
 }
+
+#[test]
+fn auto_preset_needs_a_layer_for_a_model_no_preset_was_made_for() {
+    let model = fixture("tiny-gpt2");
+    let out = factscope(&[
+        "edit",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "{} is located in the city of",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no hyperparameter preset") && err.contains("--layer") && err.contains("gpt2"),
+        "{err}"
+    );
+    let out = factscope(&[
+        "edit",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "{} is located in the city of",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+        "--method",
+        "memit",
+        "--preset",
+        "neox-20b",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no MEMIT hyperparameters"), "{}", stderr(&out));
+}

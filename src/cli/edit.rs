@@ -60,8 +60,10 @@ pub struct EditArgs {
     /// Other prompts to show before and after (e.g. paraphrases, neighbours).
     #[arg(long = "check")]
     check: Vec<String>,
-    /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, smollm2.
-    #[arg(long, default_value = "smollm2")]
+    /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, neox-20b, llama-7b,
+    /// smollm2, or `auto`: the one made for this model (by family, depth and width); for a
+    /// model no preset was made for, `auto` needs --layer and uses the paper's GPT-2 XL values.
+    #[arg(long, default_value = "auto")]
     preset: String,
     /// Save the weight changes (safetensors, with the requests and hyperparameters).
     #[arg(long)]
@@ -162,49 +164,101 @@ fn key_stats_with(
     Ok(stats)
 }
 
-/// ROME's hyperparameters from `preset`, at `layer` when given, checked against the model.
+/// The preset `--preset` names for a model of `config`: the name itself, or for `auto` the
+/// preset made for this model; `None` when `auto` finds none (the caller then needs a layer).
+fn resolve_preset(preset: &str, config: &gpt_core::ModelConfig) -> Option<String> {
+    if preset == "auto" {
+        rome::preset_for(config).map(str::to_string)
+    } else {
+        Some(preset.to_string())
+    }
+}
+
+/// The layer to use when `--preset auto` finds no preset for the model: `--layer`, or an error
+/// saying what to give.
+fn layer_without_preset(
+    config: &gpt_core::ModelConfig,
+    layer: Option<usize>,
+) -> anyhow::Result<usize> {
+    layer.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no hyperparameter preset was made for this model ({}, {} layers, d_model {}): name one with --preset ({}) or give --layer to use the paper's GPT-2 XL values at that layer",
+            config.model_type,
+            config.n_layers,
+            config.d_model,
+            rome::PRESET_NAMES.join(", ")
+        )
+    })
+}
+
+/// ROME's hyperparameters from `preset` (`auto`: matched to `config`), at `layer` when given,
+/// checked against the model.
 pub fn rome_hparams(
     preset: &str,
     layer: Option<usize>,
     variant: RomeVariant,
-    n_layers: usize,
+    config: &gpt_core::ModelConfig,
 ) -> anyhow::Result<RomeHparams> {
-    let mut hp = RomeHparams::preset(preset)?;
+    let mut hp = match resolve_preset(preset, config) {
+        Some(name) => RomeHparams::preset(&name)?,
+        None => RomeHparams {
+            layer: layer_without_preset(config, layer)?,
+            ..RomeHparams::gpt2_xl()
+        },
+    };
     if let Some(layer) = layer {
         hp.layer = layer;
     }
     hp.variant = variant;
-    hp.validate(n_layers)?;
+    hp.validate(config.n_layers)?;
     Ok(hp)
 }
 
-/// FT-L's hyperparameters from `preset`, at `layer` when given, checked against the model.
+/// FT-L's hyperparameters from `preset` (`auto`: matched to `config`), at `layer` when given,
+/// checked against the model.
 pub fn ft_hparams(
     preset: &str,
     layer: Option<usize>,
-    n_layers: usize,
+    config: &gpt_core::ModelConfig,
 ) -> anyhow::Result<rome::FtHparams> {
-    let mut hp = rome::FtHparams::preset(preset)?;
+    let mut hp = match resolve_preset(preset, config) {
+        Some(name) => rome::FtHparams::preset(&name)?,
+        None => rome::FtHparams::constrained(layer_without_preset(config, layer)?),
+    };
     if let Some(layer) = layer {
         hp.layer = layer;
     }
-    hp.validate(n_layers)?;
+    hp.validate(config.n_layers)?;
     Ok(hp)
 }
 
-/// MEMIT's hyperparameters from `preset` (one layer when `layer` is given) and the key
-/// statistics of each edited layer (`stats` holds one layer's, so it needs `layer`).
+/// MEMIT's hyperparameters from `preset` (`auto`: matched to the model; one layer when `layer`
+/// is given) and the key statistics of each edited layer (`stats` holds one layer's, so it
+/// needs `layer`).
 pub fn memit_setup(
     loaded: &gpt_core::LoadedModel,
     preset: &str,
     layer: Option<usize>,
     stats: Option<&std::path::Path>,
 ) -> anyhow::Result<(rome::MemitHparams, Vec<gpt_core::tch::Tensor>)> {
-    let mut hp = rome::MemitHparams::preset(preset)?;
+    let config = loaded.model.config();
+    let mut hp = match resolve_preset(preset, config) {
+        // A one-layer MEMIT needs no preset's layer list: a ROME-only preset's values are
+        // refused by name, so fall back to GPT-2 XL's values there too.
+        Some(name) => match (rome::MemitHparams::preset(&name), layer) {
+            (Ok(hp), _) => hp,
+            (Err(_), Some(_)) => rome::MemitHparams::gpt2_xl(),
+            (Err(e), None) => return Err(e.into()),
+        },
+        None => {
+            layer_without_preset(config, layer)?;
+            rome::MemitHparams::gpt2_xl()
+        }
+    };
     if let Some(layer) = layer {
         hp.layers = vec![layer];
     }
-    let n_layers = loaded.model.config().n_layers;
+    let n_layers = config.n_layers;
     if let Some(&layer) = hp.layers.iter().find(|&&l| l >= n_layers) {
         return Err(gpt_core::Error::LayerOutOfRange { layer, n_layers }.into());
     }
@@ -447,10 +501,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     let requests = requests(&args)?;
     let mut loaded = args.model.load()?;
-    let n_layers = loaded.model.config().n_layers;
     let (outcome, layers, saved_hparams) = match args.method {
         Method::Ft => {
-            let hp = ft_hparams(&args.preset, args.layer, n_layers)?;
+            let hp = ft_hparams(&args.preset, args.layer, loaded.model.config())?;
             (
                 ft_and_compare(&mut loaded, &requests, &hp, &args.check)?,
                 vec![hp.layer],
@@ -471,7 +524,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             } else {
                 RomeVariant::Original
             };
-            let hp = rome_hparams(&args.preset, args.layer, variant, n_layers)?;
+            let hp = rome_hparams(&args.preset, args.layer, variant, loaded.model.config())?;
             let stats = key_stats_for(&loaded, hp.layer, args.stats.as_deref())?;
             (
                 edit_and_compare(&mut loaded, &requests, &hp, &stats, &args.check)?,

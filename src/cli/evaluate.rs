@@ -122,8 +122,10 @@ pub struct EvaluateArgs {
     /// Seed of generation sampling and bootstrap intervals.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, smollm2.
-    #[arg(long, default_value = "smollm2")]
+    /// Hyperparameter preset: gpt2-xl, gpt2-medium, gpt2-large, gpt-j, neox-20b, llama-7b,
+    /// smollm2, or `auto`: the one made for this model (by family, depth and width); for a
+    /// model no preset was made for, `auto` needs --layer and uses the paper's GPT-2 XL values.
+    #[arg(long, default_value = "auto")]
     preset: String,
     /// Add causal traces (hidden states, 10 samples, 3σ) of the first N cases' rewrite
     /// prompts before and after their edit to report.html (and `trace_examples/`).
@@ -142,7 +144,6 @@ fn editor_for(
     args: &EvaluateArgs,
     loaded: &gpt_core::LoadedModel,
 ) -> anyhow::Result<(Option<Box<dyn Editor>>, serde_json::Value)> {
-    let n_layers = loaded.model.config().n_layers;
     Ok(match args.method {
         EvalMethod::None => (None, serde_json::Value::Null),
         EvalMethod::Rome | EvalMethod::RRome => {
@@ -151,7 +152,7 @@ fn editor_for(
             } else {
                 RomeVariant::Original
             };
-            let hp = rome_hparams(&args.preset, args.layer, variant, n_layers)?;
+            let hp = rome_hparams(&args.preset, args.layer, variant, loaded.model.config())?;
             let c = key_stats_for(loaded, hp.layer, args.stats.as_deref())?.c()?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(RomeEditor::new(hp, Some(c)))), value)
@@ -162,7 +163,7 @@ fn editor_for(
             (Some(Box::new(MemitEditor::new(hp, cs))), value)
         }
         EvalMethod::Ft => {
-            let hp = ft_hparams(&args.preset, args.layer, n_layers)?;
+            let hp = ft_hparams(&args.preset, args.layer, loaded.model.config())?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(FtEditor { hparams: hp })), value)
         }

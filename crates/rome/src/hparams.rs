@@ -80,6 +80,24 @@ impl RomeHparams {
         Self::base(5, 4.0)
     }
 
+    /// GPT-NeoX-20B (the MEMIT repository's ROME file: layer 15, clamp 4, GPT-2 XL's other
+    /// values).
+    pub fn neox_20b() -> Self {
+        Self::base(15, 4.0)
+    }
+
+    /// Llama(-2)-7B as EasyEdit's `hparams/ROME/llama-7b.yaml`: layer 5, 25 steps, weight decay
+    /// 1e-3, clamp 4 — and `mom2_adjustment: false` there (u = k/‖k‖, no covariance), kept
+    /// here so that results compare with EasyEdit's; set it to `true` for the paper's update.
+    pub fn llama_7b() -> Self {
+        Self {
+            v_num_grad_steps: 25,
+            v_weight_decay: 1e-3,
+            mom2_adjustment: false,
+            ..Self::base(5, 4.0)
+        }
+    }
+
     /// SmolLM2-135M (the bundled model): layer 4, where the causal traces of the known facts
     /// put the MLP's indirect effect at the last subject token first (AIE 0.083 at layer 4;
     /// `factscope trace-dataset`), as the paper chose layer 17 of GPT-2 XL; GPT-2 XL's other
@@ -88,7 +106,8 @@ impl RomeHparams {
         Self::base(4, 4.0)
     }
 
-    /// A preset by name: `gpt2-xl`, `gpt2-medium`, `gpt2-large`, `gpt-j`, `smollm2`.
+    /// A preset by name: `gpt2-xl`, `gpt2-medium`, `gpt2-large`, `gpt-j`, `neox-20b`,
+    /// `llama-7b`, `smollm2` (see [`crate::preset`] for matching one to a model).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] listing the names for an unknown one.
@@ -98,10 +117,13 @@ impl RomeHparams {
             "gpt2-medium" => Self::gpt2_medium(),
             "gpt2-large" => Self::gpt2_large(),
             "gpt-j" | "gpt-j-6b" => Self::gpt_j(),
+            "neox-20b" | "gpt-neox-20b" => Self::neox_20b(),
+            "llama-7b" | "llama-2-7b" => Self::llama_7b(),
             "smollm2" => Self::smollm2(),
             other => {
                 return Err(Error::InvalidConfig(format!(
-                    "unknown preset `{other}` (gpt2-xl, gpt2-medium, gpt2-large, gpt-j, smollm2)"
+                    "unknown preset `{other}` ({})",
+                    crate::preset::PRESET_NAMES.join(", ")
                 )))
             }
         })

@@ -24,6 +24,7 @@ mod error;
 pub mod ft;
 pub mod hparams;
 pub mod memit;
+pub mod preset;
 pub mod request;
 #[allow(clippy::module_inception)]
 pub mod rome;
@@ -38,6 +39,7 @@ pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};
 pub use hparams::{RomeHparams, RomeVariant};
 pub use memit::{compute_memit, MemitEdit, MemitHparams};
+pub use preset::{preset_for, PresetModel, PRESET_MODELS, PRESET_NAMES};
 pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
 pub use stats::{compute_key_stats, model_fingerprint, KeyStats, StatsMeta, StatsOptions};

@@ -35,6 +35,15 @@ impl MemitHparams {
         Self::with(vec![3, 4, 5, 6, 7, 8], 15_000.0, 25)
     }
 
+    /// Llama(-2)-7B as EasyEdit's `hparams/MEMIT/llama-7b.yaml`: layers 4–8, λ 15000, clamp 4,
+    /// 25 steps, weight decay 1e-3.
+    pub fn llama_7b() -> Self {
+        let mut hp = Self::with(vec![4, 5, 6, 7, 8], 15_000.0, 25);
+        hp.z.clamp_norm_factor = 4.0;
+        hp.z.v_weight_decay = 1e-3;
+        hp
+    }
+
     /// SmolLM2-135M: layers 2–6 around ROME's layer 4 (the first MLP peak of the traces);
     /// GPT-2 XL's other values.
     pub fn smollm2() -> Self {
@@ -56,18 +65,25 @@ impl MemitHparams {
         }
     }
 
-    /// A preset by name: `gpt2-xl`, `gpt-j`, `smollm2`.
+    /// A preset by name: `gpt2-xl`, `gpt-j`, `llama-7b`, `smollm2`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an unknown name.
+    /// [`Error::InvalidConfig`] for an unknown name, and for the ROME-only presets (GPT-2
+    /// medium/large, NeoX-20B: the reference has no MEMIT file for them), saying so.
     pub fn preset(name: &str) -> Result<Self> {
         Ok(match name {
             "gpt2-xl" => Self::gpt2_xl(),
             "gpt-j" | "gpt-j-6b" => Self::gpt_j(),
+            "llama-7b" | "llama-2-7b" => Self::llama_7b(),
             "smollm2" => Self::smollm2(),
+            "gpt2-medium" | "gpt2-large" | "neox-20b" | "gpt-neox-20b" => {
+                return Err(Error::InvalidConfig(format!(
+                    "the reference has no MEMIT hyperparameters for `{name}` (MEMIT presets: gpt2-xl, gpt-j, llama-7b, smollm2); give --layer for a one-layer MEMIT with GPT-2 XL's values"
+                )))
+            }
             other => {
                 return Err(Error::InvalidConfig(format!(
-                    "unknown MEMIT preset `{other}` (gpt2-xl, gpt-j, smollm2)"
+                    "unknown MEMIT preset `{other}` (gpt2-xl, gpt-j, llama-7b, smollm2)"
                 )))
             }
         })
