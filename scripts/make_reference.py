@@ -18,13 +18,18 @@ How to run
     # only the tiny random models (no GGUF needed):
     .venv-ref/bin/python scripts/make_reference.py --out fixtures --skip-smollm
 
+    # only some of them:
+    .venv-ref/bin/python scripts/make_reference.py --out fixtures --skip-smollm --only tiny-qwen2,tiny-mistral
+
 No network access is needed (the hub is never contacted; HF_HUB_OFFLINE=1 is
 forced).  The SmolLM2 part needs models/SmolLM2-135M-Instruct.Q4_1.gguf
 (see scripts/fetch-model.sh); pass --gguf to use another path.
 
 What it writes (under --out, default `fixtures/`)
 -------------------------------------------------
-tiny-gpt2/, tiny-llama/, tiny-llama-tied/   (one folder per random tiny model)
+tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
+tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/
+                                            (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
     tokenizer.json                    byte-level BPE (tokenizers library)
     vocab.json, merges.txt            the same tokenizer in GPT-2 format
@@ -108,6 +113,10 @@ try:
         GPT2LMHeadModel,
         LlamaConfig,
         LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
     )
 except ImportError as e:  # pragma: no cover - environment problem
     _die(
@@ -268,6 +277,79 @@ def make_llama(vocab: int, eos: int, *, layers: int, kv_heads: int, tied: bool) 
         attention_bias=False,
         mlp_bias=False,
         tie_word_embeddings=tied,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg)
+
+
+def make_qwen2(vocab: int, eos: int) -> Qwen2ForCausalLM:
+    """Llama plus q/k/v biases (Qwen2 always has them), no sliding window."""
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(cfg)
+
+
+def make_mistral(vocab: int, eos: int) -> MistralForCausalLM:
+    """Llama plus a sliding attention window of 4 positions, shorter than the prompts."""
+    cfg = MistralConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        sliding_window=4,
+        tie_word_embeddings=False,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return MistralForCausalLM(cfg)
+
+
+def make_llama_rope(vocab: int, eos: int, rope_parameters: dict) -> LlamaForCausalLM:
+    """Llama with rescaled rotary frequencies (`rope_parameters` holds rope_theta too)."""
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        rope_parameters=rope_parameters,
+        attention_bias=False,
+        mlp_bias=False,
+        tie_word_embeddings=False,
         bos_token_id=eos,
         eos_token_id=eos,
         pad_token_id=eos,
@@ -500,7 +582,11 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
     print(f"  wrote {folder}  ({len(tensors)} tensors; facts={facts})")
 
 
-def make_tiny_models(out_root: Path) -> None:
+TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3"]
+
+
+def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
     print("== tiny tokenizer")
     tok = build_tiny_tokenizer()
     vocab = tok.get_vocab_size()
@@ -511,12 +597,27 @@ def make_tiny_models(out_root: Path) -> None:
         if rt != t:
             _die(f"tiny tokenizer does not round-trip {t!r} -> {rt!r}")
 
-    print("== tiny-gpt2")
-    write_tiny(out_root, "tiny-gpt2", make_gpt2(vocab, eos), "gpt2", tok, seed=1)
-    print("== tiny-llama")
-    write_tiny(out_root, "tiny-llama", make_llama(vocab, eos, layers=2, kv_heads=2, tied=False), "llama", tok, seed=2)
-    print("== tiny-llama-tied")
-    write_tiny(out_root, "tiny-llama-tied", make_llama(vocab, eos, layers=1, kv_heads=4, tied=True), "llama", tok, seed=3)
+    # d_head 8 and θ 1e4 give wavelengths 6.3, 63, 628, 6283 positions: with an original
+    # context of 256, llama3 keeps the first, divides the last two and smooths the second.
+    makers = {
+        "tiny-gpt2": (lambda: make_gpt2(vocab, eos), "gpt2", 1),
+        "tiny-llama": (lambda: make_llama(vocab, eos, layers=2, kv_heads=2, tied=False), "llama", 2),
+        "tiny-llama-tied": (lambda: make_llama(vocab, eos, layers=1, kv_heads=4, tied=True), "llama", 3),
+        "tiny-qwen2": (lambda: make_qwen2(vocab, eos), "llama", 4),
+        "tiny-mistral": (lambda: make_mistral(vocab, eos), "llama", 5),
+        "tiny-llama-rope-linear": (
+            lambda: make_llama_rope(vocab, eos, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+            "llama", 6),
+        "tiny-llama-rope-llama3": (
+            lambda: make_llama_rope(vocab, eos, {
+                "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 256, "rope_theta": 10000.0}),
+            "llama", 7),
+    }
+    for name in only or TINY_MODELS:
+        make, arch, seed = makers[name]
+        print(f"== {name}")
+        write_tiny(out_root, name, make(), arch, tok, seed=seed)
 
 
 # --------------------------------------------------------------------------
@@ -841,6 +942,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timing-only", action="store_true", help="only measure the SmolLM2 forward time")
     ap.add_argument("--skip-smollm", action="store_true", help="only the tiny random models")
     ap.add_argument("--skip-timing", action="store_true", help="do not run the timing")
+    ap.add_argument("--only", default=None,
+                    help=f"comma-separated tiny models to write (default: all of {', '.join(TINY_MODELS)})")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(2)
@@ -853,7 +956,11 @@ def main(argv=None) -> int:
     if args.timing_only:
         make_timing(args.out, args.gguf)
         return 0
-    make_tiny_models(args.out)
+    only = args.only.split(",") if args.only else None
+    for name in only or []:
+        if name not in TINY_MODELS:
+            _die(f"--only: unknown tiny model {name!r} (known: {', '.join(TINY_MODELS)})")
+    make_tiny_models(args.out, only)
     if not args.skip_smollm:
         loaded = load_smollm(args.gguf)
         make_smollm(args.out, args.gguf, loaded)

@@ -1,5 +1,5 @@
 //! The fast schedule against the naive one-pass-per-cell oracle, on random-weight models of
-//! both architectures and on the bundled model.
+//! both architectures, on the other families' fixtures and on the bundled model.
 
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -87,6 +87,21 @@ fn fast_equals_naive_on_random_models() {
         check_model(
             &model,
             &tokenizer,
+            "The Eiffel Tower is located in the city of",
+            "Eiffel Tower",
+        );
+    }
+}
+
+/// Qwen2 (q/k/v biases), Mistral (sliding window) and Llama with llama3 rotary scaling: the
+/// transformers fixtures, traced through the same code path.
+#[test]
+fn fast_equals_naive_on_the_other_families() {
+    for name in ["tiny-qwen2", "tiny-mistral", "tiny-llama-rope-llama3"] {
+        let loaded = gpt_core::load_model(&fixture(name), Default::default()).expect(name);
+        check_model(
+            &loaded.model,
+            &loaded.tokenizer,
             "The Eiffel Tower is located in the city of",
             "Eiffel Tower",
         );

@@ -18,6 +18,32 @@ pub enum Architecture {
     Llama,
 }
 
+/// A rescaling of the rotary frequencies (`rope_scaling` / `rope_parameters.rope_type`), as
+/// transformers' `ROPE_INIT_FUNCTIONS` apply them; the others (`yarn`, `dynamic`, `longrope`)
+/// are refused when a config is read.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "rope_type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    /// Position interpolation: every inverse frequency divided by `factor`.
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// Llama 3.1's: wavelengths longer than `original_max_position_embeddings /
+    /// low_freq_factor` are divided by `factor`, shorter than `… / high_freq_factor` kept, and
+    /// those between interpolated smoothly.
+    Llama3 {
+        /// The divisor of the low frequencies.
+        factor: f64,
+        /// Wavelength bound (as a fraction of the original context) of the low frequencies.
+        low_freq_factor: f64,
+        /// Wavelength bound of the high frequencies.
+        high_freq_factor: f64,
+        /// The context length the model was trained with.
+        original_max_position_embeddings: f64,
+    },
+}
+
 /// A validated model configuration (sizes and numeric constants).
 ///
 /// `#[non_exhaustive]`: fields will be added as architectures are; build one with
@@ -50,6 +76,12 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     /// Rotary base (`rope_theta`); `None` for learned positions.
     pub rope_theta: Option<f64>,
+    /// How the rotary frequencies are rescaled for long contexts (`rope_scaling`); `None`:
+    /// plain `θ^(−2i/d)`.
+    pub rope_scaling: Option<RopeScaling>,
+    /// Sliding-window attention (Mistral's `sliding_window`): a query attends only to the
+    /// last `w` positions, itself included; `None`: the whole causal past.
+    pub sliding_window: Option<usize>,
     /// Whether the unembedding shares the token-embedding matrix.
     pub tied_embeddings: bool,
     /// Whether the q/k/v projections have biases (GPT-2, Qwen2).
@@ -109,6 +141,35 @@ impl ModelConfig {
                 "norm epsilon {} is not a finite non-negative number",
                 self.norm_eps
             ));
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window must be positive".into());
+        }
+        match self.rope_scaling {
+            Some(RopeScaling::Linear { factor }) if !(factor.is_finite() && factor > 0.0) => {
+                return bad(format!("rope_scaling factor {factor} must be positive"));
+            }
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) if !([
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            ]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+                && high_freq_factor > low_freq_factor) =>
+            {
+                return bad(
+                    "llama3 rope_scaling needs positive factors with high_freq_factor > low_freq_factor"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if let Some(theta) = self.rope_theta {
             if !(theta.is_finite() && theta > 0.0) {
@@ -267,6 +328,8 @@ impl Gpt2HfConfig {
             n_ctx: self.n_positions,
             norm_eps: self.layer_norm_epsilon,
             rope_theta: None,
+            rope_scaling: None,
+            sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: true,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
@@ -291,8 +354,13 @@ struct LlamaHfConfig {
     rms_norm_eps: f64,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
-    /// transformers ≥ 5 writes `{"rope_theta": .., "rope_type": ..}` here instead.
-    rope_parameters: Option<RopeParameters>,
+    /// transformers ≥ 5 writes `{"rope_theta": .., "rope_type": .., <scaling fields>}` here
+    /// instead.
+    rope_parameters: Option<serde_json::Value>,
+    /// Mistral (and Qwen2 when `use_sliding_window`): the attention window.
+    sliding_window: Option<usize>,
+    /// Qwen2: whether `sliding_window` applies at all.
+    use_sliding_window: Option<bool>,
     #[serde(default)]
     tie_word_embeddings: bool,
     #[serde(default)]
@@ -311,11 +379,44 @@ fn default_ctx() -> usize {
 fn default_rms_eps() -> f64 {
     1e-6
 }
-/// `rope_parameters` of transformers ≥ 5.
-#[derive(Deserialize, Debug)]
-struct RopeParameters {
-    rope_theta: Option<f64>,
-    rope_type: Option<String>,
+/// The rotary scaling a `rope_scaling` or `rope_parameters` object asks for (`rope_type`, or
+/// the older `type`): `None` for `default`; an error naming the option for what is not
+/// implemented, so that no config that changes the math is read as if it did not.
+fn parse_rope_scaling(
+    field: &str,
+    value: &serde_json::Value,
+) -> std::result::Result<Option<RopeScaling>, String> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let kind = value
+        .get("rope_type")
+        .or_else(|| value.get("type"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("default");
+    let number = |key: &str| -> std::result::Result<f64, String> {
+        value
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| format!("{field}: rope_type `{kind}` needs a number `{key}`"))
+    };
+    Ok(match kind {
+        "default" => None,
+        "linear" => Some(RopeScaling::Linear {
+            factor: number("factor")?,
+        }),
+        "llama3" => Some(RopeScaling::Llama3 {
+            factor: number("factor")?,
+            low_freq_factor: number("low_freq_factor")?,
+            high_freq_factor: number("high_freq_factor")?,
+            original_max_position_embeddings: number("original_max_position_embeddings")?,
+        }),
+        other => {
+            return Err(format!(
+                "{field}: rope_type `{other}` is not supported (default, linear, llama3)"
+            ))
+        }
+    })
 }
 fn default_silu() -> String {
     "silu".into()
@@ -333,25 +434,36 @@ impl LlamaHfConfig {
                 self.hidden_act
             )));
         }
-        if let Some(scaling) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
-            let default = scaling.get("rope_type").and_then(|t| t.as_str()) == Some("default");
-            if !default {
-                return Err(bad(format!("rope_scaling {scaling} is not supported")));
+        let mut rope_scaling = None;
+        for (field, value) in [
+            ("rope_scaling", self.rope_scaling.as_ref()),
+            ("rope_parameters", self.rope_parameters.as_ref()),
+        ] {
+            if let Some(value) = value {
+                if let Some(scaling) = parse_rope_scaling(field, value).map_err(&bad)? {
+                    rope_scaling = Some(scaling);
+                }
             }
-        }
-        let params = self.rope_parameters.as_ref();
-        if let Some(kind) = params
-            .and_then(|p| p.rope_type.as_deref())
-            .filter(|t| *t != "default")
-        {
-            return Err(bad(format!(
-                "rope_type `{kind}` is not supported (default only)"
-            )));
         }
         let rope_theta = self
             .rope_theta
-            .or(params.and_then(|p| p.rope_theta))
+            .or(self
+                .rope_parameters
+                .as_ref()
+                .and_then(|p| p.get("rope_theta"))
+                .and_then(|t| t.as_f64()))
             .unwrap_or(10000.0);
+        // Mistral applies its window to every layer; Qwen2 only with `use_sliding_window`,
+        // and then from layer `max_window_layers` on, which is not implemented.
+        let sliding_window = match (model_type, self.use_sliding_window) {
+            ("qwen2", Some(true)) => {
+                return Err(bad(
+                    "use_sliding_window = true (Qwen2's per-layer windows) is not supported".into(),
+                ))
+            }
+            ("qwen2", _) => None,
+            _ => self.sliding_window,
+        };
         if self.mlp_bias {
             return Err(bad("mlp_bias = true is not supported".into()));
         }
@@ -374,11 +486,113 @@ impl LlamaHfConfig {
             n_ctx: self.max_position_embeddings,
             norm_eps: self.rms_norm_eps,
             rope_theta: Some(rope_theta),
+            rope_scaling,
+            sliding_window,
             tied_embeddings: self.tie_word_embeddings,
             // Qwen2 always has q/k/v biases; Llama and Mistral only with `attention_bias`.
             qkv_bias: model_type == "qwen2" || self.attention_bias,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama_json(model_type: &str, extra: &str) -> String {
+        format!(
+            r#"{{"model_type": "{model_type}", "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "vocab_size": 100{extra}}}"#
+        )
+    }
+
+    fn parse(model_type: &str, extra: &str) -> Result<ModelConfig> {
+        ModelConfig::from_hf_json(&llama_json(model_type, extra), Path::new("m/config.json"))
+    }
+
+    #[test]
+    fn rope_scaling_is_read_in_both_spellings() {
+        let old = parse(
+            "llama",
+            r#", "rope_scaling": {"type": "linear", "factor": 4.0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.rope_scaling, Some(RopeScaling::Linear { factor: 4.0 }));
+        let new = parse(
+            "llama",
+            r#", "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192}"#,
+        )
+        .unwrap();
+        assert_eq!(new.rope_theta, Some(500000.0));
+        assert_eq!(
+            new.rope_scaling,
+            Some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0
+            })
+        );
+        let plain = parse("llama", r#", "rope_parameters": {"rope_type": "default"}"#).unwrap();
+        assert_eq!(plain.rope_scaling, None);
+    }
+
+    #[test]
+    fn unimplemented_options_are_refused_by_name() {
+        for (extra, words) in [
+            (
+                r#", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}"#,
+                &["rope_scaling", "yarn", "m/config.json"][..],
+            ),
+            (
+                r#", "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}"#,
+                &["rope_parameters", "dynamic"][..],
+            ),
+            (
+                r#", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}"#,
+                &["low_freq_factor"][..],
+            ),
+        ] {
+            let e = parse("llama", extra).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{e} should name {w}");
+            }
+        }
+        let e = parse(
+            "qwen2",
+            r#", "use_sliding_window": true, "sliding_window": 8"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("use_sliding_window"), "{e}");
+    }
+
+    #[test]
+    fn sliding_window_is_mistrals_and_only_qwen2s_when_asked() {
+        assert_eq!(
+            parse("mistral", r#", "sliding_window": 4096"#)
+                .unwrap()
+                .sliding_window,
+            Some(4096)
+        );
+        assert_eq!(
+            parse("mistral", r#", "sliding_window": null"#)
+                .unwrap()
+                .sliding_window,
+            None
+        );
+        let qwen = parse(
+            "qwen2",
+            r#", "use_sliding_window": false, "sliding_window": 8"#,
+        )
+        .unwrap();
+        assert_eq!(qwen.sliding_window, None);
+        assert!(qwen.qkv_bias);
+        assert!(parse("mistral", r#", "sliding_window": 0"#).is_err());
     }
 }

@@ -302,6 +302,8 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         n_ctx: uint("context_length")?,
         norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         rope_theta: Some(float("rope.freq_base").unwrap_or(10000.0)),
+        rope_scaling: None,
+        sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
         bos_token_id: token_id("tokenizer.ggml.bos_token_id"),

@@ -38,7 +38,11 @@ impl Transformer {
                 "torch_dtype": "float32",
             }),
             _ => json!({
-                "architectures": ["LlamaForCausalLM"],
+                "architectures": [match c.model_type.as_str() {
+                    "qwen2" => "Qwen2ForCausalLM",
+                    "mistral" => "MistralForCausalLM",
+                    _ => "LlamaForCausalLM",
+                }],
                 "model_type": c.model_type,
                 "num_hidden_layers": c.n_layers,
                 "hidden_size": c.d_model,
@@ -50,6 +54,8 @@ impl Transformer {
                 "vocab_size": c.vocab_size,
                 "rms_norm_eps": c.norm_eps,
                 "rope_theta": c.rope_theta,
+                "rope_scaling": c.rope_scaling,
+                "sliding_window": c.sliding_window,
                 "tie_word_embeddings": c.tied_embeddings,
                 "attention_bias": c.qkv_bias,
                 "hidden_act": "silu",

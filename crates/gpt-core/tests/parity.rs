@@ -188,6 +188,39 @@ fn llama_tied_matches_transformers() {
 }
 
 #[test]
+fn qwen2_with_qkv_biases_matches_transformers() {
+    assert!(load("tiny-qwen2").model.config().qkv_bias);
+    check_model("tiny-qwen2");
+}
+
+#[test]
+fn mistral_sliding_window_matches_transformers() {
+    let loaded = load("tiny-mistral");
+    assert_eq!(loaded.model.config().sliding_window, Some(4));
+    // The window must matter: the reference prompts are longer than it.
+    let refs = reference("tiny-mistral");
+    assert!(refs["single.input_ids"].size()[1] > 4);
+    check_model("tiny-mistral");
+}
+
+#[test]
+fn llama_rope_scaling_matches_transformers() {
+    use gpt_core::RopeScaling;
+    let linear = load("tiny-llama-rope-linear");
+    assert_eq!(
+        linear.model.config().rope_scaling,
+        Some(RopeScaling::Linear { factor: 2.0 })
+    );
+    check_model("tiny-llama-rope-linear");
+    let llama3 = load("tiny-llama-rope-llama3");
+    assert!(matches!(
+        llama3.model.config().rope_scaling,
+        Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0
+    ));
+    check_model("tiny-llama-rope-llama3");
+}
+
+#[test]
 fn tokenizer_json_matches_transformers() {
     for name in ["tiny-gpt2", "tiny-llama"] {
         check_tokenizer(&load(name).tokenizer, name);

@@ -2,6 +2,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::config::RopeScaling;
 use crate::error::Result;
 use crate::transformer::layers::{reduction_kind, Linear};
 
@@ -53,6 +54,50 @@ pub(crate) fn inv_freq(theta: f64, d_head: usize, kind: Kind, device: Device) ->
     Ok(Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()?)
 }
 
+/// Rescales the inverse frequencies `inv_freq: [d_head / 2]` as `scaling` asks (transformers'
+/// `_compute_linear_scaling_rope_parameters` / `_compute_llama3_parameters`):
+/// - linear: `f / factor`;
+/// - llama3: with wavelength `λ = 2π / f`, `f / factor` where `λ > L / low_freq_factor`, `f`
+///   where `λ < L / high_freq_factor`, and between them `(1 − s)·f / factor + s·f` with
+///   `s = (L / λ − low_freq_factor) / (high_freq_factor − low_freq_factor)`
+///   (`L` = `original_max_position_embeddings`).
+pub(crate) fn scale_inv_freq(inv_freq: Tensor, scaling: Option<RopeScaling>) -> Result<Tensor> {
+    Ok(match scaling {
+        None => inv_freq,
+        Some(RopeScaling::Linear { factor }) => inv_freq.f_div_scalar(factor)?,
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: old_len,
+        }) => {
+            let low_freq_wavelen = old_len / low_freq_factor;
+            let high_freq_wavelen = old_len / high_freq_factor;
+            let wavelen = inv_freq
+                .f_reciprocal()?
+                .f_mul_scalar(2.0 * std::f64::consts::PI)?;
+            let divided = inv_freq.f_div_scalar(factor)?;
+            let low = wavelen.f_gt(low_freq_wavelen)?;
+            let f = divided.f_where_self(&low, &inv_freq)?;
+            let smooth = wavelen
+                .f_reciprocal()?
+                .f_mul_scalar(old_len)?
+                .f_sub_scalar(low_freq_factor)?
+                .f_div_scalar(high_freq_factor - low_freq_factor)?;
+            let smoothed = smooth
+                .f_neg()?
+                .f_add_scalar(1.0)?
+                .f_mul(&f.f_div_scalar(factor)?)?
+                .f_add(&smooth.f_mul(&f)?)?;
+            let medium = wavelen
+                .f_lt(high_freq_wavelen)?
+                .f_logical_not()?
+                .f_logical_and(&low.f_logical_not()?)?;
+            smoothed.f_where_self(&medium, &f)?
+        }
+    })
+}
+
 /// `(cos, sin)` of shape `[batch, 1, pos, d_head]` for `positions: [batch, pos]`.
 pub(crate) fn rotary_tables(
     inv_freq: &Tensor,
@@ -67,16 +112,40 @@ pub(crate) fn rotary_tables(
     Ok((emb.f_cos()?.f_to_kind(kind)?, emb.f_sin()?.f_to_kind(kind)?))
 }
 
-/// Boolean mask `[batch, 1, s, past + s]`: true where a query may attend (causal and not
-/// padding), from `attention_mask: [batch, past + s]`.
-pub(crate) fn attention_allowed(attention_mask: &Tensor, s: i64, past: i64) -> Result<Tensor> {
+/// Boolean mask `[batch, 1, s, past + s]`: true where a query may attend (causal, within
+/// the sliding `window` when there is one, and not padding), from `attention_mask:
+/// [batch, past + s]`. Causality counts cache slots (`j ≤ i`); the window counts positions,
+/// `pos(j) > pos(i) − w` with `pos = cumsum(attention_mask) − 1`: the same as transformers'
+/// slot-based window for left- or right-padded batches, and also right for a right-padded
+/// past (the fast schedules' cached prefixes of different lengths), where slots and positions
+/// part.
+pub(crate) fn attention_allowed(
+    attention_mask: &Tensor,
+    s: i64,
+    past: i64,
+    window: Option<usize>,
+) -> Result<Tensor> {
     let total = past + s;
     let device = attention_mask.device();
     let q = Tensor::f_arange_start(past, total, (Kind::Int64, device))?.f_unsqueeze(1)?;
     let k = Tensor::f_arange(total, (Kind::Int64, device))?.f_unsqueeze(0)?;
     let causal = k.f_le_tensor(&q)?; // [s, total]
-    let keys = attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
-    Ok(keys.f_logical_and(&causal.f_unsqueeze(0)?.f_unsqueeze(0)?)?)
+    let real = attention_mask.f_ne(0)?;
+    let keys = real.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
+    let allowed = keys.f_logical_and(&causal.f_unsqueeze(0)?.f_unsqueeze(0)?)?;
+    match window {
+        None => Ok(allowed),
+        Some(w) => {
+            let pos = real
+                .f_to_kind(Kind::Int64)?
+                .f_cumsum(1, Kind::Int64)?
+                .f_sub_scalar(1)?; // [b, total]
+            let key_pos = pos.f_unsqueeze(1)?.f_unsqueeze(1)?; // [b,1,1,total]
+            let query_pos = pos.f_narrow(1, past, s)?.f_unsqueeze(1)?.f_unsqueeze(-1)?; // [b,1,s,1]
+            let recent = key_pos.f_gt_tensor(&query_pos.f_sub_scalar(w as i64)?)?;
+            Ok(allowed.f_logical_and(&recent)?)
+        }
+    }
 }
 
 /// The most negative finite value of a dtype: f32::MIN overflows f16 and bf16 (libtorch then

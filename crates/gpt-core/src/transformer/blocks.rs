@@ -59,7 +59,8 @@ impl Transformer {
     ) -> Result<BlocksOutcome> {
         let (b, s, _) = resid.size3()?;
         let past_len = run.past.map_or(0, |c| c.len) as i64;
-        let allowed = attention_allowed(run.attention_mask, s, past_len)?;
+        let allowed =
+            attention_allowed(run.attention_mask, s, past_len, self.config.sliding_window)?;
         let rotary = self.rotary(run.positions)?;
         let heads = self.heads();
         let last_layer = run.layers.end.checked_sub(1);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Device, Kind, Tensor};
 
 pub(crate) use attention::Attention;
-use attention::{attention_allowed, inv_freq, rotary_tables, Heads};
+use attention::{attention_allowed, inv_freq, rotary_tables, scale_inv_freq, Heads};
 use blocks::{fire, BlockRun};
 pub(crate) use layers::{Block, Linear, Mlp, Norm};
 
@@ -84,7 +84,12 @@ impl Transformer {
     ) -> Result<Self> {
         let inv_freq = config
             .rope_theta
-            .map(|theta| inv_freq(theta, config.d_head, kind, device))
+            .map(|theta| {
+                scale_inv_freq(
+                    inv_freq(theta, config.d_head, kind, device)?,
+                    config.rope_scaling,
+                )
+            })
             .transpose()?;
         Ok(Self {
             config,
