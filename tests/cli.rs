@@ -894,5 +894,9 @@ fn auto_preset_needs_a_layer_for_a_model_no_preset_was_made_for() {
         "neox-20b",
     ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no MEMIT hyperparameters"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no MEMIT hyperparameters"),
+        "{}",
+        stderr(&out)
+    );
 }

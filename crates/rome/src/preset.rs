@@ -144,13 +144,21 @@ mod tests {
             let hp = rome(name);
             assert_eq!((hp.layer, hp.clamp_norm_factor), (layer, clamp), "{name}");
             assert_eq!(hp.v_num_grad_steps, 20, "{name}");
-            assert_eq!((hp.v_lr, hp.v_weight_decay, hp.kl_factor), (0.5, 0.5, 0.0625));
+            assert_eq!(
+                (hp.v_lr, hp.v_weight_decay, hp.kl_factor),
+                (0.5, 0.5, 0.0625)
+            );
             assert!(hp.mom2_adjustment, "{name}");
             assert_eq!(hp.context_template_length_params, vec![(5, 10), (10, 10)]);
         }
         let llama = rome("llama-7b");
         assert_eq!(
-            (llama.layer, llama.v_num_grad_steps, llama.v_weight_decay, llama.clamp_norm_factor),
+            (
+                llama.layer,
+                llama.v_num_grad_steps,
+                llama.v_weight_decay,
+                llama.clamp_norm_factor
+            ),
             (5, 25, 1e-3, 4.0)
         );
         assert!(!llama.mom2_adjustment);
@@ -158,7 +166,10 @@ mod tests {
         let memit = |name| MemitHparams::preset(name).unwrap();
         let xl = memit("gpt2-xl");
         assert_eq!(xl.layers, vec![13, 14, 15, 16, 17]);
-        assert_eq!((xl.mom2_update_weight, xl.z.v_num_grad_steps), (20_000.0, 20));
+        assert_eq!(
+            (xl.mom2_update_weight, xl.z.v_num_grad_steps),
+            (20_000.0, 20)
+        );
         assert_eq!(xl.z.clamp_norm_factor, 0.75);
         let j = memit("gpt-j");
         assert_eq!(j.layers, vec![3, 4, 5, 6, 7, 8]);
@@ -166,7 +177,12 @@ mod tests {
         let l = memit("llama-7b");
         assert_eq!(l.layers, vec![4, 5, 6, 7, 8]);
         assert_eq!(
-            (l.mom2_update_weight, l.z.v_num_grad_steps, l.z.clamp_norm_factor, l.z.v_weight_decay),
+            (
+                l.mom2_update_weight,
+                l.z.v_num_grad_steps,
+                l.z.clamp_norm_factor,
+                l.z.v_weight_decay
+            ),
             (15_000.0, 25, 4.0, 1e-3)
         );
         assert_eq!(FtHparams::preset("neox-20b").unwrap().layer, 15);
