@@ -28,7 +28,8 @@ forced).  The SmolLM2 part needs models/SmolLM2-135M-Instruct.Q4_1.gguf
 What it writes (under --out, default `fixtures/`)
 -------------------------------------------------
 tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
-tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/
+tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/,
+tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
                                             (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
     tokenizer.json                    byte-level BPE (tokenizers library)
@@ -111,6 +112,10 @@ try:
         GenerationConfig,
         GPT2Config,
         GPT2LMHeadModel,
+        GPTJConfig,
+        GPTJForCausalLM,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
         MistralConfig,
@@ -286,6 +291,59 @@ def make_llama(vocab: int, eos: int, *, layers: int, kv_heads: int, tied: bool) 
     return LlamaForCausalLM(cfg)
 
 
+def make_neox(vocab: int, eos: int, *, parallel: bool) -> GPTNeoXForCausalLM:
+    """GPT-NeoX / Pythia: fused per-head q/k/v, rotary on the first half of each head (NeoX's
+    half-split pairing), exact GELU, biases, untied `embed_out`; parallel or sequential
+    residual."""
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        hidden_act="gelu",
+        rotary_pct=0.5,
+        rotary_emb_base=10000,
+        max_position_embeddings=64,
+        layer_norm_eps=1e-5,
+        use_parallel_residual=parallel,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return GPTNeoXForCausalLM(cfg)
+
+
+def make_gptj(vocab: int, eos: int) -> GPTJForCausalLM:
+    """GPT-J: attention and MLP in parallel from one LayerNorm, rotary on the first 4 of 8
+    dimensions with interleaved pairs, no q/k/v bias, `lm_head` with bias."""
+    cfg = GPTJConfig(
+        vocab_size=vocab,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        rotary_dim=4,
+        n_inner=None,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return GPTJForCausalLM(cfg)
+
+
 def make_qwen2(vocab: int, eos: int) -> Qwen2ForCausalLM:
     """Llama plus q/k/v biases (Qwen2 always has them), no sliding window."""
     cfg = Qwen2Config(
@@ -378,6 +436,10 @@ def module_paths(arch: str):
     """(blocks, attn, mlp, attn_out_proj, mlp_out_proj) attribute names per arch."""
     if arch == "gpt2":
         return "transformer.h", "attn", "mlp", "c_proj", "c_proj"
+    if arch == "gpt_neox":
+        return "gpt_neox.layers", "attention", "mlp", "dense", "dense_4h_to_h"
+    if arch == "gptj":
+        return "transformer.h", "attn", "mlp", "out_proj", "fc_out"
     return "model.layers", "self_attn", "mlp", "o_proj", "down_proj"
 
 
@@ -583,7 +645,8 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
 
 
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
-               "tiny-llama-rope-linear", "tiny-llama-rope-llama3"]
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-neox", "tiny-neox-sequential",
+               "tiny-gptj"]
 
 
 def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
@@ -613,6 +676,9 @@ def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
                 "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                 "original_max_position_embeddings": 256, "rope_theta": 10000.0}),
             "llama", 7),
+        "tiny-neox": (lambda: make_neox(vocab, eos, parallel=True), "gpt_neox", 8),
+        "tiny-neox-sequential": (lambda: make_neox(vocab, eos, parallel=False), "gpt_neox", 9),
+        "tiny-gptj": (lambda: make_gptj(vocab, eos), "gptj", 10),
     }
     for name in only or TINY_MODELS:
         make, arch, seed = makers[name]

@@ -93,11 +93,19 @@ fn fast_equals_naive_on_random_models() {
     }
 }
 
-/// Qwen2 (q/k/v biases), Mistral (sliding window) and Llama with llama3 rotary scaling: the
-/// transformers fixtures, traced through the same code path.
+/// Qwen2 (q/k/v biases), Mistral (sliding window), Llama with llama3 rotary scaling, GPT-NeoX
+/// (parallel and sequential) and GPT-J: the transformers fixtures, traced through the same
+/// code path.
 #[test]
 fn fast_equals_naive_on_the_other_families() {
-    for name in ["tiny-qwen2", "tiny-mistral", "tiny-llama-rope-llama3"] {
+    for name in [
+        "tiny-qwen2",
+        "tiny-mistral",
+        "tiny-llama-rope-llama3",
+        "tiny-neox",
+        "tiny-neox-sequential",
+        "tiny-gptj",
+    ] {
         let loaded = gpt_core::load_model(&fixture(name), Default::default()).expect(name);
         check_model(
             &loaded.model,

@@ -16,6 +16,14 @@ pub enum Architecture {
     /// Llama family (Llama, SmolLM2, Qwen2, Mistral): RMSNorm, SwiGLU MLP, rotary positions,
     /// grouped-query attention.
     Llama,
+    /// GPT-NeoX / Pythia: LayerNorm, exact-GELU MLP, rotary positions on part of each head
+    /// (half-split pairs), fused per-head q/k/v, biases, attention and MLP in parallel or in
+    /// sequence (`use_parallel_residual`).
+    GptNeox,
+    /// GPT-J: one LayerNorm feeding attention and MLP in parallel, tanh-GELU MLP, rotary
+    /// positions on the first `rotary_dim` dimensions (interleaved pairs), no q/k/v bias, an
+    /// unembedding with bias.
+    GptJ,
 }
 
 /// A rescaling of the rotary frequencies (`rope_scaling` / `rope_parameters.rope_type`), as
@@ -79,6 +87,15 @@ pub struct ModelConfig {
     /// How the rotary frequencies are rescaled for long contexts (`rope_scaling`); `None`:
     /// plain `θ^(−2i/d)`.
     pub rope_scaling: Option<RopeScaling>,
+    /// How many dimensions of each head rotate (GPT-NeoX's `rotary_pct`, GPT-J's
+    /// `rotary_dim`); `None`: all of `d_head`.
+    pub rotary_dim: Option<usize>,
+    /// Attention and MLP read the same block input and their outputs are added together
+    /// (GPT-J; GPT-NeoX's `use_parallel_residual`).
+    pub parallel_attn_mlp: bool,
+    /// The GELU MLP uses the exact (erf) GELU (GPT-NeoX's `gelu`) rather than the tanh
+    /// approximation (`gelu_new`).
+    pub exact_gelu: bool,
     /// Sliding-window attention (Mistral's `sliding_window`): a query attends only to the
     /// last `w` positions, itself included; `None`: the whole causal past.
     pub sliding_window: Option<usize>,
@@ -93,6 +110,12 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// How many dimensions of each head the rotary embedding turns (`rotary_dim`, else
+    /// `d_head`).
+    pub fn rotary_dims(&self) -> usize {
+        self.rotary_dim.unwrap_or(self.d_head)
+    }
+
     /// Checks the sizes for consistency.
     ///
     /// # Errors
@@ -118,7 +141,15 @@ impl ModelConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.arch == Architecture::Gpt2 && self.n_heads * self.d_head != self.d_model {
+        if let Some(r) = self.rotary_dim {
+            if r == 0 || r % 2 != 0 || r > self.d_head {
+                return bad(format!(
+                    "rotary_dim {r} must be even, positive and at most d_head {}",
+                    self.d_head
+                ));
+            }
+        }
+        if self.arch != Architecture::Llama && self.n_heads * self.d_head != self.d_model {
             return bad(format!(
                 "d_model {} is not n_heads {} x d_head {}",
                 self.d_model, self.n_heads, self.d_head
@@ -130,7 +161,7 @@ impl ModelConfig {
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.rope_theta.is_some() && self.d_head % 2 != 0 {
+        if self.rope_theta.is_some() && self.rotary_dim.is_none() && self.d_head % 2 != 0 {
             return bad(format!(
                 "rotary embeddings need an even d_head, got {}",
                 self.d_head
@@ -221,10 +252,16 @@ impl ModelConfig {
             "llama" | "qwen2" | "mistral" => serde_json::from_str::<LlamaHfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(&model_type, source)?,
+            "gpt_neox" => serde_json::from_str::<NeoxHfConfig>(text)
+                .map_err(|e| cfg_err(e.to_string()))?
+                .into_config(source)?,
+            "gptj" => serde_json::from_str::<GptjHfConfig>(text)
+                .map_err(|e| cfg_err(e.to_string()))?
+                .into_config(source)?,
             "" => return Err(cfg_err("no `model_type` field".into())),
             other => {
                 return Err(cfg_err(format!(
-                    "unknown architecture `{other}` (supported: gpt2, llama, qwen2, mistral)"
+                    "unknown architecture `{other}` (supported: gpt2, llama, qwen2, mistral, gpt_neox, gptj)"
                 )))
             }
         };
@@ -329,6 +366,9 @@ impl Gpt2HfConfig {
             norm_eps: self.layer_norm_epsilon,
             rope_theta: None,
             rope_scaling: None,
+            rotary_dim: None,
+            parallel_attn_mlp: false,
+            exact_gelu: false,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: true,
@@ -487,10 +527,197 @@ impl LlamaHfConfig {
             norm_eps: self.rms_norm_eps,
             rope_theta: Some(rope_theta),
             rope_scaling,
+            rotary_dim: None,
+            parallel_attn_mlp: false,
+            exact_gelu: false,
             sliding_window,
             tied_embeddings: self.tie_word_embeddings,
             // Qwen2 always has q/k/v biases; Llama and Mistral only with `attention_bias`.
             qkv_bias: model_type == "qwen2" || self.attention_bias,
+            bos_token_id: self.bos_token_id.and_then(|t| t.first()),
+            eos_token_id: self.eos_token_id.and_then(|t| t.first()),
+        })
+    }
+}
+
+/// The fields of a GPT-NeoX / Pythia `config.json` (Hugging Face names; transformers ≥ 5
+/// moves `rotary_pct` / `rotary_emb_base` into `rope_parameters`).
+#[derive(Deserialize, Debug)]
+struct NeoxHfConfig {
+    hidden_size: usize,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    vocab_size: usize,
+    #[serde(default = "default_ctx")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_ln_eps")]
+    layer_norm_eps: f64,
+    rotary_pct: Option<f64>,
+    rotary_emb_base: Option<f64>,
+    rope_scaling: Option<serde_json::Value>,
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default = "default_true")]
+    use_parallel_residual: bool,
+    #[serde(default = "default_gelu")]
+    hidden_act: String,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default = "default_true")]
+    attention_bias: bool,
+    bos_token_id: Option<TokenIds>,
+    eos_token_id: Option<TokenIds>,
+}
+
+fn default_gelu() -> String {
+    "gelu".into()
+}
+
+/// Rotary scaling from either field of a config (`rope_scaling`, `rope_parameters`).
+fn rope_scaling_of(
+    rope_scaling: Option<&serde_json::Value>,
+    rope_parameters: Option<&serde_json::Value>,
+) -> std::result::Result<Option<RopeScaling>, String> {
+    let mut found = None;
+    for (field, value) in [
+        ("rope_scaling", rope_scaling),
+        ("rope_parameters", rope_parameters),
+    ] {
+        if let Some(value) = value {
+            if let Some(scaling) = parse_rope_scaling(field, value)? {
+                found = Some(scaling);
+            }
+        }
+    }
+    Ok(found)
+}
+
+impl NeoxHfConfig {
+    fn into_config(self, source: &Path) -> Result<ModelConfig> {
+        let bad = |reason: String| Error::Config {
+            path: source.to_path_buf(),
+            reason,
+        };
+        let exact_gelu = match self.hidden_act.as_str() {
+            "gelu" => true,
+            "gelu_new" | "gelu_pytorch_tanh" => false,
+            other => {
+                return Err(bad(format!(
+                    "hidden_act `{other}` is not supported (gelu, gelu_new)"
+                )))
+            }
+        };
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(bad(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        let params = self.rope_parameters.as_ref();
+        let param = |key: &str| params.and_then(|p| p.get(key)).and_then(|v| v.as_f64());
+        // transformers' default `rotary_pct` is 0.25.
+        let pct = param("partial_rotary_factor")
+            .or(self.rotary_pct)
+            .unwrap_or(0.25);
+        let d_head = self.hidden_size / self.num_attention_heads;
+        let rotary_dim = (d_head as f64 * pct) as usize;
+        Ok(ModelConfig {
+            arch: Architecture::GptNeox,
+            model_type: "gpt_neox".into(),
+            n_layers: self.num_hidden_layers,
+            d_model: self.hidden_size,
+            n_heads: self.num_attention_heads,
+            n_kv_heads: self.num_attention_heads,
+            d_head,
+            d_mlp: self.intermediate_size.unwrap_or(4 * self.hidden_size),
+            vocab_size: self.vocab_size,
+            n_ctx: self.max_position_embeddings,
+            norm_eps: self.layer_norm_eps,
+            rope_theta: Some(
+                param("rope_theta")
+                    .or(self.rotary_emb_base)
+                    .unwrap_or(10000.0),
+            ),
+            rope_scaling: rope_scaling_of(self.rope_scaling.as_ref(), params).map_err(bad)?,
+            rotary_dim: Some(rotary_dim),
+            parallel_attn_mlp: self.use_parallel_residual,
+            exact_gelu,
+            sliding_window: None,
+            tied_embeddings: self.tie_word_embeddings,
+            qkv_bias: self.attention_bias,
+            bos_token_id: self.bos_token_id.and_then(|t| t.first()),
+            eos_token_id: self.eos_token_id.and_then(|t| t.first()),
+        })
+    }
+}
+
+/// The fields of a GPT-J `config.json` (Hugging Face names).
+#[derive(Deserialize, Debug)]
+struct GptjHfConfig {
+    n_embd: usize,
+    n_layer: usize,
+    n_head: usize,
+    n_positions: usize,
+    vocab_size: usize,
+    rotary_dim: Option<usize>,
+    n_inner: Option<usize>,
+    #[serde(default = "default_gelu_new")]
+    activation_function: String,
+    #[serde(default = "default_ln_eps")]
+    layer_norm_epsilon: f64,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    bos_token_id: Option<TokenIds>,
+    eos_token_id: Option<TokenIds>,
+}
+
+impl GptjHfConfig {
+    fn into_config(self, source: &Path) -> Result<ModelConfig> {
+        let bad = |reason: String| Error::Config {
+            path: source.to_path_buf(),
+            reason,
+        };
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh"
+        ) {
+            return Err(bad(format!(
+                "activation_function `{}` is not supported (gelu_new only)",
+                self.activation_function
+            )));
+        }
+        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+            return Err(bad(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            )));
+        }
+        // Without `rotary_dim`, transformers' GPT-J builds tables of the whole width and
+        // applies them per head; no released GPT-J does that, so it is refused.
+        let rotary_dim = self
+            .rotary_dim
+            .ok_or_else(|| bad("GPT-J without rotary_dim is not supported".into()))?;
+        Ok(ModelConfig {
+            arch: Architecture::GptJ,
+            model_type: "gptj".into(),
+            n_layers: self.n_layer,
+            d_model: self.n_embd,
+            n_heads: self.n_head,
+            n_kv_heads: self.n_head,
+            d_head: self.n_embd / self.n_head,
+            d_mlp: self.n_inner.unwrap_or(4 * self.n_embd),
+            vocab_size: self.vocab_size,
+            n_ctx: self.n_positions,
+            norm_eps: self.layer_norm_epsilon,
+            // GPT-J's tables use base 10000 (fixed in transformers' `create_sinusoidal_positions`).
+            rope_theta: Some(10000.0),
+            rope_scaling: None,
+            rotary_dim: Some(rotary_dim),
+            parallel_attn_mlp: true,
+            exact_gelu: false,
+            sliding_window: None,
+            tied_embeddings: self.tie_word_embeddings,
+            qkv_bias: false,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
         })

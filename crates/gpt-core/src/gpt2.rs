@@ -9,11 +9,16 @@ use tch::Tensor;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::transformer::{Attention, Block, Linear, Mlp, Norm, TransformerParts};
+use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
 
 /// A `Conv1D` (`y = x W + b`, `W: [in, out]`) as a [`Linear`] with `[out, in]` weight.
-fn conv1d(loader: &mut Loader<'_>, prefix: &str, d_in: i64, d_out: i64) -> Result<Linear> {
+pub(crate) fn conv1d(
+    loader: &mut Loader<'_>,
+    prefix: &str,
+    d_in: i64,
+    d_out: i64,
+) -> Result<Linear> {
     let w = loader.tensor(&format!("{prefix}.weight"), &[d_in, d_out])?;
     let bias = loader.tensor(&format!("{prefix}.bias"), &[d_out])?;
     Ok(Linear {
@@ -22,7 +27,7 @@ fn conv1d(loader: &mut Loader<'_>, prefix: &str, d_in: i64, d_out: i64) -> Resul
     })
 }
 
-fn layer_norm(loader: &mut Loader<'_>, prefix: &str, d: i64, eps: f64) -> Result<Norm> {
+pub(crate) fn layer_norm(loader: &mut Loader<'_>, prefix: &str, d: i64, eps: f64) -> Result<Norm> {
     Ok(Norm::Layer {
         weight: loader.tensor(&format!("{prefix}.weight"), &[d])?,
         bias: loader.tensor(&format!("{prefix}.bias"), &[d])?,
@@ -75,7 +80,9 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
             mlp: Mlp::Gelu {
                 fc_in: conv1d(loader, &format!("{b}.mlp.c_fc"), d, d_mlp)?,
                 fc_out: conv1d(loader, &format!("{b}.mlp.c_proj"), d_mlp, d)?,
+                exact: false,
             },
+            layout: BlockLayout::Sequential,
         });
     }
     let ln_final = layer_norm(loader, &format!("{p}ln_f"), d, eps)?;
@@ -90,6 +97,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
         blocks,
         ln_final,
         unembed,
+        unembed_bias: None,
     })
 }
 
@@ -147,7 +155,7 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
         conv(&mut out, format!("{p}.attn.c_proj"), &b.attn.o)?;
         norm(&mut out, format!("{p}.ln_2"), &b.ln2)?;
         match &b.mlp {
-            Mlp::Gelu { fc_in, fc_out } => {
+            Mlp::Gelu { fc_in, fc_out, .. } => {
                 conv(&mut out, format!("{p}.mlp.c_fc"), fc_in)?;
                 conv(&mut out, format!("{p}.mlp.c_proj"), fc_out)?;
             }

@@ -7,7 +7,7 @@ use tch::Tensor;
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
-use crate::transformer::{Attention, Block, Linear, Mlp, Norm, TransformerParts};
+use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
 
 /// The tensors of one Llama block, by role.
@@ -225,6 +225,7 @@ pub(crate) fn load(
                 up: cx.linear(i, proj(Part::Up, d_mlp, d, Bias::Absent, None))?,
                 down: cx.linear(i, proj(Part::Down, d, d_mlp, Bias::Absent, None))?,
             },
+            layout: BlockLayout::Sequential,
         });
     }
     let ln_final = cx.rms(layout.final_norm(), d, eps)?;
@@ -239,6 +240,7 @@ pub(crate) fn load(
         blocks,
         ln_final,
         unembed,
+        unembed_bias: None,
     })
 }
 
@@ -303,6 +305,9 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         rope_theta: Some(float("rope.freq_base").unwrap_or(10000.0)),
         rope_scaling: None,
+        rotary_dim: None,
+        parallel_attn_mlp: false,
+        exact_gelu: false,
         sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),

@@ -97,6 +97,8 @@ fn load_hf_dir(dir: &Path, options: LoadOptions) -> Result<(Transformer, Tokeniz
     let parts = match config.arch {
         Architecture::Gpt2 => gpt2::load(&config, &mut loader)?,
         Architecture::Llama => llama::load(&config, &mut loader, llama::Layout::HuggingFace)?,
+        Architecture::GptNeox => crate::neox::load(&config, &mut loader)?,
+        Architecture::GptJ => crate::gptj::load(&config, &mut loader)?,
     };
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,

@@ -8,7 +8,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
-use crate::transformer::{Attention, Block, Linear, Mlp, Norm, Transformer, TransformerParts};
+use crate::transformer::{
+    Attention, Block, BlockLayout, Linear, Mlp, Norm, Transformer, TransformerParts,
+};
 
 /// How to draw random weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,6 +46,9 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         norm_eps: 1e-5,
         rope_theta: llama.then_some(10000.0),
         rope_scaling: None,
+        rotary_dim: None,
+        parallel_attn_mlp: false,
+        exact_gelu: false,
         sliding_window: None,
         tied_embeddings: !llama,
         qkv_bias: !llama,
@@ -69,6 +74,9 @@ pub fn gpt2_xl_config() -> ModelConfig {
         norm_eps: 1e-5,
         rope_theta: None,
         rope_scaling: None,
+        rotary_dim: None,
+        parallel_attn_mlp: false,
+        exact_gelu: false,
         sliding_window: None,
         tied_embeddings: true,
         qkv_bias: true,
@@ -89,6 +97,12 @@ impl Transformer {
         kind: Kind,
     ) -> Result<Self> {
         config.validate(std::path::Path::new("<random>"))?;
+        if !matches!(config.arch, Architecture::Gpt2 | Architecture::Llama) {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "random weights are drawn for GPT-2 and Llama configs, not {:?}",
+                config.arch
+            )));
+        }
         let _guard = tch::no_grad_guard();
         // A generator local to this call (ChaCha8, as the noise of causal tracing): no global
         // state, so concurrent calls and other users of libtorch's generator cannot change
@@ -145,6 +159,7 @@ impl Transformer {
                 Mlp::Gelu {
                     fc_in: linear(dm, d, true)?,
                     fc_out: linear(d, dm, true)?,
+                    exact: false,
                 }
             } else {
                 Mlp::SwiGlu {
@@ -163,6 +178,7 @@ impl Transformer {
                 },
                 ln2: norm(d)?,
                 mlp,
+                layout: BlockLayout::Sequential,
             });
         }
         let unembed = if config.tied_embeddings {
@@ -176,6 +192,7 @@ impl Transformer {
             blocks,
             ln_final: norm(d)?,
             unembed,
+            unembed_bias: None,
         };
         Transformer::new(config.clone(), device, kind, parts)
     }

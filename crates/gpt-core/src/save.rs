@@ -110,7 +110,13 @@ impl Transformer {
         std::fs::write(&path, config).map_err(|e| Error::io(&path, e))?;
         let tensors = match self.config.arch {
             Architecture::Gpt2 => crate::gpt2::hf_tensors(self)?,
-            _ => crate::llama::hf_tensors(self)?,
+            Architecture::Llama => crate::llama::hf_tensors(self)?,
+            Architecture::GptNeox | Architecture::GptJ => {
+                return Err(Error::InvalidInput(format!(
+                    "writing {:?} models as a Hugging Face folder is not implemented; save the weight changes with --save-delta instead",
+                    self.config.arch
+                )))
+            }
         };
         let mut owned = Vec::with_capacity(tensors.len());
         for (name, t) in tensors {

@@ -204,6 +204,64 @@ fn mistral_sliding_window_matches_transformers() {
 }
 
 #[test]
+fn gpt_neox_parallel_and_sequential_match_transformers() {
+    for (name, parallel) in [("tiny-neox", true), ("tiny-neox-sequential", false)] {
+        let loaded = load(name);
+        let c = loaded.model.config();
+        assert_eq!(c.parallel_attn_mlp, parallel);
+        // Rotary on half of each 8-dimension head: the pass-through half is exercised.
+        assert_eq!((c.rotary_dim, c.d_head), (Some(4), 8));
+        assert!(c.exact_gelu && !c.tied_embeddings);
+        check_model(name);
+    }
+}
+
+#[test]
+fn gpt_j_matches_transformers() {
+    let loaded = load("tiny-gptj");
+    let c = loaded.model.config();
+    assert!(c.parallel_attn_mlp && !c.qkv_bias);
+    assert_eq!(c.rotary_dim, Some(4));
+    check_model("tiny-gptj");
+}
+
+/// Parallel blocks have no `hook_resid_mid` (as in TransformerLens); the other points are
+/// there, in execution order.
+#[test]
+fn parallel_blocks_list_their_hook_points_in_order() {
+    for (name, has_mid) in [
+        ("tiny-neox", false),
+        ("tiny-gptj", false),
+        ("tiny-neox-sequential", true),
+    ] {
+        let loaded = load(name);
+        let points = loaded.model.hook_points();
+        let mut sorted = points.clone();
+        sorted.sort();
+        assert_eq!(points, sorted, "{name}: execution order");
+        let mid = points
+            .iter()
+            .any(|p| p.to_string().ends_with("hook_resid_mid"));
+        assert_eq!(mid, has_mid, "{name}");
+        for site in [
+            "hook_resid_pre",
+            "attn.hook_z",
+            "hook_attn_out",
+            "mlp.hook_post",
+            "hook_mlp_out",
+            "hook_resid_post",
+        ] {
+            assert!(
+                points
+                    .iter()
+                    .any(|p| p.to_string() == format!("blocks.0.{site}")),
+                "{name}: blocks.0.{site}"
+            );
+        }
+    }
+}
+
+#[test]
 fn llama_rope_scaling_matches_transformers() {
     use gpt_core::RopeScaling;
     let linear = load("tiny-llama-rope-linear");

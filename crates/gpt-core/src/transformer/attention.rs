@@ -39,9 +39,56 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::f_cat(&[x2.f_neg()?, x1], -1)?)
 }
 
-/// `x·cos + rotate_half(x)·sin`.
-fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok(x.f_mul(cos)?.f_add(&rotate_half(x)?.f_mul(sin)?)?)
+/// Pairs `(x₀, x₁), (x₂, x₃), …` rotated: `(−x₁, x₀, −x₃, x₂, …)` (GPT-J's
+/// `rotate_every_two`).
+fn rotate_every_two(x: &Tensor) -> Result<Tensor> {
+    let even = x.f_slice(-1, Some(0), None, 2)?;
+    let odd = x.f_slice(-1, Some(1), None, 2)?;
+    Ok(Tensor::f_stack(&[odd.f_neg()?, even], -1)?.f_flatten(-2, -1)?)
+}
+
+/// The cos/sin tables of some positions and how their dimensions pair up.
+pub(crate) struct RotaryTables {
+    /// `[batch, 1, pos, rotary_dim]`.
+    pub cos: Tensor,
+    /// `[batch, 1, pos, rotary_dim]`.
+    pub sin: Tensor,
+    /// GPT-J's pairing of neighbours `(2i, 2i+1)` instead of halves `(i, i + r/2)`.
+    pub interleaved: bool,
+}
+
+impl RotaryTables {
+    /// The tables of positions `from..from + len` (dimension 2).
+    fn narrow(&self, from: i64, len: i64) -> Result<Self> {
+        Ok(Self {
+            cos: self.cos.f_narrow(2, from, len)?,
+            sin: self.sin.f_narrow(2, from, len)?,
+            interleaved: self.interleaved,
+        })
+    }
+
+    /// Rotates the first `rotary_dim` dimensions of `x: [b, h, pos, d_head]` (the rest pass
+    /// through): `x·cos + rotate(x)·sin`.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let r = self.cos.size().last().copied().unwrap_or(0);
+        let dh = x.size().last().copied().unwrap_or(0);
+        let rot = if r < dh {
+            x.f_narrow(-1, 0, r)?
+        } else {
+            x.shallow_clone()
+        };
+        let turned = if self.interleaved {
+            rotate_every_two(&rot)?
+        } else {
+            rotate_half(&rot)?
+        };
+        let rotated = rot.f_mul(&self.cos)?.f_add(&turned.f_mul(&self.sin)?)?;
+        if r < dh {
+            Ok(Tensor::f_cat(&[rotated, x.f_narrow(-1, r, dh - r)?], -1)?)
+        } else {
+            Ok(rotated)
+        }
+    }
 }
 
 /// Rotary inverse frequencies `θ^(−2i/d)`, `[d_head / 2]`, in f32 (as transformers) or f64
@@ -98,18 +145,29 @@ pub(crate) fn scale_inv_freq(inv_freq: Tensor, scaling: Option<RopeScaling>) -> 
     })
 }
 
-/// `(cos, sin)` of shape `[batch, 1, pos, d_head]` for `positions: [batch, pos]`.
+/// The cos/sin tables `[batch, 1, pos, rotary_dim]` of `positions: [batch, pos]`: angle
+/// `pos·fᵢ` at dimensions `i` and `i + r/2` (halves), or `2i` and `2i + 1` (`interleaved`).
 pub(crate) fn rotary_tables(
     inv_freq: &Tensor,
     positions: &Tensor,
     kind: Kind,
-) -> Result<(Tensor, Tensor)> {
+    interleaved: bool,
+) -> Result<RotaryTables> {
     let freqs = positions
         .f_to_kind(inv_freq.kind())?
         .f_unsqueeze(-1)?
-        .f_mul(inv_freq)?; // [b, t, d/2]
-    let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?;
-    Ok((emb.f_cos()?.f_to_kind(kind)?, emb.f_sin()?.f_to_kind(kind)?))
+        .f_mul(inv_freq)?; // [b, t, r/2]
+    let emb = if interleaved {
+        Tensor::f_stack(&[&freqs, &freqs], -1)?.f_flatten(-2, -1)?
+    } else {
+        Tensor::f_cat(&[&freqs, &freqs], -1)?
+    }
+    .f_unsqueeze(1)?;
+    Ok(RotaryTables {
+        cos: emb.f_cos()?.f_to_kind(kind)?,
+        sin: emb.f_sin()?.f_to_kind(kind)?,
+        interleaved,
+    })
 }
 
 /// Boolean mask `[batch, 1, s, past + s]`: true where a query may attend (causal, within
@@ -173,7 +231,7 @@ impl Attention {
         heads: Heads,
         x: &Tensor,
         allowed: &Tensor,
-        rotary: Option<&(Tensor, Tensor)>,
+        rotary: Option<&RotaryTables>,
         past: Option<(&Tensor, &Tensor)>,
         first_query: i64,
     ) -> Result<AttentionOutput> {
@@ -191,13 +249,10 @@ impl Attention {
         let k = split(self.k.forward(x)?, kvh, t)?;
         let v = split(self.v.forward(x)?, kvh, t)?;
         let (q, k) = match rotary {
-            Some((cos, sin)) => {
-                let (qcos, qsin) = (
-                    cos.f_narrow(2, first_query, tq)?,
-                    sin.f_narrow(2, first_query, tq)?,
-                );
-                (apply_rotary(&q, &qcos, &qsin)?, apply_rotary(&k, cos, sin)?)
-            }
+            Some(tables) => (
+                tables.narrow(first_query, tq)?.apply(&q)?,
+                tables.apply(&k)?,
+            ),
             None => (q, k),
         };
         let (k, v) = match past {

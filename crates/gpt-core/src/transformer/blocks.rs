@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{attention_allowed, hook, Transformer};
+use super::{attention_allowed, hook, BlockLayout, Transformer};
 use crate::error::{Error, Result};
 use crate::hook::{BlockSite, HookPoint};
 use crate::intervention::{HookAction, Intervention};
@@ -99,9 +99,24 @@ impl Transformer {
                 attn_out,
                 BlocksOutcome::Stopped
             );
-            let mid = resid.f_add(&attn_out)?;
-            resid = hook!(hooks, at(BlockSite::ResidMid), mid, BlocksOutcome::Stopped);
-            let post = block.mlp.post(&block.ln2.forward(&resid)?)?;
+            let (mlp_in, base) = match block.layout {
+                BlockLayout::Sequential => {
+                    let mid = resid.f_add(&attn_out)?;
+                    let mid = hook!(hooks, at(BlockSite::ResidMid), mid, BlocksOutcome::Stopped);
+                    (block.ln2.forward(&mid)?, mid)
+                }
+                // The MLP reads the block's input; attention's output joins the sum below.
+                BlockLayout::Parallel => (block.ln2.forward(&resid)?, resid.f_add(&attn_out)?),
+                BlockLayout::ParallelSharedNorm => {
+                    let x = if first_query > 0 {
+                        x.f_narrow(1, first_query, s - first_query)?
+                    } else {
+                        x
+                    };
+                    (x, resid.f_add(&attn_out)?)
+                }
+            };
+            let post = block.mlp.post(&mlp_in)?;
             let post = hook!(hooks, at(BlockSite::MlpPost), post, BlocksOutcome::Stopped);
             let mlp_out = block.mlp.out(&post)?;
             let mlp_out = hook!(
@@ -110,7 +125,7 @@ impl Transformer {
                 mlp_out,
                 BlocksOutcome::Stopped
             );
-            let post_resid = resid.f_add(&mlp_out)?;
+            let post_resid = base.f_add(&mlp_out)?;
             resid = hook!(
                 hooks,
                 at(BlockSite::ResidPost),

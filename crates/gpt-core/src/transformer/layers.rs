@@ -65,12 +65,14 @@ impl Norm {
     }
 }
 
-/// GELU MLP (GPT-2) or SwiGLU MLP (Llama).
+/// GELU MLP (GPT-2, GPT-J: tanh approximation; GPT-NeoX: exact, erf) or SwiGLU MLP (Llama).
 #[derive(Debug)]
 pub(crate) enum Mlp {
     Gelu {
         fc_in: Linear,
         fc_out: Linear,
+        /// `gelu` (erf) instead of `gelu_new` (tanh).
+        exact: bool,
     },
     SwiGlu {
         gate: Linear,
@@ -80,11 +82,15 @@ pub(crate) enum Mlp {
 }
 
 impl Mlp {
-    /// The MLP key (`mlp.hook_post`): `gelu_tanh(x W_inᵀ + b)` or `silu(x W_gateᵀ) ⊙ x W_upᵀ`,
+    /// The MLP key (`mlp.hook_post`): `gelu(x W_inᵀ + b)` or `silu(x W_gateᵀ) ⊙ x W_upᵀ`,
     /// `[.., d_model]` → `[.., d_mlp]`.
     pub fn post(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Mlp::Gelu { fc_in, .. } => fc_in.forward(x)?.f_gelu("tanh")?,
+            Mlp::Gelu { fc_in, exact, .. } => {
+                fc_in
+                    .forward(x)?
+                    .f_gelu(if *exact { "none" } else { "tanh" })?
+            }
             Mlp::SwiGlu { gate, up, .. } => gate.forward(x)?.f_silu()?.f_mul(&up.forward(x)?)?,
         })
     }
@@ -103,11 +109,24 @@ impl Mlp {
     }
 }
 
-/// One transformer block: `x + attn(ln1(x))`, then `+ mlp(ln2(·))`.
+/// How a block combines attention and MLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockLayout {
+    /// `m = x + attn(ln1(x))`, then `m + mlp(ln2(m))` (GPT-2, Llama, NeoX without parallel
+    /// residual).
+    Sequential,
+    /// `x + attn(ln1(x)) + mlp(ln2(x))` (GPT-NeoX's `use_parallel_residual`).
+    Parallel,
+    /// `x + attn(ln1(x)) + mlp(ln1(x))`: one norm for both (GPT-J; `ln2` is `ln1`).
+    ParallelSharedNorm,
+}
+
+/// One transformer block (see [`BlockLayout`]).
 #[derive(Debug)]
 pub(crate) struct Block {
     pub ln1: Norm,
     pub attn: Attention,
     pub ln2: Norm,
     pub mlp: Mlp,
+    pub layout: BlockLayout,
 }

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Device, Kind, Tensor};
 
 pub(crate) use attention::Attention;
-use attention::{attention_allowed, inv_freq, rotary_tables, scale_inv_freq, Heads};
+use attention::{attention_allowed, inv_freq, rotary_tables, scale_inv_freq, Heads, RotaryTables};
 use blocks::{fire, BlockRun};
-pub(crate) use layers::{Block, Linear, Mlp, Norm};
+pub(crate) use layers::{Block, BlockLayout, Linear, Mlp, Norm};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
@@ -43,7 +43,9 @@ pub struct Transformer {
     pub(crate) blocks: Vec<Block>,
     pub(crate) ln_final: Norm,
     pub(crate) unembed: Tensor,
-    /// `[d_head / 2]` rotary inverse frequencies (Llama family).
+    /// `[vocab]`: the unembedding's bias (GPT-J's `lm_head`).
+    pub(crate) unembed_bias: Option<Tensor>,
+    /// `[rotary_dim / 2]` rotary inverse frequencies (rotary families).
     pub(crate) inv_freq: Option<Tensor>,
     pub(crate) id: u64,
     pub(crate) edits: Vec<u64>,
@@ -73,6 +75,7 @@ pub(crate) struct TransformerParts {
     pub blocks: Vec<Block>,
     pub ln_final: Norm,
     pub unembed: Tensor,
+    pub unembed_bias: Option<Tensor>,
 }
 
 impl Transformer {
@@ -86,7 +89,7 @@ impl Transformer {
             .rope_theta
             .map(|theta| {
                 scale_inv_freq(
-                    inv_freq(theta, config.d_head, kind, device)?,
+                    inv_freq(theta, config.rotary_dims(), kind, device)?,
                     config.rope_scaling,
                 )
             })
@@ -100,6 +103,7 @@ impl Transformer {
             blocks: parts.blocks,
             ln_final: parts.ln_final,
             unembed: parts.unembed,
+            unembed_bias: parts.unembed_bias,
             inv_freq,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             edits: Vec::new(),
@@ -148,12 +152,18 @@ impl Transformer {
         Ok(())
     }
 
-    /// `(cos, sin)` tables `[batch, 1, pos, d_head]` for rotary models.
-    fn rotary(&self, positions: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+    /// `(cos, sin)` tables `[batch, 1, pos, rotary_dim]` for rotary models.
+    fn rotary(&self, positions: &Tensor) -> Result<Option<RotaryTables>> {
+        let interleaved = self.config.arch == Architecture::GptJ;
         self.inv_freq
             .as_ref()
-            .map(|f| rotary_tables(f, positions, self.kind))
+            .map(|f| rotary_tables(f, positions, self.kind, interleaved))
             .transpose()
+    }
+
+    /// `resid: [.., d_model]` → logits `[.., vocab]`: `normed · W_Uᵀ (+ b_U)`.
+    fn logits(&self, normed: &Tensor) -> Result<Tensor> {
+        Ok(normed.f_linear(&self.unembed, self.unembed_bias.as_ref())?)
     }
 
     fn block(&self, layer: usize) -> Result<&Block> {
@@ -182,10 +192,14 @@ impl HookableModel for Transformer {
         if self.pos_embed.is_some() {
             points.push(HookPoint::PosEmbed);
         }
-        for layer in 0..self.blocks.len() {
+        for (layer, block) in self.blocks.iter().enumerate() {
+            // Parallel blocks have no residual between attention and MLP (TransformerLens
+            // leaves out `hook_resid_mid` for them too).
+            let parallel = block.layout != BlockLayout::Sequential;
             points.extend(
                 BlockSite::ALL
                     .iter()
+                    .filter(|&&site| !(parallel && site == BlockSite::ResidMid))
                     .map(|&site| HookPoint::block(layer, site)),
             );
         }
@@ -263,7 +277,7 @@ impl HookableModel for Transformer {
                 normed.f_gather(1, &last, false)?.f_squeeze_dim(1)?
             }
         };
-        let out = normed.f_linear::<&Tensor>(&self.unembed, None)?;
+        let out = self.logits(&normed)?;
         if let Some(cache) = kv_cache {
             cache.layers = new_kv;
             cache.len = total;
@@ -344,7 +358,6 @@ impl ResumableModel for Transformer {
     }
 
     fn unembed(&self, resid: &Tensor) -> Result<Tensor> {
-        let normed = self.ln_final.forward(resid)?;
-        Ok(normed.f_linear::<&Tensor>(&self.unembed, None)?)
+        self.logits(&self.ln_final.forward(resid)?)
     }
 }

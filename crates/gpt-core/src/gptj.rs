@@ -1,0 +1,90 @@
+//! GPT-J weights: the only file that knows GPT-J checkpoint names.
+//!
+//! | role (`WeightId`) | checkpoint name (`transformer.h.{l}.…`) |
+//! |---|---|
+//! | `AttnQ`/`AttnK`/`AttnV` | `attn.q_proj` / `attn.k_proj` / `attn.v_proj` (no bias) |
+//! | `AttnOut` | `attn.out_proj` (no bias) |
+//! | `MlpIn` | `mlp.fc_in` |
+//! | `MlpOut` | `mlp.fc_out` |
+//! | `Embed` / `Unembed` | `transformer.wte` / `lm_head` (with bias) |
+//!
+//! One LayerNorm (`ln_1`) feeds both attention and MLP; the block's `ln2` is the same norm.
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::gpt2::layer_norm;
+use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
+use crate::weights::Loader;
+
+/// A `nn.Linear` (`[out, in]`), with its bias when `bias`.
+fn linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Linear> {
+    Ok(Linear {
+        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
+        bias: if bias {
+            Some(loader.tensor(&format!("{prefix}.bias"), &[out])?)
+        } else {
+            None
+        },
+    })
+}
+
+/// The same norm again, sharing its tensors (GPT-J's one norm per block).
+fn shared(norm: &Norm) -> Norm {
+    match norm {
+        Norm::Layer { weight, bias, eps } => Norm::Layer {
+            weight: weight.shallow_clone(),
+            bias: bias.shallow_clone(),
+            eps: *eps,
+        },
+        Norm::Rms { weight, eps } => Norm::Rms {
+            weight: weight.shallow_clone(),
+            eps: *eps,
+        },
+    }
+}
+
+/// Loads GPT-J weights from a Hugging Face `GPTJForCausalLM` checkpoint.
+pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
+    let d = config.d_model as i64;
+    let d_mlp = config.d_mlp as i64;
+    let vocab = config.vocab_size as i64;
+    let eps = config.norm_eps;
+    let embed = loader.tensor("transformer.wte.weight", &[vocab, d])?;
+    let mut blocks = Vec::with_capacity(config.n_layers);
+    for i in 0..config.n_layers {
+        let b = format!("transformer.h.{i}");
+        let ln1 = layer_norm(loader, &format!("{b}.ln_1"), d, eps)?;
+        let ln2 = shared(&ln1);
+        blocks.push(Block {
+            ln1,
+            attn: Attention {
+                q: linear(loader, &format!("{b}.attn.q_proj"), d, d, false)?,
+                k: linear(loader, &format!("{b}.attn.k_proj"), d, d, false)?,
+                v: linear(loader, &format!("{b}.attn.v_proj"), d, d, false)?,
+                o: linear(loader, &format!("{b}.attn.out_proj"), d, d, false)?,
+            },
+            ln2,
+            mlp: Mlp::Gelu {
+                fc_in: linear(loader, &format!("{b}.mlp.fc_in"), d_mlp, d, true)?,
+                fc_out: linear(loader, &format!("{b}.mlp.fc_out"), d, d_mlp, true)?,
+                exact: config.exact_gelu,
+            },
+            layout: BlockLayout::ParallelSharedNorm,
+        });
+    }
+    let ln_final = layer_norm(loader, "transformer.ln_f", d, eps)?;
+    let unembed = if config.tied_embeddings {
+        embed.shallow_clone()
+    } else {
+        loader.tensor("lm_head.weight", &[vocab, d])?
+    };
+    let unembed_bias = Some(loader.tensor("lm_head.bias", &[vocab])?);
+    Ok(TransformerParts {
+        embed,
+        pos_embed: None,
+        blocks,
+        ln_final,
+        unembed,
+        unembed_bias,
+    })
+}

@@ -1,0 +1,113 @@
+//! GPT-NeoX / Pythia weights: the only file that knows GPT-NeoX checkpoint names.
+//!
+//! | role (`WeightId`) | checkpoint name (`gpt_neox.layers.{l}.…`) |
+//! |---|---|
+//! | `AttnQ`/`AttnK`/`AttnV` | `attention.query_key_value` (fused, per head) |
+//! | `AttnOut` | `attention.dense` |
+//! | `MlpIn` | `mlp.dense_h_to_4h` |
+//! | `MlpOut` | `mlp.dense_4h_to_h` |
+//! | `Embed` / `Unembed` | `gpt_neox.embed_in` / `embed_out` |
+//!
+//! The fused `query_key_value` projection is laid out per head: its `3·d_model` output rows
+//! are `[q₀ k₀ v₀ q₁ k₁ v₁ …]`, each `d_head` long (transformers views it as
+//! `[.., heads, 3·d_head]` and chunks the last axis), so it is split head by head here.
+
+use tch::Tensor;
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::gpt2::layer_norm;
+use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, TransformerParts};
+use crate::weights::Loader;
+
+/// A `nn.Linear` (`[out, in]`), with its bias when `bias`.
+fn linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Linear> {
+    Ok(Linear {
+        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
+        bias: if bias {
+            Some(loader.tensor(&format!("{prefix}.bias"), &[out])?)
+        } else {
+            None
+        },
+    })
+}
+
+/// Splits the per-head fused projection (`[heads·3·d_head, in]` rows `[q_h k_h v_h]` per head)
+/// into q, k and v (`[heads·d_head, in]` each, heads in order).
+fn split_per_head(fused: Linear, heads: i64, d_head: i64) -> Result<(Linear, Linear, Linear)> {
+    let part = |t: &Tensor, i: i64| -> Result<Tensor> {
+        let rest: Vec<i64> = t.size()[1..].to_vec();
+        let mut grouped = vec![heads, 3, d_head];
+        grouped.extend(&rest);
+        let mut flat = vec![heads * d_head];
+        flat.extend(&rest);
+        Ok(t.f_view(grouped.as_slice())?
+            .f_select(1, i)?
+            .f_contiguous()?
+            .f_view(flat.as_slice())?)
+    };
+    let mk = |i: i64| -> Result<Linear> {
+        Ok(Linear {
+            weight: part(&fused.weight, i)?,
+            bias: fused.bias.as_ref().map(|b| part(b, i)).transpose()?,
+        })
+    };
+    Ok((mk(0)?, mk(1)?, mk(2)?))
+}
+
+/// Loads GPT-NeoX weights from a Hugging Face `GPTNeoXForCausalLM` checkpoint.
+pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
+    let d = config.d_model as i64;
+    let d_mlp = config.d_mlp as i64;
+    let vocab = config.vocab_size as i64;
+    let (heads, d_head) = (config.n_heads as i64, config.d_head as i64);
+    let (eps, bias) = (config.norm_eps, config.qkv_bias);
+    let embed = loader.tensor("gpt_neox.embed_in.weight", &[vocab, d])?;
+    let layout = if config.parallel_attn_mlp {
+        BlockLayout::Parallel
+    } else {
+        BlockLayout::Sequential
+    };
+    let mut blocks = Vec::with_capacity(config.n_layers);
+    for i in 0..config.n_layers {
+        let b = format!("gpt_neox.layers.{i}");
+        let fused = linear(
+            loader,
+            &format!("{b}.attention.query_key_value"),
+            3 * d,
+            d,
+            bias,
+        )?;
+        let (q, k, v) = split_per_head(fused, heads, d_head)?;
+        blocks.push(Block {
+            ln1: layer_norm(loader, &format!("{b}.input_layernorm"), d, eps)?,
+            attn: Attention {
+                q,
+                k,
+                v,
+                o: linear(loader, &format!("{b}.attention.dense"), d, d, bias)?,
+            },
+            ln2: layer_norm(loader, &format!("{b}.post_attention_layernorm"), d, eps)?,
+            mlp: Mlp::Gelu {
+                fc_in: linear(loader, &format!("{b}.mlp.dense_h_to_4h"), d_mlp, d, true)?,
+                fc_out: linear(loader, &format!("{b}.mlp.dense_4h_to_h"), d, d_mlp, true)?,
+                exact: config.exact_gelu,
+            },
+            layout,
+        });
+    }
+    let ln_final = layer_norm(loader, "gpt_neox.final_layer_norm", d, eps)?;
+    let unembed = if config.tied_embeddings {
+        embed.shallow_clone()
+    } else {
+        loader.tensor("embed_out.weight", &[vocab, d])?
+    };
+    Ok(TransformerParts {
+        embed,
+        pos_embed: None,
+        blocks,
+        ln_final,
+        unembed,
+        unembed_bias: None,
+    })
+}
