@@ -24,12 +24,13 @@ pub enum WeightId {
     AttnV(Layer),
     /// Attention output projection `[d_model, n_heads·d_head]`.
     AttnOut(Layer),
-    /// MLP input projection `[d_mlp, d_model]` (GPT-2 `c_fc`, Llama `up_proj`).
+    /// MLP input projection `[d_mlp, d_model]` (GPT-2 `c_fc`, Llama `up_proj`, GPT-NeoX
+    /// `dense_h_to_4h`, GPT-J `fc_in`).
     MlpIn(Layer),
     /// MLP gate projection `[d_mlp, d_model]` (Llama `gate_proj`; absent in GPT-2).
     MlpGate(Layer),
-    /// MLP output projection `[d_model, d_mlp]` (GPT-2 `c_proj`, Llama `down_proj`): the
-    /// matrix ROME edits.
+    /// MLP output projection `[d_model, d_mlp]` (GPT-2 `c_proj`, Llama `down_proj`, GPT-NeoX
+    /// `dense_4h_to_h`, GPT-J `fc_out`): the matrix ROME edits.
     MlpOut(Layer),
 }
 
