@@ -294,6 +294,17 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         files.sort();
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
+    // PyTorch pickles (`pytorch_model.bin`, sharded or not) can run code when read: they are
+    // never opened; the message says how to convert them.
+    let pickles = ["pytorch_model.bin", "pytorch_model.bin.index.json"]
+        .iter()
+        .any(|f| dir.join(f).is_file());
+    if pickles {
+        return Err(Error::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "it holds PyTorch pickle weights (pytorch_model.bin), which factscope does not read because unpickling can execute code; convert them once to safetensors, e.g. `python -c \"import sys, transformers; m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1]); m.save_pretrained(sys.argv[2], safe_serialization=True)\" IN OUT` (then copy the tokenizer files to OUT)".into(),
+        });
+    }
     Err(Error::NotAModel {
         path: dir.to_path_buf(),
         reason: "no model.safetensors or model.safetensors.index.json".into(),

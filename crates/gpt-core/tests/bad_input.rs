@@ -258,6 +258,24 @@ fn missing_safetensors() {
 }
 
 #[test]
+fn pytorch_pickles_are_refused_with_how_to_convert() {
+    let dir = copy_fixture("tiny-gpt2");
+    fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    // Bytes that would be a pickle: never opened, whatever they hold.
+    fs::write(dir.path().join("pytorch_model.bin"), b"\x80\x02not really").unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::NotAModel { .. }), "{err:?}");
+    assert_mentions(
+        &err,
+        &[
+            &dir.path().display().to_string(),
+            "pytorch_model.bin",
+            "safe_serialization=True",
+        ],
+    );
+}
+
+#[test]
 fn truncated_safetensors() {
     for name in ["tiny-gpt2", "tiny-llama"] {
         let dir = copy_fixture(name);
