@@ -900,3 +900,89 @@ fn auto_preset_needs_a_layer_for_a_model_no_preset_was_made_for() {
         stderr(&out)
     );
 }
+
+#[test]
+fn fv_vector_arithmetic_reports_the_composed_vector() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let words = [
+        "tower", "city", "river", "capital", "house", "cat", "time", "small", "language",
+        "country", "people", "day", "pictures", "near", "mother", "sport", "official", "statue",
+        "liberty", "mount", "apple", "located", "there", "once", "upon", "lived", "france",
+        "italy", "japan", "germany",
+    ];
+    let pairs: Vec<serde_json::Value> = words
+        .iter()
+        .map(|w| serde_json::json!({"input": w, "output": w.to_uppercase()}))
+        .collect();
+    let task = dir.path().join("capitalize.json");
+    std::fs::write(&task, serde_json::to_vec(&pairs).unwrap()).unwrap();
+    let out_dir = dir.path().join("fv");
+    let out = factscope(&[
+        "fv",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--arithmetic",
+        "--list-len",
+        "2",
+        "--shots",
+        "1",
+        "--trials",
+        "2",
+        "--mean-trials",
+        "2",
+        "--heads",
+        "2",
+        "--layer",
+        "1",
+        "--max-eval",
+        "3",
+        "--no-sweep",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "first-capitalize",
+            "last-copy",
+            "first-copy",
+            "last-capitalize"
+        ]
+    );
+    let a = &report["arithmetic"];
+    assert_eq!(a["target"], "last-capitalize");
+    assert_eq!(
+        a["composed_from"],
+        serde_json::json!(["first-capitalize", "last-copy", "first-copy"])
+    );
+    let acc = &a["accuracy"]["all"]["zero_shot_fv"];
+    assert_eq!(acc["n"], 3);
+    let rate = acc["rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rate));
+    let md = std::fs::read_to_string(out_dir.join("accuracy.md")).unwrap();
+    assert!(md.contains("v_AD + v_BC − v_AC"), "{md}");
+    // Two base tasks cannot be composed.
+    let out = factscope(&[
+        "fv",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--arithmetic",
+    ]);
+    assert!(!out.status.success());
+}

@@ -60,6 +60,27 @@ pub struct FvArgs {
     /// Print the accuracy table and the top heads as JSON.
     #[arg(long)]
     json: bool,
+    /// Vector arithmetic on lists built from the one --task D (Todd et al. §5): the tasks
+    /// "first item, D" (AD), "last item, copied" (BC), "first item, copied" (AC) and "last
+    /// item, D" (BD) are extracted with one head set, and v_AD + v_BC − v_AC is evaluated on
+    /// BD beside BD's own vector.
+    #[arg(long)]
+    arithmetic: bool,
+    /// Items per list of the --arithmetic tasks.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    list_len: usize,
+}
+
+/// The composed vector's evaluation (`--arithmetic`).
+#[derive(serde::Serialize)]
+struct ArithmeticReport {
+    /// The task the composed vector is evaluated on (BD).
+    target: String,
+    /// `v_AD + v_BC − v_AC` from these tasks.
+    composed_from: [String; 3],
+    /// Accuracy on BD's test items with the composed vector (its `+FV` columns; the other
+    /// columns equal BD's own).
+    accuracy: TaskAccuracy,
 }
 
 /// What `--json` prints and `accuracy.json` holds.
@@ -69,6 +90,8 @@ struct Report<'a> {
     layer: usize,
     top_heads: &'a [HeadScore],
     tasks: Vec<TaskReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arithmetic: Option<ArithmeticReport>,
 }
 
 #[derive(serde::Serialize)]
@@ -116,6 +139,12 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
             bail!("task {:?} is given twice ({})", task.name, path.display());
         }
         tasks.push(task);
+    }
+    if args.arithmetic {
+        tasks = arithmetic_tasks(tasks, args.list_len, args.seed)?;
+        for task in &tasks {
+            Splits::new(task.len(), args.seed).check(task, args.shots)?;
+        }
     }
     let loaded = args.model.load()?;
     let model = &loaded.model;
@@ -233,10 +262,42 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
         vectors.push(v);
     }
 
+    let arithmetic = if args.arithmetic {
+        let [ad, bc, ac, bd] = [0, 1, 2, 3].map(|i| &builders[i]);
+        let composed =
+            function_vectors::arithmetic::compose_vectors(&vectors[0], &vectors[1], &vectors[2])?;
+        let at_layer = EvalOptions {
+            layers: vec![layer],
+            ..options.clone()
+        };
+        let items = evaluate_items(
+            model,
+            bd,
+            &runs[3].0.splits,
+            &composed,
+            &at_layer,
+            &mut |_, _| {},
+        )?;
+        let name = |b: &PromptBuilder<'_>| b.task().name.clone();
+        Some(ArithmeticReport {
+            target: name(bd),
+            composed_from: [name(ad), name(bc), name(ac)],
+            accuracy: summarize(
+                &format!("{} (v_AD + v_BC − v_AC)", name(bd)),
+                &items,
+                &[layer],
+                layer,
+            )?,
+        })
+    } else {
+        None
+    };
+
     let report = Report {
         model: loaded.path.display().to_string(),
         layer,
         top_heads: &top,
+        arithmetic,
         tasks: builders
             .iter()
             .zip(&runs)
@@ -323,6 +384,35 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The four list tasks of `--arithmetic` from the one base task D, in the order AD, BC, AC,
+/// BD (A = first item, B = last item, C = copy it, D = apply the base task).
+fn arithmetic_tasks(mut tasks: Vec<Task>, list_len: usize, seed: u32) -> anyhow::Result<Vec<Task>> {
+    use function_vectors::arithmetic::{compose_list_task, Select, Transform};
+    if tasks.len() != 1 {
+        bail!(
+            "--arithmetic composes lists from one base task; {} --task files were given",
+            tasks.len()
+        );
+    }
+    let Some(base) = tasks.pop() else {
+        bail!("--arithmetic needs a --task");
+    };
+    let n = base.len();
+    let combos = [
+        (Select::First, Transform::Apply),
+        (Select::Last, Transform::Copy),
+        (Select::First, Transform::Copy),
+        (Select::Last, Transform::Apply),
+    ];
+    combos
+        .iter()
+        .map(|&(select, transform)| {
+            compose_list_task(&base, select, transform, list_len, n, seed)
+                .with_context(|| format!("--arithmetic lists of {list_len} from {}", base.name))
+        })
+        .collect()
+}
+
 fn cell(a: &Accuracy) -> String {
     if a.n == 0 {
         return "–".into();
@@ -371,6 +461,38 @@ fn markdown(report: &Report<'_>) -> String {
         "## Test items the model answers with clean ICL (the paper's protocol)",
         &good,
     );
+    if let Some(a) = &report.arithmetic {
+        let own = report
+            .tasks
+            .iter()
+            .find(|t| t.task == a.target)
+            .map(|t| &t.accuracy.all);
+        out.push_str(&format!(
+            "\n## Vector arithmetic on {} (all test items, layer {})\n\n| vector | n | zero-shot + FV | shuffled + FV |\n|---|---|---|---|\n",
+            a.target, report.layer
+        ));
+        if let Some(own) = own {
+            out.push_str(&format!(
+                "| none | {} | {} | {} |\n| v_BD (extracted) | {} | {} | {} |\n",
+                own.zero_shot.n,
+                cell(&own.zero_shot),
+                cell(&own.shuffled),
+                own.zero_shot_fv.n,
+                cell(&own.zero_shot_fv),
+                cell(&own.shuffled_fv)
+            ));
+        }
+        let c = &a.accuracy.all;
+        out.push_str(&format!(
+            "| v_AD + v_BC − v_AC ({} + {} − {}) | {} | {} | {} |\n",
+            a.composed_from[0],
+            a.composed_from[1],
+            a.composed_from[2],
+            c.zero_shot_fv.n,
+            cell(&c.zero_shot_fv),
+            cell(&c.shuffled_fv)
+        ));
+    }
     out.push_str("\n## Top heads (layer, head, AIE)\n\n");
     for h in report.top_heads {
         out.push_str(&format!("- ({}, {}) {:.4}\n", h.layer, h.head, h.score));

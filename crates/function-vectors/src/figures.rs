@@ -22,8 +22,9 @@ pub fn heads_heatmap(aie: &[Vec<f64>], top: &[HeadScore], model: &str, what: &st
         row_labels: (0..aie.len()).map(|l| format!("layer {l}")).collect(),
         col_labels: (0..n_heads).map(|h| h.to_string()).collect(),
         starred_rows: starred,
+        marked_cells: top.iter().map(|h| (h.layer, h.head)).collect(),
         title: format!(
-            "Average indirect effect of each head ({what})\ntop heads (layer.head, * = layer has one): {listed}"
+            "Average indirect effect of each head ({what})\ntop heads (outlined; layer.head, * = layer has one): {listed}"
         ),
         x_label: format!("head within {model}"),
         colorbar_label: "AIE (Δp of answer)".into(),

@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             row_labels: tokens.clone(),
             col_labels: Vec::new(),
             starred_rows: vec![1, 2, 3],
+            marked_cells: Vec::new(),
             title: format!(
                 "Impact of restoring {what} after corrupted input\nanswer \" Seattle\" (p=0.82)"
             ),
@@ -104,6 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         col_labels: (0..6).map(|l| format!("L{}", 4 * l)).collect(),
         starred_rows: vec![2],
+        marked_cells: vec![(2, 2)],
         title: "Odd tokens and missing (grey) values".into(),
         x_label: "center of interval of 10 restored MLP layers".into(),
         colorbar_label: "p(\" answer\")".into(),

@@ -84,6 +84,18 @@ pub enum Error {
         found: usize,
     },
 
+    /// A marked cell outside the grid.
+    #[error("heatmap: `marked_cells` names cell ({row}, {col}), but the grid is {rows} x {cols}")]
+    MarkedCellOutOfRange {
+        /// The cell's row.
+        row: usize,
+        /// The cell's column.
+        col: usize,
+        /// Rows of the grid.
+        rows: usize,
+        /// Columns of the grid.
+        cols: usize,
+    },
     /// A starred (subject) row index beyond the last row.
     #[error("heatmap: `starred_rows` names row {row}, but there are only {rows} rows")]
     StarredRowOutOfRange {

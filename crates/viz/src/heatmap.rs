@@ -6,7 +6,7 @@ use crate::chrome::{
     draw_x_label, draw_x_ticks, fit_centre, widest, x_axis_height, Area, TitleBlock, AXIS_COLOR,
     LABEL_SIZE, PAD, TICK_GAP, TICK_LEN, TICK_SIZE,
 };
-use crate::color::{Palette, MISSING_COLOR};
+use crate::color::{Palette, Rgb, MISSING_COLOR};
 use crate::error::{Error, Result};
 use crate::figure::Figure;
 use crate::font::text_width;
@@ -28,6 +28,12 @@ const ROW_LABEL_SIZE: f64 = 12.5;
 const BAR_GAP: f64 = 18.0;
 /// Width of the colour bar.
 const BAR_W: f64 = 14.0;
+/// Outline of marked cells: a saturated orange that stands out on every palette.
+const MARK_COLOR: Rgb = Rgb {
+    r: 230,
+    g: 97,
+    b: 1,
+};
 /// Shortest colour bar (and so grid): few rows get taller cells.
 const BAR_MIN_H: f64 = 120.0;
 
@@ -53,6 +59,8 @@ pub struct Heatmap {
     pub col_labels: Vec<String>,
     /// Rows whose label gets a `*` appended: the subject's tokens.
     pub starred_rows: Vec<usize>,
+    /// Cells `(row, column)` drawn with a dark outline (e.g. the top heads of a head scan).
+    pub marked_cells: Vec<(usize, usize)>,
     /// The title; `\n` starts a further, smaller line.
     pub title: String,
     /// The x axis label, e.g. `single restored layer within SmolLM2`.
@@ -118,6 +126,18 @@ impl Heatmap {
         }
         if let Some(&row) = self.starred_rows.iter().find(|&&r| r >= rows) {
             return Err(Error::StarredRowOutOfRange { row, rows });
+        }
+        if let Some(&(row, col)) = self
+            .marked_cells
+            .iter()
+            .find(|&&(r, c)| r >= rows || c >= cols)
+        {
+            return Err(Error::MarkedCellOutOfRange {
+                row,
+                col,
+                rows,
+                cols,
+            });
         }
         let finite = self
             .values
@@ -284,6 +304,18 @@ impl Figure for Heatmap {
             }
         }
         doc.close_group();
+        // Marked cells: an outline inset by half its width, so neighbours' marks stay apart.
+        for &(r, c) in &self.marked_cells {
+            let w = (cell_w.min(cell_h) / 6.0).clamp(1.0, 2.5);
+            doc.rect_paint(
+                grid.x + c as f64 * cell_w + w / 2.0,
+                grid.y + r as f64 * cell_h + w / 2.0,
+                cell_w - w,
+                cell_h - w,
+                "none",
+                Some((MARK_COLOR, w)),
+            );
+        }
         doc.rect_paint(
             grid.x,
             grid.y,

@@ -165,6 +165,31 @@ fn starred_rows_must_exist() {
 }
 
 #[test]
+fn marked_cells_are_outlined_and_must_exist() {
+    let mut map = small_heatmap();
+    let plain = map.to_svg().unwrap();
+    map.marked_cells = vec![(0, 0), (3, 5)];
+    let marked = map.to_svg().unwrap();
+    // One outline per marked cell, in the mark colour.
+    assert_eq!(marked.matches("#e66101").count(), 2, "{marked}");
+    assert_eq!(plain.matches("#e66101").count(), 0);
+    map.marked_cells = vec![(1, 6)];
+    let err = map.to_svg().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MarkedCellOutOfRange {
+                row: 1,
+                col: 6,
+                rows: 4,
+                cols: 6
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn nan_only_values_are_an_error() {
     let mut map = small_heatmap();
     map.values = vec![vec![f64::NAN; 6]; 4];

@@ -61,6 +61,7 @@ impl TraceGrid {
             row_labels,
             col_labels: (0..self.n_layers).map(|l| l.to_string()).collect(),
             starred_rows,
+            marked_cells: Vec::new(),
             title: format!(
                 "{what}\nanswer {:?}: clean {} = {:.3}, corrupted {:.3}",
                 self.answer.text, self.metric, self.clean_score, self.corrupted_score

@@ -43,6 +43,7 @@ impl KindSummary {
             row_labels: TokenCategory::ALL.iter().map(|c| c.label().to_string()).collect(),
             col_labels: (0..self.n_layers).map(|l| l.to_string()).collect(),
             starred_rows: Vec::new(),
+            marked_cells: Vec::new(),
             title: format!(
                 "Average indirect effect of restoring {}, n = {} prompts\naverage total effect {te:.3}: clean {:.3}, corrupted {:.3}",
                 what(self),

@@ -62,6 +62,7 @@ pub fn small_heatmap() -> Heatmap {
         ],
         col_labels: Vec::new(),
         starred_rows: vec![1, 2],
+        marked_cells: Vec::new(),
         title: "Impact of restoring state after corrupted input\nanswer \" Paris\" (p=0.70)".into(),
         x_label: "single restored layer within SmolLM2".into(),
         colorbar_label: "p( Paris)".into(),
