@@ -1,8 +1,8 @@
-//! Peak memory of loading a model into f32: prints the resident set before loading (the
-//! process with libtorch initialised), the peak after loading (VmHWM), the f32 size of the
-//! weights, and the ratio of the load's peak increase to that size.
+//! Peak memory of loading a model: prints the resident set before loading (the process with
+//! libtorch initialised), the peak after loading (VmHWM), the size of the weights in the
+//! compute dtype, and the ratio of the load's peak increase to that size.
 //!
-//! `cargo run --release -p factscope-gpt-core --example load_memory [-- PATH]`
+//! `cargo run --release -p factscope-gpt-core --example load_memory [-- PATH] [--dtype f32|bf16|f16]`
 
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,17 +24,39 @@ fn status_mib(key: &str) -> f64 {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kind = match args
+        .iter()
+        .position(|a| a == "--dtype")
+        .map(|i| args[i + 1].as_str())
+    {
+        None | Some("f32") => Kind::Float,
+        Some("bf16") => Kind::BFloat16,
+        Some("f16") => Kind::Half,
+        Some(other) => panic!("--dtype {other}: expected f32, bf16 or f16"),
+    };
+    let path = args
+        .iter()
+        .take_while(|a| *a != "--dtype")
+        .next()
+        .map_or_else(
+            || {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            },
+            PathBuf::from,
+        );
     // Initialise libtorch first so its own footprint is not counted as loading.
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu)).sum(Kind::Float);
     let before = status_mib("VmRSS:");
-    let m = load_model(&path, LoadOptions::default()).expect("load");
+    let m = load_model(
+        &path,
+        LoadOptions {
+            kind,
+            ..LoadOptions::default()
+        },
+    )
+    .expect("load");
     let peak = status_mib("VmHWM:");
     let after = status_mib("VmRSS:");
     let c = m.model.config();
@@ -60,15 +82,15 @@ fn main() {
     if !c.tied_embeddings {
         params += m.model.weight(WeightId::Unembed).unwrap().numel();
     }
-    let f32_mib = params as f64 * 4.0 / (1024.0 * 1024.0);
+    let weight_mib = params as f64 * kind.elt_size_in_bytes() as f64 / (1024.0 * 1024.0);
     println!(
-        "{}: {params} parameters, {f32_mib:.0} MiB in f32",
+        "{}: {params} parameters, {weight_mib:.0} MiB in {kind:?}",
         path.display()
     );
     println!("RSS before load {before:.0} MiB, after {after:.0} MiB, peak {peak:.0} MiB");
     println!(
-        "peak increase during load: {:.0} MiB = {:.2} x the f32 weight size",
+        "peak increase during load: {:.0} MiB = {:.2} x the weight size in {kind:?}",
         peak - before,
-        (peak - before) / f32_mib
+        (peak - before) / weight_mib
     );
 }

@@ -79,6 +79,10 @@ impl Loader<'_> {
 
 struct SafetensorsFile {
     path: PathBuf,
+    /// Read with positioned reads straight into each tensor's memory, so a load holds the
+    /// weights once (the map is only used for the header: touching mapped pages would count
+    /// the file a second time in the resident set).
+    file: File,
     mmap: Mmap,
     header_len: usize,
     tensors: HashMap<String, TensorInfo>,
@@ -120,6 +124,7 @@ impl SafetensorsSource {
             }
             opened.push(SafetensorsFile {
                 path: file_path.clone(),
+                file,
                 mmap,
                 header_len,
                 tensors,
@@ -167,16 +172,33 @@ impl WeightSource for SafetensorsSource {
             other => return Err(corrupt(format!("unsupported dtype {other:?}"))),
         };
         // read_metadata validated that offsets lie inside the data section; re-check anyway
-        // so a logic error can never index out of bounds.
+        // so a logic error can never read past the file.
         let (start, end) = info.data_offsets;
-        let data = file
+        let (from, to) = file
             .header_len
             .checked_add(8)
             .and_then(|base| Some((base.checked_add(start)?, base.checked_add(end)?)))
-            .and_then(|(s, e)| file.mmap.get(s..e))
+            .filter(|&(from, to)| from <= to && to <= file.mmap.len())
             .ok_or_else(|| corrupt("data offsets outside the file".into()))?;
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(data, &shape, kind).map_err(|e| corrupt(e.to_string()))?;
+        let t = Tensor::f_empty(shape.as_slice(), (kind, Device::Cpu))?;
+        let nbytes = t.numel() * kind.elt_size_in_bytes();
+        if nbytes != to - from {
+            return Err(corrupt(format!(
+                "shape {shape:?} of {kind:?} needs {nbytes} bytes, the file holds {}",
+                to - from
+            )));
+        }
+        if nbytes > 0 {
+            // SAFETY: `t` is a fresh, contiguous CPU tensor of exactly `nbytes` bytes that
+            // nothing else references until it is returned; the slice ends before `t` does.
+            #[allow(unsafe_code)]
+            let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<u8>(), nbytes) };
+            use std::os::unix::fs::FileExt;
+            file.file
+                .read_exact_at(buf, from as u64)
+                .map_err(|e| Error::io(&file.path, e))?;
+        }
         Ok(t)
     }
 }
