@@ -88,6 +88,7 @@ pub fn preset_for(config: &ModelConfig) -> Option<&'static str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::{FtHparams, MemitHparams, RomeHparams};
