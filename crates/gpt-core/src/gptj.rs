@@ -13,20 +13,9 @@
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpt2::layer_norm;
-use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
+use crate::neox::linear;
+use crate::transformer::{Attention, Block, BlockLayout, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
-
-/// A `nn.Linear` (`[out, in]`), with its bias when `bias`.
-fn linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Linear> {
-    Ok(Linear {
-        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
-        bias: if bias {
-            Some(loader.tensor(&format!("{prefix}.bias"), &[out])?)
-        } else {
-            None
-        },
-    })
-}
 
 /// The same norm again, sharing its tensors (GPT-J's one norm per block).
 fn shared(norm: &Norm) -> Norm {

@@ -20,8 +20,14 @@ use crate::gpt2::layer_norm;
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, TransformerParts};
 use crate::weights::Loader;
 
-/// A `nn.Linear` (`[out, in]`), with its bias when `bias`.
-fn linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64, bias: bool) -> Result<Linear> {
+/// A `nn.Linear` (`[out, in]`), with its bias when `bias` (shared with GPT-J's loader).
+pub(crate) fn linear(
+    loader: &mut Loader<'_>,
+    prefix: &str,
+    out: i64,
+    inp: i64,
+    bias: bool,
+) -> Result<Linear> {
     Ok(Linear {
         weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
         bias: if bias {
