@@ -51,6 +51,7 @@ mod metadata;
 mod reader;
 mod source;
 mod types;
+pub mod write;
 
 pub use dequant::dequantize;
 pub use error::{Error, Result};
