@@ -101,6 +101,123 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
     })
 }
 
+/// The model config from GGUF metadata (`general.architecture` = `gpt2`; llama.cpp's keys
+/// `gpt2.block_count`, `gpt2.embedding_length`, …).
+pub(crate) fn config_from_gguf(
+    file: &gguf::GgufFile,
+    path: &std::path::Path,
+) -> Result<ModelConfig> {
+    let bad = |reason: String| crate::error::Error::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let uint = |key: &str| -> Result<usize> {
+        let full = format!("gpt2.{key}");
+        file.get(&full)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(format!("missing or non-integer metadata `{full}`")))
+    };
+    let n_heads = uint("attention.head_count")?;
+    let d_model = uint("embedding_length")?;
+    if n_heads == 0 || d_model % n_heads != 0 {
+        return Err(bad(format!(
+            "gpt2.embedding_length {d_model} is not divisible by gpt2.attention.head_count {n_heads}"
+        )));
+    }
+    let vocab_size = file
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map(<[_]>::len)
+        .ok_or_else(|| bad("missing `tokenizer.ggml.tokens`".into()))?;
+    let token_id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
+    let config = ModelConfig {
+        arch: crate::config::Architecture::Gpt2,
+        model_type: "gpt2".into(),
+        n_layers: uint("block_count")?,
+        d_model,
+        n_heads,
+        n_kv_heads: n_heads,
+        d_head: d_model / n_heads,
+        d_mlp: uint("feed_forward_length")?,
+        vocab_size,
+        n_ctx: uint("context_length")?,
+        norm_eps: file
+            .get("gpt2.attention.layer_norm_epsilon")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1e-5),
+        rope_theta: None,
+        rope_scaling: None,
+        rotary_dim: None,
+        parallel_attn_mlp: false,
+        exact_gelu: false,
+        sliding_window: None,
+        tied_embeddings: file.tensor("output.weight").is_none(),
+        qkv_bias: true,
+        bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
+        eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
+    };
+    config.validate(path)?;
+    Ok(config)
+}
+
+/// A GGUF linear layer: llama.cpp's GPT-2 conversion stores the `Conv1D` weights transposed,
+/// so they read as `[out, in]` already.
+fn gguf_linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64) -> Result<Linear> {
+    Ok(Linear {
+        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
+        bias: Some(loader.tensor(&format!("{prefix}.bias"), &[out])?),
+    })
+}
+
+/// Loads GPT-2 weights from a GGUF file (llama.cpp names: `token_embd`, `position_embd`,
+/// `blk.{l}.attn_qkv`, `attn_output`, `attn_norm`, `ffn_up`, `ffn_down`, `ffn_norm`,
+/// `output_norm`, `output` when untied).
+pub(crate) fn load_gguf(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
+    let d = config.d_model as i64;
+    let d_mlp = config.d_mlp as i64;
+    let vocab = config.vocab_size as i64;
+    let eps = config.norm_eps;
+    let embed = loader.tensor("token_embd.weight", &[vocab, d])?;
+    let pos_embed = loader.tensor("position_embd.weight", &[config.n_ctx as i64, d])?;
+    let mut blocks = Vec::with_capacity(config.n_layers);
+    for i in 0..config.n_layers {
+        let b = format!("blk.{i}");
+        let fused = gguf_linear(loader, &format!("{b}.attn_qkv"), 3 * d, d)?;
+        let (q, k, v) = split_qkv(fused, d)?;
+        blocks.push(Block {
+            ln1: layer_norm(loader, &format!("{b}.attn_norm"), d, eps)?,
+            attn: Attention {
+                q,
+                k,
+                v,
+                o: gguf_linear(loader, &format!("{b}.attn_output"), d, d)?,
+            },
+            ln2: layer_norm(loader, &format!("{b}.ffn_norm"), d, eps)?,
+            mlp: Mlp::Gelu {
+                fc_in: gguf_linear(loader, &format!("{b}.ffn_up"), d_mlp, d)?,
+                fc_out: gguf_linear(loader, &format!("{b}.ffn_down"), d, d_mlp)?,
+                exact: false,
+            },
+            layout: BlockLayout::Sequential,
+        });
+    }
+    let ln_final = layer_norm(loader, "output_norm", d, eps)?;
+    let unembed = if config.tied_embeddings {
+        embed.shallow_clone()
+    } else {
+        loader.tensor("output.weight", &[vocab, d])?
+    };
+    Ok(TransformerParts {
+        embed,
+        pos_embed: Some(pos_embed),
+        blocks,
+        ln_final,
+        unembed,
+        unembed_bias: None,
+    })
+}
+
 /// The model's tensors under Hugging Face GPT-2 names (the inverse of [`load`]: `Conv1D`
 /// weights transposed back to `[in, out]`, q/k/v fused into `c_attn`), for writing a folder.
 pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(String, Tensor)>> {

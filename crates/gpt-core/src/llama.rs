@@ -257,7 +257,7 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         .to_string();
     if !matches!(arch.as_str(), "llama" | "qwen2" | "mistral") {
         return Err(bad(format!(
-            "GGUF architecture `{arch}` is not supported (supported: llama, qwen2, mistral)"
+            "GGUF architecture `{arch}` is not supported (supported: llama, qwen2, mistral, gpt2)"
         )));
     }
     let uint = |key: &str| -> Result<usize> {

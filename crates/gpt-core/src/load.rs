@@ -127,7 +127,12 @@ pub fn load_hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
 
 fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenizer)> {
     let reader = gguf::GgufFile::open(path)?;
-    let config = llama::config_from_gguf(&reader.file, path)?;
+    let gpt2 = reader.file.architecture() == Some("gpt2");
+    let config = if gpt2 {
+        gpt2::config_from_gguf(&reader.file, path)?
+    } else {
+        llama::config_from_gguf(&reader.file, path)?
+    };
     let tokenizer = Tokenizer::from_gguf(&reader.file, path)?;
     if tokenizer.vocab_size() != config.vocab_size {
         return Err(Error::Config {
@@ -145,7 +150,11 @@ fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenize
         device: options.device,
         kind: options.kind,
     };
-    let parts = llama::load(&config, &mut loader, llama::Layout::Gguf)?;
+    let parts = if gpt2 {
+        gpt2::load_gguf(&config, &mut loader)?
+    } else {
+        llama::load(&config, &mut loader, llama::Layout::Gguf)?
+    };
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
         tokenizer,
