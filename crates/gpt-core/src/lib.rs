@@ -52,6 +52,7 @@ mod neox;
 pub mod prompt;
 pub mod random;
 mod save;
+mod sentencepiece;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokenizer;

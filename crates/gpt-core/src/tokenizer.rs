@@ -13,6 +13,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
+use crate::sentencepiece::sentencepiece_bpe;
 
 /// Token ids of a text with the character span of each token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,10 +124,11 @@ impl Tokenizer {
         Ok(Self::with_specials(inner))
     }
 
-    /// Rebuilds the tokenizer stored in GGUF metadata (`tokenizer.ggml.model` = `gpt2`,
-    /// byte-level BPE). Control tokens become special tokens; pre-tokenizers `smollm`,
-    /// `starcoder`, `qwen2`, `llama-bpe` split digits individually before the byte-level step
-    /// as their Hugging Face tokenizers do.
+    /// Rebuilds the tokenizer stored in GGUF metadata: `tokenizer.ggml.model` = `gpt2`
+    /// (byte-level BPE from tokens and merges; control tokens become special tokens;
+    /// pre-tokenizers `smollm`, `starcoder`, `qwen2`, `llama-bpe` split digits individually
+    /// before the byte-level step as their Hugging Face tokenizers do) or `llama`
+    /// (SentencePiece BPE from tokens and scores, with byte fallback).
     ///
     /// # Errors
     /// [`Error::Tokenizer`] for other tokenizer models or malformed metadata.
@@ -136,11 +138,11 @@ impl Tokenizer {
             .get("tokenizer.ggml.model")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        if model != "gpt2" {
+        if !matches!(model, "gpt2" | "llama") {
             return Err(tok_err(
                 ctx,
                 format!(
-                    "GGUF tokenizer model `{model}` is not supported (only `gpt2` byte-level BPE)"
+                    "GGUF tokenizer model `{model}` is not supported (`gpt2` byte-level BPE, `llama` SentencePiece)"
                 ),
             ));
         }
@@ -159,7 +161,65 @@ impl Tokenizer {
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Option<Vec<u64>> = file
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|t| t.as_u64().unwrap_or(1)).collect());
+        let mut inner = if model == "llama" {
+            let scores: Vec<f64> = file
+                .get("tokenizer.ggml.scores")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| tok_err(&ctx, "missing array `tokenizer.ggml.scores`"))?
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_f64().ok_or_else(|| {
+                        tok_err(
+                            &ctx,
+                            format!("`tokenizer.ggml.scores`[{i}] is not a number"),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let add_space_prefix = file
+                .get("tokenizer.ggml.add_space_prefix")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true);
+            sentencepiece_bpe(&tokens, &scores, types.as_deref(), add_space_prefix)
+                .map_err(|e| tok_err(&ctx, e))?
+        } else {
+            Self::gguf_byte_level(file, &tokens, &strings("tokenizer.ggml.merges")?)
+                .map_err(|e| tok_err(&ctx, e))?
+        };
+        // Control tokens (type 3) are matched whole, never split.
+        if let Some(types) = &types {
+            let specials: Vec<AddedToken> = types
+                .iter()
+                .zip(&tokens)
+                .filter(|(t, _)| **t == 3)
+                .map(|(_, tok)| AddedToken::from(tok.clone(), true))
+                .collect();
+            inner.add_special_tokens(&specials);
+        }
+        let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
+        let add_bos = file
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        Ok(Self {
+            inner,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+            add_bos,
+        })
+    }
+
+    /// The byte-level BPE of a `gpt2` GGUF tokenizer.
+    fn gguf_byte_level(
+        file: &gguf::GgufFile,
+        tokens: &[String],
+        merges: &[String],
+    ) -> std::result::Result<tokenizers::Tokenizer, String> {
         let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
@@ -171,13 +231,13 @@ impl Tokenizer {
             .map(|(i, m)| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| tok_err(&ctx, format!("merge {i} `{m}` has no space")))
+                    .ok_or_else(|| format!("merge {i} `{m}` has no space"))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<std::result::Result<Vec<_>, String>>()?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
-            .map_err(|e| tok_err(&ctx, e))?;
+            .map_err(|e| e.to_string())?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let pre = file
             .get("tokenizer.ggml.pre")
@@ -196,30 +256,7 @@ impl Tokenizer {
             inner.with_pre_tokenizer(Some(byte_level));
         }
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        // Control tokens (type 3) are matched whole, never split by BPE.
-        if let Some(types) = file
-            .get("tokenizer.ggml.token_type")
-            .and_then(|v| v.as_array())
-        {
-            let specials: Vec<AddedToken> = types
-                .iter()
-                .zip(&tokens)
-                .filter(|(t, _)| t.as_u64() == Some(3))
-                .map(|(_, tok)| AddedToken::from(tok.clone(), true))
-                .collect();
-            inner.add_special_tokens(&specials);
-        }
-        let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
-        let add_bos = file
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        Ok(Self {
-            inner,
-            bos: id("tokenizer.ggml.bos_token_id"),
-            eos: id("tokenizer.ggml.eos_token_id"),
-            add_bos,
-        })
+        Ok(inner)
     }
 
     fn with_specials(inner: tokenizers::Tokenizer) -> Self {
