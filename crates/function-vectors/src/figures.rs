@@ -5,8 +5,8 @@ use viz::{Heatmap, LinePlot, Palette, Series};
 use crate::eval::{Accuracy, TaskAccuracy};
 use crate::scan::HeadScore;
 
-/// Layers × heads heatmap of the indirect effect; layers holding a top head are starred and
-/// the top heads are listed in the title.
+/// Layers × heads heatmap of the indirect effect (`aie[layer][head]`); each top head's cell is
+/// outlined, layers holding a top head are starred and the top heads are listed in the title.
 pub fn heads_heatmap(aie: &[Vec<f64>], top: &[HeadScore], model: &str, what: &str) -> Heatmap {
     let mut starred: Vec<usize> = top.iter().map(|h| h.layer).collect();
     starred.sort_unstable();

@@ -208,3 +208,47 @@ fn fv_files_round_trip_and_refuse_another_model() {
         Error::FvFile { .. }
     ));
 }
+
+#[test]
+fn an_output_that_tokenises_to_nothing_is_named_by_record() {
+    // The fixture's GPT-2 tokenizer with a normalizer that deletes `~` (and the space before
+    // it): `" " + "~~"` then has no tokens, though `"~~"` is not blank.
+    let dir = tempfile::tempdir().unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(common::fixture("tiny-gpt2").join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    json["normalizer"] = serde_json::json!({
+        "type": "Replace",
+        "pattern": {"Regex": " ?~+"},
+        "content": ""
+    });
+    let path = dir.path().join("tokenizer.json");
+    fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let tok = gpt_core::Tokenizer::from_file(&path).unwrap();
+    assert!(tok.encode(" ~~").unwrap().text_ids().is_empty());
+    let (model, _) = common::tiny(Architecture::Gpt2, Kind::Float);
+
+    let mut pairs = common::word_task(6).pairs;
+    assert!(PromptBuilder::new(
+        &tok,
+        model.config(),
+        &Task::from_pairs("opposites", pairs.clone()).unwrap()
+    )
+    .is_ok());
+    pairs[4].output = "~~".into();
+    let task = Task::from_pairs("opposites", pairs).unwrap();
+    let e = PromptBuilder::new(&tok, model.config(), &task).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadRecord {
+                index: 4,
+                field: "output",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("tokenises to nothing"), "{e}");
+}

@@ -59,7 +59,7 @@ pub struct Heatmap {
     pub col_labels: Vec<String>,
     /// Rows whose label gets a `*` appended: the subject's tokens.
     pub starred_rows: Vec<usize>,
-    /// Cells `(row, column)` drawn with a dark outline (e.g. the top heads of a head scan).
+    /// Cells `(row, column)` drawn with an orange outline (e.g. the top heads of a head scan).
     pub marked_cells: Vec<(usize, usize)>,
     /// The title; `\n` starts a further, smaller line.
     pub title: String,
