@@ -517,3 +517,137 @@ fn markdown(report: &Report<'_>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! Bad input to `factscope fv` gives a clear error before any work, and writes nothing.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        fv: FvArgs,
+    }
+
+    fn tiny_llama() -> String {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tiny-llama").to_string()
+    }
+
+    /// Runs `fv` with `args` (plus the tiny fixture model and `--out`), expects an error and
+    /// checks that nothing was written; returns the error with its causes.
+    fn fv_error(out: &Path, args: &[&str]) -> String {
+        let model = tiny_llama();
+        let out_s = out.to_str().unwrap();
+        let argv = ["fv", "--model", &model, "--device", "cpu", "--out", out_s]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cmd = Cmd::try_parse_from(argv).unwrap();
+        let e = format!("{:#}", run(cmd.fv).unwrap_err());
+        let written: Vec<_> = std::fs::read_dir(out)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(written.is_empty(), "{e}: wrote {written:?}");
+        e
+    }
+
+    fn task_file(dir: &Path, name: &str, n: usize) -> PathBuf {
+        let pairs: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"input": format!("word{i}"), "output": format!("Word{i}")}))
+            .collect();
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_vec(&pairs).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn bad_task_files_are_refused_by_file_record_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, "[]").unwrap();
+        let e = fv_error(&out, &["--task", empty.to_str().unwrap()]);
+        assert!(e.contains("empty.json") && e.contains("no records"), "{e}");
+
+        let missing = dir.path().join("missing.json");
+        std::fs::write(
+            &missing,
+            r#"[{"input": "a", "output": "b"}, {"input": "c"}]"#,
+        )
+        .unwrap();
+        let e = fv_error(&out, &["--task", missing.to_str().unwrap()]);
+        assert!(
+            e.contains("missing.json") && e.contains("record 1") && e.contains("`output`"),
+            "{e}"
+        );
+
+        // 10-shot prompts need 11 pairs; 3-shot ones are fine with 8 (then the model runs).
+        let few = task_file(dir.path(), "few.json", 8);
+        let e = fv_error(&out, &["--task", few.to_str().unwrap()]);
+        assert!(
+            e.contains("few.json") && e.contains("8 pairs") && e.contains("shots + 1"),
+            "{e}"
+        );
+        let e = fv_error(&out, &["--task", few.to_str().unwrap(), "--shots", "8"]);
+        assert!(e.contains("shots + 1"), "{e}");
+
+        let e = fv_error(
+            &out,
+            &[
+                "--task",
+                few.to_str().unwrap(),
+                "--task",
+                few.to_str().unwrap(),
+                "--shots",
+                "2",
+            ],
+        );
+        assert!(e.contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_layers_heads_and_counts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let task = task_file(dir.path(), "caps.json", 40);
+        let t = task.to_str().unwrap();
+        // The fixture has 2 layers of 4 heads.
+        let e = fv_error(&out, &["--task", t, "--shots", "2", "--layer", "2"]);
+        assert!(
+            e.contains("--layer 2 is out of range") && e.contains("2 layers"),
+            "{e}"
+        );
+        let e = fv_error(&out, &["--task", t, "--shots", "2", "--heads", "9"]);
+        assert!(e.contains("--heads 9 exceeds the model's 8 heads"), "{e}");
+        for flag in ["--heads", "--trials", "--mean-trials", "--shots"] {
+            let e = fv_error(&out, &["--task", t, flag, "0"]);
+            assert!(e.contains("must be at least 1"), "{flag}: {e}");
+        }
+        let e = fv_error(&out, &["--task", t, "--max-eval", "0"]);
+        assert!(e.contains("--max-eval"), "{e}");
+        let e = fv_error(&out, &["--task", t, "--task", t, "--arithmetic"]);
+        assert!(
+            e.contains("given twice") || e.contains("one base task"),
+            "{e}"
+        );
+        let other = task_file(dir.path(), "other.json", 40);
+        let e = fv_error(
+            &out,
+            &[
+                "--task",
+                t,
+                "--task",
+                other.to_str().unwrap(),
+                "--arithmetic",
+            ],
+        );
+        assert!(
+            e.contains("--arithmetic composes lists from one base task"),
+            "{e}"
+        );
+        let e = fv_error(&out, &["--task", t, "--arithmetic", "--list-len", "0"]);
+        assert!(e.contains("lists of 0 items"), "{e}");
+    }
+}
