@@ -28,7 +28,7 @@ forced).  The SmolLM2 part needs models/SmolLM2-135M-Instruct.Q4_1.gguf
 What it writes (under --out, default `fixtures/`)
 -------------------------------------------------
 tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
-tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/,
+tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/, tiny-llama-rope-yarn/,
 tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
                                             (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
@@ -645,7 +645,7 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
 
 
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
-               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-neox", "tiny-neox-sequential",
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-neox", "tiny-neox-sequential",
                "tiny-gptj"]
 
 
@@ -676,6 +676,13 @@ def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
                 "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                 "original_max_position_embeddings": 256, "rope_theta": 10000.0}),
             "llama", 7),
+        # YaRN over an original context of 2048 without truncation: the ramp runs from
+        # dimension 1.01 to 2.51, so the four frequencies are kept, kept, mixed, divided.
+        "tiny-llama-rope-yarn": (
+            lambda: make_llama_rope(vocab, eos, {
+                "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
+                "truncate": False, "rope_theta": 10000.0}),
+            "llama", 11),
         "tiny-neox": (lambda: make_neox(vocab, eos, parallel=True), "gpt_neox", 8),
         "tiny-neox-sequential": (lambda: make_neox(vocab, eos, parallel=False), "gpt_neox", 9),
         "tiny-gptj": (lambda: make_gptj(vocab, eos), "gptj", 10),

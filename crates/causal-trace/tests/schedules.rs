@@ -102,6 +102,7 @@ fn fast_equals_naive_on_the_other_families() {
         "tiny-qwen2",
         "tiny-mistral",
         "tiny-llama-rope-llama3",
+        "tiny-llama-rope-yarn",
         "tiny-neox",
         "tiny-neox-sequential",
         "tiny-gptj",

@@ -27,8 +27,8 @@ pub enum Architecture {
 }
 
 /// A rescaling of the rotary frequencies (`rope_scaling` / `rope_parameters.rope_type`), as
-/// transformers' `ROPE_INIT_FUNCTIONS` apply them; the others (`yarn`, `dynamic`, `longrope`)
-/// are refused when a config is read.
+/// transformers' `ROPE_INIT_FUNCTIONS` apply them; the others (`dynamic`, `longrope`, …) are
+/// refused when a config is read.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "rope_type", rename_all = "snake_case")]
 pub enum RopeScaling {
@@ -50,6 +50,37 @@ pub enum RopeScaling {
         /// The context length the model was trained with.
         original_max_position_embeddings: f64,
     },
+    /// YaRN (Peng et al., 2023): frequencies that turn fewer than `beta_slow` times over the
+    /// original context are divided by `factor`, those that turn more than `beta_fast` times
+    /// kept, a linear ramp over the dimensions between; cos and sin are multiplied by
+    /// `attention_factor`.
+    Yarn {
+        /// The divisor of the interpolated frequencies.
+        factor: f64,
+        /// The context length the model was trained with.
+        original_max_position_embeddings: f64,
+        /// Rotations over the original context above which a frequency is kept (default 32).
+        beta_fast: f64,
+        /// Rotations below which a frequency is divided by `factor` (default 1).
+        beta_slow: f64,
+        /// Whether the ramp's ends are rounded to whole dimensions (default true).
+        truncate: bool,
+        /// The multiplier of cos and sin: given, or `0.1·ln(factor) + 1` (with `mscale` and
+        /// `mscale_all_dim`, the ratio of two such terms), as transformers derives it.
+        attention_factor: f64,
+    },
+}
+
+impl RopeScaling {
+    /// The factor cos and sin are multiplied by (YaRN's attention factor; 1 otherwise).
+    pub fn attention_factor(&self) -> f64 {
+        match self {
+            RopeScaling::Yarn {
+                attention_factor, ..
+            } => *attention_factor,
+            _ => 1.0,
+        }
+    }
 }
 
 /// A validated model configuration (sizes and numeric constants).
@@ -197,6 +228,30 @@ impl ModelConfig {
             {
                 return bad(
                     "llama3 rope_scaling needs positive factors with high_freq_factor > low_freq_factor"
+                        .into(),
+                );
+            }
+            Some(RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                ..
+            }) if !([
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+            ]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+                && attention_factor.is_finite()
+                && attention_factor > 0.0) =>
+            {
+                return bad(
+                    "yarn rope_scaling needs positive factor, original_max_position_embeddings, \
+                     beta_fast, beta_slow and attention_factor"
                         .into(),
                 );
             }
@@ -397,6 +452,8 @@ struct LlamaHfConfig {
     /// transformers ≥ 5 writes `{"rope_theta": .., "rope_type": .., <scaling fields>}` here
     /// instead.
     rope_parameters: Option<serde_json::Value>,
+    /// Phi-3 style: the pretraining context length outside the scaling object.
+    original_max_position_embeddings: Option<f64>,
     /// Mistral (and Qwen2 when `use_sliding_window`): the attention window.
     sliding_window: Option<usize>,
     /// Qwen2: whether `sliding_window` applies at all.
@@ -419,12 +476,33 @@ fn default_ctx() -> usize {
 fn default_rms_eps() -> f64 {
     1e-6
 }
+/// What a rotary scaling reads from outside its own object: the context lengths.
+#[derive(Clone, Copy)]
+struct RopeContext {
+    /// `max_position_embeddings`.
+    max_positions: usize,
+    /// A top-level `original_max_position_embeddings` (Phi-3 style), which transformers
+    /// prefers to the one inside the scaling object.
+    original_max_positions: Option<f64>,
+}
+
+/// YaRN's attention-factor term `0.1·mscale·ln(scale) + 1` (1 for `scale ≤ 1`).
+fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
+    }
+}
+
 /// The rotary scaling a `rope_scaling` or `rope_parameters` object asks for (`rope_type`, or
 /// the older `type`): `None` for `default`; an error naming the option for what is not
-/// implemented, so that no config that changes the math is read as if it did not.
+/// implemented, so that no config that changes the math is read as if it did not. Missing
+/// optional fields take transformers' defaults (`_compute_yarn_parameters`).
 fn parse_rope_scaling(
     field: &str,
     value: &serde_json::Value,
+    ctx: RopeContext,
 ) -> std::result::Result<Option<RopeScaling>, String> {
     if value.is_null() {
         return Ok(None);
@@ -440,6 +518,13 @@ fn parse_rope_scaling(
             .and_then(|v| v.as_f64())
             .ok_or_else(|| format!("{field}: rope_type `{kind}` needs a number `{key}`"))
     };
+    let optional = |key: &str| value.get(key).and_then(|v| v.as_f64());
+    // transformers: the top-level value first, then the object's, then the context length.
+    let original = || {
+        ctx.original_max_positions
+            .or_else(|| optional("original_max_position_embeddings"))
+            .unwrap_or(ctx.max_positions as f64)
+    };
     Ok(match kind {
         "default" => None,
         "linear" => Some(RopeScaling::Linear {
@@ -451,9 +536,36 @@ fn parse_rope_scaling(
             high_freq_factor: number("high_freq_factor")?,
             original_max_position_embeddings: number("original_max_position_embeddings")?,
         }),
+        "yarn" => {
+            let original = original();
+            // A null factor means the ratio of the two context lengths (DeepSeek-V3 style).
+            let factor = optional("factor").unwrap_or(ctx.max_positions as f64 / original);
+            // `x or default` in transformers: a zero counts as missing.
+            let nonzero = |key: &str| optional(key).filter(|v| *v != 0.0);
+            let attention_factor = match (
+                optional("attention_factor"),
+                nonzero("mscale"),
+                nonzero("mscale_all_dim"),
+            ) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) => yarn_mscale(factor, m) / yarn_mscale(factor, all),
+                _ => yarn_mscale(factor, 1.0),
+            };
+            Some(RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: original,
+                beta_fast: nonzero("beta_fast").unwrap_or(32.0),
+                beta_slow: nonzero("beta_slow").unwrap_or(1.0),
+                truncate: value
+                    .get("truncate")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true),
+                attention_factor,
+            })
+        }
         other => {
             return Err(format!(
-                "{field}: rope_type `{other}` is not supported (default, linear, llama3)"
+                "{field}: rope_type `{other}` is not supported (default, linear, llama3, yarn)"
             ))
         }
     })
@@ -474,17 +586,15 @@ impl LlamaHfConfig {
                 self.hidden_act
             )));
         }
-        let mut rope_scaling = None;
-        for (field, value) in [
-            ("rope_scaling", self.rope_scaling.as_ref()),
-            ("rope_parameters", self.rope_parameters.as_ref()),
-        ] {
-            if let Some(value) = value {
-                if let Some(scaling) = parse_rope_scaling(field, value).map_err(&bad)? {
-                    rope_scaling = Some(scaling);
-                }
-            }
-        }
+        let rope_scaling = rope_scaling_of(
+            self.rope_scaling.as_ref(),
+            self.rope_parameters.as_ref(),
+            RopeContext {
+                max_positions: self.max_position_embeddings,
+                original_max_positions: self.original_max_position_embeddings,
+            },
+        )
+        .map_err(&bad)?;
         let rope_theta = self
             .rope_theta
             .or(self
@@ -577,6 +687,7 @@ fn default_gelu() -> String {
 fn rope_scaling_of(
     rope_scaling: Option<&serde_json::Value>,
     rope_parameters: Option<&serde_json::Value>,
+    ctx: RopeContext,
 ) -> std::result::Result<Option<RopeScaling>, String> {
     let mut found = None;
     for (field, value) in [
@@ -584,7 +695,7 @@ fn rope_scaling_of(
         ("rope_parameters", rope_parameters),
     ] {
         if let Some(value) = value {
-            if let Some(scaling) = parse_rope_scaling(field, value)? {
+            if let Some(scaling) = parse_rope_scaling(field, value, ctx)? {
                 found = Some(scaling);
             }
         }
@@ -638,7 +749,15 @@ impl NeoxHfConfig {
                     .or(self.rotary_emb_base)
                     .unwrap_or(10000.0),
             ),
-            rope_scaling: rope_scaling_of(self.rope_scaling.as_ref(), params).map_err(bad)?,
+            rope_scaling: rope_scaling_of(
+                self.rope_scaling.as_ref(),
+                params,
+                RopeContext {
+                    max_positions: self.max_position_embeddings,
+                    original_max_positions: None,
+                },
+            )
+            .map_err(bad)?,
             rotary_dim: Some(rotary_dim),
             parallel_attn_mlp: self.use_parallel_residual,
             exact_gelu,
@@ -771,11 +890,70 @@ mod tests {
     }
 
     #[test]
+    fn yarn_takes_transformers_defaults() {
+        // Qwen2.5's spelling: the factor and the original context only.
+        let qwen = parse(
+            "qwen2",
+            r#", "rope_scaling": {"type": "yarn", "factor": 4.0,
+                "original_max_position_embeddings": 32768}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            qwen.rope_scaling,
+            Some(RopeScaling::Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 32768.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                truncate: true,
+                attention_factor: 0.1 * 4f64.ln() + 1.0,
+            })
+        );
+        // DeepSeek style: mscale terms, a null factor (the ratio of the context lengths,
+        // here 2048 / 512) and the original context from outside the object.
+        let deepseek = parse(
+            "llama",
+            r#", "original_max_position_embeddings": 512, "rope_scaling": {"rope_type": "yarn",
+                "factor": null, "mscale": 1.0, "mscale_all_dim": 0.5, "beta_fast": 0,
+                "truncate": false, "original_max_position_embeddings": 4}"#,
+        )
+        .unwrap();
+        let Some(RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            beta_fast,
+            truncate,
+            attention_factor,
+            ..
+        }) = deepseek.rope_scaling
+        else {
+            panic!("{:?}", deepseek.rope_scaling)
+        };
+        assert_eq!((factor, original_max_position_embeddings), (4.0, 512.0));
+        assert_eq!((beta_fast, truncate), (32.0, false));
+        let expected = (0.1 * 4f64.ln() + 1.0) / (0.05 * 4f64.ln() + 1.0);
+        assert!((attention_factor - expected).abs() < 1e-12);
+        let given = parse(
+            "llama",
+            r#", "rope_parameters": {"rope_type": "yarn", "factor": 2.0, "attention_factor": 0.5}"#,
+        )
+        .unwrap();
+        assert_eq!(given.rope_scaling.map(|s| s.attention_factor()), Some(0.5));
+        let e = parse(
+            "llama",
+            r#", "rope_parameters": {"rope_type": "yarn", "factor": -2.0}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("yarn") && e.contains("positive"), "{e}");
+    }
+
+    #[test]
     fn unimplemented_options_are_refused_by_name() {
         for (extra, words) in [
             (
-                r#", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}"#,
-                &["rope_scaling", "yarn", "m/config.json"][..],
+                r#", "rope_scaling": {"rope_type": "longrope", "factor": 4.0}"#,
+                &["rope_scaling", "longrope", "m/config.json"][..],
             ),
             (
                 r#", "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}"#,

@@ -276,6 +276,13 @@ fn llama_rope_scaling_matches_transformers() {
         Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0
     ));
     check_model("tiny-llama-rope-llama3");
+    let yarn = load("tiny-llama-rope-yarn");
+    assert!(matches!(
+        yarn.model.config().rope_scaling,
+        Some(RopeScaling::Yarn { factor, truncate: false, attention_factor, .. })
+            if factor == 4.0 && (attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12
+    ));
+    check_model("tiny-llama-rope-yarn");
 }
 
 #[test]

@@ -65,3 +65,31 @@ fn written_folders_load_back_with_the_same_logits() {
         assert_eq!(leftovers, 1, "a temporary folder was left behind");
     }
 }
+
+/// The model-specific settings a family's config carries (rotary scaling, a sliding window)
+/// survive a write and a read: same config, same logits.
+#[test]
+fn scaled_rotary_and_sliding_windows_survive_a_write() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    for name in [
+        "tiny-llama-rope-linear",
+        "tiny-llama-rope-llama3",
+        "tiny-llama-rope-yarn",
+        "tiny-mistral",
+        "tiny-qwen2",
+    ] {
+        let original = load_model(&root.join(name), LoadOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join(name);
+        original.model.save_hf(&out, &original.tokenizer).unwrap();
+        let loaded = load_model(&out, LoadOptions::default()).unwrap();
+        assert_eq!(loaded.model.config(), original.model.config(), "{name}");
+        // Longer than Mistral's window and past the positions where the scalings part.
+        let ids: Vec<i64> = (0..24).map(|i| (i * 7 + 3) % 500).collect();
+        let batch = TokenBatch::single(&ids, Device::Cpu).unwrap();
+        let a = original.model.forward(&batch).unwrap();
+        let b = loaded.model.forward(&batch).unwrap();
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(diff == 0.0, "{name}: logits differ by {diff}");
+    }
+}

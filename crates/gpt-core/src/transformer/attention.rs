@@ -107,8 +107,18 @@ pub(crate) fn inv_freq(theta: f64, d_head: usize, kind: Kind, device: Device) ->
 /// - llama3: with wavelength `λ = 2π / f`, `f / factor` where `λ > L / low_freq_factor`, `f`
 ///   where `λ < L / high_freq_factor`, and between them `(1 − s)·f / factor + s·f` with
 ///   `s = (L / λ − low_freq_factor) / (high_freq_factor − low_freq_factor)`
-///   (`L` = `original_max_position_embeddings`).
-pub(crate) fn scale_inv_freq(inv_freq: Tensor, scaling: Option<RopeScaling>) -> Result<Tensor> {
+///   (`L` = `original_max_position_embeddings`);
+/// - yarn: `f / factor · (1 − e) + f · e` with `e = 1 − clamp((i − lo) / (hi − lo), 0, 1)` over
+///   the frequency index `i`, where `lo`, `hi` are the dimensions (of `rotary_dim` = `d`) whose
+///   frequencies turn `beta_fast` and `beta_slow` times over `L`:
+///   `d·ln(L / (2π·β)) / (2·ln θ)`, rounded outwards when `truncate`, kept within `[0, d − 1]`.
+///   (Its attention factor multiplies the cos/sin tables, see [`rotary_tables`].)
+pub(crate) fn scale_inv_freq(
+    inv_freq: Tensor,
+    theta: f64,
+    rotary_dim: usize,
+    scaling: Option<RopeScaling>,
+) -> Result<Tensor> {
     Ok(match scaling {
         None => inv_freq,
         Some(RopeScaling::Linear { factor }) => inv_freq.f_div_scalar(factor)?,
@@ -142,16 +152,51 @@ pub(crate) fn scale_inv_freq(inv_freq: Tensor, scaling: Option<RopeScaling>) -> 
                 .f_logical_and(&low.f_logical_not()?)?;
             smoothed.f_where_self(&medium, &f)?
         }
+        Some(RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings: old_len,
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..
+        }) => {
+            let d = rotary_dim as f64;
+            let correction_dim = |rotations: f64| {
+                d * (old_len / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
+            };
+            let (mut lo, mut hi) = (correction_dim(beta_fast), correction_dim(beta_slow));
+            if truncate {
+                (lo, hi) = (lo.floor(), hi.ceil());
+            }
+            let (lo, mut hi) = (lo.max(0.0), hi.min(d - 1.0));
+            if lo == hi {
+                hi += 0.001; // as transformers: no division by zero
+            }
+            let ramp = Tensor::f_arange(
+                (rotary_dim / 2) as i64,
+                (inv_freq.kind(), inv_freq.device()),
+            )?
+            .f_sub_scalar(lo)?
+            .f_div_scalar(hi - lo)?
+            .f_clamp(0.0, 1.0)?;
+            let kept = ramp.f_neg()?.f_add_scalar(1.0)?;
+            inv_freq
+                .f_div_scalar(factor)?
+                .f_mul(&ramp)?
+                .f_add(&inv_freq.f_mul(&kept)?)?
+        }
     })
 }
 
 /// The cos/sin tables `[batch, 1, pos, rotary_dim]` of `positions: [batch, pos]`: angle
-/// `pos·fᵢ` at dimensions `i` and `i + r/2` (halves), or `2i` and `2i + 1` (`interleaved`).
+/// `pos·fᵢ` at dimensions `i` and `i + r/2` (halves), or `2i` and `2i + 1` (`interleaved`);
+/// both tables multiplied by `scale` (YaRN's attention factor) before the cast to `kind`.
 pub(crate) fn rotary_tables(
     inv_freq: &Tensor,
     positions: &Tensor,
     kind: Kind,
     interleaved: bool,
+    scale: f64,
 ) -> Result<RotaryTables> {
     let freqs = positions
         .f_to_kind(inv_freq.kind())?
@@ -163,9 +208,14 @@ pub(crate) fn rotary_tables(
         Tensor::f_cat(&[&freqs, &freqs], -1)?
     }
     .f_unsqueeze(1)?;
+    let (mut cos, mut sin) = (emb.f_cos()?, emb.f_sin()?);
+    if scale != 1.0 {
+        cos = cos.f_mul_scalar(scale)?;
+        sin = sin.f_mul_scalar(scale)?;
+    }
     Ok(RotaryTables {
-        cos: emb.f_cos()?.f_to_kind(kind)?,
-        sin: emb.f_sin()?.f_to_kind(kind)?,
+        cos: cos.f_to_kind(kind)?,
+        sin: sin.f_to_kind(kind)?,
         interleaved,
     })
 }

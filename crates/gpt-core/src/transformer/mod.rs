@@ -90,6 +90,8 @@ impl Transformer {
             .map(|theta| {
                 scale_inv_freq(
                     inv_freq(theta, config.rotary_dims(), kind, device)?,
+                    theta,
+                    config.rotary_dims(),
                     config.rope_scaling,
                 )
             })
@@ -155,9 +157,13 @@ impl Transformer {
     /// `(cos, sin)` tables `[batch, 1, pos, rotary_dim]` for rotary models.
     fn rotary(&self, positions: &Tensor) -> Result<Option<RotaryTables>> {
         let interleaved = self.config.arch == Architecture::GptJ;
+        let scale = self
+            .config
+            .rope_scaling
+            .map_or(1.0, |s| s.attention_factor());
         self.inv_freq
             .as_ref()
-            .map(|f| rotary_tables(f, positions, self.kind, interleaved))
+            .map(|f| rotary_tables(f, positions, self.kind, interleaved, scale))
             .transpose()
     }
 
