@@ -29,7 +29,7 @@ What it writes (under --out, default `fixtures/`)
 -------------------------------------------------
 tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
 tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/, tiny-llama-rope-yarn/,
-tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
+tiny-gemma/ (GeGLU, 1 + w norms, scaled embeddings, head_dim 16), tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
                                             (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
     tokenizer.json                    byte-level BPE (tokenizers library)
@@ -109,6 +109,8 @@ try:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
+        GemmaConfig,
+        GemmaForCausalLM,
         GenerationConfig,
         GPT2Config,
         GPT2LMHeadModel,
@@ -392,6 +394,32 @@ def make_mistral(vocab: int, eos: int) -> MistralForCausalLM:
     return MistralForCausalLM(cfg)
 
 
+def make_gemma(vocab: int, eos: int) -> GemmaForCausalLM:
+    """Gemma's details on the Llama layout: GeGLU, RMSNorm scaling by (1 + w), embeddings
+    times sqrt(hidden_size), tied unembedding, head_dim (16) wider than hidden_size / heads,
+    one key/value head."""
+    cfg = GemmaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        hidden_act="gelu_pytorch_tanh",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return GemmaForCausalLM(cfg)
+
+
 def make_llama_rope(vocab: int, eos: int, rope_parameters: dict) -> LlamaForCausalLM:
     """Llama with rescaled rotary frequencies (`rope_parameters` holds rope_theta too)."""
     cfg = LlamaConfig(
@@ -479,7 +507,7 @@ def run_tiny(model, arch: str, tok: Tokenizer, pad_id: int) -> tuple[dict, dict]
     L = cfg.num_hidden_layers
     H = cfg.num_attention_heads
     D = cfg.hidden_size
-    dh = D // H
+    dh = getattr(cfg, "head_dim", None) or D // H
     out: dict[str, torch.Tensor] = {}
     facts: dict = {}
 
@@ -645,7 +673,7 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
 
 
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
-               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-neox", "tiny-neox-sequential",
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-gemma", "tiny-neox", "tiny-neox-sequential",
                "tiny-gptj"]
 
 
@@ -683,6 +711,7 @@ def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
                 "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
                 "truncate": False, "rope_theta": 10000.0}),
             "llama", 11),
+        "tiny-gemma": (lambda: make_gemma(vocab, eos), "llama", 12),
         "tiny-neox": (lambda: make_neox(vocab, eos, parallel=True), "gpt_neox", 8),
         "tiny-neox-sequential": (lambda: make_neox(vocab, eos, parallel=False), "gpt_neox", 9),
         "tiny-gptj": (lambda: make_gptj(vocab, eos), "gptj", 10),

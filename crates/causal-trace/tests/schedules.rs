@@ -103,6 +103,7 @@ fn fast_equals_naive_on_the_other_families() {
         "tiny-mistral",
         "tiny-llama-rope-llama3",
         "tiny-llama-rope-yarn",
+        "tiny-gemma",
         "tiny-neox",
         "tiny-neox-sequential",
         "tiny-gptj",

@@ -127,6 +127,14 @@ pub struct ModelConfig {
     /// The GELU MLP uses the exact (erf) GELU (GPT-NeoX's `gelu`) rather than the tanh
     /// approximation (`gelu_new`).
     pub exact_gelu: bool,
+    /// The gated MLP's gate is tanh-GELU (Gemma's GeGLU) instead of SiLU (SwiGLU).
+    pub gelu_gate: bool,
+    /// RMSNorm scales by `1 + w` in the reduction dtype before the cast back (Gemma) instead
+    /// of by `w` after it (Llama).
+    pub norm_plus_one: bool,
+    /// Token embeddings are multiplied by this before they enter the residual stream
+    /// (Gemma: `√d_model`, rounded to f32 as transformers does); `None`: not scaled.
+    pub embed_scale: Option<f64>,
     /// Sliding-window attention (Mistral's `sliding_window`): a query attends only to the
     /// last `w` positions, itself included; `None`: the whole causal past.
     pub sliding_window: Option<usize>,
@@ -304,7 +312,7 @@ impl ModelConfig {
             "gpt2" => serde_json::from_str::<Gpt2HfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(source)?,
-            "llama" | "qwen2" | "mistral" => serde_json::from_str::<LlamaHfConfig>(text)
+            "llama" | "qwen2" | "mistral" | "gemma" => serde_json::from_str::<LlamaHfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(&model_type, source)?,
             "gpt_neox" => serde_json::from_str::<NeoxHfConfig>(text)
@@ -424,6 +432,9 @@ impl Gpt2HfConfig {
             rotary_dim: None,
             parallel_attn_mlp: false,
             exact_gelu: false,
+            gelu_gate: false,
+            norm_plus_one: false,
+            embed_scale: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: true,
@@ -458,14 +469,16 @@ struct LlamaHfConfig {
     sliding_window: Option<usize>,
     /// Qwen2: whether `sliding_window` applies at all.
     use_sliding_window: Option<bool>,
-    #[serde(default)]
-    tie_word_embeddings: bool,
+    /// Default: tied for Gemma, untied otherwise (as transformers' config classes).
+    tie_word_embeddings: Option<bool>,
     #[serde(default)]
     attention_bias: bool,
     #[serde(default)]
     mlp_bias: bool,
-    #[serde(default = "default_silu")]
-    hidden_act: String,
+    /// Default: silu (Gemma: gelu_pytorch_tanh).
+    hidden_act: Option<String>,
+    /// Gemma configs of transformers 4.38–4.x: the activation, when set, is here.
+    hidden_activation: Option<String>,
     bos_token_id: Option<TokenIds>,
     eos_token_id: Option<TokenIds>,
 }
@@ -570,22 +583,30 @@ fn parse_rope_scaling(
         }
     })
 }
-fn default_silu() -> String {
-    "silu".into()
-}
-
 impl LlamaHfConfig {
     fn into_config(self, model_type: &str, source: &Path) -> Result<ModelConfig> {
         let bad = |reason: String| Error::Config {
             path: source.to_path_buf(),
             reason,
         };
-        if self.hidden_act != "silu" {
-            return Err(bad(format!(
-                "hidden_act `{}` is not supported (silu only)",
-                self.hidden_act
-            )));
-        }
+        let gemma = model_type == "gemma";
+        let act = self
+            .hidden_activation
+            .as_deref()
+            .filter(|_| gemma)
+            .or(self.hidden_act.as_deref())
+            .unwrap_or(if gemma { "gelu_pytorch_tanh" } else { "silu" });
+        // Gemma's legacy `gelu` means the tanh approximation (transformers rewrites it).
+        let gelu_gate = match (gemma, act) {
+            (false, "silu") => false,
+            (true, "gelu_pytorch_tanh" | "gelu") => true,
+            (_, other) => {
+                return Err(bad(format!(
+                    "hidden_act `{other}` is not supported for {model_type} ({})",
+                    if gemma { "gelu_pytorch_tanh" } else { "silu" }
+                )))
+            }
+        };
         let rope_scaling = rope_scaling_of(
             self.rope_scaling.as_ref(),
             self.rope_parameters.as_ref(),
@@ -620,9 +641,12 @@ impl LlamaHfConfig {
         if self.num_attention_heads == 0 {
             return Err(bad("num_attention_heads must be positive".into()));
         }
-        let d_head = self
-            .head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads);
+        // GemmaConfig's default head_dim is 256, not hidden_size / heads.
+        let d_head = self.head_dim.unwrap_or(if gemma {
+            256
+        } else {
+            self.hidden_size / self.num_attention_heads
+        });
         Ok(ModelConfig {
             arch: Architecture::Llama,
             model_type: model_type.to_string(),
@@ -640,8 +664,12 @@ impl LlamaHfConfig {
             rotary_dim: None,
             parallel_attn_mlp: false,
             exact_gelu: false,
+            gelu_gate,
+            norm_plus_one: gemma,
+            // transformers: `torch.tensor(hidden_size ** 0.5)`, a float32, cast to the dtype.
+            embed_scale: gemma.then(|| f64::from((self.hidden_size as f64).sqrt() as f32)),
             sliding_window,
-            tied_embeddings: self.tie_word_embeddings,
+            tied_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
             // Qwen2 always has q/k/v biases; Llama and Mistral only with `attention_bias`.
             qkv_bias: model_type == "qwen2" || self.attention_bias,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
@@ -761,6 +789,9 @@ impl NeoxHfConfig {
             rotary_dim: Some(rotary_dim),
             parallel_attn_mlp: self.use_parallel_residual,
             exact_gelu,
+            gelu_gate: false,
+            norm_plus_one: false,
+            embed_scale: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: self.attention_bias,
@@ -834,6 +865,9 @@ impl GptjHfConfig {
             rotary_dim: Some(rotary_dim),
             parallel_attn_mlp: true,
             exact_gelu: false,
+            gelu_gate: false,
+            norm_plus_one: false,
+            embed_scale: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: false,
@@ -887,6 +921,32 @@ mod tests {
         );
         let plain = parse("llama", r#", "rope_parameters": {"rope_type": "default"}"#).unwrap();
         assert_eq!(plain.rope_scaling, None);
+    }
+
+    #[test]
+    fn gemma_takes_its_config_class_defaults() {
+        // No head_dim, no tie_word_embeddings, the legacy `gelu`: GemmaConfig's defaults.
+        let g = parse("gemma", r#", "hidden_act": "gelu""#).unwrap();
+        assert_eq!(parse("gemma", "").unwrap(), g);
+        assert!(g.gelu_gate && g.norm_plus_one && g.tied_embeddings);
+        assert_eq!(g.d_head, 256);
+        assert_eq!(g.embed_scale, Some(f64::from(32f32.sqrt())));
+        // transformers 4.x's `hidden_activation` wins over `hidden_act`.
+        let g = parse(
+            "gemma",
+            r#", "hidden_act": "silu", "hidden_activation": "gelu_pytorch_tanh", "head_dim": 8,
+                "tie_word_embeddings": false"#,
+        )
+        .unwrap();
+        assert_eq!((g.d_head, g.tied_embeddings), (8, false));
+        let e = parse("gemma", r#", "hidden_act": "relu""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("relu") && e.contains("gemma"), "{e}");
+        // Llama is untouched by Gemma's details.
+        let l = parse("llama", "").unwrap();
+        assert!(!l.gelu_gate && !l.norm_plus_one && !l.tied_embeddings);
+        assert_eq!((l.d_head, l.embed_scale), (8, None));
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub(crate) fn config_from_gguf(
         rotary_dim: None,
         parallel_attn_mlp: false,
         exact_gelu: false,
+        gelu_gate: false,
+        norm_plus_one: false,
+        embed_scale: None,
         sliding_window: None,
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: true,
@@ -276,7 +279,7 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
                 conv(&mut out, format!("{p}.mlp.c_fc"), fc_in)?;
                 conv(&mut out, format!("{p}.mlp.c_proj"), fc_out)?;
             }
-            Mlp::SwiGlu { .. } => return Err(unsupported("a gated MLP")),
+            Mlp::Gated { .. } => return Err(unsupported("a gated MLP")),
         }
     }
     norm(&mut out, "transformer.ln_f".to_string(), &t.ln_final)?;

@@ -25,9 +25,14 @@ fn shared(norm: &Norm) -> Norm {
             bias: bias.shallow_clone(),
             eps: *eps,
         },
-        Norm::Rms { weight, eps } => Norm::Rms {
+        Norm::Rms {
+            weight,
+            eps,
+            plus_one,
+        } => Norm::Rms {
             weight: weight.shallow_clone(),
             eps: *eps,
+            plus_one: *plus_one,
         },
     }
 }

@@ -160,10 +160,11 @@ impl Ctx<'_, '_> {
         })
     }
 
-    fn rms(&mut self, name: &str, d: i64, eps: f64) -> Result<Norm> {
+    fn rms(&mut self, name: &str, d: i64, eps: f64, plus_one: bool) -> Result<Norm> {
         Ok(Norm::Rms {
             weight: self.loader.tensor(name, &[d])?,
             eps,
+            plus_one,
         })
     }
 }
@@ -195,6 +196,7 @@ pub(crate) fn load(
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;
     let eps = config.norm_eps;
+    let plus_one = config.norm_plus_one;
     let qkv_bias = if config.qkv_bias {
         Bias::Required
     } else {
@@ -212,23 +214,24 @@ pub(crate) fn load(
     for i in 0..config.n_layers {
         let norm_name = |part| format!("{}.weight", layout.block(i, part));
         blocks.push(Block {
-            ln1: cx.rms(&norm_name(Part::AttnNorm), d, eps)?,
+            ln1: cx.rms(&norm_name(Part::AttnNorm), d, eps, plus_one)?,
             attn: Attention {
                 q: cx.linear(i, proj(Part::Q, h * dh, d, qkv_bias, Some(h)))?,
                 k: cx.linear(i, proj(Part::K, kvh * dh, d, qkv_bias, Some(kvh)))?,
                 v: cx.linear(i, proj(Part::V, kvh * dh, d, qkv_bias, None))?,
                 o: cx.linear(i, proj(Part::O, d, h * dh, Bias::IfPresent, None))?,
             },
-            ln2: cx.rms(&norm_name(Part::MlpNorm), d, eps)?,
-            mlp: Mlp::SwiGlu {
+            ln2: cx.rms(&norm_name(Part::MlpNorm), d, eps, plus_one)?,
+            mlp: Mlp::Gated {
                 gate: cx.linear(i, proj(Part::Gate, d_mlp, d, Bias::Absent, None))?,
                 up: cx.linear(i, proj(Part::Up, d_mlp, d, Bias::Absent, None))?,
                 down: cx.linear(i, proj(Part::Down, d, d_mlp, Bias::Absent, None))?,
+                gelu: config.gelu_gate,
             },
             layout: BlockLayout::Sequential,
         });
     }
-    let ln_final = cx.rms(layout.final_norm(), d, eps)?;
+    let ln_final = cx.rms(layout.final_norm(), d, eps, plus_one)?;
     let unembed = if config.tied_embeddings {
         embed.shallow_clone()
     } else {
@@ -308,6 +311,9 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         rotary_dim: None,
         parallel_attn_mlp: false,
         exact_gelu: false,
+        gelu_gate: false,
+        norm_plus_one: false,
+        embed_scale: None,
         sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
@@ -357,7 +363,7 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
             &b.ln2,
         )?;
         match &b.mlp {
-            Mlp::SwiGlu { gate, up, down } => {
+            Mlp::Gated { gate, up, down, .. } => {
                 linear(&mut out, i, Part::Gate, gate);
                 linear(&mut out, i, Part::Up, up);
                 linear(&mut out, i, Part::Down, down);

@@ -49,6 +49,9 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         rotary_dim: None,
         parallel_attn_mlp: false,
         exact_gelu: false,
+        gelu_gate: false,
+        norm_plus_one: false,
+        embed_scale: None,
         sliding_window: None,
         tied_embeddings: !llama,
         qkv_bias: !llama,
@@ -77,6 +80,9 @@ pub fn gpt2_xl_config() -> ModelConfig {
         rotary_dim: None,
         parallel_attn_mlp: false,
         exact_gelu: false,
+        gelu_gate: false,
+        norm_plus_one: false,
+        embed_scale: None,
         sliding_window: None,
         tied_embeddings: true,
         qkv_bias: true,
@@ -140,8 +146,10 @@ impl Transformer {
                 }
             } else {
                 Norm::Rms {
-                    weight: vec(d, 1.0)?,
+                    // Gemma's norms scale by `1 + w`: the identity is w = 0.
+                    weight: vec(d, if config.norm_plus_one { 0.0 } else { 1.0 })?,
                     eps: config.norm_eps,
+                    plus_one: config.norm_plus_one,
                 }
             })
         };
@@ -162,10 +170,11 @@ impl Transformer {
                     exact: false,
                 }
             } else {
-                Mlp::SwiGlu {
+                Mlp::Gated {
                     gate: linear(dm, d, false)?,
                     up: linear(dm, d, false)?,
                     down: linear(d, dm, false)?,
+                    gelu: config.gelu_gate,
                 }
             };
             blocks.push(Block {

@@ -41,6 +41,7 @@ impl Transformer {
                 "architectures": [match c.model_type.as_str() {
                     "qwen2" => "Qwen2ForCausalLM",
                     "mistral" => "MistralForCausalLM",
+                    "gemma" => "GemmaForCausalLM",
                     _ => "LlamaForCausalLM",
                 }],
                 "model_type": c.model_type,
@@ -58,7 +59,7 @@ impl Transformer {
                 "sliding_window": c.sliding_window,
                 "tie_word_embeddings": c.tied_embeddings,
                 "attention_bias": c.qkv_bias,
-                "hidden_act": "silu",
+                "hidden_act": if c.gelu_gate { "gelu_pytorch_tanh" } else { "silu" },
                 "bos_token_id": c.bos_token_id,
                 "eos_token_id": c.eos_token_id,
                 "torch_dtype": "float32",
@@ -110,7 +111,23 @@ impl Transformer {
         std::fs::write(&path, config).map_err(|e| Error::io(&path, e))?;
         let tensors = match self.config.arch {
             Architecture::Gpt2 => crate::gpt2::hf_tensors(self)?,
-            Architecture::Llama => crate::llama::hf_tensors(self)?,
+            Architecture::Llama => {
+                // transformers derives Gemma's details from `model_type` alone.
+                let c = &self.config;
+                let gemma_details = (c.gelu_gate, c.norm_plus_one, c.embed_scale.is_some());
+                let expected = if c.model_type == "gemma" {
+                    (true, true, true)
+                } else {
+                    (false, false, false)
+                };
+                if gemma_details != expected {
+                    return Err(Error::InvalidInput(format!(
+                        "a `{}` model with (GeGLU gate, 1 + w norms, scaled embeddings) = {gemma_details:?} has no Hugging Face config",
+                        c.model_type
+                    )));
+                }
+                crate::llama::hf_tensors(self)?
+            }
             Architecture::GptNeox | Architecture::GptJ => {
                 return Err(Error::InvalidInput(format!(
                     "writing {:?} models as a Hugging Face folder is not implemented; save the weight changes with --save-delta instead",

@@ -194,6 +194,17 @@ fn qwen2_with_qkv_biases_matches_transformers() {
 }
 
 #[test]
+fn gemma_details_match_transformers() {
+    let loaded = load("tiny-gemma");
+    let c = loaded.model.config();
+    assert!(c.gelu_gate && c.norm_plus_one && c.tied_embeddings);
+    assert_eq!(c.embed_scale, Some(f64::from(32f32.sqrt())));
+    // head_dim is not hidden_size / heads, and one key/value head serves all four.
+    assert_eq!((c.d_head, c.n_heads, c.n_kv_heads), (16, 4, 1));
+    check_model("tiny-gemma");
+}
+
+#[test]
 fn mistral_sliding_window_matches_transformers() {
     let loaded = load("tiny-mistral");
     assert_eq!(loaded.model.config().sliding_window, Some(4));

@@ -66,7 +66,8 @@ fn written_folders_load_back_with_the_same_logits() {
     }
 }
 
-/// The model-specific settings a family's config carries (rotary scaling, a sliding window)
+/// The model-specific settings a family's config carries (rotary scaling, a sliding window,
+/// Gemma's details)
 /// survive a write and a read: same config, same logits.
 #[test]
 fn scaled_rotary_and_sliding_windows_survive_a_write() {
@@ -77,6 +78,7 @@ fn scaled_rotary_and_sliding_windows_survive_a_write() {
         "tiny-llama-rope-yarn",
         "tiny-mistral",
         "tiny-qwen2",
+        "tiny-gemma",
     ] {
         let original = load_model(&root.join(name), LoadOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();

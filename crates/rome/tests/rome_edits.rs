@@ -92,10 +92,12 @@ fn rome_writes_v_star_and_schedules_agree() {
     let models = [
         ("gpt2", model(Architecture::Gpt2, &tok, 3)),
         ("llama", model(Architecture::Llama, &tok, 3)),
-        // q/k/v biases; a sliding window; llama3 and yarn rotary scaling; parallel blocks.
+        // q/k/v biases; a sliding window; llama3 and yarn rotary scaling; Gemma's
+        // GeGLU, (1 + w) norms and scaled embeddings; parallel blocks.
         ("mistral", fixture_model("tiny-mistral")),
         ("llama3-rope", fixture_model("tiny-llama-rope-llama3")),
         ("yarn-rope", fixture_model("tiny-llama-rope-yarn")),
+        ("gemma", fixture_model("tiny-gemma")),
         ("gpt-neox", fixture_model("tiny-neox")),
         ("gpt-j", fixture_model("tiny-gptj")),
         ("qwen2", fixture_model("tiny-qwen2")),

@@ -25,9 +25,9 @@ macro_rules! select_weight {
                     (WeightId::AttnK(_), _) => Ok(& $($m)? block.attn.k.weight),
                     (WeightId::AttnV(_), _) => Ok(& $($m)? block.attn.v.weight),
                     (WeightId::AttnOut(_), _) => Ok(& $($m)? block.attn.o.weight),
-                    (WeightId::MlpIn(_), Mlp::Gelu { fc_in: lin, .. } | Mlp::SwiGlu { up: lin, .. })
-                    | (WeightId::MlpGate(_), Mlp::SwiGlu { gate: lin, .. })
-                    | (WeightId::MlpOut(_), Mlp::Gelu { fc_out: lin, .. } | Mlp::SwiGlu { down: lin, .. }) => {
+                    (WeightId::MlpIn(_), Mlp::Gelu { fc_in: lin, .. } | Mlp::Gated { up: lin, .. })
+                    | (WeightId::MlpGate(_), Mlp::Gated { gate: lin, .. })
+                    | (WeightId::MlpOut(_), Mlp::Gelu { fc_out: lin, .. } | Mlp::Gated { down: lin, .. }) => {
                         Ok(& $($m)? lin.weight)
                     }
                     _ => Err(Error::NoSuchWeight { id }),

@@ -31,6 +31,8 @@ pub(crate) enum Norm {
     Rms {
         weight: Tensor,
         eps: f64,
+        /// Gemma's `(1 + w)` scale, applied in the reduction dtype before the cast back.
+        plus_one: bool,
     },
 }
 
@@ -52,20 +54,31 @@ impl Norm {
                 let d = x.size().last().copied().unwrap_or(0);
                 Ok(x.f_layer_norm([d], Some(weight), Some(bias), *eps, false)?)
             }
-            Norm::Rms { weight, eps } => {
+            Norm::Rms {
+                weight,
+                eps,
+                plus_one,
+            } => {
                 // As transformers' LlamaRMSNorm: normalise in f32 (f64 stays f64), cast back,
-                // then scale: `w · x / sqrt(mean(x²) + eps)`.
+                // then scale: `w · x / sqrt(mean(x²) + eps)`. GemmaRMSNorm scales by
+                // `1 + w` before the cast instead.
                 let rk = reduction_kind(x.kind());
                 let xf = x.f_to_kind(rk)?;
                 let var = xf.f_square()?.f_mean_dim(-1, true, rk)?;
                 let normed = xf.f_mul(&var.f_add_scalar(*eps)?.f_rsqrt()?)?;
-                Ok(weight.f_mul(&normed.f_to_kind(x.kind())?)?)
+                if *plus_one {
+                    let scale = weight.f_to_kind(rk)?.f_add_scalar(1.0)?;
+                    Ok(normed.f_mul(&scale)?.f_to_kind(x.kind())?)
+                } else {
+                    Ok(weight.f_mul(&normed.f_to_kind(x.kind())?)?)
+                }
             }
         }
     }
 }
 
-/// GELU MLP (GPT-2, GPT-J: tanh approximation; GPT-NeoX: exact, erf) or SwiGLU MLP (Llama).
+/// GELU MLP (GPT-2, GPT-J: tanh approximation; GPT-NeoX: exact, erf) or gated MLP (Llama's
+/// SwiGLU, Gemma's GeGLU).
 #[derive(Debug)]
 pub(crate) enum Mlp {
     Gelu {
@@ -74,16 +87,18 @@ pub(crate) enum Mlp {
         /// `gelu` (erf) instead of `gelu_new` (tanh).
         exact: bool,
     },
-    SwiGlu {
+    Gated {
         gate: Linear,
         up: Linear,
         down: Linear,
+        /// The gate is tanh-GELU (GeGLU) instead of SiLU (SwiGLU).
+        gelu: bool,
     },
 }
 
 impl Mlp {
-    /// The MLP key (`mlp.hook_post`): `gelu(x W_inᵀ + b)` or `silu(x W_gateᵀ) ⊙ x W_upᵀ`,
-    /// `[.., d_model]` → `[.., d_mlp]`.
+    /// The MLP key (`mlp.hook_post`): `gelu(x W_inᵀ + b)` or `act(x W_gateᵀ) ⊙ x W_upᵀ` (act
+    /// = silu or tanh-gelu), `[.., d_model]` → `[.., d_mlp]`.
     pub fn post(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Mlp::Gelu { fc_in, exact, .. } => {
@@ -91,7 +106,15 @@ impl Mlp {
                     .forward(x)?
                     .f_gelu(if *exact { "none" } else { "tanh" })?
             }
-            Mlp::SwiGlu { gate, up, .. } => gate.forward(x)?.f_silu()?.f_mul(&up.forward(x)?)?,
+            Mlp::Gated { gate, up, gelu, .. } => {
+                let g = gate.forward(x)?;
+                let g = if *gelu {
+                    g.f_gelu("tanh")?
+                } else {
+                    g.f_silu()?
+                };
+                g.f_mul(&up.forward(x)?)?
+            }
         })
     }
 
@@ -104,7 +127,7 @@ impl Mlp {
     pub fn out_proj(&self) -> &Linear {
         match self {
             Mlp::Gelu { fc_out, .. } => fc_out,
-            Mlp::SwiGlu { down, .. } => down,
+            Mlp::Gated { down, .. } => down,
         }
     }
 }

@@ -216,7 +216,15 @@ impl HookableModel for Transformer {
     fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
         self.check_ids(ids)?;
         let ids = ids.f_to_device(self.device)?;
-        Ok(Tensor::f_embedding(&self.embed, &ids, -1, false, false)?)
+        let embedded = Tensor::f_embedding(&self.embed, &ids, -1, false, false)?;
+        Ok(match self.config.embed_scale {
+            // As transformers: the scale cast to the weights' dtype, then multiplied.
+            Some(scale) => {
+                let scale = Tensor::f_scalar_tensor(scale, (self.kind, self.device))?;
+                embedded.f_mul(&scale)?
+            }
+            None => embedded,
+        })
     }
 
     fn forward_with(
