@@ -29,7 +29,8 @@ What it writes (under --out, default `fixtures/`)
 -------------------------------------------------
 tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
 tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/, tiny-llama-rope-yarn/,
-tiny-gemma/ (GeGLU, 1 + w norms, scaled embeddings, head_dim 16), tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
+tiny-gemma/ (GeGLU, 1 + w norms, scaled embeddings, head_dim 16),
+tiny-gemma2/ (sandwich norms, soft caps, query_pre_attn_scalar, alternating window 4), tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
                                             (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
     tokenizer.json                    byte-level BPE (tokenizers library)
@@ -109,6 +110,8 @@ try:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
+        Gemma2Config,
+        Gemma2ForCausalLM,
         GemmaConfig,
         GemmaForCausalLM,
         GenerationConfig,
@@ -420,6 +423,35 @@ def make_gemma(vocab: int, eos: int) -> GemmaForCausalLM:
     return GemmaForCausalLM(cfg)
 
 
+def make_gemma2(vocab: int, eos: int) -> Gemma2ForCausalLM:
+    """Gemma 2: Gemma's details plus sandwich norms, query_pre_attn_scalar (24, not head_dim),
+    small soft caps (so that they bend the random scores and logits), and a sliding window of
+    4 on the first of the two layers (layer_types alternate)."""
+    cfg = Gemma2Config(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=24,
+        attn_logit_softcapping=2.0,
+        final_logit_softcapping=3.0,
+        sliding_window=4,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return Gemma2ForCausalLM(cfg)
+
+
 def make_llama_rope(vocab: int, eos: int, rope_parameters: dict) -> LlamaForCausalLM:
     """Llama with rescaled rotary frequencies (`rope_parameters` holds rope_theta too)."""
     cfg = LlamaConfig(
@@ -673,7 +705,7 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
 
 
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
-               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-gemma", "tiny-neox", "tiny-neox-sequential",
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-gemma", "tiny-gemma2", "tiny-neox", "tiny-neox-sequential",
                "tiny-gptj"]
 
 
@@ -712,6 +744,7 @@ def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
                 "truncate": False, "rope_theta": 10000.0}),
             "llama", 11),
         "tiny-gemma": (lambda: make_gemma(vocab, eos), "llama", 12),
+        "tiny-gemma2": (lambda: make_gemma2(vocab, eos), "llama", 13),
         "tiny-neox": (lambda: make_neox(vocab, eos, parallel=True), "gpt_neox", 8),
         "tiny-neox-sequential": (lambda: make_neox(vocab, eos, parallel=False), "gpt_neox", 9),
         "tiny-gptj": (lambda: make_gptj(vocab, eos), "gptj", 10),

@@ -104,6 +104,7 @@ fn fast_equals_naive_on_the_other_families() {
         "tiny-llama-rope-llama3",
         "tiny-llama-rope-yarn",
         "tiny-gemma",
+        "tiny-gemma2",
         "tiny-neox",
         "tiny-neox-sequential",
         "tiny-gptj",

@@ -135,6 +135,21 @@ pub struct ModelConfig {
     /// Token embeddings are multiplied by this before they enter the residual stream
     /// (Gemma: `√d_model`, rounded to f32 as transformers does); `None`: not scaled.
     pub embed_scale: Option<f64>,
+    /// Gemma 2's `query_pre_attn_scalar`: attention scores are scaled by `1/√this` instead of
+    /// `1/√d_head`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2's `attn_logit_softcapping` `c`: scores become `c·tanh(scores / c)` before the
+    /// mask and softmax.
+    pub attn_softcap: Option<f64>,
+    /// Gemma 2's `final_logit_softcapping` `c`: logits become `c·tanh(logits / c)`.
+    pub final_softcap: Option<f64>,
+    /// Gemma 2's sandwich norms: attention's and the MLP's outputs are normalised again
+    /// before they join the residual stream (`post_attention_layernorm`,
+    /// `post_feedforward_layernorm`); the hook points `attn_out` / `mlp_out` stay the
+    /// projections' outputs, before those norms.
+    pub post_norms: bool,
+    /// Which layers use `sliding_window` (Gemma 2's `layer_types`); `None`: every layer.
+    pub sliding_layers: Option<Vec<bool>>,
     /// Sliding-window attention (Mistral's `sliding_window`): a query attends only to the
     /// last `w` positions, itself included; `None`: the whole causal past.
     pub sliding_window: Option<usize>,
@@ -214,6 +229,29 @@ impl ModelConfig {
         }
         if self.sliding_window == Some(0) {
             return bad("sliding_window must be positive".into());
+        }
+        if let Some(layers) = &self.sliding_layers {
+            if layers.len() != self.n_layers {
+                return bad(format!(
+                    "sliding_layers has {} entries for {} layers",
+                    layers.len(),
+                    self.n_layers
+                ));
+            }
+            if self.sliding_window.is_none() && layers.iter().any(|&s| s) {
+                return bad("sliding layers without a sliding_window".into());
+            }
+        }
+        for (name, v) in [
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("attn_logit_softcapping", self.attn_softcap),
+            ("final_logit_softcapping", self.final_softcap),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!("{name} {v} must be positive"));
+                }
+            }
         }
         match self.rope_scaling {
             Some(RopeScaling::Linear { factor }) if !(factor.is_finite() && factor > 0.0) => {
@@ -312,9 +350,11 @@ impl ModelConfig {
             "gpt2" => serde_json::from_str::<Gpt2HfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(source)?,
-            "llama" | "qwen2" | "mistral" | "gemma" => serde_json::from_str::<LlamaHfConfig>(text)
-                .map_err(|e| cfg_err(e.to_string()))?
-                .into_config(&model_type, source)?,
+            "llama" | "qwen2" | "mistral" | "gemma" | "gemma2" => {
+                serde_json::from_str::<LlamaHfConfig>(text)
+                    .map_err(|e| cfg_err(e.to_string()))?
+                    .into_config(&model_type, source)?
+            }
             "gpt_neox" => serde_json::from_str::<NeoxHfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(source)?,
@@ -435,6 +475,11 @@ impl Gpt2HfConfig {
             gelu_gate: false,
             norm_plus_one: false,
             embed_scale: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            post_norms: false,
+            sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: true,
@@ -463,6 +508,19 @@ struct LlamaHfConfig {
     /// transformers ≥ 5 writes `{"rope_theta": .., "rope_type": .., <scaling fields>}` here
     /// instead.
     rope_parameters: Option<serde_json::Value>,
+    /// Gemma 2: scores scaled by `1/√query_pre_attn_scalar` (default 256).
+    query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2: missing = 50, null = none.
+    #[serde(default, deserialize_with = "present")]
+    attn_logit_softcapping: Option<Option<f64>>,
+    /// Gemma 2: missing = 30, null = none.
+    #[serde(default, deserialize_with = "present")]
+    final_logit_softcapping: Option<Option<f64>>,
+    /// Gemma 2: `sliding_attention` / `full_attention` per layer (default: alternating,
+    /// sliding first).
+    layer_types: Option<Vec<String>>,
+    /// Gemma 2: must not be true (bidirectional attention is not a language model).
+    use_bidirectional_attention: Option<bool>,
     /// Phi-3 style: the pretraining context length outside the scaling object.
     original_max_position_embeddings: Option<f64>,
     /// Mistral (and Qwen2 when `use_sliding_window`): the attention window.
@@ -583,13 +641,21 @@ fn parse_rope_scaling(
         }
     })
 }
+/// A field that may be missing (outer `None`) or explicitly null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
 impl LlamaHfConfig {
     fn into_config(self, model_type: &str, source: &Path) -> Result<ModelConfig> {
         let bad = |reason: String| Error::Config {
             path: source.to_path_buf(),
             reason,
         };
-        let gemma = model_type == "gemma";
+        let gemma2 = model_type == "gemma2";
+        let gemma = model_type == "gemma" || gemma2;
         let act = self
             .hidden_activation
             .as_deref()
@@ -635,6 +701,45 @@ impl LlamaHfConfig {
             ("qwen2", _) => None,
             _ => self.sliding_window,
         };
+        let (sliding_window, sliding_layers) = if gemma2 {
+            if self.use_bidirectional_attention == Some(true) {
+                return Err(bad(
+                    "use_bidirectional_attention = true is not supported (causal models only)"
+                        .into(),
+                ));
+            }
+            let n = self.num_hidden_layers;
+            let layers = match &self.layer_types {
+                None => (0..n).map(|i| (i + 1) % 2 == 1).collect(),
+                Some(types) if types.len() != n => {
+                    return Err(bad(format!(
+                        "layer_types has {} entries for {n} layers",
+                        types.len()
+                    )))
+                }
+                Some(types) => types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| match t.as_str() {
+                        "sliding_attention" => Ok(true),
+                        "full_attention" => Ok(false),
+                        other => Err(bad(format!(
+                            "layer_types[{i}] `{other}` is not supported (sliding_attention, full_attention)"
+                        ))),
+                    })
+                    .collect::<Result<Vec<bool>>>()?,
+            };
+            (Some(sliding_window.unwrap_or(4096)), Some(layers))
+        } else {
+            (sliding_window, None)
+        };
+        let softcap = |v: Option<Option<f64>>, default: f64| {
+            if gemma2 {
+                v.unwrap_or(Some(default))
+            } else {
+                None
+            }
+        };
         if self.mlp_bias {
             return Err(bad("mlp_bias = true is not supported".into()));
         }
@@ -668,6 +773,11 @@ impl LlamaHfConfig {
             norm_plus_one: gemma,
             // transformers: `torch.tensor(hidden_size ** 0.5)`, a float32, cast to the dtype.
             embed_scale: gemma.then(|| f64::from((self.hidden_size as f64).sqrt() as f32)),
+            query_pre_attn_scalar: gemma2.then(|| self.query_pre_attn_scalar.unwrap_or(256.0)),
+            attn_softcap: softcap(self.attn_logit_softcapping, 50.0),
+            final_softcap: softcap(self.final_logit_softcapping, 30.0),
+            post_norms: gemma2,
+            sliding_layers,
             sliding_window,
             tied_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
             // Qwen2 always has q/k/v biases; Llama and Mistral only with `attention_bias`.
@@ -792,6 +902,11 @@ impl NeoxHfConfig {
             gelu_gate: false,
             norm_plus_one: false,
             embed_scale: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            post_norms: false,
+            sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: self.attention_bias,
@@ -868,6 +983,11 @@ impl GptjHfConfig {
             gelu_gate: false,
             norm_plus_one: false,
             embed_scale: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            post_norms: false,
+            sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: false,
@@ -947,6 +1067,56 @@ mod tests {
         let l = parse("llama", "").unwrap();
         assert!(!l.gelu_gate && !l.norm_plus_one && !l.tied_embeddings);
         assert_eq!((l.d_head, l.embed_scale), (8, None));
+    }
+
+    #[test]
+    fn gemma2_takes_its_config_class_defaults() {
+        let g = parse("gemma2", "").unwrap();
+        assert!(g.post_norms && g.gelu_gate && g.norm_plus_one && g.tied_embeddings);
+        assert_eq!(
+            (g.query_pre_attn_scalar, g.attn_softcap, g.final_softcap),
+            (Some(256.0), Some(50.0), Some(30.0))
+        );
+        assert_eq!(g.sliding_window, Some(4096));
+        assert_eq!(g.sliding_layers, Some(vec![true, false]));
+        // Explicit nulls switch the caps off; layer_types are read by name.
+        let g = parse(
+            "gemma2",
+            r#", "attn_logit_softcapping": null, "final_logit_softcapping": null,
+                "layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8"#,
+        )
+        .unwrap();
+        assert_eq!((g.attn_softcap, g.final_softcap), (None, None));
+        assert_eq!(g.sliding_layers, Some(vec![false, true]));
+        for (extra, words) in [
+            (
+                r#", "layer_types": ["full_attention"]"#,
+                &["layer_types", "1 entries"][..],
+            ),
+            (
+                r#", "layer_types": ["full_attention", "chunked_attention"]"#,
+                &["layer_types[1]", "chunked_attention"][..],
+            ),
+            (
+                r#", "use_bidirectional_attention": true"#,
+                &["bidirectional"][..],
+            ),
+            (
+                r#", "attn_logit_softcapping": -1.0"#,
+                &["attn_logit_softcapping"][..],
+            ),
+        ] {
+            let e = parse("gemma2", extra).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{e} should name {w}");
+            }
+        }
+        // Llama ignores Gemma 2's fields.
+        let l = parse("llama", r#", "attn_logit_softcapping": 50.0"#).unwrap();
+        assert_eq!(
+            (l.attn_softcap, l.post_norms, l.sliding_layers),
+            (None, false, None)
+        );
     }
 
     #[test]

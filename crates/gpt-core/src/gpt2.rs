@@ -83,6 +83,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 exact: false,
             },
             layout: BlockLayout::Sequential,
+            post_norms: None,
         });
     }
     let ln_final = layer_norm(loader, &format!("{p}ln_f"), d, eps)?;
@@ -154,6 +155,11 @@ pub(crate) fn config_from_gguf(
         gelu_gate: false,
         norm_plus_one: false,
         embed_scale: None,
+        query_pre_attn_scalar: None,
+        attn_softcap: None,
+        final_softcap: None,
+        post_norms: false,
+        sliding_layers: None,
         sliding_window: None,
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: true,
@@ -203,6 +209,7 @@ pub(crate) fn load_gguf(config: &ModelConfig, loader: &mut Loader<'_>) -> Result
                 exact: false,
             },
             layout: BlockLayout::Sequential,
+            post_norms: None,
         });
     }
     let ln_final = layer_norm(loader, "output_norm", d, eps)?;

@@ -64,6 +64,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 exact: config.exact_gelu,
             },
             layout: BlockLayout::ParallelSharedNorm,
+            post_norms: None,
         });
     }
     let ln_final = layer_norm(loader, "transformer.ln_f", d, eps)?;

@@ -1,4 +1,4 @@
-//! Llama family weights (Llama, SmolLM2, Qwen2, Mistral) from Hugging Face safetensors or
+//! Llama family weights (Llama, SmolLM2, Qwen2, Mistral, Gemma, Gemma 2) from Hugging Face safetensors or
 //! GGUF: the only file that knows their checkpoint names.
 
 use std::path::Path;
@@ -14,7 +14,14 @@ use crate::weights::Loader;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
     AttnNorm,
+    /// The norm before the MLP (Llama's `post_attention_layernorm`).
     MlpNorm,
+    /// Gemma 2's norm before the MLP (its `post_attention_layernorm` is [`Part::AttnOutNorm`]).
+    PreMlpNorm,
+    /// Gemma 2's norm of the attention output.
+    AttnOutNorm,
+    /// Gemma 2's norm of the MLP output.
+    MlpOutNorm,
     Q,
     K,
     V,
@@ -61,7 +68,9 @@ impl Layout {
             Layout::HuggingFace => {
                 let name = match part {
                     Part::AttnNorm => "input_layernorm",
-                    Part::MlpNorm => "post_attention_layernorm",
+                    Part::MlpNorm | Part::AttnOutNorm => "post_attention_layernorm",
+                    Part::PreMlpNorm => "pre_feedforward_layernorm",
+                    Part::MlpOutNorm => "post_feedforward_layernorm",
                     Part::Q => "self_attn.q_proj",
                     Part::K => "self_attn.k_proj",
                     Part::V => "self_attn.v_proj",
@@ -75,7 +84,9 @@ impl Layout {
             Layout::Gguf => {
                 let name = match part {
                     Part::AttnNorm => "attn_norm",
-                    Part::MlpNorm => "ffn_norm",
+                    Part::MlpNorm | Part::PreMlpNorm => "ffn_norm",
+                    Part::AttnOutNorm => "post_attention_norm",
+                    Part::MlpOutNorm => "post_ffw_norm",
                     Part::Q => "attn_q",
                     Part::K => "attn_k",
                     Part::V => "attn_v",
@@ -210,6 +221,11 @@ pub(crate) fn load(
         rotary_heads,
     };
     let embed = cx.loader.tensor(layout.embed(), &[vocab, d])?;
+    let pre_mlp_norm = if config.post_norms {
+        Part::PreMlpNorm
+    } else {
+        Part::MlpNorm
+    };
     let mut blocks = Vec::with_capacity(config.n_layers);
     for i in 0..config.n_layers {
         let norm_name = |part| format!("{}.weight", layout.block(i, part));
@@ -221,7 +237,7 @@ pub(crate) fn load(
                 v: cx.linear(i, proj(Part::V, kvh * dh, d, qkv_bias, None))?,
                 o: cx.linear(i, proj(Part::O, d, h * dh, Bias::IfPresent, None))?,
             },
-            ln2: cx.rms(&norm_name(Part::MlpNorm), d, eps, plus_one)?,
+            ln2: cx.rms(&norm_name(pre_mlp_norm), d, eps, plus_one)?,
             mlp: Mlp::Gated {
                 gate: cx.linear(i, proj(Part::Gate, d_mlp, d, Bias::Absent, None))?,
                 up: cx.linear(i, proj(Part::Up, d_mlp, d, Bias::Absent, None))?,
@@ -229,6 +245,14 @@ pub(crate) fn load(
                 gelu: config.gelu_gate,
             },
             layout: BlockLayout::Sequential,
+            post_norms: if config.post_norms {
+                Some((
+                    cx.rms(&norm_name(Part::AttnOutNorm), d, eps, plus_one)?,
+                    cx.rms(&norm_name(Part::MlpOutNorm), d, eps, plus_one)?,
+                ))
+            } else {
+                None
+            },
         });
     }
     let ln_final = cx.rms(layout.final_norm(), d, eps, plus_one)?;
@@ -314,6 +338,11 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         gelu_gate: false,
         norm_plus_one: false,
         embed_scale: None,
+        query_pre_attn_scalar: None,
+        attn_softcap: None,
+        final_softcap: None,
+        post_norms: false,
+        sliding_layers: None,
         sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
@@ -357,9 +386,17 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
         linear(&mut out, i, Part::K, &b.attn.k);
         linear(&mut out, i, Part::V, &b.attn.v);
         linear(&mut out, i, Part::O, &b.attn.o);
+        let pre_mlp = if let Some((after_attn, after_mlp)) = &b.post_norms {
+            let name = |part| format!("{}.weight", layout.block(i, part));
+            norm(&mut out, name(Part::AttnOutNorm), after_attn)?;
+            norm(&mut out, name(Part::MlpOutNorm), after_mlp)?;
+            Part::PreMlpNorm
+        } else {
+            Part::MlpNorm
+        };
         norm(
             &mut out,
-            format!("{}.weight", layout.block(i, Part::MlpNorm)),
+            format!("{}.weight", layout.block(i, pre_mlp)),
             &b.ln2,
         )?;
         match &b.mlp {

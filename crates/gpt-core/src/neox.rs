@@ -100,6 +100,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 exact: config.exact_gelu,
             },
             layout,
+            post_norms: None,
         });
     }
     let ln_final = layer_norm(loader, "gpt_neox.final_layer_norm", d, eps)?;

@@ -52,6 +52,11 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         gelu_gate: false,
         norm_plus_one: false,
         embed_scale: None,
+        query_pre_attn_scalar: None,
+        attn_softcap: None,
+        final_softcap: None,
+        post_norms: false,
+        sliding_layers: None,
         sliding_window: None,
         tied_embeddings: !llama,
         qkv_bias: !llama,
@@ -83,6 +88,11 @@ pub fn gpt2_xl_config() -> ModelConfig {
         gelu_gate: false,
         norm_plus_one: false,
         embed_scale: None,
+        query_pre_attn_scalar: None,
+        attn_softcap: None,
+        final_softcap: None,
+        post_norms: false,
+        sliding_layers: None,
         sliding_window: None,
         tied_embeddings: true,
         qkv_bias: true,
@@ -188,6 +198,11 @@ impl Transformer {
                 ln2: norm(d)?,
                 mlp,
                 layout: BlockLayout::Sequential,
+                post_norms: if config.post_norms {
+                    Some((norm(d)?, norm(d)?))
+                } else {
+                    None
+                },
             });
         }
         let unembed = if config.tied_embeddings {

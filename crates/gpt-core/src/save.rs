@@ -42,6 +42,7 @@ impl Transformer {
                     "qwen2" => "Qwen2ForCausalLM",
                     "mistral" => "MistralForCausalLM",
                     "gemma" => "GemmaForCausalLM",
+                    "gemma2" => "Gemma2ForCausalLM",
                     _ => "LlamaForCausalLM",
                 }],
                 "model_type": c.model_type,
@@ -60,9 +61,21 @@ impl Transformer {
                 "tie_word_embeddings": c.tied_embeddings,
                 "attention_bias": c.qkv_bias,
                 "hidden_act": if c.gelu_gate { "gelu_pytorch_tanh" } else { "silu" },
+                // Gemma 2's config class reads the activation from here.
+                "hidden_activation": c.gelu_gate.then_some("gelu_pytorch_tanh"),
                 "bos_token_id": c.bos_token_id,
                 "eos_token_id": c.eos_token_id,
                 "torch_dtype": "float32",
+                // Gemma 2 (null elsewhere, where transformers ignores them).
+                "query_pre_attn_scalar": c.query_pre_attn_scalar,
+                "attn_logit_softcapping": c.attn_softcap,
+                "final_logit_softcapping": c.final_softcap,
+                "layer_types": c.sliding_layers.as_ref().map(|layers| {
+                    layers
+                        .iter()
+                        .map(|&s| if s { "sliding_attention" } else { "full_attention" })
+                        .collect::<Vec<_>>()
+                }),
             }),
         }
     }
@@ -114,15 +127,20 @@ impl Transformer {
             Architecture::Llama => {
                 // transformers derives Gemma's details from `model_type` alone.
                 let c = &self.config;
-                let gemma_details = (c.gelu_gate, c.norm_plus_one, c.embed_scale.is_some());
-                let expected = if c.model_type == "gemma" {
-                    (true, true, true)
-                } else {
-                    (false, false, false)
+                let gemma_details = (
+                    c.gelu_gate,
+                    c.norm_plus_one,
+                    c.embed_scale.is_some(),
+                    c.post_norms,
+                );
+                let expected = match c.model_type.as_str() {
+                    "gemma" => (true, true, true, false),
+                    "gemma2" => (true, true, true, true),
+                    _ => (false, false, false, false),
                 };
                 if gemma_details != expected {
                     return Err(Error::InvalidInput(format!(
-                        "a `{}` model with (GeGLU gate, 1 + w norms, scaled embeddings) = {gemma_details:?} has no Hugging Face config",
+                        "a `{}` model with (GeGLU gate, 1 + w norms, scaled embeddings, post norms) = {gemma_details:?} has no Hugging Face config",
                         c.model_type
                     )));
                 }

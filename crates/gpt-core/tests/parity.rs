@@ -205,6 +205,22 @@ fn gemma_details_match_transformers() {
 }
 
 #[test]
+fn gemma2_details_match_transformers() {
+    let loaded = load("tiny-gemma2");
+    let c = loaded.model.config();
+    assert!(c.post_norms && c.gelu_gate && c.norm_plus_one);
+    assert_eq!(
+        (c.query_pre_attn_scalar, c.attn_softcap, c.final_softcap),
+        (Some(24.0), Some(2.0), Some(3.0))
+    );
+    assert_eq!(c.sliding_layers, Some(vec![true, false]));
+    assert_eq!(c.sliding_window, Some(4));
+    // The window must matter on the sliding layer: the prompts are longer than it.
+    assert!(reference("tiny-gemma2")["single.input_ids"].size()[1] > 4);
+    check_model("tiny-gemma2");
+}
+
+#[test]
 fn mistral_sliding_window_matches_transformers() {
     let loaded = load("tiny-mistral");
     assert_eq!(loaded.model.config().sliding_window, Some(4));

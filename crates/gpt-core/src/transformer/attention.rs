@@ -21,6 +21,10 @@ pub(crate) struct Heads {
     pub n_heads: i64,
     pub n_kv_heads: i64,
     pub d_head: i64,
+    /// The scores' scale: `1/√d_head`, or Gemma 2's `1/√query_pre_attn_scalar`.
+    pub scale: f64,
+    /// Gemma 2's score soft cap `c`: `c·tanh(scores / c)`.
+    pub softcap: Option<f64>,
 }
 
 /// What one attention call returns.
@@ -274,7 +278,8 @@ impl Attention {
     /// Queries (and so outputs) are computed only from position `first_query` on; keys and
     /// values everywhere. `allowed: [b, 1, t, past + t]`; `rotary`: `(cos, sin)` tables of the
     /// `t` positions; `past`: cached `(k, v)` of earlier positions.
-    /// `softmax(q kᵀ / √d_head + mask) v`, with each key/value head serving
+    /// `softmax(cap(q kᵀ · scale) + mask) v` (`scale` = `1/√d_head` unless the model says
+    /// otherwise; `cap` = identity, or Gemma 2's soft cap), with each key/value head serving
     /// `n_heads / n_kv_heads` consecutive query heads.
     pub fn forward(
         &self,
@@ -290,6 +295,8 @@ impl Attention {
             n_heads: h,
             n_kv_heads: kvh,
             d_head: dh,
+            scale,
+            softcap,
         } = heads;
         let tq = t - first_query;
         let split = |y: Tensor, n: i64, len: i64| -> Result<Tensor> {
@@ -314,8 +321,10 @@ impl Attention {
         // those heads' queries are stacked as extra rows against the shared keys.
         let rep = h / kvh;
         let q = q.f_reshape([b, kvh, rep * tq, dh])?;
-        let scale = 1.0 / (dh as f64).sqrt();
-        let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
+        let mut scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
+        if let Some(cap) = softcap {
+            scores = scores.f_div_scalar(cap)?.f_tanh()?.f_mul_scalar(cap)?;
+        }
         let allowed = allowed.f_narrow(2, first_query, tq)?;
         let allowed = if rep > 1 {
             allowed.f_repeat([1, 1, rep, 1])?

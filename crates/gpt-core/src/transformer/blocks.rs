@@ -61,6 +61,13 @@ impl Transformer {
         let past_len = run.past.map_or(0, |c| c.len) as i64;
         let allowed =
             attention_allowed(run.attention_mask, s, past_len, self.config.sliding_window)?;
+        // Gemma 2 alternates windowed and full layers: both masks, each layer picks one.
+        let full = match &self.config.sliding_layers {
+            Some(layers) if layers.iter().any(|&s| !s) => {
+                Some(attention_allowed(run.attention_mask, s, past_len, None)?)
+            }
+            _ => None,
+        };
         let rotary = self.rotary(run.positions)?;
         let heads = self.heads();
         let last_layer = run.layers.end.checked_sub(1);
@@ -80,10 +87,17 @@ impl Transformer {
                 0
             };
             let cached = run.past.and_then(|c| c.layer(l));
-            let attn =
-                block
-                    .attn
-                    .forward(heads, &x, &allowed, rotary.as_ref(), cached, first_query)?;
+            let windowed = match &self.config.sliding_layers {
+                Some(layers) => layers.get(l).copied().unwrap_or(false),
+                None => true,
+            };
+            let mask = match (&full, windowed) {
+                (Some(full), false) => full,
+                _ => &allowed,
+            };
+            let attn = block
+                .attn
+                .forward(heads, &x, mask, rotary.as_ref(), cached, first_query)?;
             if let Some(new_kv) = new_kv.as_deref_mut() {
                 new_kv.push(Some(attn.kv));
             }
@@ -99,21 +113,25 @@ impl Transformer {
                 attn_out,
                 BlocksOutcome::Stopped
             );
+            let attn_added = match &block.post_norms {
+                Some((after_attn, _)) => after_attn.forward(&attn_out)?,
+                None => attn_out,
+            };
             let (mlp_in, base) = match block.layout {
                 BlockLayout::Sequential => {
-                    let mid = resid.f_add(&attn_out)?;
+                    let mid = resid.f_add(&attn_added)?;
                     let mid = hook!(hooks, at(BlockSite::ResidMid), mid, BlocksOutcome::Stopped);
                     (block.ln2.forward(&mid)?, mid)
                 }
                 // The MLP reads the block's input; attention's output joins the sum below.
-                BlockLayout::Parallel => (block.ln2.forward(&resid)?, resid.f_add(&attn_out)?),
+                BlockLayout::Parallel => (block.ln2.forward(&resid)?, resid.f_add(&attn_added)?),
                 BlockLayout::ParallelSharedNorm => {
                     let x = if first_query > 0 {
                         x.f_narrow(1, first_query, s - first_query)?
                     } else {
                         x
                     };
-                    (x, resid.f_add(&attn_out)?)
+                    (x, resid.f_add(&attn_added)?)
                 }
             };
             let post = block.mlp.post(&mlp_in)?;
@@ -125,7 +143,11 @@ impl Transformer {
                 mlp_out,
                 BlocksOutcome::Stopped
             );
-            let post_resid = base.f_add(&mlp_out)?;
+            let mlp_added = match &block.post_norms {
+                Some((_, after_mlp)) => after_mlp.forward(&mlp_out)?,
+                None => mlp_out,
+            };
+            let post_resid = base.f_add(&mlp_added)?;
             resid = hook!(
                 hooks,
                 at(BlockSite::ResidPost),

@@ -152,4 +152,7 @@ pub(crate) struct Block {
     pub ln2: Norm,
     pub mlp: Mlp,
     pub layout: BlockLayout,
+    /// Gemma 2's sandwich norms `(after attention, after the MLP)`, applied to each output
+    /// before it joins the residual stream (sequential layout only).
+    pub post_norms: Option<(Norm, Norm)>,
 }

@@ -123,6 +123,13 @@ impl Transformer {
             n_heads: self.config.n_heads as i64,
             n_kv_heads: self.config.n_kv_heads as i64,
             d_head: self.config.d_head as i64,
+            scale: 1.0
+                / self
+                    .config
+                    .query_pre_attn_scalar
+                    .unwrap_or(self.config.d_head as f64)
+                    .sqrt(),
+            softcap: self.config.attn_softcap,
         }
     }
 
@@ -167,9 +174,15 @@ impl Transformer {
             .transpose()
     }
 
-    /// `resid: [.., d_model]` → logits `[.., vocab]`: `normed · W_Uᵀ (+ b_U)`.
+    /// `resid: [.., d_model]` → logits `[.., vocab]`: `normed · W_Uᵀ (+ b_U)` (soft-capped
+    /// for Gemma 2).
     fn logits(&self, normed: &Tensor) -> Result<Tensor> {
-        Ok(normed.f_linear(&self.unembed, self.unembed_bias.as_ref())?)
+        let logits = normed.f_linear(&self.unembed, self.unembed_bias.as_ref())?;
+        Ok(match self.config.final_softcap {
+            // Gemma 2: `c·tanh(logits / c)`.
+            Some(cap) => logits.f_div_scalar(cap)?.f_tanh()?.f_mul_scalar(cap)?,
+            None => logits,
+        })
     }
 
     fn block(&self, layer: usize) -> Result<&Block> {
