@@ -16,6 +16,15 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
+/// `v` as a JSON integer when it is whole (transformers checks some fields' types strictly).
+fn whole_as_int(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
 impl Transformer {
     /// The `config.json` of this model in transformers' format.
     pub fn hf_config(&self) -> serde_json::Value {
@@ -56,7 +65,17 @@ impl Transformer {
                 "vocab_size": c.vocab_size,
                 "rms_norm_eps": c.norm_eps,
                 "rope_theta": c.rope_theta,
-                "rope_scaling": c.rope_scaling,
+                "rope_scaling": c.rope_scaling.map(|r| {
+                    let mut v = json!(r);
+                    // An int for transformers' rope validation.
+                    if let Some(n) = v
+                        .get("original_max_position_embeddings")
+                        .and_then(|n| n.as_f64())
+                    {
+                        v["original_max_position_embeddings"] = whole_as_int(n);
+                    }
+                    v
+                }),
                 "sliding_window": c.sliding_window,
                 "tie_word_embeddings": c.tied_embeddings,
                 "attention_bias": c.qkv_bias,
@@ -67,7 +86,8 @@ impl Transformer {
                 "eos_token_id": c.eos_token_id,
                 "torch_dtype": "float32",
                 // Gemma 2 (null elsewhere, where transformers ignores them).
-                "query_pre_attn_scalar": c.query_pre_attn_scalar,
+                // An int in transformers' (strictly checked) Gemma2Config.
+                "query_pre_attn_scalar": c.query_pre_attn_scalar.map(whole_as_int),
                 "attn_logit_softcapping": c.attn_softcap,
                 "final_logit_softcapping": c.final_softcap,
                 "layer_types": c.sliding_layers.as_ref().map(|layers| {
