@@ -87,6 +87,15 @@ fn scaled_rotary_and_sliding_windows_survive_a_write() {
         original.model.save_hf(&out, &original.tokenizer).unwrap();
         let loaded = load_model(&out, LoadOptions::default()).unwrap();
         assert_eq!(loaded.model.config(), original.model.config(), "{name}");
+        // transformers' config classes check these types strictly: integers, not 24.0.
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        for field in [
+            &written["query_pre_attn_scalar"],
+            &written["rope_scaling"]["original_max_position_embeddings"],
+        ] {
+            assert!(field.is_null() || field.is_u64(), "{name}: {field}");
+        }
         // Longer than Mistral's window and past the positions where the scalings part.
         let ids: Vec<i64> = (0..24).map(|i| (i * 7 + 3) % 500).collect();
         let batch = TokenBatch::single(&ids, Device::Cpu).unwrap();
