@@ -30,7 +30,8 @@ What it writes (under --out, default `fixtures/`)
 tiny-gpt2/, tiny-llama/, tiny-llama-tied/, tiny-qwen2/ (q/k/v biases),
 tiny-mistral/ (sliding window 4), tiny-llama-rope-linear/, tiny-llama-rope-llama3/, tiny-llama-rope-yarn/,
 tiny-gemma/ (GeGLU, 1 + w norms, scaled embeddings, head_dim 16),
-tiny-gemma2/ (sandwich norms, soft caps, query_pre_attn_scalar, alternating window 4), tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
+tiny-gemma2/ (sandwich norms, soft caps, query_pre_attn_scalar, alternating window 4),
+tiny-gemma3/ (q/k norms, a rotary base per layer type), tiny-neox/, tiny-neox-sequential/ (use_parallel_residual true / false), tiny-gptj/
                                             (one folder per random tiny model)
     config.json, generation_config.json, model.safetensors   save_pretrained, float32
     tokenizer.json                    byte-level BPE (tokenizers library)
@@ -112,6 +113,8 @@ try:
         AutoTokenizer,
         Gemma2Config,
         Gemma2ForCausalLM,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         GemmaConfig,
         GemmaForCausalLM,
         GenerationConfig,
@@ -452,6 +455,38 @@ def make_gemma2(vocab: int, eos: int) -> Gemma2ForCausalLM:
     return Gemma2ForCausalLM(cfg)
 
 
+def make_gemma3(vocab: int, eos: int) -> Gemma3ForCausalLM:
+    """Gemma 3 (text): Gemma 2's block without soft caps, plus q/k RMSNorms over each head and
+    a rotary base (and scaling) per layer type: the sliding layer turns with base 1e4, the full
+    one with base 1e6 and linear scaling 2."""
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=24,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+        },
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(cfg)
+
+
 def make_llama_rope(vocab: int, eos: int, rope_parameters: dict) -> LlamaForCausalLM:
     """Llama with rescaled rotary frequencies (`rope_parameters` holds rope_theta too)."""
     cfg = LlamaConfig(
@@ -705,7 +740,7 @@ def write_tiny(out_root: Path, name: str, model, arch: str, tok: Tokenizer, seed
 
 
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-mistral",
-               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-gemma", "tiny-gemma2", "tiny-neox", "tiny-neox-sequential",
+               "tiny-llama-rope-linear", "tiny-llama-rope-llama3", "tiny-llama-rope-yarn", "tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-neox", "tiny-neox-sequential",
                "tiny-gptj"]
 
 
@@ -745,6 +780,7 @@ def make_tiny_models(out_root: Path, only: list[str] | None = None) -> None:
             "llama", 11),
         "tiny-gemma": (lambda: make_gemma(vocab, eos), "llama", 12),
         "tiny-gemma2": (lambda: make_gemma2(vocab, eos), "llama", 13),
+        "tiny-gemma3": (lambda: make_gemma3(vocab, eos), "llama", 14),
         "tiny-neox": (lambda: make_neox(vocab, eos, parallel=True), "gpt_neox", 8),
         "tiny-neox-sequential": (lambda: make_neox(vocab, eos, parallel=False), "gpt_neox", 9),
         "tiny-gptj": (lambda: make_gptj(vocab, eos), "gptj", 10),

@@ -105,6 +105,7 @@ fn fast_equals_naive_on_the_other_families() {
         "tiny-llama-rope-yarn",
         "tiny-gemma",
         "tiny-gemma2",
+        "tiny-gemma3",
         "tiny-neox",
         "tiny-neox-sequential",
         "tiny-gptj",

@@ -83,6 +83,15 @@ impl RopeScaling {
     }
 }
 
+/// A rotary embedding's base and rescaling (Gemma 3 gives its sliding layers their own).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Rope {
+    /// Rotary base (`rope_theta`).
+    pub theta: f64,
+    /// Rescaling of the frequencies; `None`: plain `θ^(−2i/d)`.
+    pub scaling: Option<RopeScaling>,
+}
+
 /// A validated model configuration (sizes and numeric constants).
 ///
 /// `#[non_exhaustive]`: fields will be added as architectures are; build one with
@@ -148,6 +157,11 @@ pub struct ModelConfig {
     /// `post_feedforward_layernorm`); the hook points `attn_out` / `mlp_out` stay the
     /// projections' outputs, before those norms.
     pub post_norms: bool,
+    /// Gemma 3: RMSNorms (`1 + w`) over each head's queries and keys, before the rotation.
+    pub qk_norm: bool,
+    /// Gemma 3: the rotary base and scaling of the sliding-window layers, which differ from
+    /// the full layers' (`rope_theta`, `rope_scaling`); `None`: every layer uses those.
+    pub sliding_rope: Option<Rope>,
     /// Which layers use `sliding_window` (Gemma 2's `layer_types`); `None`: every layer.
     pub sliding_layers: Option<Vec<bool>>,
     /// Sliding-window attention (Mistral's `sliding_window`): a query attends only to the
@@ -240,6 +254,14 @@ impl ModelConfig {
             }
             if self.sliding_window.is_none() && layers.iter().any(|&s| s) {
                 return bad("sliding layers without a sliding_window".into());
+            }
+        }
+        if let Some(rope) = &self.sliding_rope {
+            if !(rope.theta.is_finite() && rope.theta > 0.0) {
+                return bad(format!(
+                    "sliding layers' rope_theta {} must be positive",
+                    rope.theta
+                ));
             }
         }
         for (name, v) in [
@@ -350,7 +372,7 @@ impl ModelConfig {
             "gpt2" => serde_json::from_str::<Gpt2HfConfig>(text)
                 .map_err(|e| cfg_err(e.to_string()))?
                 .into_config(source)?,
-            "llama" | "qwen2" | "mistral" | "gemma" | "gemma2" => {
+            "llama" | "qwen2" | "mistral" | "gemma" | "gemma2" | "gemma3_text" => {
                 serde_json::from_str::<LlamaHfConfig>(text)
                     .map_err(|e| cfg_err(e.to_string()))?
                     .into_config(&model_type, source)?
@@ -479,6 +501,8 @@ impl Gpt2HfConfig {
             attn_softcap: None,
             final_softcap: None,
             post_norms: false,
+            qk_norm: false,
+            sliding_rope: None,
             sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
@@ -519,6 +543,8 @@ struct LlamaHfConfig {
     /// Gemma 2: `sliding_attention` / `full_attention` per layer (default: alternating,
     /// sliding first).
     layer_types: Option<Vec<String>>,
+    /// Gemma 3 before transformers 5: the sliding layers' rotary base (default 10000).
+    rope_local_base_freq: Option<f64>,
     /// Gemma 2: must not be true (bidirectional attention is not a language model).
     use_bidirectional_attention: Option<bool>,
     /// Phi-3 style: the pretraining context length outside the scaling object.
@@ -649,12 +675,53 @@ fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 impl LlamaHfConfig {
+    /// Gemma 3's two rotary embeddings `(global θ, global scaling, sliding rope)`: from
+    /// `rope_parameters` nested by layer type (transformers ≥ 5), or from `rope_theta`
+    /// (default 1e6), `rope_scaling` (global only) and `rope_local_base_freq` (default 1e4).
+    fn gemma3_ropes(
+        &self,
+        ctx: RopeContext,
+    ) -> std::result::Result<(f64, Option<RopeScaling>, Option<Rope>), String> {
+        let nested = |kind: &str| {
+            self.rope_parameters
+                .as_ref()
+                .and_then(|p| p.get(kind))
+                .filter(|v| v.is_object())
+        };
+        let theta_of = |v: Option<&serde_json::Value>| {
+            v.and_then(|v| v.get("rope_theta")).and_then(|t| t.as_f64())
+        };
+        let (full, sliding) = (nested("full_attention"), nested("sliding_attention"));
+        let global_theta = theta_of(full).or(self.rope_theta).unwrap_or(1_000_000.0);
+        let mut global_scaling = match full {
+            Some(v) => parse_rope_scaling("rope_parameters.full_attention", v, ctx)?,
+            None => None,
+        };
+        if let Some(v) = &self.rope_scaling {
+            if let Some(scaling) = parse_rope_scaling("rope_scaling", v, ctx)? {
+                global_scaling = Some(scaling);
+            }
+        }
+        let local = Rope {
+            theta: theta_of(sliding)
+                .or(self.rope_local_base_freq)
+                .unwrap_or(10_000.0),
+            scaling: match sliding {
+                Some(v) => parse_rope_scaling("rope_parameters.sliding_attention", v, ctx)?,
+                None => None,
+            },
+        };
+        Ok((global_theta, global_scaling, Some(local)))
+    }
+
     fn into_config(self, model_type: &str, source: &Path) -> Result<ModelConfig> {
         let bad = |reason: String| Error::Config {
             path: source.to_path_buf(),
             reason,
         };
-        let gemma2 = model_type == "gemma2";
+        let gemma3 = model_type == "gemma3_text";
+        // Gemma 3's block is Gemma 2's (sandwich norms, windowed layers) without the caps.
+        let gemma2 = model_type == "gemma2" || gemma3;
         let gemma = model_type == "gemma" || gemma2;
         let act = self
             .hidden_activation
@@ -673,23 +740,29 @@ impl LlamaHfConfig {
                 )))
             }
         };
-        let rope_scaling = rope_scaling_of(
-            self.rope_scaling.as_ref(),
-            self.rope_parameters.as_ref(),
-            RopeContext {
-                max_positions: self.max_position_embeddings,
-                original_max_positions: self.original_max_position_embeddings,
-            },
-        )
-        .map_err(&bad)?;
-        let rope_theta = self
-            .rope_theta
-            .or(self
-                .rope_parameters
-                .as_ref()
-                .and_then(|p| p.get("rope_theta"))
-                .and_then(|t| t.as_f64()))
-            .unwrap_or(10000.0);
+        let ctx = RopeContext {
+            max_positions: self.max_position_embeddings,
+            original_max_positions: self.original_max_position_embeddings,
+        };
+        let (rope_theta, rope_scaling, sliding_rope) = if gemma3 {
+            self.gemma3_ropes(ctx).map_err(&bad)?
+        } else {
+            let scaling = rope_scaling_of(
+                self.rope_scaling.as_ref(),
+                self.rope_parameters.as_ref(),
+                ctx,
+            )
+            .map_err(&bad)?;
+            let theta = self
+                .rope_theta
+                .or(self
+                    .rope_parameters
+                    .as_ref()
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|t| t.as_f64()))
+                .unwrap_or(10000.0);
+            (theta, scaling, None)
+        };
         // Mistral applies its window to every layer; Qwen2 only with `use_sliding_window`,
         // and then from layer `max_window_layers` on, which is not implemented.
         let sliding_window = match (model_type, self.use_sliding_window) {
@@ -709,8 +782,10 @@ impl LlamaHfConfig {
                 ));
             }
             let n = self.num_hidden_layers;
+            // Gemma 2 alternates; Gemma 3 has five sliding layers to each full one.
+            let pattern = if gemma3 { 6 } else { 2 };
             let layers = match &self.layer_types {
-                None => (0..n).map(|i| (i + 1) % 2 == 1).collect(),
+                None => (0..n).map(|i| (i + 1) % pattern != 0).collect(),
                 Some(types) if types.len() != n => {
                     return Err(bad(format!(
                         "layer_types has {} entries for {n} layers",
@@ -733,12 +808,11 @@ impl LlamaHfConfig {
         } else {
             (sliding_window, None)
         };
-        let softcap = |v: Option<Option<f64>>, default: f64| {
-            if gemma2 {
-                v.unwrap_or(Some(default))
-            } else {
-                None
-            }
+        let softcap = |v: Option<Option<f64>>, default: f64| match (gemma3, gemma2) {
+            // Gemma 3 has no caps unless its config sets them.
+            (true, _) => v.flatten(),
+            (false, true) => v.unwrap_or(Some(default)),
+            _ => None,
         };
         if self.mlp_bias {
             return Err(bad("mlp_bias = true is not supported".into()));
@@ -777,6 +851,8 @@ impl LlamaHfConfig {
             attn_softcap: softcap(self.attn_logit_softcapping, 50.0),
             final_softcap: softcap(self.final_logit_softcapping, 30.0),
             post_norms: gemma2,
+            qk_norm: gemma3,
+            sliding_rope,
             sliding_layers,
             sliding_window,
             tied_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
@@ -906,6 +982,8 @@ impl NeoxHfConfig {
             attn_softcap: None,
             final_softcap: None,
             post_norms: false,
+            qk_norm: false,
+            sliding_rope: None,
             sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
@@ -987,6 +1065,8 @@ impl GptjHfConfig {
             attn_softcap: None,
             final_softcap: None,
             post_norms: false,
+            qk_norm: false,
+            sliding_rope: None,
             sliding_layers: None,
             sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
@@ -1116,6 +1196,52 @@ mod tests {
         assert_eq!(
             (l.attn_softcap, l.post_norms, l.sliding_layers),
             (None, false, None)
+        );
+    }
+
+    #[test]
+    fn gemma3_reads_both_rope_spellings() {
+        // Defaults: five sliding layers to one full, no caps, bases 1e6 / 1e4.
+        let json = |extra: &str| {
+            llama_json("gemma3_text", extra)
+                .replace(r#""num_hidden_layers": 2"#, r#""num_hidden_layers": 7"#)
+        };
+        let g = ModelConfig::from_hf_json(&json(""), Path::new("m/config.json")).unwrap();
+        assert!(g.qk_norm && g.post_norms);
+        assert_eq!((g.attn_softcap, g.final_softcap), (None, None));
+        let six = vec![true, true, true, true, true, false, true];
+        assert_eq!(g.sliding_layers, Some(six));
+        assert_eq!((g.rope_theta, g.rope_scaling), (Some(1e6), None));
+        assert_eq!(g.sliding_rope.map(|r| r.theta), Some(1e4));
+        // transformers 4.x: rope_scaling is the global rope's, rope_local_base_freq the local base.
+        let old = ModelConfig::from_hf_json(
+            &json(
+                r#", "rope_theta": 500000.0, "rope_local_base_freq": 20000.0,
+                    "rope_scaling": {"rope_type": "linear", "factor": 8.0}"#,
+            ),
+            Path::new("m/config.json"),
+        )
+        .unwrap();
+        assert_eq!(
+            (old.rope_theta, old.rope_scaling),
+            (Some(5e5), Some(RopeScaling::Linear { factor: 8.0 }))
+        );
+        assert_eq!(
+            old.sliding_rope,
+            Some(Rope {
+                theta: 2e4,
+                scaling: None
+            })
+        );
+        let e = ModelConfig::from_hf_json(
+            &json(r#", "rope_parameters": {"full_attention": {"rope_type": "dynamic"}}"#),
+            Path::new("m/config.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("rope_parameters.full_attention") && e.contains("dynamic"),
+            "{e}"
         );
     }
 

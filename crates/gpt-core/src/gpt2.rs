@@ -75,6 +75,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 k,
                 v,
                 o: conv1d(loader, &format!("{b}.attn.c_proj"), d, d)?,
+                qk_norms: None,
             },
             ln2: layer_norm(loader, &format!("{b}.ln_2"), d, eps)?,
             mlp: Mlp::Gelu {
@@ -159,6 +160,8 @@ pub(crate) fn config_from_gguf(
         attn_softcap: None,
         final_softcap: None,
         post_norms: false,
+        qk_norm: false,
+        sliding_rope: None,
         sliding_layers: None,
         sliding_window: None,
         tied_embeddings: file.tensor("output.weight").is_none(),
@@ -201,6 +204,7 @@ pub(crate) fn load_gguf(config: &ModelConfig, loader: &mut Loader<'_>) -> Result
                 k,
                 v,
                 o: gguf_linear(loader, &format!("{b}.attn_output"), d, d)?,
+                qk_norms: None,
             },
             ln2: layer_norm(loader, &format!("{b}.ffn_norm"), d, eps)?,
             mlp: Mlp::Gelu {

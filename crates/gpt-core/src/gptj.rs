@@ -56,6 +56,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 k: linear(loader, &format!("{b}.attn.k_proj"), d, d, false)?,
                 v: linear(loader, &format!("{b}.attn.v_proj"), d, d, false)?,
                 o: linear(loader, &format!("{b}.attn.out_proj"), d, d, false)?,
+                qk_norms: None,
             },
             ln2,
             mlp: Mlp::Gelu {

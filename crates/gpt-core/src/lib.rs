@@ -60,7 +60,7 @@ mod transformer;
 mod weights;
 
 pub use cache::{ActivationCache, CacheHook, Patch};
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use config::{Architecture, ModelConfig, Rope, RopeScaling};
 pub use edit::{EditUndo, WeightDelta, WeightId};
 pub use editor::{apply_edits, undo_all, EditModel, Editor, RewriteRequest};
 pub use error::{check_finite, Error, Result};

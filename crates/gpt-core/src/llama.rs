@@ -1,4 +1,4 @@
-//! Llama family weights (Llama, SmolLM2, Qwen2, Mistral, Gemma, Gemma 2) from Hugging Face safetensors or
+//! Llama family weights (Llama, SmolLM2, Qwen2, Mistral, Gemma 1–3) from Hugging Face safetensors or
 //! GGUF: the only file that knows their checkpoint names.
 
 use std::path::Path;
@@ -22,6 +22,10 @@ enum Part {
     AttnOutNorm,
     /// Gemma 2's norm of the MLP output.
     MlpOutNorm,
+    /// Gemma 3's norm over each head's queries.
+    QNorm,
+    /// Gemma 3's norm over each head's keys.
+    KNorm,
     Q,
     K,
     V,
@@ -71,6 +75,8 @@ impl Layout {
                     Part::MlpNorm | Part::AttnOutNorm => "post_attention_layernorm",
                     Part::PreMlpNorm => "pre_feedforward_layernorm",
                     Part::MlpOutNorm => "post_feedforward_layernorm",
+                    Part::QNorm => "self_attn.q_norm",
+                    Part::KNorm => "self_attn.k_norm",
                     Part::Q => "self_attn.q_proj",
                     Part::K => "self_attn.k_proj",
                     Part::V => "self_attn.v_proj",
@@ -87,6 +93,8 @@ impl Layout {
                     Part::MlpNorm | Part::PreMlpNorm => "ffn_norm",
                     Part::AttnOutNorm => "post_attention_norm",
                     Part::MlpOutNorm => "post_ffw_norm",
+                    Part::QNorm => "attn_q_norm",
+                    Part::KNorm => "attn_k_norm",
                     Part::Q => "attn_q",
                     Part::K => "attn_k",
                     Part::V => "attn_v",
@@ -236,6 +244,14 @@ pub(crate) fn load(
                 k: cx.linear(i, proj(Part::K, kvh * dh, d, qkv_bias, Some(kvh)))?,
                 v: cx.linear(i, proj(Part::V, kvh * dh, d, qkv_bias, None))?,
                 o: cx.linear(i, proj(Part::O, d, h * dh, Bias::IfPresent, None))?,
+                qk_norms: if config.qk_norm {
+                    Some((
+                        cx.rms(&norm_name(Part::QNorm), dh, eps, plus_one)?,
+                        cx.rms(&norm_name(Part::KNorm), dh, eps, plus_one)?,
+                    ))
+                } else {
+                    None
+                },
             },
             ln2: cx.rms(&norm_name(pre_mlp_norm), d, eps, plus_one)?,
             mlp: Mlp::Gated {
@@ -342,6 +358,8 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
         attn_softcap: None,
         final_softcap: None,
         post_norms: false,
+        qk_norm: false,
+        sliding_rope: None,
         sliding_layers: None,
         sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
@@ -386,6 +404,11 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
         linear(&mut out, i, Part::K, &b.attn.k);
         linear(&mut out, i, Part::V, &b.attn.v);
         linear(&mut out, i, Part::O, &b.attn.o);
+        if let Some((q_norm, k_norm)) = &b.attn.qk_norms {
+            let name = |part| format!("{}.weight", layout.block(i, part));
+            norm(&mut out, name(Part::QNorm), q_norm)?;
+            norm(&mut out, name(Part::KNorm), k_norm)?;
+        }
         let pre_mlp = if let Some((after_attn, after_mlp)) = &b.post_norms {
             let name = |part| format!("{}.weight", layout.block(i, part));
             norm(&mut out, name(Part::AttnOutNorm), after_attn)?;

@@ -92,6 +92,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 k,
                 v,
                 o: linear(loader, &format!("{b}.attention.dense"), d, d, bias)?,
+                qk_norms: None,
             },
             ln2: layer_norm(loader, &format!("{b}.post_attention_layernorm"), d, eps)?,
             mlp: Mlp::Gelu {

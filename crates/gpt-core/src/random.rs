@@ -56,6 +56,8 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         attn_softcap: None,
         final_softcap: None,
         post_norms: false,
+        qk_norm: false,
+        sliding_rope: None,
         sliding_layers: None,
         sliding_window: None,
         tied_embeddings: !llama,
@@ -92,6 +94,8 @@ pub fn gpt2_xl_config() -> ModelConfig {
         attn_softcap: None,
         final_softcap: None,
         post_norms: false,
+        qk_norm: false,
+        sliding_rope: None,
         sliding_layers: None,
         sliding_window: None,
         tied_embeddings: true,
@@ -194,6 +198,11 @@ impl Transformer {
                     k: linear(kv_out, d, config.qkv_bias)?,
                     v: linear(kv_out, d, config.qkv_bias)?,
                     o: linear(d, q_out, gpt2)?,
+                    qk_norms: if config.qk_norm {
+                        Some((norm(dh)?, norm(dh)?))
+                    } else {
+                        None
+                    },
                 },
                 ln2: norm(d)?,
                 mlp,

@@ -25,6 +25,19 @@ fn whole_as_int(v: f64) -> serde_json::Value {
     }
 }
 
+/// A rotary scaling as transformers reads it (`original_max_position_embeddings` an int for
+/// its rope validation).
+fn scaling_json(scaling: crate::config::RopeScaling) -> serde_json::Value {
+    let mut v = json!(scaling);
+    if let Some(n) = v
+        .get("original_max_position_embeddings")
+        .and_then(|n| n.as_f64())
+    {
+        v["original_max_position_embeddings"] = whole_as_int(n);
+    }
+    v
+}
+
 impl Transformer {
     /// The `config.json` of this model in transformers' format.
     pub fn hf_config(&self) -> serde_json::Value {
@@ -46,12 +59,20 @@ impl Transformer {
                 "eos_token_id": c.eos_token_id,
                 "torch_dtype": "float32",
             }),
-            _ => json!({
+            _ => self.llama_family_config(),
+        }
+    }
+
+    /// `config.json` of the Llama-layout families (Llama, Qwen2, Mistral, Gemma 1–3).
+    fn llama_family_config(&self) -> serde_json::Value {
+        let c = &self.config;
+        let mut config = json!({
                 "architectures": [match c.model_type.as_str() {
                     "qwen2" => "Qwen2ForCausalLM",
                     "mistral" => "MistralForCausalLM",
                     "gemma" => "GemmaForCausalLM",
                     "gemma2" => "Gemma2ForCausalLM",
+                    "gemma3_text" => "Gemma3ForCausalLM",
                     _ => "LlamaForCausalLM",
                 }],
                 "model_type": c.model_type,
@@ -65,17 +86,7 @@ impl Transformer {
                 "vocab_size": c.vocab_size,
                 "rms_norm_eps": c.norm_eps,
                 "rope_theta": c.rope_theta,
-                "rope_scaling": c.rope_scaling.map(|r| {
-                    let mut v = json!(r);
-                    // An int for transformers' rope validation.
-                    if let Some(n) = v
-                        .get("original_max_position_embeddings")
-                        .and_then(|n| n.as_f64())
-                    {
-                        v["original_max_position_embeddings"] = whole_as_int(n);
-                    }
-                    v
-                }),
+                "rope_scaling": c.rope_scaling.map(scaling_json),
                 "sliding_window": c.sliding_window,
                 "tie_word_embeddings": c.tied_embeddings,
                 "attention_bias": c.qkv_bias,
@@ -96,8 +107,24 @@ impl Transformer {
                         .map(|&s| if s { "sliding_attention" } else { "full_attention" })
                         .collect::<Vec<_>>()
                 }),
-            }),
+        });
+        if let Some(sliding) = c.sliding_rope {
+            // Gemma 3: one rope per layer type, nested as transformers ≥ 5 writes it.
+            let rope = |theta: Option<f64>, scaling: Option<crate::config::RopeScaling>| {
+                let mut v = scaling.map_or_else(|| json!({"rope_type": "default"}), scaling_json);
+                v["rope_theta"] = json!(theta);
+                v
+            };
+            config["rope_parameters"] = json!({
+                "full_attention": rope(c.rope_theta, c.rope_scaling),
+                "sliding_attention": rope(Some(sliding.theta), sliding.scaling),
+            });
+            if let Some(obj) = config.as_object_mut() {
+                obj.remove("rope_theta");
+                obj.remove("rope_scaling");
+            }
         }
+        config
     }
 
     /// Writes this model (its current weights, edits included) and `tokenizer` as a new
@@ -152,15 +179,17 @@ impl Transformer {
                     c.norm_plus_one,
                     c.embed_scale.is_some(),
                     c.post_norms,
+                    c.qk_norm,
                 );
                 let expected = match c.model_type.as_str() {
-                    "gemma" => (true, true, true, false),
-                    "gemma2" => (true, true, true, true),
-                    _ => (false, false, false, false),
+                    "gemma" => (true, true, true, false, false),
+                    "gemma2" => (true, true, true, true, false),
+                    "gemma3_text" => (true, true, true, true, true),
+                    _ => (false, false, false, false, false),
                 };
                 if gemma_details != expected {
                     return Err(Error::InvalidInput(format!(
-                        "a `{}` model with (GeGLU gate, 1 + w norms, scaled embeddings, post norms) = {gemma_details:?} has no Hugging Face config",
+                        "a `{}` model with (GeGLU gate, 1 + w norms, scaled embeddings, post norms, q/k norms) = {gemma_details:?} has no Hugging Face config",
                         c.model_type
                     )));
                 }

@@ -221,6 +221,28 @@ fn gemma2_details_match_transformers() {
 }
 
 #[test]
+fn gemma3_details_match_transformers() {
+    use gpt_core::{Rope, RopeScaling};
+    let loaded = load("tiny-gemma3");
+    let c = loaded.model.config();
+    assert!(c.qk_norm && c.post_norms && c.gelu_gate && c.norm_plus_one);
+    assert_eq!((c.attn_softcap, c.final_softcap), (None, None));
+    assert_eq!(c.sliding_layers, Some(vec![true, false]));
+    assert_eq!(
+        (c.rope_theta, c.rope_scaling),
+        (Some(1e6), Some(RopeScaling::Linear { factor: 2.0 }))
+    );
+    assert_eq!(
+        c.sliding_rope,
+        Some(Rope {
+            theta: 1e4,
+            scaling: None
+        })
+    );
+    check_model("tiny-gemma3");
+}
+
+#[test]
 fn mistral_sliding_window_matches_transformers() {
     let loaded = load("tiny-mistral");
     assert_eq!(loaded.model.config().sliding_window, Some(4));

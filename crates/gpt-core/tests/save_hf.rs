@@ -80,6 +80,7 @@ fn scaled_rotary_and_sliding_windows_survive_a_write() {
         "tiny-qwen2",
         "tiny-gemma",
         "tiny-gemma2",
+        "tiny-gemma3",
     ] {
         let original = load_model(&root.join(name), LoadOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,7 @@ fn rome_writes_v_star_and_schedules_agree() {
         ("gemma", fixture_model("tiny-gemma")),
         // Sandwich norms: δ is added before the post-MLP norm, in W_out's output space.
         ("gemma2", fixture_model("tiny-gemma2")),
+        ("gemma3", fixture_model("tiny-gemma3")),
         ("gpt-neox", fixture_model("tiny-neox")),
         ("gpt-j", fixture_model("tiny-gptj")),
         ("qwen2", fixture_model("tiny-qwen2")),

@@ -4,7 +4,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::RopeScaling;
 use crate::error::Result;
-use crate::transformer::layers::{reduction_kind, Linear};
+use crate::transformer::layers::{reduction_kind, Linear, Norm};
 
 /// Multi-head (grouped-query) self-attention projections.
 #[derive(Debug)]
@@ -13,6 +13,9 @@ pub(crate) struct Attention {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// Gemma 3's RMSNorms over each head's queries and keys (`[d_head]` weights), applied
+    /// before the rotation.
+    pub qk_norms: Option<(Norm, Norm)>,
 }
 
 /// Head counts of one attention layer.
@@ -305,6 +308,10 @@ impl Attention {
         let q = split(self.q.forward(&x.f_narrow(1, first_query, tq)?)?, h, tq)?;
         let k = split(self.k.forward(x)?, kvh, t)?;
         let v = split(self.v.forward(x)?, kvh, t)?;
+        let (q, k) = match &self.qk_norms {
+            Some((q_norm, k_norm)) => (q_norm.forward(&q)?, k_norm.forward(&k)?),
+            None => (q, k),
+        };
         let (q, k) = match rotary {
             Some(tables) => (
                 tables.narrow(first_query, tq)?.apply(&q)?,

@@ -69,6 +69,7 @@ impl Transformer {
             _ => None,
         };
         let rotary = self.rotary(run.positions)?;
+        let rotary_sliding = self.rotary_sliding(run.positions)?;
         let heads = self.heads();
         let last_layer = run.layers.end.checked_sub(1);
         for l in run.layers {
@@ -95,9 +96,13 @@ impl Transformer {
                 (Some(full), false) => full,
                 _ => &allowed,
             };
+            let tables = match (&rotary_sliding, windowed) {
+                (Some(sliding), true) => Some(sliding),
+                _ => rotary.as_ref(),
+            };
             let attn = block
                 .attn
-                .forward(heads, &x, mask, rotary.as_ref(), cached, first_query)?;
+                .forward(heads, &x, mask, tables, cached, first_query)?;
             if let Some(new_kv) = new_kv.as_deref_mut() {
                 new_kv.push(Some(attn.kv));
             }

@@ -20,7 +20,7 @@ use attention::{attention_allowed, inv_freq, rotary_tables, scale_inv_freq, Head
 use blocks::{fire, BlockRun};
 pub(crate) use layers::{Block, BlockLayout, Linear, Mlp, Norm};
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{Error, Result};
 use crate::hook::{BlockSite, HookPoint};
 use crate::input::TokenBatch;
@@ -47,6 +47,8 @@ pub struct Transformer {
     pub(crate) unembed_bias: Option<Tensor>,
     /// `[rotary_dim / 2]` rotary inverse frequencies (rotary families).
     pub(crate) inv_freq: Option<Tensor>,
+    /// `[rotary_dim / 2]`: the sliding layers' own frequencies (Gemma 3).
+    pub(crate) inv_freq_sliding: Option<Tensor>,
     pub(crate) id: u64,
     pub(crate) edits: Vec<u64>,
     pub(crate) next_serial: u64,
@@ -85,16 +87,21 @@ impl Transformer {
         kind: Kind,
         parts: TransformerParts,
     ) -> Result<Self> {
+        let frequencies = |theta: f64, scaling| {
+            scale_inv_freq(
+                inv_freq(theta, config.rotary_dims(), kind, device)?,
+                theta,
+                config.rotary_dims(),
+                scaling,
+            )
+        };
         let inv_freq = config
             .rope_theta
-            .map(|theta| {
-                scale_inv_freq(
-                    inv_freq(theta, config.rotary_dims(), kind, device)?,
-                    theta,
-                    config.rotary_dims(),
-                    config.rope_scaling,
-                )
-            })
+            .map(|theta| frequencies(theta, config.rope_scaling))
+            .transpose()?;
+        let inv_freq_sliding = config
+            .sliding_rope
+            .map(|rope| frequencies(rope.theta, rope.scaling))
             .transpose()?;
         Ok(Self {
             config,
@@ -107,6 +114,7 @@ impl Transformer {
             unembed: parts.unembed,
             unembed_bias: parts.unembed_bias,
             inv_freq,
+            inv_freq_sliding,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             edits: Vec::new(),
             next_serial: 0,
@@ -163,13 +171,24 @@ impl Transformer {
 
     /// `(cos, sin)` tables `[batch, 1, pos, rotary_dim]` for rotary models.
     fn rotary(&self, positions: &Tensor) -> Result<Option<RotaryTables>> {
+        self.tables(self.inv_freq.as_ref(), self.config.rope_scaling, positions)
+    }
+
+    /// The sliding layers' own tables, when they have their own rope (Gemma 3).
+    fn rotary_sliding(&self, positions: &Tensor) -> Result<Option<RotaryTables>> {
+        let scaling = self.config.sliding_rope.and_then(|r| r.scaling);
+        self.tables(self.inv_freq_sliding.as_ref(), scaling, positions)
+    }
+
+    fn tables(
+        &self,
+        inv_freq: Option<&Tensor>,
+        scaling: Option<RopeScaling>,
+        positions: &Tensor,
+    ) -> Result<Option<RotaryTables>> {
         let interleaved = self.config.arch == Architecture::GptJ;
-        let scale = self
-            .config
-            .rope_scaling
-            .map_or(1.0, |s| s.attention_factor());
-        self.inv_freq
-            .as_ref()
+        let scale = scaling.map_or(1.0, |s| s.attention_factor());
+        inv_freq
             .map(|f| rotary_tables(f, positions, self.kind, interleaved, scale))
             .transpose()
     }
