@@ -177,7 +177,98 @@ pub struct ModelConfig {
     pub eos_token_id: Option<i64>,
 }
 
+/// The sizes every family's config states (the rest follows from the family).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    pub d_mlp: usize,
+    pub vocab_size: usize,
+    pub n_ctx: usize,
+    pub norm_eps: f64,
+}
+
 impl ModelConfig {
+    /// GPT-2 of `sizes`: learned positions, LayerNorm, tanh-GELU MLP, q/k/v biases, tied
+    /// unembedding, no special tokens. The one place that states the family's fixed facts;
+    /// each GPT-2 reader sets what its file says on top (`..ModelConfig::gpt2(sizes)`).
+    pub(crate) fn gpt2(sizes: Sizes) -> Self {
+        Self::with_sizes(Architecture::Gpt2, "gpt2", sizes, None, true, true)
+    }
+
+    /// The Llama layout of `sizes` with Llama's details: rotary positions (θ = 10000, no
+    /// rescaling), RMSNorm, SwiGLU MLP, no biases, untied unembedding, no window, no special
+    /// tokens. Qwen2, Mistral and the Gemmas are set on top by their readers.
+    pub(crate) fn llama(model_type: &str, sizes: Sizes) -> Self {
+        Self::with_sizes(
+            Architecture::Llama,
+            model_type,
+            sizes,
+            Some(10000.0),
+            false,
+            false,
+        )
+    }
+
+    /// The exhaustive literal behind [`ModelConfig::gpt2`] and [`ModelConfig::llama`]: every
+    /// optional feature off.
+    fn with_sizes(
+        arch: Architecture,
+        model_type: &str,
+        sizes: Sizes,
+        rope_theta: Option<f64>,
+        tied_embeddings: bool,
+        qkv_bias: bool,
+    ) -> Self {
+        let Sizes {
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            d_head,
+            d_mlp,
+            vocab_size,
+            n_ctx,
+            norm_eps,
+        } = sizes;
+        ModelConfig {
+            arch,
+            model_type: model_type.to_string(),
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            d_head,
+            d_mlp,
+            vocab_size,
+            n_ctx,
+            norm_eps,
+            rope_theta,
+            rope_scaling: None,
+            rotary_dim: None,
+            parallel_attn_mlp: false,
+            exact_gelu: false,
+            gelu_gate: false,
+            norm_plus_one: false,
+            embed_scale: None,
+            query_pre_attn_scalar: None,
+            attn_softcap: None,
+            final_softcap: None,
+            post_norms: false,
+            qk_norm: false,
+            sliding_rope: None,
+            sliding_layers: None,
+            sliding_window: None,
+            tied_embeddings,
+            qkv_bias,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
     /// How many dimensions of each head the rotary embedding turns (`rotary_dim`, else
     /// `d_head`).
     pub fn rotary_dims(&self) -> usize {
@@ -478,37 +569,20 @@ impl Gpt2HfConfig {
             )));
         }
         Ok(ModelConfig {
-            arch: Architecture::Gpt2,
-            model_type: "gpt2".into(),
-            n_layers: self.n_layer,
-            d_model: self.n_embd,
-            n_heads: self.n_head,
-            n_kv_heads: self.n_head,
-            d_head: self.n_embd / self.n_head,
-            d_mlp: self.n_inner.unwrap_or(4 * self.n_embd),
-            vocab_size: self.vocab_size,
-            n_ctx: self.n_positions,
-            norm_eps: self.layer_norm_epsilon,
-            rope_theta: None,
-            rope_scaling: None,
-            rotary_dim: None,
-            parallel_attn_mlp: false,
-            exact_gelu: false,
-            gelu_gate: false,
-            norm_plus_one: false,
-            embed_scale: None,
-            query_pre_attn_scalar: None,
-            attn_softcap: None,
-            final_softcap: None,
-            post_norms: false,
-            qk_norm: false,
-            sliding_rope: None,
-            sliding_layers: None,
-            sliding_window: None,
             tied_embeddings: self.tie_word_embeddings,
-            qkv_bias: true,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
+            ..ModelConfig::gpt2(Sizes {
+                n_layers: self.n_layer,
+                d_model: self.n_embd,
+                n_heads: self.n_head,
+                n_kv_heads: self.n_head,
+                d_head: self.n_embd / self.n_head,
+                d_mlp: self.n_inner.unwrap_or(4 * self.n_embd),
+                vocab_size: self.vocab_size,
+                n_ctx: self.n_positions,
+                norm_eps: self.layer_norm_epsilon,
+            })
         })
     }
 }
@@ -827,22 +901,8 @@ impl LlamaHfConfig {
             self.hidden_size / self.num_attention_heads
         });
         Ok(ModelConfig {
-            arch: Architecture::Llama,
-            model_type: model_type.to_string(),
-            n_layers: self.num_hidden_layers,
-            d_model: self.hidden_size,
-            n_heads: self.num_attention_heads,
-            n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            d_head,
-            d_mlp: self.intermediate_size,
-            vocab_size: self.vocab_size,
-            n_ctx: self.max_position_embeddings,
-            norm_eps: self.rms_norm_eps,
             rope_theta: Some(rope_theta),
             rope_scaling,
-            rotary_dim: None,
-            parallel_attn_mlp: false,
-            exact_gelu: false,
             gelu_gate,
             norm_plus_one: gemma,
             // transformers: `torch.tensor(hidden_size ** 0.5)`, a float32, cast to the dtype.
@@ -860,6 +920,20 @@ impl LlamaHfConfig {
             qkv_bias: model_type == "qwen2" || self.attention_bias,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
+            ..ModelConfig::llama(
+                model_type,
+                Sizes {
+                    n_layers: self.num_hidden_layers,
+                    d_model: self.hidden_size,
+                    n_heads: self.num_attention_heads,
+                    n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+                    d_head,
+                    d_mlp: self.intermediate_size,
+                    vocab_size: self.vocab_size,
+                    n_ctx: self.max_position_embeddings,
+                    norm_eps: self.rms_norm_eps,
+                },
+            )
         })
     }
 }

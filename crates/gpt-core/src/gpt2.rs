@@ -7,7 +7,7 @@
 
 use tch::Tensor;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Sizes};
 use crate::error::Result;
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
@@ -134,40 +134,23 @@ pub(crate) fn config_from_gguf(
         .ok_or_else(|| bad("missing `tokenizer.ggml.tokens`".into()))?;
     let token_id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
     let config = ModelConfig {
-        arch: crate::config::Architecture::Gpt2,
-        model_type: "gpt2".into(),
-        n_layers: uint("block_count")?,
-        d_model,
-        n_heads,
-        n_kv_heads: n_heads,
-        d_head: d_model / n_heads,
-        d_mlp: uint("feed_forward_length")?,
-        vocab_size,
-        n_ctx: uint("context_length")?,
-        norm_eps: file
-            .get("gpt2.attention.layer_norm_epsilon")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(1e-5),
-        rope_theta: None,
-        rope_scaling: None,
-        rotary_dim: None,
-        parallel_attn_mlp: false,
-        exact_gelu: false,
-        gelu_gate: false,
-        norm_plus_one: false,
-        embed_scale: None,
-        query_pre_attn_scalar: None,
-        attn_softcap: None,
-        final_softcap: None,
-        post_norms: false,
-        qk_norm: false,
-        sliding_rope: None,
-        sliding_layers: None,
-        sliding_window: None,
         tied_embeddings: file.tensor("output.weight").is_none(),
-        qkv_bias: true,
         bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
         eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
+        ..ModelConfig::gpt2(Sizes {
+            n_layers: uint("block_count")?,
+            d_model,
+            n_heads,
+            n_kv_heads: n_heads,
+            d_head: d_model / n_heads,
+            d_mlp: uint("feed_forward_length")?,
+            vocab_size,
+            n_ctx: uint("context_length")?,
+            norm_eps: file
+                .get("gpt2.attention.layer_norm_epsilon")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1e-5),
+        })
     };
     config.validate(path)?;
     Ok(config)

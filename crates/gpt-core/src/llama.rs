@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tch::Tensor;
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{ModelConfig, Sizes};
 use crate::error::{Error, Result};
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
@@ -335,37 +335,26 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
     }
     let token_id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as i64);
     let config = ModelConfig {
-        arch: Architecture::Llama,
-        model_type: arch.clone(),
-        n_layers: uint("block_count")?,
-        d_model,
-        n_heads,
-        n_kv_heads: uint("attention.head_count_kv").unwrap_or(n_heads),
-        d_head,
-        d_mlp: uint("feed_forward_length")?,
-        vocab_size,
-        n_ctx: uint("context_length")?,
-        norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         rope_theta: Some(float("rope.freq_base").unwrap_or(10000.0)),
-        rope_scaling: None,
-        rotary_dim: None,
-        parallel_attn_mlp: false,
-        exact_gelu: false,
-        gelu_gate: false,
-        norm_plus_one: false,
-        embed_scale: None,
-        query_pre_attn_scalar: None,
-        attn_softcap: None,
-        final_softcap: None,
-        post_norms: false,
-        qk_norm: false,
-        sliding_rope: None,
-        sliding_layers: None,
         sliding_window: uint("attention.sliding_window").ok(),
         tied_embeddings: file.tensor("output.weight").is_none(),
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
         bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
         eos_token_id: token_id("tokenizer.ggml.eos_token_id"),
+        ..ModelConfig::llama(
+            &arch,
+            Sizes {
+                n_layers: uint("block_count")?,
+                d_model,
+                n_heads,
+                n_kv_heads: uint("attention.head_count_kv").unwrap_or(n_heads),
+                d_head,
+                d_mlp: uint("feed_forward_length")?,
+                vocab_size,
+                n_ctx: uint("context_length")?,
+                norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            },
+        )
     };
     config.validate(path)?;
     Ok(config)

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{Architecture, ModelConfig, Sizes};
 use crate::error::Result;
 use crate::transformer::{
     Attention, Block, BlockLayout, Linear, Mlp, Norm, Transformer, TransformerParts,
@@ -32,9 +32,7 @@ impl Default for RandomInit {
 /// (2 KV heads for Llama), `d_mlp` 32, vocabulary 64, context 32.
 pub fn tiny_config(arch: Architecture) -> ModelConfig {
     let llama = arch == Architecture::Llama;
-    ModelConfig {
-        arch,
-        model_type: if llama { "llama" } else { "gpt2" }.into(),
+    let sizes = Sizes {
         n_layers: 2,
         d_model: 16,
         n_heads: 4,
@@ -44,26 +42,16 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         vocab_size: 64,
         n_ctx: 32,
         norm_eps: 1e-5,
-        rope_theta: llama.then_some(10000.0),
-        rope_scaling: None,
-        rotary_dim: None,
-        parallel_attn_mlp: false,
-        exact_gelu: false,
-        gelu_gate: false,
-        norm_plus_one: false,
-        embed_scale: None,
-        query_pre_attn_scalar: None,
-        attn_softcap: None,
-        final_softcap: None,
-        post_norms: false,
-        qk_norm: false,
-        sliding_rope: None,
-        sliding_layers: None,
-        sliding_window: None,
-        tied_embeddings: !llama,
-        qkv_bias: !llama,
-        bos_token_id: None,
+    };
+    let family = if llama {
+        ModelConfig::llama("llama", sizes)
+    } else {
+        ModelConfig::gpt2(sizes)
+    };
+    ModelConfig {
+        arch,
         eos_token_id: Some(0),
+        ..family
     }
 }
 
@@ -71,37 +59,19 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
 /// 50257, context 1024), the model of the ROME paper.
 pub fn gpt2_xl_config() -> ModelConfig {
     ModelConfig {
-        arch: Architecture::Gpt2,
-        model_type: "gpt2".into(),
-        n_layers: 48,
-        d_model: 1600,
-        n_heads: 25,
-        n_kv_heads: 25,
-        d_head: 64,
-        d_mlp: 6400,
-        vocab_size: 50257,
-        n_ctx: 1024,
-        norm_eps: 1e-5,
-        rope_theta: None,
-        rope_scaling: None,
-        rotary_dim: None,
-        parallel_attn_mlp: false,
-        exact_gelu: false,
-        gelu_gate: false,
-        norm_plus_one: false,
-        embed_scale: None,
-        query_pre_attn_scalar: None,
-        attn_softcap: None,
-        final_softcap: None,
-        post_norms: false,
-        qk_norm: false,
-        sliding_rope: None,
-        sliding_layers: None,
-        sliding_window: None,
-        tied_embeddings: true,
-        qkv_bias: true,
         bos_token_id: Some(50256),
         eos_token_id: Some(50256),
+        ..ModelConfig::gpt2(Sizes {
+            n_layers: 48,
+            d_model: 1600,
+            n_heads: 25,
+            n_kv_heads: 25,
+            d_head: 64,
+            d_mlp: 6400,
+            vocab_size: 50257,
+            n_ctx: 1024,
+            norm_eps: 1e-5,
+        })
     }
 }
 
