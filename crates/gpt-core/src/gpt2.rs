@@ -48,6 +48,96 @@ fn split_qkv(fused: Linear, d: i64) -> Result<(Linear, Linear, Linear)> {
     Ok((mk(0)?, mk(1)?, mk(2)?))
 }
 
+/// Where a GPT-2 checkpoint keeps its tensors: Hugging Face names (with or without the
+/// `transformer.` prefix; `Conv1D` weights stored `[in, out]`), or llama.cpp's GGUF names
+/// (the same weights stored `[out, in]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    HuggingFace { prefix: &'static str },
+    Gguf,
+}
+
+/// The tensors of one GPT-2 block, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Ln1,
+    Qkv,
+    AttnOut,
+    Ln2,
+    FcIn,
+    FcOut,
+}
+
+impl Layout {
+    fn embed(self) -> String {
+        match self {
+            Layout::HuggingFace { prefix } => format!("{prefix}wte.weight"),
+            Layout::Gguf => "token_embd.weight".into(),
+        }
+    }
+
+    fn pos_embed(self) -> String {
+        match self {
+            Layout::HuggingFace { prefix } => format!("{prefix}wpe.weight"),
+            Layout::Gguf => "position_embd.weight".into(),
+        }
+    }
+
+    fn final_norm(self) -> String {
+        match self {
+            Layout::HuggingFace { prefix } => format!("{prefix}ln_f"),
+            Layout::Gguf => "output_norm".into(),
+        }
+    }
+
+    fn lm_head(self) -> &'static str {
+        match self {
+            Layout::HuggingFace { .. } => "lm_head.weight",
+            Layout::Gguf => "output.weight",
+        }
+    }
+
+    /// The name of `part` of block `i`, without `.weight` / `.bias`.
+    fn block(self, i: usize, part: Part) -> String {
+        match self {
+            Layout::HuggingFace { prefix } => {
+                let name = match part {
+                    Part::Ln1 => "ln_1",
+                    Part::Qkv => "attn.c_attn",
+                    Part::AttnOut => "attn.c_proj",
+                    Part::Ln2 => "ln_2",
+                    Part::FcIn => "mlp.c_fc",
+                    Part::FcOut => "mlp.c_proj",
+                };
+                format!("{prefix}h.{i}.{name}")
+            }
+            Layout::Gguf => {
+                let name = match part {
+                    Part::Ln1 => "attn_norm",
+                    Part::Qkv => "attn_qkv",
+                    Part::AttnOut => "attn_output",
+                    Part::Ln2 => "ffn_norm",
+                    Part::FcIn => "ffn_up",
+                    Part::FcOut => "ffn_down",
+                };
+                format!("blk.{i}.{name}")
+            }
+        }
+    }
+
+    /// The projection at `prefix` as a [`Linear`] with `[out, in]` weight: a `Conv1D`
+    /// transposed once here, or a GGUF tensor stored that way already.
+    fn linear(self, loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64) -> Result<Linear> {
+        match self {
+            Layout::HuggingFace { .. } => conv1d(loader, prefix, inp, out),
+            Layout::Gguf => Ok(Linear {
+                weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
+                bias: Some(loader.tensor(&format!("{prefix}.bias"), &[out])?),
+            }),
+        }
+    }
+}
+
 /// Loads GPT-2 weights from a Hugging Face checkpoint (with or without the `transformer.`
 /// prefix).
 pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
@@ -56,42 +146,58 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
     let prefixed = ["wte.weight", "wpe.weight", "ln_f.weight", "h.0.ln_1.weight"]
         .iter()
         .any(|name| loader.contains(&format!("transformer.{name}")));
-    let p = if prefixed { "transformer." } else { "" };
+    let prefix = if prefixed { "transformer." } else { "" };
+    load_layout(config, loader, Layout::HuggingFace { prefix })
+}
+
+/// Loads GPT-2 weights from a GGUF file (llama.cpp names: `token_embd`, `position_embd`,
+/// `blk.{l}.attn_qkv`, `attn_output`, `attn_norm`, `ffn_up`, `ffn_down`, `ffn_norm`,
+/// `output_norm`, `output` when untied).
+pub(crate) fn load_gguf(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
+    load_layout(config, loader, Layout::Gguf)
+}
+
+/// Loads GPT-2 weights stored in `layout`.
+fn load_layout(
+    config: &ModelConfig,
+    loader: &mut Loader<'_>,
+    layout: Layout,
+) -> Result<TransformerParts> {
     let d = config.d_model as i64;
     let d_mlp = config.d_mlp as i64;
     let vocab = config.vocab_size as i64;
     let eps = config.norm_eps;
-    let embed = loader.tensor(&format!("{p}wte.weight"), &[vocab, d])?;
-    let pos_embed = loader.tensor(&format!("{p}wpe.weight"), &[config.n_ctx as i64, d])?;
+    let embed = loader.tensor(&layout.embed(), &[vocab, d])?;
+    let pos_embed = loader.tensor(&layout.pos_embed(), &[config.n_ctx as i64, d])?;
     let mut blocks = Vec::with_capacity(config.n_layers);
     for i in 0..config.n_layers {
-        let b = format!("{p}h.{i}");
-        let fused = conv1d(loader, &format!("{b}.attn.c_attn"), d, 3 * d)?;
+        let name = |part| layout.block(i, part);
+        let fused = layout.linear(loader, &name(Part::Qkv), 3 * d, d)?;
         let (q, k, v) = split_qkv(fused, d)?;
         blocks.push(Block {
-            ln1: layer_norm(loader, &format!("{b}.ln_1"), d, eps)?,
+            ln1: layer_norm(loader, &name(Part::Ln1), d, eps)?,
             attn: Attention {
                 q,
                 k,
                 v,
-                o: conv1d(loader, &format!("{b}.attn.c_proj"), d, d)?,
+                o: layout.linear(loader, &name(Part::AttnOut), d, d)?,
                 qk_norms: None,
             },
-            ln2: layer_norm(loader, &format!("{b}.ln_2"), d, eps)?,
+            ln2: layer_norm(loader, &name(Part::Ln2), d, eps)?,
             mlp: Mlp::Gelu {
-                fc_in: conv1d(loader, &format!("{b}.mlp.c_fc"), d, d_mlp)?,
-                fc_out: conv1d(loader, &format!("{b}.mlp.c_proj"), d_mlp, d)?,
+                fc_in: layout.linear(loader, &name(Part::FcIn), d_mlp, d)?,
+                fc_out: layout.linear(loader, &name(Part::FcOut), d, d_mlp)?,
                 exact: false,
             },
             layout: BlockLayout::Sequential,
             post_norms: None,
         });
     }
-    let ln_final = layer_norm(loader, &format!("{p}ln_f"), d, eps)?;
+    let ln_final = layer_norm(loader, &layout.final_norm(), d, eps)?;
     let unembed = if config.tied_embeddings {
         embed.shallow_clone()
     } else {
-        loader.tensor("lm_head.weight", &[vocab, d])?
+        loader.tensor(layout.lm_head(), &[vocab, d])?
     };
     Ok(TransformerParts {
         embed,
@@ -156,65 +262,6 @@ pub(crate) fn config_from_gguf(
     Ok(config)
 }
 
-/// A GGUF linear layer: llama.cpp's GPT-2 conversion stores the `Conv1D` weights transposed,
-/// so they read as `[out, in]` already.
-fn gguf_linear(loader: &mut Loader<'_>, prefix: &str, out: i64, inp: i64) -> Result<Linear> {
-    Ok(Linear {
-        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
-        bias: Some(loader.tensor(&format!("{prefix}.bias"), &[out])?),
-    })
-}
-
-/// Loads GPT-2 weights from a GGUF file (llama.cpp names: `token_embd`, `position_embd`,
-/// `blk.{l}.attn_qkv`, `attn_output`, `attn_norm`, `ffn_up`, `ffn_down`, `ffn_norm`,
-/// `output_norm`, `output` when untied).
-pub(crate) fn load_gguf(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
-    let d = config.d_model as i64;
-    let d_mlp = config.d_mlp as i64;
-    let vocab = config.vocab_size as i64;
-    let eps = config.norm_eps;
-    let embed = loader.tensor("token_embd.weight", &[vocab, d])?;
-    let pos_embed = loader.tensor("position_embd.weight", &[config.n_ctx as i64, d])?;
-    let mut blocks = Vec::with_capacity(config.n_layers);
-    for i in 0..config.n_layers {
-        let b = format!("blk.{i}");
-        let fused = gguf_linear(loader, &format!("{b}.attn_qkv"), 3 * d, d)?;
-        let (q, k, v) = split_qkv(fused, d)?;
-        blocks.push(Block {
-            ln1: layer_norm(loader, &format!("{b}.attn_norm"), d, eps)?,
-            attn: Attention {
-                q,
-                k,
-                v,
-                o: gguf_linear(loader, &format!("{b}.attn_output"), d, d)?,
-                qk_norms: None,
-            },
-            ln2: layer_norm(loader, &format!("{b}.ffn_norm"), d, eps)?,
-            mlp: Mlp::Gelu {
-                fc_in: gguf_linear(loader, &format!("{b}.ffn_up"), d_mlp, d)?,
-                fc_out: gguf_linear(loader, &format!("{b}.ffn_down"), d, d_mlp)?,
-                exact: false,
-            },
-            layout: BlockLayout::Sequential,
-            post_norms: None,
-        });
-    }
-    let ln_final = layer_norm(loader, "output_norm", d, eps)?;
-    let unembed = if config.tied_embeddings {
-        embed.shallow_clone()
-    } else {
-        loader.tensor("output.weight", &[vocab, d])?
-    };
-    Ok(TransformerParts {
-        embed,
-        pos_embed: Some(pos_embed),
-        blocks,
-        ln_final,
-        unembed,
-        unembed_bias: None,
-    })
-}
-
 /// The model's tensors under Hugging Face GPT-2 names (the inverse of [`load`]: `Conv1D`
 /// weights transposed back to `[in, out]`, q/k/v fused into `c_attn`), for writing a folder.
 pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(String, Tensor)>> {
@@ -247,16 +294,16 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
         .pos_embed
         .as_ref()
         .ok_or_else(|| unsupported("no position embeddings"))?;
+    let layout = Layout::HuggingFace {
+        prefix: "transformer.",
+    };
     let mut out = vec![
-        (
-            "transformer.wte.weight".to_string(),
-            t.embed.shallow_clone(),
-        ),
-        ("transformer.wpe.weight".to_string(), pos.shallow_clone()),
+        (layout.embed(), t.embed.shallow_clone()),
+        (layout.pos_embed(), pos.shallow_clone()),
     ];
     for (i, b) in t.blocks.iter().enumerate() {
-        let p = format!("transformer.h.{i}");
-        norm(&mut out, format!("{p}.ln_1"), &b.ln1)?;
+        let name = |part| layout.block(i, part);
+        norm(&mut out, name(Part::Ln1), &b.ln1)?;
         let (q, k, v) = (&b.attn.q, &b.attn.k, &b.attn.v);
         let (Some(qb), Some(kb), Some(vb)) = (&q.bias, &k.bias, &v.bias) else {
             return Err(unsupported("q/k/v without bias"));
@@ -265,20 +312,20 @@ pub(crate) fn hf_tensors(t: &crate::transformer::Transformer) -> Result<Vec<(Str
             weight: Tensor::f_cat(&[&q.weight, &k.weight, &v.weight], 0)?,
             bias: Some(Tensor::f_cat(&[qb, kb, vb], 0)?),
         };
-        conv(&mut out, format!("{p}.attn.c_attn"), &fused)?;
-        conv(&mut out, format!("{p}.attn.c_proj"), &b.attn.o)?;
-        norm(&mut out, format!("{p}.ln_2"), &b.ln2)?;
+        conv(&mut out, name(Part::Qkv), &fused)?;
+        conv(&mut out, name(Part::AttnOut), &b.attn.o)?;
+        norm(&mut out, name(Part::Ln2), &b.ln2)?;
         match &b.mlp {
             Mlp::Gelu { fc_in, fc_out, .. } => {
-                conv(&mut out, format!("{p}.mlp.c_fc"), fc_in)?;
-                conv(&mut out, format!("{p}.mlp.c_proj"), fc_out)?;
+                conv(&mut out, name(Part::FcIn), fc_in)?;
+                conv(&mut out, name(Part::FcOut), fc_out)?;
             }
             Mlp::Gated { .. } => return Err(unsupported("a gated MLP")),
         }
     }
-    norm(&mut out, "transformer.ln_f".to_string(), &t.ln_final)?;
+    norm(&mut out, layout.final_norm(), &t.ln_final)?;
     if !t.config.tied_embeddings {
-        out.push(("lm_head.weight".to_string(), t.unembed.shallow_clone()));
+        out.push((layout.lm_head().to_string(), t.unembed.shallow_clone()));
     }
     Ok(out)
 }
