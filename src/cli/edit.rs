@@ -164,13 +164,19 @@ fn key_stats_with(
     Ok(stats)
 }
 
-/// The preset `--preset` names for a model of `config`: the name itself, or for `auto` the
+/// The preset `--preset` names for a model of `config`: the named one, or for `auto` the
 /// preset made for this model; `None` when `auto` finds none (the caller then needs a layer).
-fn resolve_preset(preset: &str, config: &gpt_core::ModelConfig) -> Option<String> {
+fn resolve_preset(
+    preset: &str,
+    config: &gpt_core::ModelConfig,
+) -> anyhow::Result<Option<rome::Preset>> {
     if preset == "auto" {
-        rome::preset_for(config).map(str::to_string)
+        Ok(rome::Preset::for_model(config))
     } else {
-        Some(preset.to_string())
+        let named = preset
+            .parse::<rome::Preset>()
+            .map_err(|e| anyhow::anyhow!("--preset: {e}"))?;
+        Ok(Some(named))
     }
 }
 
@@ -186,7 +192,7 @@ fn layer_without_preset(
             config.model_type,
             config.n_layers,
             config.d_model,
-            rome::PRESET_NAMES.join(", ")
+            rome::Preset::names_where(|_| true)
         )
     })
 }
@@ -199,8 +205,8 @@ pub fn rome_hparams(
     variant: RomeVariant,
     config: &gpt_core::ModelConfig,
 ) -> anyhow::Result<RomeHparams> {
-    let mut hp = match resolve_preset(preset, config) {
-        Some(name) => RomeHparams::preset(&name)?,
+    let mut hp = match resolve_preset(preset, config)? {
+        Some(preset) => preset.rome(),
         None => RomeHparams {
             layer: layer_without_preset(config, layer)?,
             ..RomeHparams::gpt2_xl()
@@ -221,8 +227,8 @@ pub fn ft_hparams(
     layer: Option<usize>,
     config: &gpt_core::ModelConfig,
 ) -> anyhow::Result<rome::FtHparams> {
-    let mut hp = match resolve_preset(preset, config) {
-        Some(name) => rome::FtHparams::preset(&name)?,
+    let mut hp = match resolve_preset(preset, config)? {
+        Some(preset) => preset.ft(),
         None => rome::FtHparams::constrained(layer_without_preset(config, layer)?),
     };
     if let Some(layer) = layer {
@@ -242,13 +248,13 @@ pub fn memit_setup(
     stats: Option<&std::path::Path>,
 ) -> anyhow::Result<(rome::MemitHparams, Vec<gpt_core::tch::Tensor>)> {
     let config = loaded.model.config();
-    let mut hp = match resolve_preset(preset, config) {
+    let mut hp = match resolve_preset(preset, config)? {
         // A one-layer MEMIT needs no preset's layer list: a ROME-only preset's values are
         // refused by name, so fall back to GPT-2 XL's values there too.
-        Some(name) => match (rome::MemitHparams::preset(&name), layer) {
+        Some(preset) => match (preset.memit(), layer) {
             (Ok(hp), _) => hp,
             (Err(_), Some(_)) => rome::MemitHparams::gpt2_xl(),
-            (Err(e), None) => return Err(e.into()),
+            (Err(e), None) => bail!("{e}: give --layer for a one-layer MEMIT"),
         },
         None => {
             layer_without_preset(config, layer)?;

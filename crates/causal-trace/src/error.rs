@@ -12,9 +12,10 @@ pub enum Error {
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),
-    /// A trace or patch setting is out of range.
-    #[error("invalid setting: {0}")]
-    InvalidConfig(String),
+    /// An argument or setting is out of its valid range or inconsistent (the crate-wide
+    /// catch-all, named as in every factscope crate).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// A facts file could not be read.
     #[error("cannot read {path}: {error}")]
     Io {

@@ -1,4 +1,4 @@
-//! The fast schedule (DESIGN §4).
+//! The fast schedule (see "Performance" in `docs/ARCHITECTURE.md`).
 //!
 //! Restoring a state at token `t` cannot change positions `< t`, nor anything below the first
 //! restored layer. So for each token `t`, every layer's cell starts from the corrupted run's
@@ -134,7 +134,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
 
         let past = if t > 0 {
             let (k, v) = tracer.corrupted_kv.layer(j).ok_or_else(|| {
-                crate::Error::InvalidConfig(format!("no cached keys/values for layer {j}"))
+                crate::Error::InvalidInput(format!("no cached keys/values for layer {j}"))
             })?;
             let rep = |x: &Tensor| -> Result<Tensor> {
                 Ok(x.f_narrow(2, 0, ti)?.f_repeat([groups as i64, 1, 1, 1])?)

@@ -1,7 +1,7 @@
 //! The naive schedule: one full forward pass (clean row + corrupted rows) per grid cell, as
 //! the reference implementation does. Kept as the oracle of the fast schedule.
 
-use gpt_core::{ActivationCache, ForwardOptions, HookPoint, LogitsAt, TokenBatch};
+use gpt_core::{ActivationCache, ForwardOptions, HookPoint, TokenBatch};
 
 use crate::error::Result;
 use crate::flops;
@@ -32,14 +32,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
                     move |p: HookPoint| matches!(p, HookPoint::Block(_, s) if s == site),
                 ),
             );
-            model.forward_with(
-                &batch,
-                ForwardOptions {
-                    kv_cache: None,
-                    logits: LogitsAt::Last,
-                },
-                &mut hooks,
-            )?;
+            model.forward_with(&batch, ForwardOptions::last(), &mut hooks)?;
             tracer.add_flops(flops::forward(c, n + 1, len, 0, n + 1));
             Some(hooks.1.into_cache())
         }
@@ -72,14 +65,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
         );
         // Logits at every position, as the reference computes them; the score reads the last.
         let logits = model
-            .forward_with(
-                &batch,
-                ForwardOptions {
-                    kv_cache: None,
-                    logits: LogitsAt::All,
-                },
-                &mut hooks,
-            )?
+            .forward_with(&batch, ForwardOptions::all(), &mut hooks)?
             .logits()?;
         tracer.add_flops(flops::forward(c, n + 1, len, 0, (n + 1) * len));
         let corrupted_rows = logits.f_narrow(0, 1, n as i64)?.f_select(1, -1)?;

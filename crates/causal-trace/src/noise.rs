@@ -121,8 +121,8 @@ impl Corruption {
         let scale = |level: &NoiseLevel| -> Result<f64> {
             match *level {
                 NoiseLevel::Std(s) if s.is_finite() && s >= 0.0 => Ok(s),
-                NoiseLevel::Std(s) => Err(Error::InvalidConfig(format!("noise scale {s} must be finite and >= 0"))),
-                NoiseLevel::EmbeddingStdMultiple(_) => Err(Error::InvalidConfig(
+                NoiseLevel::Std(s) => Err(Error::InvalidInput(format!("noise scale {s} must be finite and >= 0"))),
+                NoiseLevel::EmbeddingStdMultiple(_) => Err(Error::InvalidInput(
                     "noise level relative to the embedding std was not resolved (call Corruption::resolve)".into(),
                 )),
             }
@@ -160,7 +160,7 @@ impl Corruption {
             }
             Corruption::Substitute { tokens } => {
                 if tokens.is_empty() {
-                    return Err(Error::InvalidConfig(
+                    return Err(Error::InvalidInput(
                         "token substitution needs at least one replacement".into(),
                     ));
                 }
@@ -168,7 +168,7 @@ impl Corruption {
                 for r in 0..rows {
                     let list = &tokens[r % tokens.len()];
                     if list.len() != span as usize {
-                        return Err(Error::InvalidConfig(format!(
+                        return Err(Error::InvalidInput(format!(
                             "replacement {} has {} tokens but the subject has {span}",
                             r % tokens.len(),
                             list.len()
@@ -203,7 +203,7 @@ pub fn embedding_std(
         all.extend(ids);
     }
     if all.is_empty() {
-        return Err(Error::InvalidConfig(
+        return Err(Error::InvalidInput(
             "embedding std needs at least one subject".into(),
         ));
     }

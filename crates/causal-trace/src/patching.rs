@@ -95,7 +95,7 @@ pub fn patch_run(
     let points: Vec<HookPoint> = model.hook_points();
     for (i, s) in sites.iter().enumerate() {
         let bad = |why: String| {
-            Err(Error::InvalidConfig(format!(
+            Err(Error::InvalidInput(format!(
                 "patch site {i} ({}): {why}",
                 s.point
             )))

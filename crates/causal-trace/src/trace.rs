@@ -4,8 +4,8 @@ use std::cell::Cell;
 
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    check_finite, ActivationCache, BlockSite, ForwardOptions, HookPoint, KvCache, LogitsAt,
-    ResumableModel, TokenBatch, Tokenizer,
+    check_finite, ActivationCache, BlockSite, ForwardOptions, HookPoint, KvCache, ResumableModel,
+    TokenBatch, Tokenizer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,7 @@ impl std::str::FromStr for TraceKind {
             "hidden" => Ok(TraceKind::Hidden),
             "mlp" => Ok(TraceKind::Mlp),
             "attn" => Ok(TraceKind::Attn),
-            other => Err(Error::InvalidConfig(format!(
+            other => Err(Error::InvalidInput(format!(
                 "unknown trace kind `{other}` (hidden, mlp, attn)"
             ))),
         }
@@ -90,7 +90,7 @@ impl Sever {
 pub enum Schedule {
     /// Reuse the corrupted run below the restored layer and before the restored token, run
     /// only the changed positions, unembed only the last position, and batch all layers of a
-    /// token together (DESIGN §4).
+    /// token together (the performance notes of `docs/ARCHITECTURE.md`).
     #[default]
     Fast,
     /// One full forward pass of the clean row plus the corrupted rows per grid cell (as the
@@ -257,13 +257,13 @@ impl<'m> Tracer<'m> {
         metric: Option<Box<dyn Metric + 'm>>,
     ) -> Result<Self> {
         if setup.samples == 0 {
-            return Err(Error::InvalidConfig("samples must be at least 1".into()));
+            return Err(Error::InvalidInput("samples must be at least 1".into()));
         }
         let noise = match (setup.corruption.needs_sigma(), setup.sigma) {
             (false, _) => setup.corruption.clone(),
             (true, Some(sigma)) => setup.corruption.resolve(sigma),
             (true, None) => {
-                return Err(Error::InvalidConfig(
+                return Err(Error::InvalidInput(
                     "the noise level is relative to the embedding std, but no sigma was given"
                         .into(),
                 ))
@@ -286,14 +286,7 @@ impl<'m> Tracer<'m> {
         let (clean_logits, clean) = {
             let mut hook = gpt_core::CacheHook::new(cached_sites);
             let logits = model
-                .forward_with(
-                    &one,
-                    ForwardOptions {
-                        kv_cache: None,
-                        logits: LogitsAt::Last,
-                    },
-                    &mut hook,
-                )?
+                .forward_with(&one, ForwardOptions::last(), &mut hook)?
                 .logits()?;
             (logits, hook.into_cache())
         };
@@ -308,10 +301,7 @@ impl<'m> Tracer<'m> {
             let logits = model
                 .forward_with(
                     &rows,
-                    ForwardOptions {
-                        kv_cache: Some(&mut kv),
-                        logits: LogitsAt::Last,
-                    },
+                    ForwardOptions::last().with_cache(&mut kv),
                     &mut hooks,
                 )?
                 .logits()?;
@@ -412,13 +402,13 @@ impl<'m> Tracer<'m> {
     ) -> Result<TraceGrid> {
         let n_layers = self.model.config().n_layers;
         if spec.kind != TraceKind::Hidden && (spec.window == 0 || spec.window > n_layers) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidInput(format!(
                 "window {} must be between 1 and the model's {n_layers} layers",
                 spec.window
             )));
         }
         if spec.sever.is_some() && spec.kind != TraceKind::Hidden {
-            return Err(Error::InvalidConfig(
+            return Err(Error::InvalidInput(
                 "severed traces restore hidden states (kind hidden)".into(),
             ));
         }
@@ -427,7 +417,7 @@ impl<'m> Tracer<'m> {
             TokenSelection::SubjectLast => vec![self.prompt.last_subject_token()],
             TokenSelection::Indices(ix) => {
                 if let Some(bad) = ix.iter().find(|&&i| i >= self.prompt.len()) {
-                    return Err(Error::InvalidConfig(format!(
+                    return Err(Error::InvalidInput(format!(
                         "token index {bad} is outside the prompt's {} tokens",
                         self.prompt.len()
                     )));
@@ -443,7 +433,7 @@ impl<'m> Tracer<'m> {
                 Schedule::Naive => crate::naive::token_row(self, spec, t)?,
             };
             if let Some(bad) = row.iter().find(|v| !v.is_finite()) {
-                return Err(Error::InvalidConfig(format!(
+                return Err(Error::InvalidInput(format!(
                     "the {} score of token {t} is {bad}: the model produced non-finite values",
                     self.metric.name()
                 )));

@@ -865,7 +865,7 @@ fn run_rejects_bad_settings() {
     ] {
         let e =
             run_dataset(&model, &tok, &facts, &options, dir.path(), &mut |_| {}).expect_err("bad");
-        assert!(matches!(e, Error::InvalidConfig(_)), "{e:?}");
+        assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
     }
     // Hidden only: the window does not matter.
     let options = DatasetRun {

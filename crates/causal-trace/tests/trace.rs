@@ -227,7 +227,7 @@ fn bad_input_is_a_typed_error() {
     };
     assert!(matches!(
         Tracer::new(&m, &tok, prompt.clone(), zero, None),
-        Err(Error::InvalidConfig(_))
+        Err(Error::InvalidInput(_))
     ));
     let relative = TraceSetup {
         corruption: Corruption::paper_default(),
@@ -255,7 +255,7 @@ fn bad_input_is_a_typed_error() {
         sever: Some(Sever::Mlp),
         ..GridSpec::new(TraceKind::Attn)
     };
-    assert!(matches!(tracer.grid(&spec), Err(Error::InvalidConfig(_))));
+    assert!(matches!(tracer.grid(&spec), Err(Error::InvalidInput(_))));
     let spec = GridSpec {
         tokens: TokenSelection::Indices(vec![99]),
         ..GridSpec::new(TraceKind::Hidden)

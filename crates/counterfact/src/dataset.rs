@@ -308,10 +308,10 @@ fn known(f: &Fields<'_>) -> Result<EditCase> {
 /// each run one shard of one dataset into one folder.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] unless `n ≥ 1` and `k < n`.
+/// [`Error::InvalidInput`] unless `n ≥ 1` and `k < n`.
 pub fn shard<T: Clone>(items: &[T], k: usize, n: usize) -> Result<Vec<T>> {
     if n == 0 || k >= n {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidInput(format!(
             "shard {k}/{n}: need 0 ≤ K < N (shards are numbered from 0)"
         )));
     }

@@ -61,9 +61,10 @@ pub enum Error {
         #[source]
         error: Box<Error>,
     },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    InvalidConfig(String),
+    /// An argument or setting is out of its valid range or inconsistent (the crate-wide
+    /// catch-all, named as in every factscope crate).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
 }
 
 /// `Result` with [`Error`].

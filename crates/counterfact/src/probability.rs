@@ -3,9 +3,7 @@
 
 use gpt_core::intervention::StopAt;
 use gpt_core::tch::{Kind, Tensor};
-use gpt_core::{
-    CacheHook, ForwardOptions, HookPoint, LogitsAt, Padding, ResumableModel, TokenBatch,
-};
+use gpt_core::{CacheHook, ForwardOptions, HookPoint, Padding, ResumableModel, TokenBatch};
 
 use crate::error::Result;
 
@@ -159,10 +157,7 @@ pub fn score_items_naive<M: ResumableModel + ?Sized>(
             }
             let ids = [&it.prompt[..], &it.target[..it.target.len() - 1]].concat();
             let batch = TokenBatch::single(&ids, model.device())?;
-            let options = ForwardOptions {
-                kv_cache: None,
-                logits: LogitsAt::All,
-            };
+            let options = ForwardOptions::all();
             let logits = model
                 .forward_with(&batch, options, &mut gpt_core::NoHooks)?
                 .logits()?

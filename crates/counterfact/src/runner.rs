@@ -100,11 +100,11 @@ pub fn run_cases<'e, M: EditModel>(
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<RunOutcome> {
     if options.batch == 0 {
-        return Err(Error::InvalidConfig("--batch must be at least 1".into()));
+        return Err(Error::InvalidInput("--batch must be at least 1".into()));
     }
     if editor.is_some() {
         if let Some(c) = cases.iter().find(|c| !c.has_edit()) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidInput(format!(
                 "case {} has no new target (a known-facts record): only method `none` can run it",
                 c.case_id
             )));

@@ -52,7 +52,7 @@ pub fn mean_head_activations(
     progress: &mut dyn FnMut(usize),
 ) -> Result<MeanActivations> {
     if prompts.is_empty() {
-        return Err(Error::InvalidSetting(
+        return Err(Error::InvalidInput(
             "mean activations need at least one prompt".into(),
         ));
     }
@@ -61,7 +61,7 @@ pub fn mean_head_activations(
         let base = BaseRun::new(model, &p.ids, true)?;
         let z = base
             .z_last
-            .ok_or_else(|| Error::InvalidSetting("hook_z was not recorded".into()))?
+            .ok_or_else(|| Error::InvalidInput("hook_z was not recorded".into()))?
             .f_to_kind(Kind::Double)?
             .f_to_device(gpt_core::tch::Device::Cpu)?;
         sum = Some(match sum {
@@ -71,7 +71,7 @@ pub fn mean_head_activations(
         progress(i + 1);
     }
     let mean = sum
-        .ok_or_else(|| Error::InvalidSetting("no prompts".into()))?
+        .ok_or_else(|| Error::InvalidInput("no prompts".into()))?
         .f_div_scalar(prompts.len() as f64)?;
     Ok(MeanActivations {
         mean,

@@ -47,7 +47,7 @@ pub fn compose_list_task(
     seed: u32,
 ) -> Result<Task> {
     if list_len == 0 || list_len > base.len() {
-        return Err(Error::InvalidSetting(format!(
+        return Err(Error::InvalidInput(format!(
             "lists of {list_len} items from a task of {} pairs",
             base.len()
         )));

@@ -82,9 +82,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A setting is out of range or inconsistent.
-    #[error("invalid setting: {0}")]
-    InvalidSetting(String),
+    /// An argument or setting is out of its valid range or inconsistent (the crate-wide
+    /// catch-all, named as in every factscope crate).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// Writing results failed.
     #[error(transparent)]
     Save(#[from] factscope_common::WriteError),

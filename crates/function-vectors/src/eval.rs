@@ -2,7 +2,7 @@
 //! labels, with and without the function vector, at one layer or every layer (the sweep).
 
 use gpt_core::tch::Tensor;
-use gpt_core::{ForwardOptions, LogitsAt, ResumableModel, TokenBatch};
+use gpt_core::{ForwardOptions, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -82,14 +82,7 @@ pub fn evaluate_items(
         let clean = builder.clean(&demos, query)?;
         let batch = TokenBatch::single(&clean.ids, model.device())?;
         let logits = model
-            .forward_with(
-                &batch,
-                ForwardOptions {
-                    kv_cache: None,
-                    logits: LogitsAt::Last,
-                },
-                &mut gpt_core::NoHooks,
-            )?
+            .forward_with(&batch, ForwardOptions::last(), &mut gpt_core::NoHooks)?
             .logits()?;
         let icl = top1_hits(&logits, clean.answer)?[0];
         let with_fv = |ids: &[i64], answer: i64| -> Result<(bool, Vec<bool>)> {
@@ -226,7 +219,7 @@ pub fn summarize(
     layer: usize,
 ) -> Result<TaskAccuracy> {
     let at = layers.iter().position(|&l| l == layer).ok_or_else(|| {
-        Error::InvalidSetting(format!(
+        Error::InvalidInput(format!(
             "layer {layer} is not among the evaluated layers {layers:?}"
         ))
     })?;
@@ -234,7 +227,7 @@ pub fn summarize(
         .iter()
         .any(|i| i.zero_shot_fv.len() != layers.len() || i.shuffled_fv.len() != layers.len())
     {
-        return Err(Error::InvalidSetting(
+        return Err(Error::InvalidInput(
             "items evaluated at another number of layers".into(),
         ));
     }

@@ -2,7 +2,7 @@
 //! split; keep the valid queries the model answers with clean ICL; average head outputs
 //! over clean prompts; scan every head's indirect effect on shuffled-label prompts.
 
-use gpt_core::{ForwardOptions, LogitsAt, ResumableModel, TokenBatch};
+use gpt_core::{ForwardOptions, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::activations::{mean_head_activations, MeanActivations};
@@ -94,14 +94,7 @@ pub fn icl_correct(
         let p = builder.clean(&demos, q)?;
         let batch = TokenBatch::single(&p.ids, model.device())?;
         let logits = model
-            .forward_with(
-                &batch,
-                ForwardOptions {
-                    kv_cache: None,
-                    logits: LogitsAt::Last,
-                },
-                &mut gpt_core::NoHooks,
-            )?
+            .forward_with(&batch, ForwardOptions::last(), &mut gpt_core::NoHooks)?
             .logits()?;
         if top1_hits(&logits, p.answer)?[0] {
             keep.push(q);
@@ -126,9 +119,7 @@ pub fn draw_prompts(
     rng: &mut RandomState,
 ) -> Result<Vec<IclPrompt>> {
     if queries.is_empty() {
-        return Err(crate::Error::InvalidSetting(
-            "no queries to draw from".into(),
-        ));
+        return Err(crate::Error::InvalidInput("no queries to draw from".into()));
     }
     (0..n)
         .map(|_| {

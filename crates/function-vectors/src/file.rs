@@ -48,26 +48,10 @@ pub struct FvMeta {
 /// # Errors
 /// Model errors.
 pub fn model_fingerprint(model: &dyn EditableModel) -> Result<String> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut update = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    let config = serde_json::to_string(model.config())
-        .map_err(|e| Error::InvalidSetting(format!("model config: {e}")))?;
-    update(config.as_bytes());
-    let w = model
-        .weight(WeightId::AttnOut(Layer(0)))?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_flatten(0, -1)?;
-    for v in Vec::<f32>::try_from(&w)? {
-        update(&v.to_le_bytes());
-    }
-    Ok(format!("{h:016x}"))
+    Ok(gpt_core::model_fingerprint(
+        model,
+        WeightId::AttnOut(Layer(0)),
+    )?)
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {

@@ -138,7 +138,7 @@ impl<'a> PromptBuilder<'a> {
     /// `demos` for clean prompts) and query `query`.
     ///
     /// # Errors
-    /// Indices out of range ([`Error::InvalidSetting`]); tokenizer errors.
+    /// Indices out of range ([`Error::InvalidInput`]); tokenizer errors.
     pub fn build(
         &self,
         demos: &[usize],
@@ -149,7 +149,7 @@ impl<'a> PromptBuilder<'a> {
         let pairs = &self.task.pairs;
         let get = |i: usize| {
             pairs.get(i).ok_or_else(|| {
-                Error::InvalidSetting(format!(
+                Error::InvalidInput(format!(
                     "pair {i} of task {} (it has {})",
                     self.task.name,
                     pairs.len()
@@ -157,7 +157,7 @@ impl<'a> PromptBuilder<'a> {
             })
         };
         if labels.len() != demos.len() {
-            return Err(Error::InvalidSetting(format!(
+            return Err(Error::InvalidInput(format!(
                 "{} labels for {} demonstrations",
                 labels.len(),
                 demos.len()

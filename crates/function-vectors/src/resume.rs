@@ -99,7 +99,7 @@ impl BaseRun {
             )?
             .logits()?
             .f_select(0, 0)?;
-        let missing = || Error::InvalidSetting("the base pass did not reach every block".into());
+        let missing = || Error::InvalidInput("the base pass did not reach every block".into());
         let entering = rec
             .entering
             .into_iter()
@@ -189,7 +189,7 @@ fn run_chunk(model: &dyn ResumableModel, base: &BaseRun, lanes: &[Lane]) -> Resu
         }
         if let Some((l, _, _)) = &lane.head {
             if *l != lane.start {
-                return Err(Error::InvalidSetting(format!(
+                return Err(Error::InvalidInput(format!(
                     "a head edit at layer {l} in a lane starting at block {}",
                     lane.start
                 )));
@@ -233,7 +233,7 @@ fn run_chunk(model: &dyn ResumableModel, base: &BaseRun, lanes: &[Lane]) -> Resu
         let past = match &base.past {
             Some(past) => {
                 let (k, v) = past.layer(j).ok_or_else(|| {
-                    Error::InvalidSetting(format!("no cached keys/values for layer {j}"))
+                    Error::InvalidInput(format!("no cached keys/values for layer {j}"))
                 })?;
                 let mut layers: Vec<Option<(Tensor, Tensor)>> =
                     (0..n_layers).map(|_| None).collect();
@@ -256,7 +256,7 @@ fn run_chunk(model: &dyn ResumableModel, base: &BaseRun, lanes: &[Lane]) -> Resu
         state = Some(model.forward_blocks(input, &mut edits)?.resid()?);
     }
     let state = admit(n_layers, state, &mut order)?
-        .ok_or_else(|| Error::InvalidSetting("no lanes".into()))?;
+        .ok_or_else(|| Error::InvalidInput("no lanes".into()))?;
     let logits = model.unembed(&state.f_select(1, 0)?)?;
     // Back to lane order: row r holds lane order[r].
     let mut inverse = vec![0i64; order.len()];

@@ -11,7 +11,7 @@
 //! **Invariant:** both give the same CIE (tested to 1e-4).
 
 use gpt_core::intervention::{SiteWrite, Sites};
-use gpt_core::{ForwardOptions, HookPoint, LogitsAt, ResumableModel, TokenBatch};
+use gpt_core::{ForwardOptions, HookPoint, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::activations::MeanActivations;
@@ -98,10 +98,10 @@ pub fn top_heads(scores: &[Vec<f64>], k: usize) -> Vec<HeadScore> {
 pub fn mean_grid(grids: &[Vec<Vec<f64>>]) -> Result<Vec<Vec<f64>>> {
     let first = grids
         .first()
-        .ok_or_else(|| Error::InvalidSetting("no score grids to average".into()))?;
+        .ok_or_else(|| Error::InvalidInput("no score grids to average".into()))?;
     let shape = |g: &Vec<Vec<f64>>| g.iter().map(Vec::len).collect::<Vec<_>>();
     if grids.iter().any(|g| shape(g) != shape(first)) {
-        return Err(Error::InvalidSetting(
+        return Err(Error::InvalidInput(
             "score grids of different shapes".into(),
         ));
     }
@@ -119,7 +119,7 @@ fn check_mean(model: &dyn ResumableModel, mean: &MeanActivations) -> Result<()> 
     let c = model.config();
     let want = [c.n_layers as i64, c.n_heads as i64, c.d_head as i64];
     if mean.mean.size() != want {
-        return Err(Error::InvalidSetting(format!(
+        return Err(Error::InvalidInput(format!(
             "mean activations of shape {:?} for a model with [layers, heads, d_head] = {want:?}",
             mean.mean.size()
         )));
@@ -166,14 +166,7 @@ pub fn scan_prompt(
             let batch = TokenBatch::single(&prompt.ids, model.device())?;
             let run = |hooks: &mut dyn gpt_core::Intervention| -> Result<f64> {
                 let logits = model
-                    .forward_with(
-                        &batch,
-                        ForwardOptions {
-                            kv_cache: None,
-                            logits: LogitsAt::Last,
-                        },
-                        hooks,
-                    )?
+                    .forward_with(&batch, ForwardOptions::last(), hooks)?
                     .logits()?;
                 Ok(answer_probs(&logits, prompt.answer)?[0])
             };

@@ -8,7 +8,7 @@
 use gpt_core::intervention::{SiteWrite, Sites};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    EditableModel, ForwardOptions, HookPoint, Layer, LogitsAt, ResumableModel, TokenBatch, WeightId,
+    EditableModel, ForwardOptions, HookPoint, Layer, ResumableModel, TokenBatch, WeightId,
 };
 
 use crate::activations::MeanActivations;
@@ -131,14 +131,7 @@ pub fn add_at_layer_naive(
         vector.shallow_clone(),
     );
     let logits = model
-        .forward_with(
-            &batch,
-            ForwardOptions {
-                kv_cache: None,
-                logits: LogitsAt::Last,
-            },
-            &mut write,
-        )?
+        .forward_with(&batch, ForwardOptions::last(), &mut write)?
         .logits()?;
     Ok(logits.f_select(0, 0)?)
 }

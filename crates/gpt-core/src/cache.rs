@@ -103,7 +103,7 @@ impl<F: Fn(HookPoint) -> bool> Intervention for CacheHook<F> {
         let t = if self.keep_grad {
             act.shallow_clone()
         } else {
-            act.detach()
+            act.f_detach()?
         };
         self.cache.insert(point, t);
         Ok(HookAction::Continue)

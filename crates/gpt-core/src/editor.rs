@@ -72,6 +72,76 @@ impl RewriteRequest {
     }
 }
 
+/// An editing method's identity: the built-in methods by name, a user's own as
+/// [`Method::Other`]. Parsed from text only at the edges ([`std::str::FromStr`]).
+///
+/// ```
+/// use gpt_core::editor::Method;
+/// assert_eq!("r-rome".parse::<Method>()?, Method::RRome);
+/// assert_eq!(Method::Memit.to_string(), "memit");
+/// assert_eq!(Method::Other("my-method").name(), "my-method");
+/// # Ok::<(), gpt_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// ROME (Meng et al. 2022).
+    Rome,
+    /// r-ROME (Gupta et al. 2024): ROME with the key of the update taken from the prompt itself.
+    RRome,
+    /// MEMIT (Meng et al. 2023).
+    Memit,
+    /// FT-L: constrained fine-tuning of one MLP output matrix.
+    Ft,
+    /// A method defined outside factscope, by its name.
+    Other(&'static str),
+}
+
+impl Method {
+    /// The methods that ship with factscope, in the order help texts list them.
+    pub const BUILT_IN: &'static [Method] =
+        &[Method::Rome, Method::RRome, Method::Memit, Method::Ft];
+
+    /// The name as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Rome => "rome",
+            Method::RRome => "r-rome",
+            Method::Memit => "memit",
+            Method::Ft => "ft",
+            Method::Other(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    /// A built-in method by name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the unknown method and listing the built-in ones.
+    fn from_str(s: &str) -> Result<Self> {
+        Method::BUILT_IN
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Method::BUILT_IN.iter().map(|m| m.name()).collect();
+                Error::InvalidInput(format!(
+                    "unknown editing method `{s}` ({})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
 /// A model an [`Editor`] can work on: editable weights and resumable passes (what ROME's fast
 /// schedule needs). Implemented for every such model, including trait objects of it.
 pub trait EditModel: EditableModel + ResumableModel {}
@@ -84,8 +154,8 @@ impl<M: EditableModel + ResumableModel + ?Sized> EditModel for M {}
 /// [`apply_edits`] then computes each request on the model with the earlier ones applied, as
 /// sequential editing means. Joint methods (MEMIT) write all requests in one computation.
 pub trait Editor {
-    /// The method's name as the command line spells it (`"rome"`, `"memit"`, …).
-    fn method(&self) -> &str;
+    /// Which method this is.
+    fn method(&self) -> Method;
 
     /// Whether [`Editor::compute`] writes several requests jointly. When `false`, callers
     /// pass one request at a time.

@@ -142,8 +142,8 @@ pub enum Error {
     /// An editing method failed (its own error inside).
     #[error("{method}: {error}")]
     Edit {
-        /// The method (`"rome"`, …).
-        method: String,
+        /// The method.
+        method: crate::editor::Method,
         /// The method's error.
         #[source]
         error: Box<dyn std::error::Error + Send + Sync>,
@@ -258,6 +258,18 @@ impl Error {
         Error::Io {
             path: path.into(),
             error: source,
+        }
+    }
+}
+
+impl Error {
+    /// The editing method's own error inside an [`Error::Edit`], if it is of type `E`: how a
+    /// caller gets back, say, `rome::Error` from an [`crate::Editor`] without guessing (the
+    /// method crates also convert it back in their `From<gpt_core::Error>`).
+    pub fn method_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Edit { error, .. } => error.downcast_ref::<E>(),
+            _ => None,
         }
     }
 }

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::input::TokenBatch;
 use crate::intervention::NoHooks;
-use crate::model::{ForwardOptions, HookableModel, KvCache, LogitsAt};
+use crate::model::{ForwardOptions, HookableModel, KvCache};
 
 /// How the next token is chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,10 +136,7 @@ pub fn generate_seeded(
         let logits = model
             .forward_with(
                 &batch,
-                ForwardOptions {
-                    kv_cache: Some(&mut cache),
-                    logits: LogitsAt::Last,
-                },
+                ForwardOptions::last().with_cache(&mut cache),
                 &mut NoHooks,
             )?
             .logits()?

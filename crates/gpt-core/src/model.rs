@@ -32,6 +32,32 @@ pub struct ForwardOptions<'a> {
     pub logits: LogitsAt,
 }
 
+impl<'a> ForwardOptions<'a> {
+    /// Logits at every position (`[batch, pos, vocab]`), no KV cache.
+    pub fn all() -> Self {
+        Self {
+            kv_cache: None,
+            logits: LogitsAt::All,
+        }
+    }
+
+    /// Logits at each row's last real token (`[batch, vocab]`), no KV cache.
+    pub fn last() -> Self {
+        Self {
+            kv_cache: None,
+            logits: LogitsAt::Last,
+        }
+    }
+
+    /// The same options, reading and extending `cache` (incremental decoding).
+    pub fn with_cache(self, cache: &'a mut KvCache) -> Self {
+        Self {
+            kv_cache: Some(cache),
+            ..self
+        }
+    }
+}
+
 /// How a forward pass ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -54,7 +80,7 @@ impl Outcome {
     }
 }
 
-/// Input of [`HookableModel::forward_blocks`]: a residual stream entering some blocks.
+/// Input of [`ResumableModel::forward_blocks`]: a residual stream entering some blocks.
 #[derive(Debug)]
 pub struct BlocksInput<'a> {
     /// The blocks to run, in order (e.g. `l + 1..n_layers`).
@@ -79,7 +105,7 @@ pub struct BlocksInput<'a> {
     pub last_position_only: bool,
 }
 
-/// How [`HookableModel::forward_blocks`] ended.
+/// How [`ResumableModel::forward_blocks`] ended.
 #[derive(Debug)]
 pub enum BlocksOutcome {
     /// The residual after the last block, `[batch, pos, d_model]`.
@@ -127,7 +153,7 @@ impl KvCache {
     }
 
     /// A cache from per-layer `(keys, values)`, each `[batch, n_kv_heads, len, d_head]`;
-    /// `None` for layers a pass will not run (see [`HookableModel::forward_blocks`]).
+    /// `None` for layers a pass will not run (see [`ResumableModel::forward_blocks`]).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] if a layer's tensors do not hold `len` positions.

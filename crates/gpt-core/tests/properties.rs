@@ -15,8 +15,8 @@ use gpt_core::tch::{Device, IndexOp, Kind, Tensor};
 use gpt_core::{
     generate, load_model, Architecture, BlockSite, BlocksInput, EditableModel, Error,
     ForwardOptions, GenerateOptions, HookAction, HookPoint, HookableModel, KvCache, Layer,
-    LoadOptions, LogitsAt, NoHooks, Outcome, Padding, Patch, RandomInit, ResumableModel, Sampling,
-    Sites, TokenBatch, Transformer, WeightDelta, WeightId,
+    LoadOptions, NoHooks, Outcome, Padding, Patch, RandomInit, ResumableModel, Sampling, Sites,
+    TokenBatch, Transformer, WeightDelta, WeightId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -93,10 +93,7 @@ fn seqs(min_len: usize) -> impl Strategy<Value = Vec<Vec<i64>>> {
 
 /// Logits at each row's last real token only.
 fn last_only() -> ForwardOptions<'static> {
-    ForwardOptions {
-        kv_cache: None,
-        logits: LogitsAt::Last,
-    }
+    ForwardOptions::last()
 }
 
 fn bit_equal(a: &Tensor, b: &Tensor) -> bool {
@@ -527,7 +524,7 @@ proptest! {
         let last = model
             .forward_with(
                 &prefix,
-                ForwardOptions { kv_cache: Some(&mut cache), logits: LogitsAt::Last },
+                ForwardOptions::last().with_cache(&mut cache),
                 &mut NoHooks,
             )?
             .logits()?;
@@ -544,7 +541,7 @@ proptest! {
             let logits = model
                 .forward_with(
                     &step,
-                    ForwardOptions { kv_cache: Some(&mut cache), logits: LogitsAt::Last },
+                    ForwardOptions::last().with_cache(&mut cache),
                     &mut NoHooks,
                 )?
                 .logits()?;
@@ -567,7 +564,7 @@ proptest! {
         let _ = model
             .forward_with(
                 &prefix,
-                ForwardOptions { kv_cache: Some(&mut cache), logits: LogitsAt::Last },
+                ForwardOptions::last().with_cache(&mut cache),
                 &mut NoHooks,
             )?
             .logits()?;
@@ -585,7 +582,7 @@ proptest! {
         let logits = model
             .forward_with(
                 &step,
-                ForwardOptions { kv_cache: Some(&mut cache), logits: LogitsAt::Last },
+                ForwardOptions::last().with_cache(&mut cache),
                 &mut NoHooks,
             )?
             .logits()?;
@@ -655,7 +652,7 @@ proptest! {
         let logits = model
             .forward_with(
                 &batch,
-                ForwardOptions { kv_cache: Some(&mut kv), logits: LogitsAt::All },
+                ForwardOptions::all().with_cache(&mut kv),
                 &mut NoHooks,
             )?
             .logits()?;

@@ -5,6 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use gpt_core::fingerprint::Fnv64;
+
 use crate::error::{Error, Result};
 
 /// Documents of a corpus, with a fingerprint of their content (so a statistics cache for
@@ -17,32 +19,6 @@ pub struct Corpus {
     pub documents: Vec<String>,
     /// FNV-1a 64 of the documents (each followed by a 0 byte), as 16 hex digits.
     pub fingerprint: String,
-}
-
-/// FNV-1a 64-bit hash, extended over several byte strings: stable across platforms and Rust
-/// versions (unlike `DefaultHasher`), which a cache key must be.
-#[derive(Clone, Copy, Debug)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv64 {
-    /// Adds bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// The hash as 16 hex digits.
-    pub fn hex(&self) -> String {
-        format!("{:016x}", self.0)
-    }
 }
 
 impl Corpus {

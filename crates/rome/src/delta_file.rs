@@ -27,7 +27,7 @@ struct DeltaMeta {
 fn target_name(id: WeightId) -> Result<String> {
     match id {
         WeightId::MlpOut(l) => Ok(format!("mlp_out:{}", l.0)),
-        other => Err(Error::InvalidConfig(format!(
+        other => Err(Error::InvalidInput(format!(
             "saving deltas of {other} is not supported (only MLP output projections)"
         ))),
     }

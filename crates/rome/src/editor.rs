@@ -3,7 +3,7 @@
 //! context templates generated once from the unedited model).
 
 use gpt_core::tch::Tensor;
-use gpt_core::{EditModel, Editor, RewriteRequest, Tokenizer, WeightDelta};
+use gpt_core::{EditModel, Editor, Method, RewriteRequest, Tokenizer, WeightDelta};
 
 use crate::error::{Error, Result};
 use crate::ft::{compute_ft, FtHparams};
@@ -12,11 +12,12 @@ use crate::memit::{compute_memit, MemitHparams};
 use crate::rome::{compute_rome, context_templates, VSchedule};
 
 /// Wraps this crate's error for the [`Editor`] interface.
-fn boxed(method: &str, e: Error) -> gpt_core::Error {
+/// `rome::Error::from` gives the error back.
+fn boxed(method: Method, e: Error) -> gpt_core::Error {
     match e {
         Error::Model(e) => e,
         other => gpt_core::Error::Edit {
-            method: method.to_string(),
+            method,
             error: Box::new(other),
         },
     }
@@ -100,10 +101,10 @@ impl RomeEditor {
 }
 
 impl Editor for RomeEditor {
-    fn method(&self) -> &str {
+    fn method(&self) -> Method {
         match self.hparams.variant {
-            RomeVariant::Original => "rome",
-            RomeVariant::RRome => "r-rome",
+            RomeVariant::Original => Method::Rome,
+            RomeVariant::RRome => Method::RRome,
         }
     }
 
@@ -115,9 +116,9 @@ impl Editor for RomeEditor {
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
     ) -> gpt_core::Result<Vec<WeightDelta>> {
-        let method = self.method().to_string();
+        let method = self.method();
         self.run(&*model, tokenizer, requests)
-            .map_err(|e| boxed(&method, e))
+            .map_err(|e| boxed(method, e))
     }
 }
 
@@ -143,8 +144,8 @@ impl MemitEditor {
 }
 
 impl Editor for MemitEditor {
-    fn method(&self) -> &str {
-        "memit"
+    fn method(&self) -> Method {
+        Method::Memit
     }
 
     fn joint(&self) -> bool {
@@ -175,7 +176,7 @@ impl Editor for MemitEditor {
             )?;
             Ok(edit.deltas)
         };
-        run().map_err(|e| boxed("memit", e))
+        run().map_err(|e| boxed(Method::Memit, e))
     }
 }
 
@@ -187,8 +188,8 @@ pub struct FtEditor {
 }
 
 impl Editor for FtEditor {
-    fn method(&self) -> &str {
-        "ft"
+    fn method(&self) -> Method {
+        Method::Ft
     }
 
     fn joint(&self) -> bool {
@@ -203,6 +204,37 @@ impl Editor for FtEditor {
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         compute_ft(&*model, tokenizer, requests, &self.hparams)
             .map(|e| vec![e.delta])
-            .map_err(|e| boxed("ft", e))
+            .map_err(|e| boxed(Method::Ft, e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A method error crosses the `Editor` interface boxed and comes back as itself.
+    #[test]
+    fn editor_errors_come_back_as_this_crates_error() {
+        let e = boxed(
+            Method::Memit,
+            Error::InvalidInput("λ must be positive".into()),
+        );
+        assert!(matches!(
+            e,
+            gpt_core::Error::Edit {
+                method: Method::Memit,
+                ..
+            }
+        ));
+        assert!(e.method_error::<Error>().is_some());
+        assert!(e.to_string().starts_with("memit: "), "{e}");
+        match Error::from(e) {
+            Error::InvalidInput(m) => assert_eq!(m, "λ must be positive"),
+            other => panic!("got {other:?}"),
+        }
+        // Model errors pass through unboxed.
+        let e = boxed(Method::Rome, Error::Model(gpt_core::Error::EmptySubject));
+        assert!(matches!(e, gpt_core::Error::EmptySubject));
     }
 }

@@ -6,7 +6,7 @@
 pub enum Error {
     /// The model failed (shapes, context, libtorch), or a prompt did.
     #[error(transparent)]
-    Model(#[from] gpt_core::Error),
+    Model(gpt_core::Error),
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),
@@ -69,10 +69,25 @@ pub enum Error {
         /// Documents consumed.
         texts: usize,
     },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    InvalidConfig(String),
+    /// An argument or setting is out of its valid range or inconsistent (the crate-wide
+    /// catch-all, named as in every factscope crate).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<gpt_core::Error> for Error {
+    /// Wraps a model error; an [`gpt_core::Error::Edit`] that carries one of this crate's
+    /// errors (from an [`gpt_core::Editor`] of this crate) becomes that error again.
+    fn from(e: gpt_core::Error) -> Self {
+        match e {
+            gpt_core::Error::Edit { error, method } => match error.downcast::<Error>() {
+                Ok(own) => *own,
+                Err(error) => Error::Model(gpt_core::Error::Edit { method, error }),
+            },
+            other => Error::Model(other),
+        }
+    }
+}

@@ -46,23 +46,10 @@ impl FtHparams {
         }
     }
 
-    /// A preset by name: `gpt2-xl` (layer 0, as the reference's sweep chose), or any ROME
-    /// preset name (`smollm2`, `gpt-j`, …) at that preset's ROME layer — for SmolLM2 no
-    /// FT-L layer sweep was run, so it fine-tunes the layer the causal traces point to.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for an unknown name.
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "gpt2-xl" => Ok(Self::constrained(0)),
-            other => Ok(Self::constrained(crate::RomeHparams::preset(other)?.layer)),
-        }
-    }
-
     /// Checks the settings against a model of `n_layers` layers.
     ///
     /// # Errors
-    /// [`Error::Model`] (layer out of range) or [`Error::InvalidConfig`].
+    /// [`Error::Model`] (layer out of range) or [`Error::InvalidInput`].
     pub fn validate(&self, n_layers: usize) -> Result<()> {
         if self.layer >= n_layers {
             return Err(gpt_core::Error::LayerOutOfRange {
@@ -73,7 +60,7 @@ impl FtHparams {
         }
         let positive = |x: f64| x.is_finite() && x > 0.0;
         if self.num_steps == 0 || !positive(self.lr) || !positive(self.norm_constraint) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidInput(format!(
                 "FT-L needs num_steps ≥ 1 and positive lr and norm_constraint, got {self:?}"
             )));
         }
@@ -132,7 +119,7 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
     let config = model.config();
     hp.validate(config.n_layers)?;
     if requests.is_empty() {
-        return Err(Error::InvalidConfig(
+        return Err(Error::InvalidInput(
             "FT-L needs at least one request".into(),
         ));
     }
@@ -175,7 +162,7 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
     };
 
     let w = model.weight(WeightId::MlpOut(Layer(hp.layer)))?;
-    let mut delta = w.f_zeros_like()?.set_requires_grad(true);
+    let mut delta = w.f_zeros_like()?.f_set_requires_grad(true)?;
     let mut adam = Adam::new(&delta, hp.lr)?;
     let mut losses = Vec::new();
     for step in 0..hp.num_steps {
@@ -220,7 +207,7 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
         let grad = grads
             .into_iter()
             .next()
-            .ok_or_else(|| Error::InvalidConfig("no gradient reached ΔW".into()))?;
+            .ok_or_else(|| Error::InvalidInput("no gradient reached ΔW".into()))?;
         adam.step(&mut delta, &grad)?;
         gpt_core::tch::no_grad(|| -> Result<()> {
             let eps = hp.norm_constraint;

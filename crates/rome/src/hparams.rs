@@ -106,33 +106,10 @@ impl RomeHparams {
         Self::base(4, 4.0)
     }
 
-    /// A preset by name: `gpt2-xl`, `gpt2-medium`, `gpt2-large`, `gpt-j`, `neox-20b`,
-    /// `llama-7b`, `smollm2` (see [`crate::preset`] for matching one to a model).
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] listing the names for an unknown one.
-    pub fn preset(name: &str) -> Result<Self> {
-        Ok(match name {
-            "gpt2-xl" => Self::gpt2_xl(),
-            "gpt2-medium" => Self::gpt2_medium(),
-            "gpt2-large" => Self::gpt2_large(),
-            "gpt-j" | "gpt-j-6b" => Self::gpt_j(),
-            "neox-20b" | "gpt-neox-20b" => Self::neox_20b(),
-            "llama-7b" | "llama-2-7b" => Self::llama_7b(),
-            "smollm2" => Self::smollm2(),
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown preset `{other}` ({})",
-                    crate::preset::PRESET_NAMES.join(", ")
-                )))
-            }
-        })
-    }
-
     /// Checks the values against a model of `n_layers` layers.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] / a layer out of range.
+    /// [`Error::InvalidInput`] / a layer out of range.
     pub fn validate(&self, n_layers: usize) -> Result<()> {
         if self.layer >= n_layers {
             return Err(gpt_core::Error::LayerOutOfRange {
@@ -142,7 +119,7 @@ impl RomeHparams {
             .into());
         }
         if self.v_num_grad_steps == 0 {
-            return Err(Error::InvalidConfig(
+            return Err(Error::InvalidInput(
                 "v_num_grad_steps must be at least 1".into(),
             ));
         }
@@ -153,7 +130,7 @@ impl RomeHparams {
             self.kl_factor,
         ];
         if finite.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err(Error::InvalidConfig(
+            return Err(Error::InvalidInput(
                 "learning rate, weight decay, clamp and KL factors must be finite and >= 0".into(),
             ));
         }

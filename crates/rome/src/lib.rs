@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};
 pub use hparams::{RomeHparams, RomeVariant};
 pub use memit::{compute_memit, MemitEdit, MemitHparams};
-pub use preset::{preset_for, PresetModel, PRESET_MODELS, PRESET_NAMES};
+pub use preset::{Preset, PresetModel};
 pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
 pub use stats::{compute_key_stats, model_fingerprint, KeyStats, StatsMeta, StatsOptions};

@@ -64,30 +64,6 @@ impl MemitHparams {
             mom2_update_weight: lambda,
         }
     }
-
-    /// A preset by name: `gpt2-xl`, `gpt-j`, `llama-7b`, `smollm2`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for an unknown name, and for the ROME-only presets (GPT-2
-    /// medium/large, NeoX-20B: the reference has no MEMIT file for them), saying so.
-    pub fn preset(name: &str) -> Result<Self> {
-        Ok(match name {
-            "gpt2-xl" => Self::gpt2_xl(),
-            "gpt-j" | "gpt-j-6b" => Self::gpt_j(),
-            "llama-7b" | "llama-2-7b" => Self::llama_7b(),
-            "smollm2" => Self::smollm2(),
-            "gpt2-medium" | "gpt2-large" | "neox-20b" | "gpt-neox-20b" => {
-                return Err(Error::InvalidConfig(format!(
-                    "the reference has no MEMIT hyperparameters for `{name}` (MEMIT presets: gpt2-xl, gpt-j, llama-7b, smollm2); give --layer for a one-layer MEMIT with GPT-2 XL's values"
-                )))
-            }
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown MEMIT preset `{other}` (gpt2-xl, gpt-j, llama-7b, smollm2)"
-                )))
-            }
-        })
-    }
 }
 
 /// The result of a MEMIT run: one dense change per layer and how they were found.
@@ -131,12 +107,12 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
 ) -> Result<MemitEdit> {
     let n_layers = model.config().n_layers;
     if requests.is_empty() {
-        return Err(Error::InvalidConfig(
+        return Err(Error::InvalidInput(
             "MEMIT needs at least one request".into(),
         ));
     }
     if hp.layers.is_empty() || hp.layers.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidInput(format!(
             "MEMIT layers {:?} must be non-empty and strictly ascending",
             hp.layers
         )));
@@ -146,7 +122,7 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     z_hp.layer = last;
     z_hp.validate(n_layers)?;
     if cs.len() != hp.layers.len() {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidInput(format!(
             "{} statistics for {} layers",
             cs.len(),
             hp.layers.len()

@@ -1,14 +1,198 @@
-//! Which hyperparameter preset fits a model: the models the reference presets were made for,
+//! Hyperparameter presets as a typed registry ([`Preset`]), and which one fits a model: the models the reference presets were made for,
 //! recognised by their configuration (family, depth and width), so that `--preset auto` picks
 //! GPT-2 XL's values for GPT-2 XL and refuses to guess for a model no preset was made for.
 
+use std::fmt;
+use std::str::FromStr;
+
 use gpt_core::ModelConfig;
+
+use crate::error::{Error, Result};
+use crate::ft::FtHparams;
+use crate::hparams::RomeHparams;
+use crate::memit::MemitHparams;
+
+/// A hyperparameter preset: the values the reference (or this project, for the bundled model)
+/// chose for one model. Parsed from its name only at the edges ([`FromStr`]: CLI flags,
+/// files); everywhere else a value of this type.
+///
+/// ```
+/// use rome::Preset;
+/// let p: Preset = "gpt2-xl".parse()?;
+/// assert_eq!(p, Preset::Gpt2Xl);
+/// assert_eq!(p.rome().layer, 17);
+/// assert_eq!(p.memit()?.layers, vec![13, 14, 15, 16, 17]);
+/// assert!("gpt5".parse::<Preset>().is_err());
+/// # Ok::<(), rome::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Preset {
+    /// GPT-2 XL (1.5B): ROME layer 17, MEMIT layers 13–17.
+    Gpt2Xl,
+    /// GPT-2 medium: ROME layer 8 (no MEMIT file in the reference).
+    Gpt2Medium,
+    /// GPT-2 large: ROME layer 12 (no MEMIT file in the reference).
+    Gpt2Large,
+    /// GPT-J-6B: ROME layer 5, MEMIT layers 3–8.
+    GptJ,
+    /// GPT-NeoX-20B: ROME layer 15 (no MEMIT file in the reference).
+    Neox20b,
+    /// Llama(-2)-7B, as EasyEdit: ROME layer 5, MEMIT layers 4–8.
+    Llama7b,
+    /// SmolLM2-135M, the bundled model: ROME layer 4, MEMIT layers 2–6.
+    Smollm2,
+}
+
+impl Preset {
+    /// Every preset, in the order errors and help texts list them.
+    pub const ALL: &'static [Preset] = &[
+        Preset::Gpt2Xl,
+        Preset::Gpt2Medium,
+        Preset::Gpt2Large,
+        Preset::GptJ,
+        Preset::Neox20b,
+        Preset::Llama7b,
+        Preset::Smollm2,
+    ];
+
+    /// The preset's name (what [`FromStr`] reads and [`fmt::Display`] writes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Gpt2Xl => "gpt2-xl",
+            Preset::Gpt2Medium => "gpt2-medium",
+            Preset::Gpt2Large => "gpt2-large",
+            Preset::GptJ => "gpt-j",
+            Preset::Neox20b => "neox-20b",
+            Preset::Llama7b => "llama-7b",
+            Preset::Smollm2 => "smollm2",
+        }
+    }
+
+    /// Other names accepted for it (the models' full names).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Preset::GptJ => &["gpt-j-6b"],
+            Preset::Neox20b => &["gpt-neox-20b"],
+            Preset::Llama7b => &["llama-2-7b"],
+            _ => &[],
+        }
+    }
+
+    /// The model the preset was made for, as its configuration describes it.
+    pub fn model(self) -> PresetModel {
+        let (model_types, n_layers, d_model): (&'static [&'static str], usize, usize) = match self {
+            Preset::Gpt2Medium => (&["gpt2"], 24, 1024),
+            Preset::Gpt2Large => (&["gpt2"], 36, 1280),
+            Preset::Gpt2Xl => (&["gpt2"], 48, 1600),
+            Preset::GptJ => (&["gptj"], 28, 4096),
+            Preset::Neox20b => (&["gpt_neox"], 44, 6144),
+            Preset::Llama7b => (&["llama"], 32, 4096),
+            Preset::Smollm2 => (&["llama"], 30, 576),
+        };
+        PresetModel {
+            preset: self,
+            model_types,
+            n_layers,
+            d_model,
+        }
+    }
+
+    /// The preset made for a model of this configuration (same family, depth and width), if
+    /// any.
+    pub fn for_model(config: &ModelConfig) -> Option<Preset> {
+        Preset::ALL
+            .iter()
+            .copied()
+            .find(|p| p.model().matches(config))
+    }
+
+    /// ROME's hyperparameters (also r-ROME's: set [`RomeHparams::variant`]).
+    pub fn rome(self) -> RomeHparams {
+        match self {
+            Preset::Gpt2Xl => RomeHparams::gpt2_xl(),
+            Preset::Gpt2Medium => RomeHparams::gpt2_medium(),
+            Preset::Gpt2Large => RomeHparams::gpt2_large(),
+            Preset::GptJ => RomeHparams::gpt_j(),
+            Preset::Neox20b => RomeHparams::neox_20b(),
+            Preset::Llama7b => RomeHparams::llama_7b(),
+            Preset::Smollm2 => RomeHparams::smollm2(),
+        }
+    }
+
+    /// MEMIT's hyperparameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for the ROME-only presets (GPT-2 medium/large, NeoX-20B: the
+    /// reference has no MEMIT file for them), saying so.
+    pub fn memit(self) -> Result<MemitHparams> {
+        match self {
+            Preset::Gpt2Xl => Ok(MemitHparams::gpt2_xl()),
+            Preset::GptJ => Ok(MemitHparams::gpt_j()),
+            Preset::Llama7b => Ok(MemitHparams::llama_7b()),
+            Preset::Smollm2 => Ok(MemitHparams::smollm2()),
+            Preset::Gpt2Medium | Preset::Gpt2Large | Preset::Neox20b => {
+                Err(Error::InvalidInput(format!(
+                    "the reference has no MEMIT hyperparameters for `{self}` (MEMIT presets: {}); a one-layer MEMIT with GPT-2 XL's values needs only its layer",
+                    Preset::names_where(|p| p.memit().is_ok())
+                )))
+            }
+        }
+    }
+
+    /// FT-L's hyperparameters: GPT-2 XL at layer 0 (as the reference's sweep chose); every other
+    /// preset at its ROME layer (no FT-L layer sweep was run for them).
+    pub fn ft(self) -> FtHparams {
+        match self {
+            Preset::Gpt2Xl => FtHparams::constrained(0),
+            other => FtHparams::constrained(other.rome().layer),
+        }
+    }
+
+    /// The names of the presets `keep` accepts, comma-separated (for messages).
+    pub fn names_where(keep: impl Fn(Preset) -> bool) -> String {
+        Preset::ALL
+            .iter()
+            .copied()
+            .filter(|&p| keep(p))
+            .map(Preset::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = Error;
+
+    /// A preset by its name or an alias.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the unknown name and listing the known ones.
+    fn from_str(s: &str) -> Result<Self> {
+        Preset::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == s || p.aliases().contains(&s))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown preset `{s}` ({})",
+                    Preset::names_where(|_| true)
+                ))
+            })
+    }
+}
 
 /// A model a preset was made for, as its configuration describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PresetModel {
-    /// The preset's name (for [`crate::RomeHparams::preset`] and friends).
-    pub preset: &'static str,
+    /// The preset.
+    pub preset: Preset,
     /// The `model_type`s of the family (`config.json` names).
     pub model_types: &'static [&'static str],
     /// Number of blocks.
@@ -17,81 +201,19 @@ pub struct PresetModel {
     pub d_model: usize,
 }
 
-/// Every preset name, in the order the errors list them.
-pub const PRESET_NAMES: &[&str] = &[
-    "gpt2-xl",
-    "gpt2-medium",
-    "gpt2-large",
-    "gpt-j",
-    "neox-20b",
-    "llama-7b",
-    "smollm2",
-];
-
-/// The models of the presets: GPT-2 medium/large/XL, GPT-J-6B, GPT-NeoX-20B, Llama(-2)-7B and
-/// SmolLM2-135M (the bundled model).
-pub const PRESET_MODELS: &[PresetModel] = &[
-    PresetModel {
-        preset: "gpt2-medium",
-        model_types: &["gpt2"],
-        n_layers: 24,
-        d_model: 1024,
-    },
-    PresetModel {
-        preset: "gpt2-large",
-        model_types: &["gpt2"],
-        n_layers: 36,
-        d_model: 1280,
-    },
-    PresetModel {
-        preset: "gpt2-xl",
-        model_types: &["gpt2"],
-        n_layers: 48,
-        d_model: 1600,
-    },
-    PresetModel {
-        preset: "gpt-j",
-        model_types: &["gptj"],
-        n_layers: 28,
-        d_model: 4096,
-    },
-    PresetModel {
-        preset: "neox-20b",
-        model_types: &["gpt_neox"],
-        n_layers: 44,
-        d_model: 6144,
-    },
-    PresetModel {
-        preset: "llama-7b",
-        model_types: &["llama"],
-        n_layers: 32,
-        d_model: 4096,
-    },
-    PresetModel {
-        preset: "smollm2",
-        model_types: &["llama"],
-        n_layers: 30,
-        d_model: 576,
-    },
-];
-
-/// The preset made for a model of this configuration (same family, depth and width), if any.
-pub fn preset_for(config: &ModelConfig) -> Option<&'static str> {
-    PRESET_MODELS
-        .iter()
-        .find(|m| {
-            m.model_types.contains(&config.model_type.as_str())
-                && m.n_layers == config.n_layers
-                && m.d_model == config.d_model
-        })
-        .map(|m| m.preset)
+impl PresetModel {
+    /// Whether `config` describes this model (family, depth and width).
+    pub fn matches(&self, config: &ModelConfig) -> bool {
+        self.model_types.contains(&config.model_type.as_str())
+            && self.n_layers == config.n_layers
+            && self.d_model == config.d_model
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::{FtHparams, MemitHparams, RomeHparams};
     use gpt_core::random::tiny_config;
     use gpt_core::Architecture;
 
@@ -105,36 +227,55 @@ mod tests {
 
     #[test]
     fn each_preset_model_is_matched_to_its_preset() {
-        for m in PRESET_MODELS {
+        for &p in Preset::ALL {
+            let m = p.model();
             for t in m.model_types {
                 assert_eq!(
-                    preset_for(&config(t, m.n_layers, m.d_model)),
-                    Some(m.preset)
+                    Preset::for_model(&config(t, m.n_layers, m.d_model)),
+                    Some(p)
                 );
             }
-            assert!(PRESET_NAMES.contains(&m.preset));
-            RomeHparams::preset(m.preset).unwrap();
+            assert_eq!(p.name().parse::<Preset>().unwrap(), p);
+            for alias in p.aliases() {
+                assert_eq!(alias.parse::<Preset>().unwrap(), p);
+            }
+            assert_eq!(p.to_string(), p.name());
         }
-        assert_eq!(preset_for(&config("gpt2", 48, 1600)), Some("gpt2-xl"));
-        assert_eq!(preset_for(&config("gptj", 28, 4096)), Some("gpt-j"));
-        assert_eq!(preset_for(&config("gpt_neox", 44, 6144)), Some("neox-20b"));
-        assert_eq!(preset_for(&config("llama", 32, 4096)), Some("llama-7b"));
-        assert_eq!(preset_for(&config("llama", 30, 576)), Some("smollm2"));
+        assert_eq!(
+            Preset::for_model(&config("gpt2", 48, 1600)),
+            Some(Preset::Gpt2Xl)
+        );
+        assert_eq!(
+            Preset::for_model(&config("gptj", 28, 4096)),
+            Some(Preset::GptJ)
+        );
+        assert_eq!(
+            Preset::for_model(&config("gpt_neox", 44, 6144)),
+            Some(Preset::Neox20b)
+        );
+        assert_eq!(
+            Preset::for_model(&config("llama", 32, 4096)),
+            Some(Preset::Llama7b)
+        );
+        assert_eq!(
+            Preset::for_model(&config("llama", 30, 576)),
+            Some(Preset::Smollm2)
+        );
     }
 
     #[test]
     fn other_models_match_no_preset() {
         // Same depth and width in another family, another width, a tiny model.
-        assert_eq!(preset_for(&config("gpt_neox", 48, 1600)), None);
-        assert_eq!(preset_for(&config("gpt2", 48, 1024)), None);
-        assert_eq!(preset_for(&config("qwen2", 32, 4096)), None);
-        assert_eq!(preset_for(&tiny_config(Architecture::Gpt2)), None);
+        assert_eq!(Preset::for_model(&config("gpt_neox", 48, 1600)), None);
+        assert_eq!(Preset::for_model(&config("gpt2", 48, 1024)), None);
+        assert_eq!(Preset::for_model(&config("qwen2", 32, 4096)), None);
+        assert_eq!(Preset::for_model(&tiny_config(Architecture::Gpt2)), None);
     }
 
     /// The reference's tables (rome-memit-reference §2.1, §3; EasyEdit for Llama-7B).
     #[test]
     fn presets_hold_the_reference_values() {
-        let rome = |name| RomeHparams::preset(name).unwrap();
+        let rome = |name: &str| name.parse::<Preset>().unwrap().rome();
         for (name, layer, clamp) in [
             ("gpt2-medium", 8, 3.0),
             ("gpt2-large", 12, 4.0),
@@ -164,7 +305,7 @@ mod tests {
         );
         assert!(!llama.mom2_adjustment);
 
-        let memit = |name| MemitHparams::preset(name).unwrap();
+        let memit = |name: &str| name.parse::<Preset>().unwrap().memit().unwrap();
         let xl = memit("gpt2-xl");
         assert_eq!(xl.layers, vec![13, 14, 15, 16, 17]);
         assert_eq!(
@@ -186,15 +327,16 @@ mod tests {
             ),
             (15_000.0, 25, 4.0, 1e-3)
         );
-        assert_eq!(FtHparams::preset("neox-20b").unwrap().layer, 15);
+        assert_eq!(Preset::Neox20b.ft().layer, 15);
+        assert_eq!(Preset::Gpt2Xl.ft().layer, 0);
     }
 
     #[test]
     fn unknown_and_rome_only_names_are_refused_clearly() {
-        let e = RomeHparams::preset("gpt5").unwrap_err().to_string();
+        let e = "gpt5".parse::<Preset>().unwrap_err().to_string();
         assert!(e.contains("gpt5") && e.contains("neox-20b"), "{e}");
-        let e = MemitHparams::preset("neox-20b").unwrap_err().to_string();
+        let e = Preset::Neox20b.memit().unwrap_err().to_string();
         assert!(e.contains("no MEMIT hyperparameters"), "{e}");
-        assert!(MemitHparams::preset("nope").is_err());
+        assert!(e.contains("smollm2") && !e.contains("gpt2-medium,"), "{e}");
     }
 }

@@ -5,8 +5,8 @@ use gpt_core::intervention::{read_sites, StopAt};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     generate, target_tokens, BlocksInput, CacheHook, EditableModel, ForwardOptions,
-    GenerateOptions, HookPoint, KvCache, Layer, LogitsAt, Padding, ResumableModel, Sampling,
-    SiteWrite, Sites, TokenBatch, Tokenizer, WeightDelta, WeightId,
+    GenerateOptions, HookPoint, KvCache, Layer, Padding, ResumableModel, Sampling, SiteWrite,
+    Sites, TokenBatch, Tokenizer, WeightDelta, WeightId,
 };
 
 use crate::adam::Adam;
@@ -192,7 +192,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let config = model.config();
     hp.validate(config.n_layers)?;
     if hp.mom2_adjustment && c.is_none() {
-        return Err(Error::InvalidConfig(
+        return Err(Error::InvalidInput(
             "mom2_adjustment needs the key statistics C of the layer".into(),
         ));
     }
@@ -226,7 +226,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let c = match (hp.mom2_adjustment, c) {
         (true, Some(c)) => c.f_to_kind(Kind::Double)?,
         (true, None) => {
-            return Err(Error::InvalidConfig(
+            return Err(Error::InvalidInput(
                 "mom2_adjustment needs the key statistics C".into(),
             ))
         }
@@ -346,7 +346,8 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     };
 
     let d_model = config.d_model as i64;
-    let mut delta = Tensor::f_zeros([d_model], (model.kind(), device))?.set_requires_grad(true);
+    let mut delta =
+        Tensor::f_zeros([d_model], (model.kind(), device))?.f_set_requires_grad(true)?;
     let mut adam = Adam::new(&delta, hp.v_lr)?;
     let mut target_init: Option<Tensor> = None;
     let mut kl_init: Option<Tensor> = None;
@@ -370,10 +371,7 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
                 model.unembed(&picked)?
             }
             None => {
-                let options = ForwardOptions {
-                    kv_cache: None,
-                    logits: LogitsAt::All,
-                };
+                let options = ForwardOptions::all();
                 let logits = model.forward_with(&batch, options, &mut hooks)?.logits()?;
                 logits.f_index(&[Some(&read_rows_t), Some(&read_pos_t)])?
             }
@@ -433,7 +431,7 @@ pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
         let grad = grads
             .into_iter()
             .next()
-            .ok_or_else(|| Error::InvalidConfig("no gradient reached δ".into()))?;
+            .ok_or_else(|| Error::InvalidInput("no gradient reached δ".into()))?;
         adam.step(&mut delta, &grad)?;
         // Project δ back into the ball of radius clamp·‖v₀‖.
         let max_norm = hp.clamp_norm_factor * init_norm;
@@ -485,10 +483,7 @@ impl Resumed {
         let point = HookPoint::resid_pre(layer);
         let mut record = CacheHook::new(|p| p == point);
         let mut kv = KvCache::new();
-        let options = ForwardOptions {
-            kv_cache: Some(&mut kv),
-            logits: LogitsAt::Last,
-        };
+        let options = ForwardOptions::last().with_cache(&mut kv);
         let _ = model.forward_with(batch, options, &mut record)?;
         let full = record.into_cache().try_get(point)?.shallow_clone(); // [rows, T, d]
         let (n, t, d) = full.size3()?;

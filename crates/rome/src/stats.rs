@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gpt_core::intervention::{from_fn, HookAction};
-use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::tch::Tensor;
 use gpt_core::{EditableModel, HookPoint, Layer, Padding, TokenBatch, Tokenizer, WeightId};
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{Corpus, Fnv64};
+use crate::corpus::Corpus;
 use crate::error::{Error, Result};
 use crate::st_file;
 use crate::update::SecondMoment;
@@ -106,21 +106,10 @@ pub struct StatsProgress {
 /// # Errors
 /// A layer out of range; libtorch errors.
 pub fn model_fingerprint(model: &dyn EditableModel, layer: usize) -> Result<String> {
-    let mut h = Fnv64::default();
-    let config = serde_json::to_string(model.config())
-        .map_err(|e| Error::InvalidConfig(format!("model config: {e}")))?;
-    h.update(config.as_bytes());
-    let w = model
-        .weight(WeightId::MlpOut(Layer(layer)))?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_flatten(0, -1)?;
-    let values = Vec::<f32>::try_from(&w)?;
-    for v in values {
-        h.update(&v.to_le_bytes());
-    }
-    Ok(h.hex())
+    Ok(gpt_core::model_fingerprint(
+        model,
+        WeightId::MlpOut(Layer(layer)),
+    )?)
 }
 
 impl KeyStats {
@@ -288,12 +277,12 @@ pub fn compute_key_stats(
         .into());
     }
     if options.max_length == 0 || options.batch_tokens == 0 || options.checkpoint_every == 0 {
-        return Err(Error::InvalidConfig(
+        return Err(Error::InvalidInput(
             "max length, batch tokens and checkpoint interval must be at least 1".into(),
         ));
     }
     if corpus.is_empty() {
-        return Err(Error::InvalidConfig("the corpus has no documents".into()));
+        return Err(Error::InvalidInput("the corpus has no documents".into()));
     }
     let _guard = gpt_core::tch::no_grad_guard();
     let fingerprint = model_fingerprint(model, options.layer)?;

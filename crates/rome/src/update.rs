@@ -190,7 +190,7 @@ pub fn memit_update(c: &Tensor, lambda: f64, keys: &Tensor, residuals: &Tensor) 
         "[d_out, n] (n = number of keys)",
     )?;
     if !(lambda.is_finite() && lambda >= 0.0) {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidInput(format!(
             "the covariance weight λ = {lambda} must be finite and >= 0"
         )));
     }
@@ -262,10 +262,10 @@ impl SecondMoment {
     /// `E[k kᵀ] = sum / count`, f64 `[d, d]`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when no key was added.
+    /// [`Error::InvalidInput`] when no key was added.
     pub fn moment(&self) -> Result<Tensor> {
         if self.count == 0 {
-            return Err(Error::InvalidConfig(
+            return Err(Error::InvalidInput(
                 "the second moment of no keys is undefined".into(),
             ));
         }

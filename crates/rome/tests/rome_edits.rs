@@ -596,7 +596,7 @@ fn editors_write_requests_and_undo_bit_exactly() {
             assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
         }
     }
-    assert_eq!(editors[1].method(), "r-rome");
+    assert_eq!(editors[1].method(), gpt_core::Method::RRome);
     // A failing request leaves the model as it was, even after an earlier one was applied.
     let bad = vec![
         request(),

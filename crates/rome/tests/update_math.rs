@@ -217,5 +217,5 @@ fn singular_and_degenerate_inputs_are_errors() {
     let err = memit_update(&c, -1.0, &k.unsqueeze(1), &r.unsqueeze(1)).unwrap_err();
     assert!(err.to_string().contains("λ"), "{err}");
     let err = SecondMoment::new(3).unwrap().moment().unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
 }

@@ -3,8 +3,7 @@
 
 use gpt_core::tch::{Device, Kind};
 use gpt_core::{
-    check_finite, first_target_token, ForwardOptions, HookableModel, LogitsAt, NoHooks, TokenBatch,
-    Tokenizer,
+    check_finite, first_target_token, ForwardOptions, HookableModel, NoHooks, TokenBatch, Tokenizer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,14 +49,7 @@ pub fn check_known(
     let _guard = gpt_core::tch::no_grad_guard();
     let batch = TokenBatch::single(&enc.ids, model.device())?;
     let logits = model
-        .forward_with(
-            &batch,
-            ForwardOptions {
-                kv_cache: None,
-                logits: LogitsAt::Last,
-            },
-            &mut NoHooks,
-        )?
+        .forward_with(&batch, ForwardOptions::last(), &mut NoHooks)?
         .logits()?;
     check_finite(&logits, &format!("the logits after {:?}", fact.prompt))?;
     let top = logits

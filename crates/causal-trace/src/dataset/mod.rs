@@ -169,14 +169,14 @@ pub fn run_dataset(
 ) -> Result<DatasetReport> {
     let n_layers = model.config().n_layers;
     if options.samples == 0 {
-        return Err(Error::InvalidConfig("samples must be at least 1".into()));
+        return Err(Error::InvalidInput("samples must be at least 1".into()));
     }
     if options.kinds.is_empty() {
-        return Err(Error::InvalidConfig("no trace kinds selected".into()));
+        return Err(Error::InvalidInput("no trace kinds selected".into()));
     }
     let windowed = options.kinds.iter().any(|&k| k != TraceKind::Hidden);
     if windowed && (options.window == 0 || options.window > n_layers) {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidInput(format!(
             "window {} must be between 1 and the model's {n_layers} layers",
             options.window
         )));
