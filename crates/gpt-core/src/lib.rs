@@ -17,7 +17,7 @@
 //! - [`SubjectPrompt`] locates a subject's tokens in a prompt; [`target_tokens`] gives the
 //!   tokens of an answer after a prompt.
 //! - [`generate()`] decodes greedily or with seeded top-k sampling using a [`KvCache`].
-//! - Feature `testing`: [`testing`] exports proptest strategies (configs, models, prompts,
+//! - Feature `testing`: `testing` (the `gpt_core::testing` module) exports proptest strategies (configs, models, prompts,
 //!   well-conditioned matrices) so that downstream crates can property-test against
 //!   random models.
 //!

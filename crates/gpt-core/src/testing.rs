@@ -3,15 +3,22 @@
 //! Downstream crates (tracing, editing, evaluation) test their invariants on many small
 //! random models, prompts and matrices; these strategies are the shared way to draw them.
 //!
+//! `proptest` is re-exported ([`proptest`](crate::testing::proptest)), so a dependent needs
+//! only `gpt-core` with feature `testing` (add `proptest` itself to use its macros by their
+//! usual path in your own `Cargo.toml`, or import them from here as below).
+//!
 //! ```
-//! use gpt_core::testing::{arb_model, arb_prompts};
+//! use gpt_core::testing::proptest::prelude::*;
+//! use gpt_core::testing::{arb_model, arb_prompts, PromptShape};
 //! use gpt_core::HookableModel;
-//! use proptest::prelude::*;
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(2))]
 //!     // In a test file this function would carry `#[test]`.
-//!     fn logits_are_finite(model in arb_model(), prompts in arb_prompts(64, 1, 6, 2)) {
+//!     fn logits_are_finite(
+//!         model in arb_model(),
+//!         prompts in arb_prompts(PromptShape { vocab: 64, min_len: 1, max_len: 6, max_batch: 2 }),
+//!     ) {
 //!         let batch = gpt_core::TokenBatch::pad(&prompts, Default::default(), 0, model.device()).unwrap();
 //!         let logits = model.forward(&batch).unwrap();
 //!         prop_assert!(gpt_core::check_finite(&logits, "logits").is_ok());
@@ -20,11 +27,14 @@
 //! logits_are_finite();
 //! ```
 
+pub use proptest;
+
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::hook::{BlockSite, HookPoint};
+use crate::model::HookableModel;
 use crate::random::{tiny_config, RandomInit};
 use crate::transformer::Transformer;
 
@@ -88,23 +98,39 @@ pub fn arb_tiny_model(arch: Architecture, kind: Kind) -> impl Strategy<Value = T
     })
 }
 
-/// One prompt of `min_len..=max_len` token ids below `vocab`.
-pub fn arb_prompt(vocab: i64, min_len: usize, max_len: usize) -> impl Strategy<Value = Vec<i64>> {
-    prop::collection::vec(0..vocab, min_len..=max_len)
+/// The shape of random prompts: token ids below `vocab`, `min_len..=max_len` tokens each, and
+/// (for [`arb_prompts`]) 1 to `max_batch` prompts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromptShape {
+    /// Token ids are below this.
+    pub vocab: i64,
+    /// Fewest tokens in a prompt.
+    pub min_len: usize,
+    /// Most tokens in a prompt.
+    pub max_len: usize,
+    /// Most prompts in a batch.
+    pub max_batch: usize,
 }
 
-/// 1 to `max_batch` prompts of `min_len..=max_len` tokens each.
-pub fn arb_prompts(
-    vocab: i64,
-    min_len: usize,
-    max_len: usize,
-    max_batch: usize,
-) -> impl Strategy<Value = Vec<Vec<i64>>> {
-    prop::collection::vec(arb_prompt(vocab, min_len, max_len), 1..=max_batch.max(1))
+/// One prompt of `shape.min_len..=shape.max_len` token ids below `shape.vocab`.
+pub fn arb_prompt(shape: PromptShape) -> impl Strategy<Value = Vec<i64>> {
+    prop::collection::vec(0..shape.vocab, shape.min_len..=shape.max_len)
+}
+
+/// 1 to `shape.max_batch` prompts of [`arb_prompt`].
+pub fn arb_prompts(shape: PromptShape) -> impl Strategy<Value = Vec<Vec<i64>>> {
+    prop::collection::vec(arb_prompt(shape), 1..=shape.max_batch.max(1))
+}
+
+/// One of the hook points `model` has ([`HookableModel::hook_points`]: every block site of
+/// every layer, the embeddings, the final norm).
+pub fn arb_hook_point_of(model: &dyn HookableModel) -> impl Strategy<Value = HookPoint> {
+    prop::sample::select(model.hook_points())
 }
 
 /// A hook point of a model with `n_layers` layers (block sites of any layer, embeddings,
-/// final norm; `hook_pos_embed` only when `learned_positions`).
+/// final norm; `hook_pos_embed` only when `learned_positions`). Prefer
+/// [`arb_hook_point_of`] when a model is at hand.
 pub fn arb_hook_point(
     n_layers: usize,
     learned_positions: bool,
@@ -152,4 +178,98 @@ pub fn arb_spd_matrix(n: usize) -> impl Strategy<Value = Tensor> {
 pub fn arb_vector(n: usize) -> impl Strategy<Value = Tensor> {
     prop::collection::vec(-1.0f64..1.0, n)
         .prop_filter_map("vector", |v| Tensor::f_from_slice(&v).ok())
+}
+
+/// A symmetric positive definite f64 matrix `[n, n]` with condition number exactly
+/// `condition` (≥ 1): `Q diag(λ) Qᵀ` for a random orthogonal `Q` and eigenvalues spread
+/// geometrically from 1 to `condition`. For testing how code handles badly conditioned key
+/// statistics (e.g. a solver's refusal above its condition limit).
+pub fn arb_ill_conditioned_spd(n: usize, condition: f64) -> impl Strategy<Value = Tensor> {
+    let eigenvalues: Vec<f64> = (0..n)
+        .map(|i| condition.max(1.0).powf(i as f64 / (n.max(2) - 1) as f64))
+        .collect();
+    arb_orthogonal(n).prop_filter_map("ill-conditioned SPD matrix", move |q| {
+        with_spectrum(&q, &eigenvalues).ok()
+    })
+}
+
+/// A symmetric positive semi-definite f64 matrix `[n, n]` of rank `rank < n` (so singular):
+/// `Q diag(1, …, 1, 0, …, 0) Qᵀ`. Cholesky fails on it; tests of error paths use it.
+pub fn arb_singular_psd(n: usize, rank: usize) -> impl Strategy<Value = Tensor> {
+    let eigenvalues: Vec<f64> = (0..n).map(|i| if i < rank { 1.0 } else { 0.0 }).collect();
+    arb_orthogonal(n).prop_filter_map("singular PSD matrix", move |q| {
+        with_spectrum(&q, &eigenvalues).ok()
+    })
+}
+
+/// A random orthogonal f64 matrix `[n, n]` (the Q of a QR decomposition of a random matrix).
+pub fn arb_orthogonal(n: usize) -> impl Strategy<Value = Tensor> {
+    arb_matrix(n, n).prop_filter_map("orthogonal matrix", |a| {
+        Tensor::f_linalg_qr(&a, "reduced").ok().map(|(q, _)| q)
+    })
+}
+
+/// `Q diag(eigenvalues) Qᵀ`, symmetrised against rounding.
+fn with_spectrum(q: &Tensor, eigenvalues: &[f64]) -> Result<Tensor, tch::TchError> {
+    let d = Tensor::f_from_slice(eigenvalues)?;
+    let m = q
+        .f_mul(&d.f_unsqueeze(0)?)?
+        .f_matmul(&q.f_transpose(0, 1)?)?;
+    m.f_add(&m.f_transpose(0, 1)?)?.f_div_scalar(2.0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    fn eigenvalues(m: &Tensor) -> Vec<f64> {
+        let e = m.f_linalg_eigvalsh("L").unwrap();
+        Vec::<f64>::try_from(&e).unwrap()
+    }
+
+    #[test]
+    fn ill_conditioned_and_singular_matrices_have_the_promised_spectrum() {
+        let mut runner = TestRunner::deterministic();
+        for _ in 0..4 {
+            let m = arb_ill_conditioned_spd(6, 1e8)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let e = eigenvalues(&m);
+            let (lo, hi) = (e[0], e[e.len() - 1]);
+            assert!((hi / lo / 1e8 - 1.0).abs() < 1e-3, "{e:?}");
+            assert!(m.allclose(&m.f_transpose(0, 1).unwrap(), 0.0, 0.0, false));
+
+            let s = arb_singular_psd(5, 3)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let e = eigenvalues(&s);
+            assert!(e[0].abs() < 1e-12 && e[1].abs() < 1e-12, "{e:?}");
+            assert!((e[2] - 1.0).abs() < 1e-12, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn hook_points_are_drawn_from_the_model() {
+        let model = Transformer::random(
+            &tiny_config(Architecture::Gpt2),
+            RandomInit { seed: 1, std: 0.5 },
+            Device::Cpu,
+            Kind::Float,
+        )
+        .unwrap();
+        let points = model.hook_points();
+        let mut runner = TestRunner::deterministic();
+        for _ in 0..20 {
+            let p = arb_hook_point_of(&model)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            assert!(points.contains(&p));
+        }
+    }
 }
