@@ -1,4 +1,4 @@
-//! The fast schedule (see "Performance" in `docs/ARCHITECTURE.md`).
+//! The fast schedule (see "Performance design" in `docs/ARCHITECTURE.md`).
 //!
 //! Restoring a state at token `t` cannot change positions `< t`, nor anything below the first
 //! restored layer. So for each token `t`, every layer's cell starts from the corrupted run's

@@ -90,7 +90,7 @@ impl Sever {
 pub enum Schedule {
     /// Reuse the corrupted run below the restored layer and before the restored token, run
     /// only the changed positions, unembed only the last position, and batch all layers of a
-    /// token together (the performance notes of `docs/ARCHITECTURE.md`).
+    /// token together ("Performance design" in `docs/ARCHITECTURE.md`).
     #[default]
     Fast,
     /// One full forward pass of the clean row plus the corrupted rows per grid cell (as the

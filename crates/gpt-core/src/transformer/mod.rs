@@ -29,7 +29,7 @@ use crate::model::{
     BlocksInput, BlocksOutcome, ForwardOptions, HookableModel, LogitsAt, Outcome, ResumableModel,
 };
 
-/// A decoder-only transformer (GPT-2 or Llama family) with hook points and editable weights.
+/// A decoder-only transformer (every supported family: GPT-2, Llama-like, GPT-NeoX, GPT-J) with hook points and editable weights.
 ///
 /// Built by [`crate::load_model`] or the architecture loaders; see [`HookableModel`],
 /// [`ResumableModel`] and [`crate::EditableModel`] for how to run and edit it.
