@@ -63,7 +63,8 @@ pub struct LoadedCases {
 ///
 /// # Errors
 /// [`Error::Dataset`] for an unreadable file, one that is not a JSON list, or an empty list;
-/// [`Error::Record`] for the first malformed record (without `skip_bad`).
+/// [`Error::Record`] for the first malformed record (without `skip_bad`), including a case id
+/// seen before and a known fact among edit cases (or the reverse).
 pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Dataset {
         path: path.to_path_buf(),
@@ -86,9 +87,50 @@ pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
         });
     }
     let mut loaded = LoadedCases::default();
+    // Record index of each case id, and of the first record of each kind (edit cases or
+    // known facts): a summary keyed by case id would silently drop a duplicate, and a file
+    // mixing kinds has metrics that exist only for some of its cases.
+    let mut ids: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut first_of_kind: Option<(bool, usize)> = None;
     for (index, record) in records.iter().enumerate() {
-        match parse_record(path, index, record) {
-            Ok(case) => loaded.cases.push(case),
+        let parsed = parse_record(path, index, record).and_then(|case| {
+            let field = if case.has_edit() { "case_id" } else { "known_id" };
+            let bad = |reason: String| Error::Record {
+                path: path.to_path_buf(),
+                index,
+                field: field.into(),
+                reason,
+            };
+            if let Some(&earlier) = ids.get(&case.case_id) {
+                return Err(bad(format!(
+                    "{} is also the id of record {earlier}; ids must be unique",
+                    case.case_id
+                )));
+            }
+            match first_of_kind {
+                Some((edit, first)) if edit != case.has_edit() => {
+                    let kind = |e: bool| if e { "an edit case" } else { "a known fact" };
+                    return Err(Error::Record {
+                        path: path.to_path_buf(),
+                        index,
+                        field: "(record)".into(),
+                        reason: format!(
+                            "{} in a file whose record {first} is {}; give edit cases and known facts in separate files",
+                            kind(case.has_edit()),
+                            kind(edit)
+                        ),
+                    });
+                }
+                None => first_of_kind = Some((case.has_edit(), index)),
+                _ => {}
+            }
+            Ok(case)
+        });
+        match parsed {
+            Ok(case) => {
+                ids.insert(case.case_id, index);
+                loaded.cases.push(case);
+            }
             Err(e) if skip_bad => loaded.skipped.push(e),
             Err(e) => return Err(e),
         }

@@ -147,6 +147,37 @@ fn the_three_schemas_load_and_bad_records_are_named() {
         let e = load_cases(&write(dir.path(), name, &value), false).unwrap_err();
         assert!(e.to_string().contains(expect), "{e}");
     }
+    // A duplicate case id would drop a case from the summary: refused by record and field
+    // (skipped with `skip_bad`, keeping the first).
+    let dup = json!([
+        compact(0, "The Eiffel Tower", "Rome", "Paris"),
+        compact(1, "The Colosseum", "Paris", "Rome"),
+        compact(0, "Big Ben", "Berlin", "London"),
+    ]);
+    let dup_path = write(dir.path(), "dup.json", &dup);
+    match load_cases(&dup_path, false).unwrap_err() {
+        e @ Error::Record { index: 2, .. } => {
+            let m = e.to_string();
+            assert!(m.contains("case_id") && m.contains("record 0"), "{m}");
+        }
+        e => panic!("{e}"),
+    }
+    let loaded = load_cases(&dup_path, true).unwrap();
+    assert_eq!((loaded.cases.len(), loaded.skipped.len()), (2, 1));
+    // Edit cases and known facts in one file have metrics for only some cases: refused.
+    let mixed = json!([
+        compact(0, "The Eiffel Tower", "Rome", "Paris"),
+        {"known_id": 3, "subject": "Vinson Massif", "attribute": "Antarctica",
+         "template": "{} is located in the continent",
+         "prompt": "Vinson Massif is located in the continent of", "relation_id": "P30"},
+    ]);
+    let e = load_cases(&write(dir.path(), "mixed.json", &mixed), false).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("record 1") && m.contains("known fact") && m.contains("record 0"),
+        "{m}"
+    );
+
     let e = load_cases(&dir.path().join("missing.json"), false).unwrap_err();
     assert!(e.to_string().contains("missing.json"), "{e}");
     let shard: Vec<u32> = counterfact::dataset::shard(&[0, 1, 2, 3, 4], 1, 2).unwrap();

@@ -63,6 +63,19 @@ impl RewriteRequest {
         if self.target.trim().is_empty() {
             return Err(bad("the target is empty"));
         }
+        // A control character (a NUL from a bad file, say) tokenises to something no text
+        // contains: the edit would "succeed" and the target never appear.
+        for (field, text) in [
+            ("prompt", &self.prompt),
+            ("subject", &self.subject),
+            ("target", &self.target),
+        ] {
+            if let Some((i, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+                return Err(bad(&format!(
+                    "the {field} contains the control character {c:?} at byte {i}"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -194,6 +207,7 @@ pub fn apply_edits<M: EditModel>(
     let mut undos = Vec::new();
     let result = (|| -> Result<()> {
         let groups: Vec<&[RewriteRequest]> = if editor.joint() {
+            check_joint_requests(requests)?;
             vec![requests]
         } else {
             requests.chunks(1).collect()
@@ -214,6 +228,41 @@ pub fn apply_edits<M: EditModel>(
     }
 }
 
+/// Checks requests that one computation writes jointly (MEMIT, FT-L): each is valid, and no
+/// two ask for different targets for the same prompt and subject — written together they
+/// would contradict each other, and neither would hold. (One-at-a-time methods may rewrite a
+/// fact again: the later edit wins, as sequential editing means.)
+///
+/// # Errors
+/// [`Error::InvalidRequest`] naming the request (by index) and what is wrong.
+pub fn check_joint_requests(requests: &[RewriteRequest]) -> Result<()> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, r) in requests.iter().enumerate() {
+        r.validate().map_err(|e| match e {
+            Error::InvalidRequest { prompt, reason } => Error::InvalidRequest {
+                prompt,
+                reason: format!("request {i}: {reason}"),
+            },
+            other => other,
+        })?;
+        if let Some(&j) = seen.get(&r.filled()) {
+            let earlier = &requests[j];
+            if earlier.target != r.target {
+                return Err(Error::InvalidRequest {
+                    prompt: r.prompt.clone(),
+                    reason: format!(
+                        "requests {j} and {i} ask for different targets ({:?} and {:?}) for the same prompt and subject {:?}; written jointly they contradict each other",
+                        earlier.target, r.target, r.subject
+                    ),
+                });
+            }
+        } else {
+            seen.insert(r.filled(), i);
+        }
+    }
+    Ok(())
+}
+
 /// Undoes `undos` (as returned by [`apply_edits`]) in reverse order.
 ///
 /// # Errors
@@ -223,4 +272,44 @@ pub fn undo_all<M: EditableModel + ?Sized>(model: &mut M, undos: &[EditUndo]) ->
         model.undo(undo)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_refused_by_field() {
+        let e = RewriteRequest::new("{} is in", "Pa\u{0}ris", "Rome").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("subject") && m.contains("\\0"), "{m}");
+        let e = RewriteRequest::new("{} is in", "Paris", "Ro\u{7}me").unwrap_err();
+        assert!(e.to_string().contains("target"), "{e}");
+        assert!(RewriteRequest::new("{} is in", "Paris", "Rome").is_ok());
+    }
+
+    #[test]
+    fn contradicting_joint_requests_are_refused() {
+        let a = RewriteRequest::new("{} is in", "The Eiffel Tower", "Rome").unwrap();
+        let b = RewriteRequest::new("{} is in", "The Eiffel Tower", "Berlin").unwrap();
+        let e = check_joint_requests(&[a.clone(), b])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("requests 0 and 1") && e.contains("Rome") && e.contains("Berlin"),
+            "{e}"
+        );
+        // The same fact twice, or other subjects, are fine.
+        let c = RewriteRequest::new("{} is in", "The Colosseum", "Berlin").unwrap();
+        check_joint_requests(&[a.clone(), a.clone(), c]).unwrap();
+        // Invalid requests are named by index.
+        let bad = RewriteRequest {
+            prompt: "no marker".into(),
+            subject: "x".into(),
+            target: "y".into(),
+        };
+        let e = check_joint_requests(&[a, bad]).unwrap_err().to_string();
+        assert!(e.contains("request 1"), "{e}");
+    }
 }

@@ -63,7 +63,9 @@ mod weights;
 pub use cache::{ActivationCache, CacheHook, Patch};
 pub use config::{Architecture, ModelConfig, Rope, RopeScaling};
 pub use edit::{EditUndo, WeightDelta, WeightId};
-pub use editor::{apply_edits, undo_all, EditModel, Editor, Method, RewriteRequest};
+pub use editor::{
+    apply_edits, check_joint_requests, undo_all, EditModel, Editor, Method, RewriteRequest,
+};
 pub use error::{check_finite, Error, Result};
 pub use fingerprint::model_fingerprint;
 pub use generate::{generate, generate_batch, generate_seeded, GenerateOptions, Sampling};

@@ -123,6 +123,7 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
             "FT-L needs at least one request".into(),
         ));
     }
+    gpt_core::check_joint_requests(requests)?;
     let device = model.device();
     // Each row: prompt + target[..T−1]; row i reads target token j at (prompt_len + j − 1).
     // Each read is weighted 1 / (tokens of its target · requests), so each request counts

@@ -111,6 +111,7 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
             "MEMIT needs at least one request".into(),
         ));
     }
+    gpt_core::check_joint_requests(requests)?;
     if hp.layers.is_empty() || hp.layers.windows(2).any(|w| w[0] >= w[1]) {
         return Err(Error::InvalidInput(format!(
             "MEMIT layers {:?} must be non-empty and strictly ascending",
