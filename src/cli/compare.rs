@@ -36,7 +36,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         if records.is_empty() {
             bail!("{}: the run has no finished cases yet", dir.display());
         }
-        summaries.push(summarise_run(&settings, &records, Bootstrap::default()));
+        let mut summary = summarise_run(&settings, &records, Bootstrap::default());
+        // Two runs of one method must not both be called "rome": name each by its folder.
+        summary.label = Some(format!("{} ({})", summary.method, dir.display()));
+        summaries.push(summary);
     }
     let refs: Vec<&Summary> = summaries.iter().collect();
     let table = markdown_table(&refs, true);

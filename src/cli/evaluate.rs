@@ -427,7 +427,7 @@ fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
         }
     }
     for s in summaries {
-        series.push(series_of(s.method.clone(), &s.metrics));
+        series.push(series_of(s.display_name().to_string(), &s.metrics));
     }
     BarPlot {
         categories: metrics.iter().map(|m| m.to_string()).collect(),

@@ -48,6 +48,17 @@ pub struct Summary {
     pub per_relation: BTreeMap<String, MetricTable>,
     /// Bootstrap resamples and seed behind the intervals.
     pub bootstrap: Bootstrap,
+    /// What tables and figures call this run when it is not simply its method (e.g. the run
+    /// folder, when several runs are compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl Summary {
+    /// The name of the run in tables and figures: its [`Summary::label`], else its method.
+    pub fn display_name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.method)
+    }
 }
 
 /// How intervals were drawn.
@@ -219,6 +230,7 @@ pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Boots
             .map(|(k, v)| (k, summarise(&v, boot)))
             .collect(),
         bootstrap: boot,
+        label: None,
     }
 }
 
@@ -264,7 +276,7 @@ pub fn markdown_table(summaries: &[&Summary], with_pre: bool) -> String {
         }
     }
     for s in summaries {
-        row(&s.method, s.n, &s.metrics, Some(s.seconds_per_case));
+        row(s.display_name(), s.n, &s.metrics, Some(s.seconds_per_case));
     }
     out.push_str(
         "\nRates in percent with 95% bootstrap intervals; S is the harmonic mean of ES, PS, NS; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).\n",
