@@ -992,3 +992,34 @@ fn fv_vector_arithmetic_reports_the_composed_vector() {
     ]);
     assert!(!out.status.success());
 }
+
+/// An OS error is printed once, not once by the library's message and again as its source.
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec![
+            "fv",
+            "--task",
+            missing,
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        vec!["predict", "--model", missing, "--prompt", "x"],
+        vec![
+            "trace-dataset",
+            "--facts",
+            missing,
+            "--out",
+            dir.path().join("t").to_str().unwrap(),
+        ],
+    ] {
+        let out = factscope(&args);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert_eq!(err.matches("os error 2").count(), 1, "{args:?}: {err}");
+        assert!(err.contains("missing.json"), "{args:?}: {err}");
+    }
+}

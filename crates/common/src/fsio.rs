@@ -22,7 +22,7 @@ pub struct WriteError {
 }
 
 impl WriteError {
-    fn new(path: &Path, context: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn new(path: &Path, context: &'static str, source: std::io::Error) -> Self {
         Self {
             path: path.to_path_buf(),
             context,
@@ -55,7 +55,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| WriteError::new(&tmp, "writing a temporary file", e))
+        .map_err(|e| WriteError::new(path, "writing it (through a temporary file beside it)", e))
         .and_then(|()| {
             drop(file);
             fs::rename(&tmp, path)

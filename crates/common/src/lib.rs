@@ -4,6 +4,8 @@
 //!
 //! - [`fsio`]: atomic file writes (a reader sees the old file or the whole new one, never a
 //!   part) and checks that an output location is usable *before* long work starts.
+//! - [`outdir`]: the one rule for output folders ([`OutputDir`]): new, empty, or holding only
+//!   what factscope wrote there; a user's file is never replaced.
 //! - [`stats`]: means with 95% confidence intervals ([`Estimate`], [`mean_ci`]).
 //!
 //! It exists as its own crate because `viz` (no ML dependency) and the model crates
@@ -13,7 +15,9 @@
 #![warn(missing_docs)]
 
 pub mod fsio;
+pub mod outdir;
 pub mod stats;
 
 pub use fsio::{write_atomic, write_json_atomic, WriteError};
+pub use outdir::OutputDir;
 pub use stats::{mean_ci, Estimate, Z95};

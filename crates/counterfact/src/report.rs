@@ -73,7 +73,13 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
         row(&mut h, "unedited", first.n, &first.pre, None);
     }
     for s in summaries {
-        row(&mut h, s.display_name(), s.n, &s.metrics, Some(s.seconds_per_case));
+        row(
+            &mut h,
+            s.display_name(),
+            s.n,
+            &s.metrics,
+            Some(s.seconds_per_case),
+        );
     }
     let mut models: Vec<&str> = summaries.iter().map(|s| s.model.as_str()).collect();
     models.sort_unstable();
