@@ -3,8 +3,12 @@
 //! GPT-style language models over libtorch with typed hook points, per-call interventions
 //! and exactly undoable weight edits: the foundation of factscope.
 //!
-//! - [`load_model`] reads a Hugging Face folder (safetensors, GPT-2 or Llama family) or a
-//!   `.gguf` file into a [`Transformer`] plus its [`Tokenizer`].
+//! - [`load_model`] reads a Hugging Face folder (`config.json` + safetensors) or a `.gguf`
+//!   file into a [`Transformer`] plus its [`Tokenizer`]. Families ([`Architecture`]): GPT-2
+//!   (`gpt2`, also from GGUF); the Llama layout — Llama / SmolLM2, Qwen2, Mistral (also from
+//!   GGUF) and Gemma 1–3 (`gemma`, `gemma2`, `gemma3_text`); GPT-NeoX / Pythia (`gpt_neox`);
+//!   GPT-J (`gptj`). Each family's config format, tensor names, loader and writer live in one
+//!   folder of `src/families/`; [`ModelConfig`] is what they share.
 //! - [`HookableModel`] runs forward passes; an [`Intervention`] sees every [`HookPoint`]
 //!   (TransformerLens names) and may continue, replace the activation, or stop.
 //! - [`EditableModel`] reads weights as `[out, in]` by [`WeightId`], applies a
@@ -39,16 +43,13 @@ pub mod config;
 pub mod edit;
 pub mod editor;
 mod error;
+mod families;
 pub mod generate;
-mod gpt2;
-mod gptj;
 pub mod hook;
 pub mod input;
 pub mod intervention;
-mod llama;
 mod load;
 pub mod model;
-mod neox;
 pub mod prompt;
 pub mod random;
 mod save;
@@ -60,7 +61,7 @@ mod transformer;
 mod weights;
 
 pub use cache::{ActivationCache, CacheHook, Patch};
-pub use config::{Architecture, ModelConfig, Rope, RopeScaling};
+pub use config::{Activation, Architecture, ModelConfig, NormKind, Rope, RopeScaling};
 pub use edit::{EditUndo, WeightDelta, WeightId};
 pub use editor::{apply_edits, undo_all, EditModel, Editor, RewriteRequest};
 pub use error::{check_finite, Error, Result};
