@@ -29,7 +29,7 @@ pub(crate) fn hf_config(c: &ModelConfig) -> serde_json::Value {
     })
 }
 
-/// The model's tensors under Hugging Face GPT-2 names (the inverse of [`super::load`]: `Conv1D`
+/// The model's tensors under Hugging Face GPT-2 names (the inverse of [`super::load()`]: `Conv1D`
 /// weights transposed back to `[in, out]`, q/k/v fused into `c_attn`), for writing a folder.
 pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
     let unsupported =

@@ -100,7 +100,7 @@ fn check_gemma_details(c: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
-/// The model's tensors under Hugging Face Llama names (the inverse of [`super::load`] with
+/// The model's tensors under Hugging Face Llama names (the inverse of [`super::load()`] with
 /// [`Layout::HuggingFace`]), for writing a model folder.
 ///
 /// # Errors
