@@ -3,8 +3,12 @@
 //! GPT-style language models over libtorch with typed hook points, per-call interventions
 //! and exactly undoable weight edits: the foundation of factscope.
 //!
-//! - [`load_model`] reads a Hugging Face folder (safetensors, GPT-2 or Llama family) or a
-//!   `.gguf` file into a [`Transformer`] plus its [`Tokenizer`].
+//! - [`load_model`] reads a Hugging Face folder (`config.json` + safetensors) or a `.gguf`
+//!   file into a [`Transformer`] plus its [`Tokenizer`]. Families ([`Architecture`]): GPT-2
+//!   (`gpt2`, also from GGUF); the Llama layout — Llama / SmolLM2, Qwen2, Mistral (also from
+//!   GGUF) and Gemma 1–3 (`gemma`, `gemma2`, `gemma3_text`); GPT-NeoX / Pythia (`gpt_neox`);
+//!   GPT-J (`gptj`). Each family's config format, tensor names, loader and writer live in one
+//!   folder of `src/families/`; [`ModelConfig`] is what they share.
 //! - [`HookableModel`] runs forward passes; an [`Intervention`] sees every [`HookPoint`]
 //!   (TransformerLens names) and may continue, replace the activation, or stop.
 //! - [`EditableModel`] reads weights as `[out, in]` by [`WeightId`], applies a
@@ -17,8 +21,8 @@
 //! - [`SubjectPrompt`] locates a subject's tokens in a prompt; [`target_tokens`] gives the
 //!   tokens of an answer after a prompt.
 //! - [`generate()`] decodes greedily or with seeded top-k sampling using a [`KvCache`].
-//! - Feature `testing`: `testing` (the `gpt_core::testing` module) exports proptest strategies (configs, models, prompts,
-//!   well-conditioned matrices) so that downstream crates can property-test against
+//! - Feature `testing`: the `gpt_core::testing` module exports proptest strategies (configs,
+//!   models, prompts, well- and ill-conditioned matrices) so that downstream crates can property-test against
 //!   random models.
 //!
 //! # Example
@@ -39,17 +43,14 @@ pub mod config;
 pub mod edit;
 pub mod editor;
 mod error;
+mod families;
 pub mod fingerprint;
 pub mod generate;
-mod gpt2;
-mod gptj;
 pub mod hook;
 pub mod input;
 pub mod intervention;
-mod llama;
 mod load;
 pub mod model;
-mod neox;
 pub mod prompt;
 pub mod random;
 mod save;
@@ -61,7 +62,7 @@ mod transformer;
 mod weights;
 
 pub use cache::{ActivationCache, CacheHook, Patch};
-pub use config::{Architecture, ModelConfig, Rope, RopeScaling};
+pub use config::{Activation, Architecture, ModelConfig, NormKind, Rope, RopeScaling};
 pub use edit::{EditUndo, WeightDelta, WeightId};
 pub use editor::{
     apply_edits, check_joint_requests, undo_all, EditModel, Editor, Method, RewriteRequest,

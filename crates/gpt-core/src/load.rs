@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind};
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::families;
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
 use crate::weights::{safetensors_files, GgufSource, Loader, SafetensorsSource};
-use crate::{gpt2, llama};
 
 /// Compute dtype and device for loading.
 #[derive(Clone, Copy, Debug)]
@@ -94,12 +94,7 @@ fn load_hf_dir(dir: &Path, options: LoadOptions) -> Result<(Transformer, Tokeniz
         device: options.device,
         kind: options.kind,
     };
-    let parts = match config.arch {
-        Architecture::Gpt2 => gpt2::load(&config, &mut loader)?,
-        Architecture::Llama => llama::load(&config, &mut loader, llama::Layout::HuggingFace)?,
-        Architecture::GptNeox => crate::neox::load(&config, &mut loader)?,
-        Architecture::GptJ => crate::gptj::load(&config, &mut loader)?,
-    };
+    let parts = families::load_hf(&config, &mut loader)?;
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
         tokenizer,
@@ -127,12 +122,7 @@ pub fn load_hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
 
 fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenizer)> {
     let reader = gguf::GgufFile::open(path)?;
-    let gpt2 = reader.file.architecture() == Some("gpt2");
-    let config = if gpt2 {
-        gpt2::config_from_gguf(&reader.file, path)?
-    } else {
-        llama::config_from_gguf(&reader.file, path)?
-    };
+    let config = families::config_from_gguf(&reader.file, path)?;
     let tokenizer = Tokenizer::from_gguf(&reader.file, path)?;
     if tokenizer.vocab_size() != config.vocab_size {
         return Err(Error::Config {
@@ -150,11 +140,7 @@ fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenize
         device: options.device,
         kind: options.kind,
     };
-    let parts = if gpt2 {
-        gpt2::load_gguf(&config, &mut loader)?
-    } else {
-        llama::load(&config, &mut loader, llama::Layout::Gguf)?
-    };
+    let parts = families::load_gguf(&config, &mut loader)?;
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
         tokenizer,

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Architecture, ModelConfig, Sizes};
+use crate::config::{Activation, Architecture, ModelConfig, NormKind, Sizes};
 use crate::error::Result;
 use crate::transformer::{
     Attention, Block, BlockLayout, Linear, Mlp, Norm, Transformer, TransformerParts,
@@ -122,7 +122,8 @@ impl Transformer {
         };
         let gpt2 = config.arch == Architecture::Gpt2;
         let norm = |d: usize| -> Result<Norm> {
-            Ok(if gpt2 {
+            let plus_one = config.norm == NormKind::RmsNormPlusOne;
+            Ok(if config.norm == NormKind::LayerNorm {
                 Norm::Layer {
                     weight: vec(d, 1.0)?,
                     bias: vec(d, 0.0)?,
@@ -131,9 +132,9 @@ impl Transformer {
             } else {
                 Norm::Rms {
                     // Gemma's norms scale by `1 + w`: the identity is w = 0.
-                    weight: vec(d, if config.norm_plus_one { 0.0 } else { 1.0 })?,
+                    weight: vec(d, if plus_one { 0.0 } else { 1.0 })?,
                     eps: config.norm_eps,
-                    plus_one: config.norm_plus_one,
+                    plus_one,
                 }
             })
         };
@@ -151,14 +152,14 @@ impl Transformer {
                 Mlp::Gelu {
                     fc_in: linear(dm, d, true)?,
                     fc_out: linear(d, dm, true)?,
-                    exact: false,
+                    exact: config.activation == Activation::Gelu,
                 }
             } else {
                 Mlp::Gated {
                     gate: linear(dm, d, false)?,
                     up: linear(dm, d, false)?,
                     down: linear(d, dm, false)?,
-                    gelu: config.gelu_gate,
+                    gelu: config.activation == Activation::GeluTanh,
                 }
             };
             blocks.push(Block {

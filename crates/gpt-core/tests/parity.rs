@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    generate, load_model, BlockSite, GenerateOptions, HookPoint, HookableModel, LoadOptions,
-    LoadedModel, Sampling, TokenBatch, Tokenizer,
+    generate, load_model, Activation, BlockSite, GenerateOptions, HookPoint, HookableModel,
+    LoadOptions, LoadedModel, NormKind, Sampling, TokenBatch, Tokenizer,
 };
 
 const TOL: f64 = 1e-4;
@@ -197,7 +197,11 @@ fn qwen2_with_qkv_biases_matches_transformers() {
 fn gemma_details_match_transformers() {
     let loaded = load("tiny-gemma");
     let c = loaded.model.config();
-    assert!(c.gelu_gate && c.norm_plus_one && c.tied_embeddings);
+    assert!(c.tied_embeddings);
+    assert_eq!(
+        (c.activation, c.norm),
+        (Activation::GeluTanh, NormKind::RmsNormPlusOne)
+    );
     assert_eq!(c.embed_scale, Some(f64::from(32f32.sqrt())));
     // head_dim is not hidden_size / heads, and one key/value head serves all four.
     assert_eq!((c.d_head, c.n_heads, c.n_kv_heads), (16, 4, 1));
@@ -208,7 +212,11 @@ fn gemma_details_match_transformers() {
 fn gemma2_details_match_transformers() {
     let loaded = load("tiny-gemma2");
     let c = loaded.model.config();
-    assert!(c.post_norms && c.gelu_gate && c.norm_plus_one);
+    assert!(c.post_norms);
+    assert_eq!(
+        (c.activation, c.norm),
+        (Activation::GeluTanh, NormKind::RmsNormPlusOne)
+    );
     assert_eq!(
         (c.query_pre_attn_scalar, c.attn_softcap, c.final_softcap),
         (Some(24.0), Some(2.0), Some(3.0))
@@ -225,7 +233,11 @@ fn gemma3_details_match_transformers() {
     use gpt_core::{Rope, RopeScaling};
     let loaded = load("tiny-gemma3");
     let c = loaded.model.config();
-    assert!(c.qk_norm && c.post_norms && c.gelu_gate && c.norm_plus_one);
+    assert!(c.qk_norm && c.post_norms);
+    assert_eq!(
+        (c.activation, c.norm),
+        (Activation::GeluTanh, NormKind::RmsNormPlusOne)
+    );
     assert_eq!((c.attn_softcap, c.final_softcap), (None, None));
     assert_eq!(c.sliding_layers, Some(vec![true, false]));
     assert_eq!(
@@ -260,7 +272,7 @@ fn gpt_neox_parallel_and_sequential_match_transformers() {
         assert_eq!(c.parallel_attn_mlp, parallel);
         // Rotary on half of each 8-dimension head: the pass-through half is exercised.
         assert_eq!((c.rotary_dim, c.d_head), (Some(4), 8));
-        assert!(c.exact_gelu && !c.tied_embeddings);
+        assert!(c.activation == Activation::Gelu && !c.tied_embeddings);
         check_model(name);
     }
 }

@@ -1,9 +1,9 @@
 //! [`Transformer`]: the decoder-only model shared by every architecture, with hook points.
 //!
 //! The architecture-specific parts (which norm, which MLP, learned or rotary positions) are
-//! small enums chosen from the [`ModelConfig`] (`layers.rs`, `attention.rs`); the
-//! weight-loading code of each architecture (`gpt2.rs`, `llama.rs`) is the only place that
-//! knows checkpoint names. Hooks fire in one place, `blocks.rs`; weight access and edits are
+//! small enums chosen from the [`ModelConfig`] (`layers.rs`, `attention.rs`); each family's
+//! folder under `src/families/` (its `load.rs` and `names.rs`) is the only place that knows
+//! its checkpoint names. Hooks fire in one place, `blocks.rs`; weight access and edits are
 //! in `editing.rs`.
 
 mod attention;

@@ -1,19 +1,9 @@
-//! GPT-J weights: the only file that knows GPT-J checkpoint names.
-//!
-//! | role (`WeightId`) | checkpoint name (`transformer.h.{l}.…`) |
-//! |---|---|
-//! | `AttnQ`/`AttnK`/`AttnV` | `attn.q_proj` / `attn.k_proj` / `attn.v_proj` (no bias) |
-//! | `AttnOut` | `attn.out_proj` (no bias) |
-//! | `MlpIn` | `mlp.fc_in` |
-//! | `MlpOut` | `mlp.fc_out` |
-//! | `Embed` / `Unembed` | `transformer.wte` / `lm_head` (with bias) |
-//!
-//! One LayerNorm (`ln_1`) feeds both attention and MLP; the block's `ln2` is the same norm.
+//! Loading GPT-J weights into the [`Transformer`](crate::Transformer)'s parts (names in
+//! the table of the family's module).
 
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
-use crate::gpt2::layer_norm;
-use crate::neox::linear;
+use crate::families::tensors::{layer_norm, linear};
 use crate::transformer::{Attention, Block, BlockLayout, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
 
@@ -62,7 +52,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
             mlp: Mlp::Gelu {
                 fc_in: linear(loader, &format!("{b}.mlp.fc_in"), d_mlp, d, true)?,
                 fc_out: linear(loader, &format!("{b}.mlp.fc_out"), d, d_mlp, true)?,
-                exact: config.exact_gelu,
+                exact: config.activation == Activation::Gelu,
             },
             layout: BlockLayout::ParallelSharedNorm,
             post_norms: None,

@@ -1,42 +1,13 @@
-//! GPT-NeoX / Pythia weights: the only file that knows GPT-NeoX checkpoint names.
-//!
-//! | role (`WeightId`) | checkpoint name (`gpt_neox.layers.{l}.…`) |
-//! |---|---|
-//! | `AttnQ`/`AttnK`/`AttnV` | `attention.query_key_value` (fused, per head) |
-//! | `AttnOut` | `attention.dense` |
-//! | `MlpIn` | `mlp.dense_h_to_4h` |
-//! | `MlpOut` | `mlp.dense_4h_to_h` |
-//! | `Embed` / `Unembed` | `gpt_neox.embed_in` / `embed_out` |
-//!
-//! The fused `query_key_value` projection is laid out per head: its `3·d_model` output rows
-//! are `[q₀ k₀ v₀ q₁ k₁ v₁ …]`, each `d_head` long (transformers views it as
-//! `[.., heads, 3·d_head]` and chunks the last axis), so it is split head by head here.
+//! Loading GPT-NeoX weights into the [`Transformer`](crate::Transformer)'s parts (names in
+//! the table of the family's module).
 
 use tch::Tensor;
 
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
-use crate::gpt2::layer_norm;
+use crate::families::tensors::{layer_norm, linear};
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, TransformerParts};
 use crate::weights::Loader;
-
-/// A `nn.Linear` (`[out, in]`), with its bias when `bias` (shared with GPT-J's loader).
-pub(crate) fn linear(
-    loader: &mut Loader<'_>,
-    prefix: &str,
-    out: i64,
-    inp: i64,
-    bias: bool,
-) -> Result<Linear> {
-    Ok(Linear {
-        weight: loader.tensor(&format!("{prefix}.weight"), &[out, inp])?,
-        bias: if bias {
-            Some(loader.tensor(&format!("{prefix}.bias"), &[out])?)
-        } else {
-            None
-        },
-    })
-}
 
 /// Splits the per-head fused projection (`[heads·3·d_head, in]` rows `[q_h k_h v_h]` per head)
 /// into q, k and v (`[heads·d_head, in]` each, heads in order).
@@ -98,7 +69,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
             mlp: Mlp::Gelu {
                 fc_in: linear(loader, &format!("{b}.mlp.dense_h_to_4h"), d_mlp, d, true)?,
                 fc_out: linear(loader, &format!("{b}.mlp.dense_4h_to_h"), d, d_mlp, true)?,
-                exact: config.exact_gelu,
+                exact: config.activation == Activation::Gelu,
             },
             layout,
             post_norms: None,
