@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpt_core::tch::{Device, Kind};
-use gpt_core::{load_model, HookableModel, LoadOptions, LoadedModel};
+use gpt_core::{load_model, LoadOptions, LoadedModel};
 
 /// The bundled model, relative to the repository root (see `scripts/fetch-model.sh`).
 pub const BUNDLED_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -108,22 +108,9 @@ pub fn check_out_file(what: &str, path: &Path, overwrite: bool) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
-/// The token ids that end a text: the tokenizer's end-of-sequence token and the model
-/// config's, when they differ (e.g. `<|im_end|>` and `<|endoftext|>`).
+/// The tokens that end a text or a turn ([`LoadedModel::end_ids`]).
 pub fn eos_ids(loaded: &LoadedModel) -> Vec<i64> {
-    let mut ids: Vec<i64> = loaded
-        .tokenizer
-        .eos_id()
-        .into_iter()
-        .chain(loaded.model.config().eos_token_id)
-        .collect();
-    ids.dedup();
-    ids
-}
-
-/// The stop token for generation: the tokenizer's EOS, else the config's.
-pub fn stop_token(loaded: &LoadedModel) -> Option<i64> {
-    eos_ids(loaded).first().copied()
+    loaded.end_ids()
 }
 
 /// Cuts generated tokens at the first end-of-sequence token (which is dropped): it ends the
@@ -138,5 +125,5 @@ pub fn strip_eos(mut tokens: Vec<i64>, eos: &[i64]) -> Vec<i64> {
 /// Decodes generated tokens without the end-of-sequence token and anything after it.
 pub fn decode_continuation(loaded: &LoadedModel, tokens: Vec<i64>) -> anyhow::Result<String> {
     let tokens = strip_eos(tokens, &eos_ids(loaded));
-    Ok(loaded.tokenizer.decode(&tokens)?)
+    Ok(loaded.tokenizer.decode_text(&tokens)?)
 }

@@ -8,7 +8,7 @@ use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
 use clap::Args;
 use gpt_core::{generate, GenerateOptions, HookableModel, Sampling};
 
-use super::common::{decode_continuation, stop_token, ModelArgs};
+use super::common::{decode_continuation, eos_ids, ModelArgs};
 use super::predict::predict;
 
 /// Factual prompts the bundled model answers (and one it does not know as well).
@@ -60,7 +60,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         started.elapsed(),
         loaded.model.device()
     );
-    let eos = stop_token(&loaded);
+    let eos = eos_ids(&loaded);
     for prompt in PROMPTS {
         let p = predict(&loaded, prompt, 3)?;
         let top: Vec<String> = p
@@ -71,7 +71,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let options = GenerateOptions {
             max_new_tokens: args.max_new_tokens,
             sampling: Sampling::Greedy,
-            stop_token: eos,
+            stop_tokens: eos.clone(),
         };
         let new = generate(&loaded.model, &p.token_ids, &options)?;
         // The end-of-sequence token ends the text; it is not part of it.

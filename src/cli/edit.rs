@@ -407,13 +407,13 @@ pub fn print_continuations(
     loaded: &gpt_core::LoadedModel,
     requests: &[RewriteRequest],
 ) -> anyhow::Result<()> {
-    let eos = super::common::stop_token(loaded);
+    let eos = super::common::eos_ids(loaded);
     for r in requests {
         let ids = loaded.tokenizer.encode(&r.filled())?.ids;
         let options = GenerateOptions {
             max_new_tokens: 20,
             sampling: Sampling::Greedy,
-            stop_token: eos,
+            stop_tokens: eos.clone(),
         };
         let new = generate(&loaded.model, &ids, &options)?;
         // The end-of-sequence token ends the text; it is not part of it.

@@ -4,7 +4,7 @@ use anyhow::bail;
 use clap::Args;
 use gpt_core::{generate, GenerateOptions, Sampling};
 
-use super::common::{decode_continuation, stop_token, ModelArgs};
+use super::common::{decode_continuation, eos_ids, ModelArgs};
 
 /// Arguments of `factscope generate`.
 #[derive(Args, Debug)]
@@ -54,7 +54,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        stop_token: stop_token(&loaded),
+        stop_tokens: eos_ids(&loaded),
     };
     let new = generate(&loaded.model, &enc.ids, &options)?;
     // The end-of-sequence token ends the text; it is not part of it.

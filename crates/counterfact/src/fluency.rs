@@ -69,6 +69,10 @@ pub fn fluency(text: &str) -> f64 {
 /// top-k 5 sampling, prompt `i` with its own generator seeded `seeds[i]`; each text
 /// includes its prompt. Prompts are generated together, `rows` at a time.
 ///
+/// A text ends at the first token that ends a text or a turn ([`Tokenizer::end_ids`] and the
+/// config's EOS): an instruct model would otherwise go on with chat markers and a new turn,
+/// which are not the continuation being measured. Special tokens are never part of a text.
+///
 /// # Errors
 /// Tokenizer and model errors.
 pub fn generate_texts(
@@ -83,6 +87,8 @@ pub fn generate_texts(
         .iter()
         .map(|p| tokenizer.encode(p).map(|e| e.ids))
         .collect::<gpt_core::Result<_>>()?;
+    let mut ends = tokenizer.end_ids();
+    ends.extend(model.config().eos_token_id);
     let mut texts = Vec::with_capacity(prompts.len());
     for (chunk, seeds) in ids.chunks(rows.max(1)).zip(seeds.chunks(rows.max(1))) {
         let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
@@ -93,11 +99,14 @@ pub fn generate_texts(
                 temperature: 1.0,
                 seed: 0,
             },
-            stop_token: None,
+            stop_tokens: ends.clone(),
         };
         let new = generate_seeded(model, chunk, &options, seeds)?;
-        for (p, n) in chunk.iter().zip(new) {
-            texts.push(tokenizer.decode(&[p.clone(), n].concat())?);
+        for (p, mut n) in chunk.iter().zip(new) {
+            if let Some(end) = n.iter().position(|t| ends.contains(t)) {
+                n.truncate(end);
+            }
+            texts.push(tokenizer.decode_text(&[p.clone(), n].concat())?);
         }
     }
     Ok(texts)

@@ -34,8 +34,8 @@ impl Bos {
         if !tokenizer.encode("")?.ids.is_empty() {
             return Ok(Bos::Tokenizer);
         }
-        if let Some(id) = tokenizer.inner().token_to_id("<|endoftext|>") {
-            return Ok(Bos::Inserted(i64::from(id)));
+        if let Some(id) = tokenizer.token_to_id("<|endoftext|>") {
+            return Ok(Bos::Inserted(id));
         }
         Ok(config.bos_token_id.map_or(Bos::None, Bos::Inserted))
     }

@@ -34,8 +34,9 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Token choice.
     pub sampling: Sampling,
-    /// Stop after this token (typically the tokenizer's EOS); it is included in the output.
-    pub stop_token: Option<i64>,
+    /// Stop after any of these tokens (typically [`crate::Tokenizer::end_ids`]); the stop
+    /// token is included in the output.
+    pub stop_tokens: Vec<i64>,
 }
 
 /// Generates up to `max_new_tokens` after `prompt` and returns the new token ids.
@@ -154,7 +155,7 @@ pub fn generate_seeded(
         for (i, &id) in next.iter().enumerate() {
             if !done[i] {
                 outs[i].push(id);
-                done[i] = options.stop_token == Some(id);
+                done[i] = options.stop_tokens.contains(&id);
             }
         }
         if done.iter().all(|&d| d) {

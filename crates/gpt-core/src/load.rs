@@ -7,6 +7,7 @@ use tch::{Device, Kind};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::families;
+use crate::model::HookableModel;
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
 use crate::weights::{safetensors_files, GgufSource, Loader, SafetensorsSource};
@@ -38,6 +39,18 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// Where it was loaded from.
     pub path: PathBuf,
+}
+
+impl LoadedModel {
+    /// Every token that ends a text or a turn: the tokenizer's [`Tokenizer::end_ids`] and the
+    /// model config's end-of-sequence id. Generation stops at any of them.
+    pub fn end_ids(&self) -> Vec<i64> {
+        let mut ids = self.tokenizer.end_ids();
+        ids.extend(self.model.config().eos_token_id);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// Loads a model: a Hugging Face folder (`config.json`, safetensors, `tokenizer.json` or

@@ -350,8 +350,69 @@ impl Tokenizer {
         self.bos
     }
 
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
+    /// The id of a token given by its text (e.g. `"<|endoftext|>"`), if the vocabulary has it.
+    pub fn token_to_id(&self, token: &str) -> Option<i64> {
+        self.inner.token_to_id(token).map(i64::from)
+    }
+
+    /// The ids of the special (added, control) tokens: chat markers, end-of-text, padding.
+    /// They are never text, so [`Tokenizer::decode_text`] leaves them out.
+    pub fn special_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| i64::from(id))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Every token that ends a text or a turn: the end-of-sequence id and the special tokens
+    /// of the common chat and document formats this vocabulary has (`<|endoftext|>`,
+    /// `<|im_end|>`, `</s>`, `<|eot_id|>`, `<|end_of_text|>`, `<end_of_turn>`, `<eos>`,
+    /// `<|end|>`). An instruct model ends its answer with one of them and may go on with a
+    /// new turn after it, so generation should stop at any of them.
+    pub fn end_ids(&self) -> Vec<i64> {
+        const ENDS: &[&str] = &[
+            "<|endoftext|>",
+            "<|im_end|>",
+            "</s>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+            "<end_of_turn>",
+            "<eos>",
+            "<|end|>",
+        ];
+        let mut ids: Vec<i64> = self
+            .eos
+            .into_iter()
+            .chain(ENDS.iter().filter_map(|t| self.token_to_id(t)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Decodes ids to text without the special tokens (what a reader or a text metric should
+    /// see).
+    ///
+    /// # Errors
+    /// As [`Tokenizer::decode`].
+    pub fn decode_text(&self, ids: &[i64]) -> Result<String> {
+        let specials = self.special_ids();
+        let kept: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|i| specials.binary_search(i).is_err())
+            .collect();
+        self.decode(&kept)
+    }
+
+    /// The underlying `tokenizers` tokenizer (for writing it back; not part of the API, so the
+    /// `tokenizers` crate stays an implementation detail).
+    pub(crate) fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
 }

@@ -548,7 +548,7 @@ fn empty_prompt() {
     let options = GenerateOptions {
         max_new_tokens: 3,
         sampling: Sampling::Greedy,
-        stop_token: None,
+        stop_tokens: Vec::new(),
     };
     let err = generate(&loaded.model, &[], &options).unwrap_err();
     assert!(matches!(err, Error::EmptyPrompt), "{err:?}");
@@ -604,7 +604,7 @@ fn prompt_longer_than_context() {
         let options = GenerateOptions {
             max_new_tokens: 3,
             sampling: Sampling::Greedy,
-            stop_token: None,
+            stop_tokens: Vec::new(),
         };
         let err = generate(&model, &ids[..30], &options).unwrap_err();
         assert!(
@@ -630,7 +630,7 @@ fn token_id_outside_vocabulary() {
             let options = GenerateOptions {
                 max_new_tokens: 1,
                 sampling: Sampling::Greedy,
-                stop_token: None,
+                stop_tokens: Vec::new(),
             };
             let err = generate(&model, &[bad], &options).unwrap_err();
             assert_mentions(&err, &[&bad.to_string()]);
@@ -837,7 +837,7 @@ fn generate_with_bad_sampling() {
                 temperature,
                 seed: 1,
             },
-            stop_token: None,
+            stop_tokens: Vec::new(),
         };
         let err = generate(&model, &[1, 2, 3], &options).unwrap_err();
         assert!(
@@ -853,7 +853,7 @@ fn generate_with_bad_sampling() {
             temperature: 1.0,
             seed: 1,
         },
-        stop_token: None,
+        stop_tokens: Vec::new(),
     };
     assert_eq!(generate(&model, &[1, 2, 3], &options).unwrap().len(), 2);
 }

@@ -142,7 +142,7 @@ fn check_model(name: &str) {
         &GenerateOptions {
             max_new_tokens: want.len() - prompt.len(),
             sampling: Sampling::Greedy,
-            stop_token: None,
+            stop_tokens: Vec::new(),
         },
     )
     .expect("generate");

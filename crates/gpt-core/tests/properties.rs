@@ -892,7 +892,7 @@ fn reduced_precision_checkpoints_run() {
             let options = GenerateOptions {
                 max_new_tokens: 4,
                 sampling: Sampling::Greedy,
-                stop_token: None,
+                stop_tokens: Vec::new(),
             };
             assert_eq!(
                 generate(&loaded.model, &[5, 6, 7], &options).unwrap().len(),

@@ -140,7 +140,7 @@ fn greedy_generation_matches_transformers() {
     let options = GenerateOptions {
         max_new_tokens: g.new_ids.len(),
         sampling: Sampling::Greedy,
-        stop_token: None,
+        stop_tokens: Vec::new(),
     };
     let new = generate(&m.model, &enc.ids, &options).expect("generate");
     assert_eq!(new, g.new_ids);
@@ -189,4 +189,27 @@ fn hidden_states_match_transformers() {
         let err = (&got - &want).abs().max().double_value(&[]) / scale;
         assert!(err <= 1e-4, "{point}: relative error {err}");
     }
+}
+
+/// The instruct model ends its answers with `<|im_end|>` and goes on with a new turn
+/// (`<|im_start|>assistant`): generation stops at any end-of-text or end-of-turn token, and
+/// text for readers and metrics never contains special tokens.
+#[test]
+fn end_of_turn_tokens_stop_generation_and_special_tokens_are_not_text() {
+    let Some(m) = model() else { return };
+    let im_end = m.tokenizer.token_to_id("<|im_end|>").expect("<|im_end|>");
+    let im_start = m
+        .tokenizer
+        .token_to_id("<|im_start|>")
+        .expect("<|im_start|>");
+    let ends = m.end_ids();
+    assert!(ends.contains(&im_end), "{ends:?}");
+    assert!(!ends.contains(&im_start), "{ends:?}");
+    let specials = m.tokenizer.special_ids();
+    assert!(specials.contains(&im_end) && specials.contains(&im_start));
+    let mut ids = m.tokenizer.encode("Paris").unwrap().ids;
+    ids.extend([im_end, im_start]);
+    ids.extend(m.tokenizer.encode("assistant").unwrap().ids);
+    assert_eq!(m.tokenizer.decode_text(&ids).unwrap(), "Parisassistant");
+    assert!(m.tokenizer.decode(&ids).unwrap().contains("<|im_end|>"));
 }

@@ -200,7 +200,7 @@ pub fn generated_corpus(
                 temperature: 1.0,
                 seed: settings.seed.wrapping_add(chunk[0] as u64),
             },
-            stop_token: None,
+            stop_tokens: Vec::new(),
         };
         let new = gpt_core::generate_batch(model, &prompts, &options)?;
         for (prompt, new) in prompts.into_iter().zip(new) {

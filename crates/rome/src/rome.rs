@@ -44,7 +44,7 @@ pub fn context_templates(
                     temperature: 1.0,
                     seed: draw,
                 },
-                stop_token: None,
+                stop_tokens: Vec::new(),
             };
             draw = draw.wrapping_add(1);
             let new = generate(model, &ids, &options)?;
