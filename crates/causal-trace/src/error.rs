@@ -12,6 +12,9 @@ pub enum Error {
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),
+    /// A long operation was stopped by its caller's progress callback.
+    #[error(transparent)]
+    Cancelled(#[from] gpt_core::Cancelled),
     /// A trace or patch setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
