@@ -205,7 +205,7 @@ pub const HEAD_SCAN_STAGE: &str = "head scan";
 /// ones). `progress` hears of [`HEAD_SCAN_STAGE`] before the first prompt and after each.
 ///
 /// # Errors
-/// As [`scan_prompt`]; [`Error::Cancelled`](crate::Error::Cancelled) when `progress` stops
+/// As [`scan_prompt`]; [`Error::Cancelled`] when `progress` stops
 /// it.
 pub fn head_scan(
     model: &dyn ResumableModel,

@@ -193,7 +193,7 @@ impl Default for GeneratedCorpus {
 /// hears of stage [`SAMPLING_STAGE`] in documents, before the first batch and after each.
 ///
 /// # Errors
-/// Model and tokenizer errors; [`Error::Cancelled`](crate::Error::Cancelled) when
+/// Model and tokenizer errors; [`Error::Cancelled`] when
 /// `progress` stops it.
 pub fn generated_corpus(
     model: &dyn gpt_core::HookableModel,
