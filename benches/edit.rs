@@ -21,7 +21,7 @@ use gpt_core::intervention::StopAt;
 use gpt_core::tch;
 use gpt_core::{HookPoint, HookableModel, Padding, TokenBatch};
 use rome::{
-    compute_key_stats, compute_rome, context_templates, generated_corpus, GeneratedCorpus,
+    compute_rome, context_templates, generated_corpus, GeneratedCorpus, KeyStatsRun,
     RewriteRequest, RomeHparams, StatsOptions, VSchedule,
 };
 
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         &m.model,
         &m.tokenizer,
         GeneratedCorpus::default(),
-        &mut |_| {},
+        &mut gpt_core::progress::ignore,
     )?;
     println!(
         "model-sampled corpus: {} documents in {:.1} s",
@@ -47,9 +47,7 @@ fn main() -> anyhow::Result<()> {
     // Key statistics vs plain forward passes stopped after block L's MLP keys, same batches.
     let options = StatsOptions::new(hp.layer);
     let t = Instant::now();
-    let stats = compute_key_stats(&m.model, &m.tokenizer, &corpus, &options, None, &mut |_| {
-        true
-    })?;
+    let stats = KeyStatsRun::new(&m.model, &m.tokenizer, &corpus, &options).compute()?;
     let stats_s = t.elapsed().as_secs_f64();
     let seqs: Vec<Vec<i64>> = corpus
         .documents

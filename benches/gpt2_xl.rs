@@ -25,7 +25,7 @@ use gpt_core::random::gpt2_xl_config;
 use gpt_core::tch::{self, Device, Kind, Tensor};
 use gpt_core::{RandomInit, Transformer};
 use rome::{
-    compute_key_stats, compute_rome, context_templates, Corpus, RewriteRequest, RomeHparams,
+    compute_rome, context_templates, Corpus, KeyStatsRun, RewriteRequest, RomeHparams,
     StatsOptions, VSchedule,
 };
 
@@ -214,14 +214,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let corpus = Corpus::from_documents("README.md", documents);
     let t = Instant::now();
-    let stats = compute_key_stats(
-        &model,
-        &tok,
-        &corpus,
-        &StatsOptions::new(hp.layer),
-        None,
-        &mut |_| true,
-    )?;
+    let stats = KeyStatsRun::new(&model, &tok, &corpus, &StatsOptions::new(hp.layer)).compute()?;
     let c = stats.c()?;
     sync(device);
     let stats_s = t.elapsed().as_secs_f64();

@@ -449,6 +449,107 @@ fn stats_and_edit_on_a_tiny_model() {
     assert!(stderr(&out).contains("offset 9"), "{}", stderr(&out));
 }
 
+#[test]
+fn progress_lines_appear_when_stderr_is_not_a_terminal() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // `output()` pipes stderr: no terminal, so plain lines instead of a bar.
+    let run = |args: &[&str], interval: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_factscope"));
+        command
+            .args(args)
+            .env("FACTSCOPE_CACHE", dir.path().join("cache"));
+        match interval {
+            Some(secs) => command.env("FACTSCOPE_PROGRESS_INTERVAL", secs),
+            None => command.env_remove("FACTSCOPE_PROGRESS_INTERVAL"),
+        };
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+    let lines = |err: &str| -> Vec<String> {
+        err.lines()
+            .filter(|l| l.starts_with("progress: "))
+            .map(str::to_string)
+            .collect()
+    };
+
+    // Interval 0: a line per token row, each with stage, done/total, rate and time left.
+    let err = run(
+        &[
+            "trace",
+            "--model",
+            m,
+            "--prompt",
+            PROMPT,
+            "--subject",
+            "Eiffel Tower",
+            "--kind",
+            "hidden",
+            "--samples",
+            "2",
+            "--window",
+            "1",
+        ],
+        Some("0"),
+    );
+    let rows = lines(&err);
+    let n = rows.len() - 1; // one line before the first row, one after each
+    assert!(n >= 5, "{err}");
+    assert!(
+        rows[0].starts_with(&format!(
+            "progress: hidden trace: 0/{n} rows | - rows/s | elapsed "
+        )),
+        "{err}"
+    );
+    assert!(
+        rows[1..n]
+            .iter()
+            .all(|l| l.contains(" rows/s | ") && l.contains(" | eta ")),
+        "{err}"
+    );
+    assert!(
+        rows[n].starts_with(&format!("progress: hidden trace: {n}/{n} rows | "))
+            && rows[n].ends_with(" | done"),
+        "{err}"
+    );
+
+    // The default interval (10 s): at least the start and the end of the stage, with the
+    // operation's own count.
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = (0..12)
+        .map(|i| format!("The tower {i} is located in the city of Paris.\n\n"))
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let out = dir.path().join("layer0.safetensors");
+    let err = run(
+        &[
+            "stats",
+            "--model",
+            m,
+            "--layer",
+            "0",
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stats = lines(&err);
+    assert_eq!(stats.len(), 2, "{err}");
+    assert!(
+        stats[0].starts_with("progress: layer 0: key statistics: 0/12 documents (tokens 0) | "),
+        "{err}"
+    );
+    assert!(
+        stats[1].starts_with("progress: layer 0: key statistics: 12/12 documents (tokens ")
+            && stats[1].ends_with(" | done"),
+        "{err}"
+    );
+}
+
 /// A copy of the fixture `name` in `dir` whose safetensors tensors are rewritten: `edit`
 /// gets each tensor's name and its f32 values.
 fn patched_fixture(name: &str, dir: &Path, edit: impl Fn(&str, &mut [f32])) -> PathBuf {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use gpt_core::{generate, EditableModel, GenerateOptions, HookableModel, Sampling};
+use gpt_core::{generate, EditableModel, GenerateOptions, HookableModel, Progress, Sampling};
 use rome::{
     compute_rome, context_templates, KeyStats, RewriteRequest, RomeHparams, RomeVariant,
     StatsOptions, VSchedule,
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::common::ModelArgs;
 use super::predict::{predict, Prediction};
+use super::progress::ProgressView;
 use super::stats::{cached_stats_path, compute_with_progress, load_corpus};
 
 /// `--method`.
@@ -369,6 +370,15 @@ pub fn edit_and_compare(
             norms: Vec::new(),
             losses: Vec::new(),
         };
+        let stage = match hp.variant {
+            RomeVariant::RRome => "r-ROME edits",
+            _ => "ROME edits",
+        };
+        let at = |done: usize| {
+            Progress::new(stage, done as u64, Some(requests.len() as u64), "requests")
+        };
+        let mut view = ProgressView::new("");
+        view.show(&at(0));
         for r in requests {
             let edit = compute_rome(
                 &loaded.model,
@@ -383,7 +393,9 @@ pub fn edit_and_compare(
             applied.norms.push(edit.delta_norm);
             applied.losses.push(edit.losses);
             applied.deltas.push(edit.delta);
+            view.show(&at(applied.deltas.len()));
         }
+        view.finish();
         Ok(applied)
     })
 }
@@ -435,7 +447,13 @@ fn ft_and_compare(
     checks: &[String],
 ) -> anyhow::Result<Outcome> {
     compare(loaded, requests, checks, |loaded| {
+        // One optimisation over all the requests: a start and an end.
+        let at = |done| Progress::new("FT-L", done, Some(1), "edits");
+        let mut view = ProgressView::new("");
+        view.show(&at(0));
         let edit = rome::compute_ft(&loaded.model, &loaded.tokenizer, requests, hp)?;
+        view.show(&at(1));
+        view.finish();
         let undo = loaded.model.apply(&edit.delta)?;
         let dense = edit
             .delta
@@ -465,6 +483,7 @@ fn memit_and_compare(
             &hp.z.context_template_length_params,
             hp.z.template_seed,
         )?;
+        let mut view = ProgressView::new("");
         let edit = rome::compute_memit(
             &mut loaded.model,
             &loaded.tokenizer,
@@ -472,7 +491,9 @@ fn memit_and_compare(
             hp,
             cs,
             &templates,
+            &mut view.callback(),
         )?;
+        view.finish();
         let (mut undos, mut norms) = (Vec::new(), Vec::new());
         for d in &edit.deltas {
             undos.push(loaded.model.apply(d)?);

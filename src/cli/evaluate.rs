@@ -215,8 +215,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..RunOptions::default()
     };
-    let todo = cases.iter().filter(|c| !done.contains(&c.case_id)).count();
-    let bar = super::stats::bar(todo as u64, &format!("evaluate {}", settings.method));
+    let mut view = super::progress::ProgressView::new(&format!("evaluate {}", settings.method));
     let outcome = run_cases(
         &mut loaded.model,
         &loaded.tokenizer,
@@ -225,12 +224,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         &done,
         &options,
         &dir,
-        &mut |p| {
-            bar.set_position(p.done as u64);
-            true
-        },
+        &mut view.callback(),
     )?;
-    bar.finish_and_clear();
+    view.finish();
     for (id, e) in &outcome.failed {
         eprintln!("case {id} failed: {e}");
     }

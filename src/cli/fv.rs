@@ -10,12 +10,13 @@ use function_vectors::file::{self, FvMeta};
 use function_vectors::{
     default_layer, evaluate_items, extract, function_vector, mean_grid, model_fingerprint,
     summarize, top_heads, Accuracy, AccuracyTable, EvalOptions, ExtractSettings, Extraction,
-    HeadScore, PromptBuilder, Schedule, Splits, Stage, Task, TaskAccuracy,
+    HeadScore, PromptBuilder, Schedule, Splits, Task, TaskAccuracy, HEAD_SCAN_STAGE,
 };
 use gpt_core::HookableModel;
 use viz::Figure;
 
 use super::common::ModelArgs;
+use super::progress::ProgressView;
 
 /// Arguments of `factscope fv`.
 #[derive(Args, Debug)]
@@ -185,26 +186,18 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
     let mut runs: Vec<(Extraction, f64)> = Vec::new();
     for builder in &builders {
         let name = &builder.task().name;
-        let bar = super::stats::bar(1, name);
-        if args.json {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let mut view = ProgressView::shown_if(!args.json, name);
         let started = Instant::now();
         let mut scan_started = None;
-        let run = extract(model, builder, &settings, &mut |stage, done, total| {
-            let what = match stage {
-                Stage::FilterValid => "valid ICL",
-                Stage::MeanActivations => "mean z",
-                Stage::HeadScan => "head scan",
-            };
-            if stage == Stage::HeadScan && scan_started.is_none() {
+        let mut show = view.callback();
+        let run = extract(model, builder, &settings, &mut |p| {
+            if p.stage == HEAD_SCAN_STAGE && scan_started.is_none() {
                 scan_started = Some(Instant::now());
             }
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(format!("{name}: {what}"));
+            show(p)
         })?;
-        bar.finish_and_clear();
+        drop(show);
+        view.finish();
         let scan_seconds = scan_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         if !args.json {
             eprintln!(
@@ -242,22 +235,16 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
     for (builder, (run, _)) in builders.iter().zip(&runs) {
         let name = &builder.task().name;
         let v = function_vector(model, &run.mean, &top)?;
-        let bar = super::stats::bar(1, &format!("{name}: evaluation"));
-        if args.json {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let mut view = ProgressView::shown_if(!args.json, name);
         let items = evaluate_items(
             model,
             builder,
             &run.splits,
             &v,
             &options,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
+            &mut view.callback(),
         )?;
-        bar.finish_and_clear();
+        view.finish();
         accuracies.push(summarize(name, &items, &layers, layer)?);
         vectors.push(v);
     }
@@ -270,14 +257,19 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
             layers: vec![layer],
             ..options.clone()
         };
+        let mut view = ProgressView::shown_if(
+            !args.json,
+            &format!("{} (v_AD + v_BC − v_AC)", bd.task().name),
+        );
         let items = evaluate_items(
             model,
             bd,
             &runs[3].0.splits,
             &composed,
             &at_layer,
-            &mut |_, _| {},
+            &mut view.callback(),
         )?;
+        view.finish();
         let name = |b: &PromptBuilder<'_>| b.task().name.clone();
         Some(ArithmeticReport {
             target: name(bd),

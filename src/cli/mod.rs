@@ -8,6 +8,7 @@ mod evaluate;
 mod fv;
 mod generate;
 mod predict;
+mod progress;
 mod stats;
 mod trace;
 mod trace_dataset;

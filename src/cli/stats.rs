@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use gpt_core::{HookableModel, LoadedModel};
-use indicatif::{ProgressBar, ProgressStyle};
-use rome::{compute_key_stats, generated_corpus, Corpus, GeneratedCorpus, KeyStats, StatsOptions};
+use rome::{generated_corpus, Corpus, GeneratedCorpus, KeyStats, KeyStatsRun, StatsOptions};
 
 use super::common::ModelArgs;
+use super::progress::ProgressView;
 
 /// Arguments of `factscope stats`.
 #[derive(Args, Debug)]
@@ -60,29 +60,17 @@ pub fn cached_stats_path(model: &str, layer: usize, corpus: &str) -> PathBuf {
 pub fn load_corpus(loaded: &LoadedModel, spec: &str) -> anyhow::Result<Corpus> {
     if spec == "generated" {
         let settings = GeneratedCorpus::default();
-        let bar = bar(
-            settings.documents as u64,
-            "sampling a corpus from the model",
-        );
-        let corpus = generated_corpus(&loaded.model, &loaded.tokenizer, settings, &mut |done| {
-            bar.set_position(done as u64)
-        })?;
-        bar.finish_and_clear();
+        let mut view = ProgressView::new("");
+        let corpus = generated_corpus(
+            &loaded.model,
+            &loaded.tokenizer,
+            settings,
+            &mut view.callback(),
+        )?;
+        view.finish();
         return Ok(corpus);
     }
     Ok(Corpus::from_path(Path::new(spec))?)
-}
-
-/// A progress bar on stderr.
-pub fn bar(len: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(message.to_string());
-    bar
 }
 
 /// Computes (or resumes) key statistics with a progress bar; prints tokens per second.
@@ -92,27 +80,13 @@ pub fn compute_with_progress(
     options: &StatsOptions,
     path: &Path,
 ) -> anyhow::Result<KeyStats> {
-    let bar = bar(
-        corpus.len() as u64,
-        &format!("key statistics of layer {}", options.layer),
-    );
+    let mut view = ProgressView::new(&format!("layer {}", options.layer));
     let started = Instant::now();
-    let stats = compute_key_stats(
-        &loaded.model,
-        &loaded.tokenizer,
-        corpus,
-        options,
-        Some(path),
-        &mut |p| {
-            bar.set_position(p.texts as u64);
-            bar.set_message(format!(
-                "key statistics of layer {} ({} tokens)",
-                options.layer, p.tokens
-            ));
-            true
-        },
-    )?;
-    bar.finish_and_clear();
+    let stats = KeyStatsRun::new(&loaded.model, &loaded.tokenizer, corpus, options)
+        .checkpoint(path)
+        .progress(&mut view.callback())
+        .compute()?;
+    view.finish();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "key statistics: {} tokens from {} documents in {secs:.1} s ({:.0} tokens/s this run) → {}",

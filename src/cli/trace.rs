@@ -1,5 +1,6 @@
 //! `factscope trace`: one causal trace (hidden / MLP / attention grids) with pictures.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -8,11 +9,11 @@ use causal_trace::{
     GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer,
 };
 use clap::{Args, ValueEnum};
-use gpt_core::{HookableModel, LoadedModel};
-use indicatif::ProgressDrawTarget;
+use gpt_core::{HookableModel, LoadedModel, Progress};
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::ModelArgs;
+use super::progress::ProgressView;
 
 /// `--kind`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -220,8 +221,8 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Computes the grids of `specs` with a progress bar over every token row of every grid,
-/// drawn on stderr when `show` (indicatif hides it when stderr is not a terminal).
+/// Computes the grids of `specs` with progress counted over every token row of every grid
+/// (each grid's own stage, e.g. `mlp trace`), shown on stderr when `show`.
 pub fn grids_with_progress(
     tracer: &Tracer<'_>,
     specs: &[GridSpec],
@@ -233,20 +234,22 @@ pub fn grids_with_progress(
         TokenSelection::Indices(ix) => ix.len(),
     };
     let total: usize = specs.iter().map(rows_per_grid).sum();
-    let bar = super::stats::bar(total as u64, "tracing token rows");
-    if !show {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
+    let mut view = ProgressView::shown_if(show, "");
     let mut grids = Vec::with_capacity(specs.len());
     let mut done_before = 0;
     for spec in specs {
-        bar.set_message(format!("tracing {} rows", spec.kind.name()));
-        grids.push(tracer.grid_with_progress(spec, &mut |done, _| {
-            bar.set_position((done_before + done) as u64)
+        grids.push(tracer.grid_with_progress(spec, &mut |p: &Progress| {
+            // One count over all the grids' rows.
+            view.show(&Progress {
+                done: done_before + p.done,
+                total: Some(total as u64),
+                ..p.clone()
+            });
+            ControlFlow::Continue(())
         })?);
-        done_before += rows_per_grid(spec);
+        done_before += rows_per_grid(spec) as u64;
     }
-    bar.finish_and_clear();
+    view.finish();
     Ok(grids)
 }
 

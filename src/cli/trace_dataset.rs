@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use causal_trace::dataset::{
-    load_known_facts, run_dataset, DatasetRun, KindSummary, Progress, TokenCategory,
+    load_known_facts, run_dataset, DatasetRun, KindSummary, TokenCategory,
 };
 use causal_trace::noise::{Corruption, NoiseLevel};
 use causal_trace::TraceKind;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::ModelArgs;
+use super::progress::ProgressView;
 
 /// Arguments of `factscope trace-dataset`.
 #[derive(Args, Debug)]
@@ -116,30 +116,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         severed: args.severed,
     };
 
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} (eta {eta}) {msg}",
-        )
-        .context("progress bar template")?
-        .progress_chars("=> "),
-    );
-    let mut on_progress = |p: Progress| {
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        let id = p
-            .current_id
-            .map_or_else(String::new, |id| format!(", last id {id}"));
-        let redone = if p.redone > 0 {
-            format!(" redone {}", p.redone)
-        } else {
-            String::new()
-        };
-        bar.set_message(format!(
-            "known {} not known {} failed {} reused {}{redone}{id}",
-            p.known, p.skipped, p.failed, p.reused
-        ));
-    };
+    let mut view = ProgressView::new("");
     let start = Instant::now();
     let report = run_dataset(
         &loaded.model,
@@ -147,7 +124,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         &facts,
         &options,
         &args.out,
-        &mut on_progress,
+        &mut view.callback(),
     )
     .with_context(|| {
         format!(
@@ -156,7 +133,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             args.out.display()
         )
     })?;
-    bar.finish_and_clear();
+    view.finish();
     let wall = start.elapsed().as_secs_f64();
 
     let s = &report.summary;

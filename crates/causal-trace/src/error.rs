@@ -12,6 +12,9 @@ pub enum Error {
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),
+    /// A long operation was stopped by its caller's progress callback.
+    #[error(transparent)]
+    Cancelled(#[from] gpt_core::Cancelled),
     /// An argument or setting is out of its valid range or inconsistent (the crate-wide
     /// catch-all, named as in every factscope crate).
     #[error("invalid input: {0}")]

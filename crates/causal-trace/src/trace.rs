@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     check_finite, ActivationCache, BlockSite, ForwardOptions, HookPoint, KvCache, ResumableModel,
@@ -135,6 +136,16 @@ impl GridSpec {
             tokens: TokenSelection::All,
             sever: None,
             schedule: Schedule::Fast,
+        }
+    }
+
+    /// The progress stage of this grid's token rows: `"{kind} trace"`, e.g. `"mlp trace"`,
+    /// and for a severed one e.g. `"hidden trace, mlp severed"`.
+    pub fn stage(&self) -> String {
+        match self.sever {
+            None => format!("{} trace", self.kind.name()),
+            Some(Sever::Mlp) => format!("{} trace, mlp severed", self.kind.name()),
+            Some(Sever::Attn) => format!("{} trace, attn severed", self.kind.name()),
         }
     }
 
@@ -387,18 +398,19 @@ impl<'m> Tracer<'m> {
     /// A window of 0 or larger than the depth, a severed trace of a kind other than hidden,
     /// token indices out of range, model errors.
     pub fn grid(&self, spec: &GridSpec) -> Result<TraceGrid> {
-        self.grid_with_progress(spec, &mut |_, _| {})
+        self.grid_with_progress(spec, &mut progress::ignore)
     }
 
-    /// [`Tracer::grid`], calling `progress(rows_done, rows_total)` after each token row (a
-    /// long prompt can take minutes: callers show progress).
+    /// [`Tracer::grid`], reporting token rows to `progress` before the first row and after
+    /// each (a long prompt can take minutes: callers show progress). The stage is
+    /// [`GridSpec::stage`], e.g. `"hidden trace"`.
     ///
     /// # Errors
-    /// As [`Tracer::grid`].
+    /// As [`Tracer::grid`]; [`Error::Cancelled`] when `progress` stops it.
     pub fn grid_with_progress(
         &self,
         spec: &GridSpec,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut ProgressFn<'_>,
     ) -> Result<TraceGrid> {
         let n_layers = self.model.config().n_layers;
         if spec.kind != TraceKind::Hidden && (spec.window == 0 || spec.window > n_layers) {
@@ -425,6 +437,9 @@ impl<'m> Tracer<'m> {
                 ix.clone()
             }
         };
+        let at =
+            |done: usize| Progress::new(spec.stage(), done as u64, Some(rows.len() as u64), "rows");
+        progress::report(progress, at(0))?;
         let _guard = gpt_core::tch::no_grad_guard();
         let mut scores = Vec::with_capacity(rows.len());
         for (done, &t) in rows.iter().enumerate() {
@@ -439,7 +454,7 @@ impl<'m> Tracer<'m> {
                 )));
             }
             scores.push(row);
-            progress(done + 1, rows.len());
+            progress::report(progress, at(done + 1))?;
         }
         Ok(TraceGrid {
             prompt: self.prompt.text.clone(),

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use causal_trace::dataset::{
     case_path, category_rows, check_known, expected_token, load_known_facts, mean_ci, run_dataset,
-    summarize, CaseRecord, DatasetRun, KnownFact, Progress, TokenCategory,
+    summarize, CaseRecord, DatasetRun, KnownFact, TokenCategory, DATASET_STAGE,
 };
 use causal_trace::noise::{Corruption, NoiseLevel};
 use causal_trace::{Answer, Error, Schedule, TraceGrid, TraceKind};
+use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind};
 use gpt_core::{load_hf_tokenizer, Architecture, RandomInit, Tokenizer, Transformer};
@@ -616,24 +617,26 @@ fn end_to_end_run_writes_cases_and_resumes() {
         ..DatasetRun::default()
     };
     let mut reports = Vec::new();
-    let report = run_dataset(&model, &tok, &facts, &options, &out, &mut |p| {
-        reports.push(p)
-    })
+    let report = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &options,
+        &out,
+        &mut progress::watch(|p| reports.push(p.clone())),
+    )
     .expect("run");
-    let last = *reports.last().expect("progress");
+    let last = reports.last().expect("progress");
     assert_eq!(reports.first().expect("first").done, 0);
     assert_eq!(
-        last,
-        Progress {
-            done: 4,
-            total: 4,
-            known: 2,
-            skipped: 1,
-            failed: 1,
-            reused: 0,
-            redone: 0,
-            current_id: Some(101)
-        }
+        *last,
+        Progress::new(DATASET_STAGE, 4, Some(4), "cases")
+            .with_count("known", 2)
+            .with_count("not known", 1)
+            .with_count("failed", 1)
+            .with_count("reused", 0)
+            .with_count("redone", 0)
+            .with_item(101)
     );
     assert_eq!(report.traced, 2);
     assert!(report.trace_seconds > 0.0);
@@ -644,6 +647,29 @@ fn end_to_end_run_writes_cases_and_resumes() {
         assert!(case_path(&out, id).is_file(), "case {id}");
     }
     assert!(!case_path(&out, 102).exists());
+    // Stopped after the first case: cancelled, with that case's file kept for a later run.
+    let stopped = dir.path().join("stopped");
+    let err = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &options,
+        &stopped,
+        &mut |p: &Progress| {
+            if p.done >= 1 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        },
+    )
+    .expect_err("stopped");
+    assert!(
+        matches!(&err, Error::Cancelled(c) if c.at.done == 1 && c.at.item == Some(0)),
+        "{err:?}"
+    );
+    assert!(case_path(&stopped, 0).is_file());
+    assert!(!case_path(&stopped, 1).exists());
     let known: CaseRecord =
         serde_json::from_str(&std::fs::read_to_string(case_path(&out, 0)).expect("read"))
             .expect("parse");
@@ -725,20 +751,25 @@ fn end_to_end_run_writes_cases_and_resumes() {
     };
     let before = mtimes(&out);
     let mut reports = Vec::new();
-    let again = run_dataset(&model, &tok, &facts, &options, &out, &mut |p| {
-        reports.push(p)
-    })
+    let again = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &options,
+        &out,
+        &mut progress::watch(|p| reports.push(p.clone())),
+    )
     .expect("rerun");
-    let last = *reports.last().expect("progress");
+    let last = reports.last().expect("progress");
     assert_eq!(
         (
-            last.reused,
+            last.count("reused"),
             last.done,
-            last.known,
-            last.skipped,
-            last.failed
+            last.count("known"),
+            last.count("not known"),
+            last.count("failed")
         ),
-        (4, 4, 2, 1, 1)
+        (Some(4), 4, Some(2), Some(1), Some(1))
     );
     assert_eq!(again.traced, 0);
     assert_eq!(mtimes(&out), before);
@@ -748,12 +779,17 @@ fn end_to_end_run_writes_cases_and_resumes() {
     // A truncated case file (an interrupted writer elsewhere) is recomputed, the rest reused.
     std::fs::write(case_path(&out, 1), "{\"known_id\": 1, \"kno").expect("truncate");
     let mut reports = Vec::new();
-    let third = run_dataset(&model, &tok, &facts, &options, &out, &mut |p| {
-        reports.push(p)
-    })
+    let third = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &options,
+        &out,
+        &mut progress::watch(|p| reports.push(p.clone())),
+    )
     .expect("third");
-    assert_eq!(reports.last().expect("p").reused, 3);
-    assert_eq!(reports.last().expect("p").redone, 1);
+    assert_eq!(reports.last().expect("p").count("reused"), Some(3));
+    assert_eq!(reports.last().expect("p").count("redone"), Some(1));
     assert_eq!(third.traced, 1);
     assert_eq!(third.redone.len(), 1);
     assert!(
@@ -771,7 +807,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
     record["grids"][0]["scores"][0][0] = serde_json::json!(5.0);
     std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
     let tampered =
-        run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("tampered");
+        run_dataset(&model, &tok, &facts, &options, &out, &mut progress::ignore).expect("tampered");
     assert_eq!(tampered.traced, 1);
     assert_eq!(tampered.redone.len(), 1);
     assert_eq!(tampered.redone[0].known_id, 1);
@@ -789,7 +825,8 @@ fn end_to_end_run_writes_cases_and_resumes() {
         .expect("rows")
         .pop();
     std::fs::write(&path, serde_json::to_vec(&record).expect("ser")).expect("write");
-    let short = run_dataset(&model, &tok, &facts, &options, &out, &mut |_| {}).expect("short");
+    let short =
+        run_dataset(&model, &tok, &facts, &options, &out, &mut progress::ignore).expect("short");
     assert_eq!(short.redone.len(), 1);
     assert!(
         short.redone[0].reason.contains("score rows"),
@@ -803,9 +840,16 @@ fn end_to_end_run_writes_cases_and_resumes() {
         ..options.clone()
     };
     let mut reports = Vec::new();
-    let fourth =
-        run_dataset(&model, &tok, &facts, &other, &out, &mut |p| reports.push(p)).expect("fourth");
-    assert_eq!(reports.last().expect("p").reused, 2);
+    let fourth = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &other,
+        &out,
+        &mut progress::watch(|p| reports.push(p.clone())),
+    )
+    .expect("fourth");
+    assert_eq!(reports.last().expect("p").count("reused"), Some(2));
     assert_eq!(fourth.traced, 2);
     assert!(fourth.cases[0].grids.iter().all(|g| g.samples == 3));
 
@@ -816,7 +860,8 @@ fn end_to_end_run_writes_cases_and_resumes() {
         figure_formats: vec!["svg".into()],
         ..other
     };
-    let fifth = run_dataset(&model, &tok, &facts, &severed, &out, &mut |_| {}).expect("fifth");
+    let fifth =
+        run_dataset(&model, &tok, &facts, &severed, &out, &mut progress::ignore).expect("fifth");
     assert_eq!(fifth.traced, 2);
     let sev = fifth.summary.severed.as_ref().expect("severed summary");
     assert_eq!(sev.cases, 2);
@@ -863,8 +908,15 @@ fn run_rejects_bad_settings() {
             ..DatasetRun::default()
         },
     ] {
-        let e =
-            run_dataset(&model, &tok, &facts, &options, dir.path(), &mut |_| {}).expect_err("bad");
+        let e = run_dataset(
+            &model,
+            &tok,
+            &facts,
+            &options,
+            dir.path(),
+            &mut progress::ignore,
+        )
+        .expect_err("bad");
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
     }
     // Hidden only: the window does not matter.
@@ -875,7 +927,14 @@ fn run_rejects_bad_settings() {
         figure_formats: vec![],
         ..DatasetRun::default()
     };
-    let r =
-        run_dataset(&model, &tok, &facts, &options, dir.path(), &mut |_| {}).expect("hidden only");
+    let r = run_dataset(
+        &model,
+        &tok,
+        &facts,
+        &options,
+        dir.path(),
+        &mut progress::ignore,
+    )
+    .expect("hidden only");
     assert_eq!(r.summary.total, 1);
 }

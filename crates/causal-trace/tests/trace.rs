@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use causal_trace::noise::{Corruption, NoiseLevel};
@@ -10,6 +11,7 @@ use causal_trace::{
     Error, GridSpec, LogitDiff, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt,
     TraceSetup, Tracer,
 };
+use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind};
 use gpt_core::{load_hf_tokenizer, Architecture, RandomInit, Tokenizer, Transformer};
@@ -109,6 +111,38 @@ fn grid_layout_and_json_round_trip() {
     spec.tokens = TokenSelection::SubjectLast;
     let g = tracer.grid(&spec).unwrap();
     assert_eq!(g.rows, vec![g.subject_range.1 - 1]);
+
+    // Progress: one report before the first row and one after each; a stop is an error.
+    let mut seen = Vec::new();
+    let full = GridSpec {
+        tokens: TokenSelection::All,
+        ..spec.clone()
+    };
+    let with = tracer
+        .grid_with_progress(
+            &full,
+            &mut progress::watch(|p| seen.push((p.stage.to_string(), p.done, p.total))),
+        )
+        .unwrap();
+    assert_eq!(with, tracer.grid(&full).unwrap());
+    let n = n_tokens as u64;
+    let expected: Vec<_> = (0..=n)
+        .map(|i| ("mlp trace".to_string(), i, Some(n)))
+        .collect();
+    assert_eq!(seen, expected);
+    let err = tracer
+        .grid_with_progress(&full, &mut |p: &Progress| {
+            if p.done == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Cancelled(c) if c.at.done == 2),
+        "{err:?}"
+    );
 }
 
 #[test]

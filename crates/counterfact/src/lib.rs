@@ -32,7 +32,7 @@
 //! };
 //! let (dir, done) = RunDir::open("runs/rome".as_ref(), &settings, (0, 1), true)?;
 //! run_cases(&mut m.model, &m.tokenizer, Some(&mut editor), &cases[..10], &done,
-//!           &RunOptions::default(), &dir, &mut |_| true)?;
+//!           &RunOptions::default(), &dir, &mut gpt_core::progress::ignore)?;
 //! let (settings, records) = read_run(dir.path())?;
 //! let summary = summarise_run(&settings, &records, Bootstrap::default());
 //! println!("ES {:?}", summary.metrics.get("ES"));
@@ -56,5 +56,5 @@ pub use error::{Error, Result};
 pub use metrics::{score_cases, CaseMetrics, CaseNll, PairNll};
 pub use probability::{score_items, score_items_naive, BatchLimits, ItemScore, ScoreItem};
 pub use record::{read_run, CaseRecord, RunDir, RunSettings};
-pub use runner::{run_cases, Progress, RunOptions, RunOutcome};
+pub use runner::{run_cases, RunOptions, RunOutcome, CASES_STAGE};
 pub use summary::{markdown_table, summarise, summarise_run, Bootstrap, Interval, Summary};

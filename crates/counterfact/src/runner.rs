@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use gpt_core::progress::{Progress, ProgressFn};
 use gpt_core::{apply_edits, undo_all, EditModel, Editor, Tokenizer};
 
 use crate::dataset::EditCase;
@@ -57,16 +58,10 @@ impl Default for RunOptions {
     }
 }
 
-/// Where a run stands, after each case.
-#[derive(Clone, Debug)]
-pub struct Progress {
-    /// Cases finished in this call.
-    pub done: usize,
-    /// Cases this call has to do.
-    pub total: usize,
-    /// The case just finished.
-    pub case_id: u64,
-}
+/// The stage [`run_cases`] reports: cases finished in this call (recorded or failed) of
+/// those it has to do, with the item `case_id` of the case just recorded and the count
+/// `failed`.
+pub const CASES_STAGE: &str = "cases";
 
 /// What a call to [`run_cases`] did.
 #[derive(Clone, Debug, Default)]
@@ -82,8 +77,10 @@ pub struct RunOutcome {
 }
 
 /// Runs `cases` (all but those in `done`) and appends a record per case to `out`. With no
-/// editor, the unedited model is scored (method `none`). `progress` is called after each
-/// case; returning `false` stops after it (everything recorded so far stays).
+/// editor, the unedited model is scored (method `none`). `progress` hears of
+/// [`CASES_STAGE`] before the first case and after each recorded case; stopping it there
+/// ends the run early with [`RunOutcome::stopped`] set (not an error: everything recorded
+/// so far stays, and the outcome says what was done).
 ///
 /// # Errors
 /// Model and editing errors (named with the case id; the weights are restored first),
@@ -97,7 +94,7 @@ pub fn run_cases<'e, M: EditModel>(
     done: &BTreeSet<u64>,
     options: &RunOptions,
     out: &RunDir,
-    progress: &mut dyn FnMut(&Progress) -> bool,
+    progress: &mut ProgressFn<'_>,
 ) -> Result<RunOutcome> {
     if options.batch == 0 {
         return Err(Error::InvalidInput("--batch must be at least 1".into()));
@@ -120,6 +117,19 @@ pub fn run_cases<'e, M: EditModel>(
     };
     let chunk = options.batch * options.pre_chunk.div_ceil(options.batch).max(1);
     let total = todo.len();
+    let at = |outcome: &RunOutcome| {
+        Progress::new(
+            CASES_STAGE,
+            (outcome.finished + outcome.failed.len()) as u64,
+            Some(total as u64),
+            "cases",
+        )
+        .with_count("failed", outcome.failed.len() as u64)
+    };
+    if progress(&at(&outcome)).is_break() {
+        outcome.stopped = true;
+        return Ok(outcome);
+    }
     for cases in todo.chunks(chunk) {
         let started = Instant::now();
         let mut pre_all = score_cases(&*model, tokenizer, cases, options.limits)?;
@@ -157,12 +167,7 @@ pub fn run_cases<'e, M: EditModel>(
                 record.case_seconds += pre_seconds;
                 out.append(&record)?;
                 outcome.finished += 1;
-                let go_on = progress(&Progress {
-                    done: outcome.finished + outcome.failed.len(),
-                    total,
-                    case_id: record.case_id,
-                });
-                if !go_on {
+                if progress(&at(&outcome).with_item(record.case_id)).is_break() {
                     outcome.stopped = true;
                     return Ok(outcome);
                 }

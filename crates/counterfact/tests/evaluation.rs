@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use counterfact::fluency::{fluency, ngram_entropy, words};
@@ -13,6 +14,7 @@ use counterfact::{
     summarise_run, BatchLimits, Bootstrap, CaseMetrics, CaseNll, EditCase, Error, PairNll, RunDir,
     RunOptions, RunSettings, ScoreItem,
 };
+use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
@@ -339,7 +341,7 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
         &done,
         &options,
         &run,
-        &mut |_| true,
+        &mut progress::ignore,
     )
     .unwrap();
     assert_eq!(out.finished, 3);
@@ -357,8 +359,10 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
     assert_eq!(r.generation.as_ref().unwrap().texts.len(), 2);
 
     // The same run stopped after one case, then resumed (the last line cut by a "kill").
+    // (The first report comes before any case.)
     let part = dir.path().join("part");
     let (run, done) = RunDir::open(&part, &settings("ft"), (0, 1), false).unwrap();
+    let mut reports = Vec::new();
     let out = run_cases(
         &mut m,
         &tok,
@@ -367,10 +371,26 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
         &done,
         &options,
         &run,
-        &mut |_| false,
+        &mut |p: &Progress| {
+            reports.push(p.clone());
+            if p.done >= 1 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
     )
     .unwrap();
     assert!(out.stopped);
+    assert_eq!(
+        reports,
+        [
+            Progress::new(counterfact::CASES_STAGE, 0, Some(3), "cases").with_count("failed", 0),
+            Progress::new(counterfact::CASES_STAGE, 1, Some(3), "cases")
+                .with_count("failed", 0)
+                .with_item(0),
+        ]
+    );
     assert_eq!(out.finished, 1);
     let file = part.join("records-0-of-1.jsonl");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -394,7 +414,7 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
         &done,
         &options,
         &run,
-        &mut |_| true,
+        &mut progress::ignore,
     )
     .unwrap();
     assert_eq!((out.finished, out.already_done), (2, 1));
@@ -462,7 +482,7 @@ fn method_none_scores_known_facts_and_shards_share_a_folder() {
             &done,
             &options,
             &run,
-            &mut |_| true,
+            &mut progress::ignore,
         )
         .unwrap();
     }
@@ -487,7 +507,7 @@ fn method_none_scores_known_facts_and_shards_share_a_folder() {
         &done,
         &options,
         &run,
-        &mut |_| true,
+        &mut progress::ignore,
     )
     .unwrap_err();
     assert!(e.to_string().contains("only method `none`"), "{e}");

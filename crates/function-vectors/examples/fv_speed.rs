@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         &mut rng,
     )?;
     let t = Instant::now();
-    let mean = mean_head_activations(&m.model, &clean, &mut |_| {})?;
+    let mean = mean_head_activations(&m.model, &clean, &mut gpt_core::progress::ignore)?;
     let t_mean = t.elapsed().as_secs_f64();
 
     let mut rng = RandomState::new(s.seed.wrapping_add(2));
@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
         &mean,
         Schedule::Fast,
         s.max_rows,
-        &mut |_| {},
+        &mut gpt_core::progress::ignore,
     )?;
     let t_scan = t.elapsed().as_secs_f64();
     println!(

@@ -2,12 +2,16 @@
 //! the space of `blocks.{l}.attn.hook_z` (a query head's output before the output
 //! projection; under grouped-query attention, one slice per query head).
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::ResumableModel;
 
 use crate::error::{Error, Result};
 use crate::prompt::IclPrompt;
 use crate::resume::BaseRun;
+
+/// The stage [`mean_head_activations`] reports, in prompts.
+pub const MEAN_ACTIVATIONS_STAGE: &str = "mean activations";
 
 /// `z̄`: per layer and query head, the mean output at the last token.
 #[derive(Debug)]
@@ -42,20 +46,30 @@ impl MeanActivations {
 }
 
 /// Averages `hook_z` at the last token of each prompt (one batch-1 pass per prompt):
-/// `z̄ = (1/N) Σ_p z_p[l, h, last]`, accumulated in f64.
+/// `z̄ = (1/N) Σ_p z_p[l, h, last]`, accumulated in f64. `progress` hears of
+/// [`MEAN_ACTIVATIONS_STAGE`] before the first prompt and after each.
 ///
 /// # Errors
-/// No prompts; model errors.
+/// No prompts; model errors; [`Error::Cancelled`] when `progress` stops it.
 pub fn mean_head_activations(
     model: &dyn ResumableModel,
     prompts: &[IclPrompt],
-    progress: &mut dyn FnMut(usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<MeanActivations> {
     if prompts.is_empty() {
         return Err(Error::InvalidInput(
             "mean activations need at least one prompt".into(),
         ));
     }
+    let at = |done: usize| {
+        Progress::new(
+            MEAN_ACTIVATIONS_STAGE,
+            done as u64,
+            Some(prompts.len() as u64),
+            "prompts",
+        )
+    };
+    progress::report(progress, at(0))?;
     let mut sum: Option<Tensor> = None;
     for (i, p) in prompts.iter().enumerate() {
         let base = BaseRun::new(model, &p.ids, true)?;
@@ -68,7 +82,7 @@ pub fn mean_head_activations(
             None => z,
             Some(s) => s.f_add(&z)?,
         });
-        progress(i + 1);
+        progress::report(progress, at(i + 1))?;
     }
     let mean = sum
         .ok_or_else(|| Error::InvalidInput("no prompts".into()))?

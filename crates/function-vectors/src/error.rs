@@ -12,6 +12,9 @@ pub enum Error {
     /// The model, the tokenizer or an intervention failed.
     #[error(transparent)]
     Model(#[from] gpt_core::Error),
+    /// A long operation was stopped by its caller's progress callback.
+    #[error(transparent)]
+    Cancelled(#[from] gpt_core::Cancelled),
     /// libtorch failed outside a model call.
     #[error("libtorch: {0}")]
     Torch(#[from] gpt_core::tch::TchError),

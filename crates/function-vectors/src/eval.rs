@@ -1,6 +1,7 @@
 //! Evaluation: top-1 accuracy on the first answer token, zero-shot and with shuffled
 //! labels, with and without the function vector, at one layer or every layer (the sweep).
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::Tensor;
 use gpt_core::{ForwardOptions, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ pub struct EvalOptions {
     pub max_rows: usize,
 }
 
+/// The stage [`evaluate_items`] reports, in test items.
+pub const EVALUATION_STAGE: &str = "evaluation";
+
 /// The outcome on one test item: top-1 hit of `y0` in each condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemResult {
@@ -47,17 +51,19 @@ pub struct ItemResult {
 /// Runs the conditions on the test split: per item, one `shots`-shot draw of
 /// demonstrations (shared by the clean and the shuffled prompt), then clean, shuffled and
 /// zero-shot passes, and the vector added at each layer of `options.layers` (fast
-/// schedule, on the shuffled and zero-shot base passes).
+/// schedule, on the shuffled and zero-shot base passes). `progress` hears of
+/// [`EVALUATION_STAGE`] before the first item and after each.
 ///
 /// # Errors
-/// Too few pairs, a layer out of range, model errors.
+/// Too few pairs, a layer out of range, model errors; [`Error::Cancelled`] when `progress`
+/// stops it.
 pub fn evaluate_items(
     model: &dyn ResumableModel,
     builder: &PromptBuilder<'_>,
     splits: &Splits,
     vector: &Tensor,
     options: &EvalOptions,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<Vec<ItemResult>> {
     splits.check(builder.task(), options.shots)?;
     let n_layers = model.config().n_layers;
@@ -76,6 +82,15 @@ pub fn evaluate_items(
         .copied()
         .take(options.max_items.unwrap_or(usize::MAX))
         .collect();
+    let at = |done: usize| {
+        Progress::new(
+            EVALUATION_STAGE,
+            done as u64,
+            Some(items.len() as u64),
+            "items",
+        )
+    };
+    progress::report(progress, at(0))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, &query) in items.iter().enumerate() {
         let demos = draw_demos(&splits.train, options.shots, &mut rng);
@@ -109,7 +124,7 @@ pub fn evaluate_items(
             zero_shot_fv,
             shuffled_fv,
         });
-        progress(i + 1, items.len());
+        progress::report(progress, at(i + 1))?;
     }
     Ok(out)
 }

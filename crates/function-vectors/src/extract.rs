@@ -2,6 +2,7 @@
 //! split; keep the valid queries the model answers with clean ICL; average head outputs
 //! over clean prompts; scan every head's indirect effect on shuffled-label prompts.
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::{ForwardOptions, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
@@ -44,16 +45,8 @@ impl Default for ExtractSettings {
     }
 }
 
-/// A stage of the recipe, for progress reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Clean ICL on each valid query.
-    FilterValid,
-    /// Mean head activations.
-    MeanActivations,
-    /// The head scan.
-    HeadScan,
-}
+/// The stage [`icl_correct`] reports: clean ICL on each valid query, in queries.
+pub const VALID_ICL_STAGE: &str = "valid ICL";
 
 /// What the recipe computes for one task.
 #[derive(Debug)]
@@ -74,10 +67,11 @@ pub struct Extraction {
 }
 
 /// Items of `items` whose clean `shots`-shot prompt (fresh demonstrations each) the model
-/// answers correctly at top-1.
+/// answers correctly at top-1. `progress` hears of [`VALID_ICL_STAGE`] before the first
+/// item and after each.
 ///
 /// # Errors
-/// Model errors.
+/// Model errors; [`Error::Cancelled`](crate::Error::Cancelled) when `progress` stops it.
 pub fn icl_correct(
     model: &dyn ResumableModel,
     builder: &PromptBuilder<'_>,
@@ -85,8 +79,17 @@ pub fn icl_correct(
     items: &[usize],
     shots: usize,
     rng: &mut RandomState,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<Vec<usize>> {
+    let at = |done: usize| {
+        Progress::new(
+            VALID_ICL_STAGE,
+            done as u64,
+            Some(items.len() as u64),
+            "queries",
+        )
+    };
+    progress::report(progress, at(0))?;
     let _guard = gpt_core::tch::no_grad_guard();
     let mut keep = Vec::new();
     for (i, &q) in items.iter().enumerate() {
@@ -99,7 +102,7 @@ pub fn icl_correct(
         if top1_hits(&logits, p.answer)?[0] {
             keep.push(q);
         }
-        progress(i + 1);
+        progress::report(progress, at(i + 1))?;
     }
     Ok(keep)
 }
@@ -134,15 +137,19 @@ pub fn draw_prompts(
         .collect()
 }
 
-/// Runs the recipe on one task.
+/// Runs the recipe on one task. `progress` hears of three stages in turn:
+/// [`VALID_ICL_STAGE`], [`MEAN_ACTIVATIONS_STAGE`](crate::MEAN_ACTIVATIONS_STAGE) and
+/// [`HEAD_SCAN_STAGE`](crate::HEAD_SCAN_STAGE) (the long one),
+/// each before its first unit and after each.
 ///
 /// # Errors
-/// Too few pairs for `shots`; model errors.
+/// Too few pairs for `shots`; model errors; [`Error::Cancelled`](crate::Error::Cancelled)
+/// when `progress` stops it.
 pub fn extract(
     model: &dyn ResumableModel,
     builder: &PromptBuilder<'_>,
     settings: &ExtractSettings,
-    progress: &mut dyn FnMut(Stage, usize, usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<Extraction> {
     let task = builder.task();
     let splits = Splits::new(task.len(), settings.seed);
@@ -150,7 +157,6 @@ pub fn extract(
     let shots = settings.shots;
 
     let mut rng = RandomState::new(settings.seed.wrapping_add(42));
-    let n_valid = splits.valid.len();
     let good = icl_correct(
         model,
         builder,
@@ -158,7 +164,7 @@ pub fn extract(
         &splits.valid,
         shots,
         &mut rng,
-        &mut |i| progress(Stage::FilterValid, i, n_valid),
+        progress,
     )?;
     let queries_filtered = !good.is_empty();
     let queries: &[usize] = if queries_filtered {
@@ -177,9 +183,7 @@ pub fn extract(
         false,
         &mut rng,
     )?;
-    let mean = mean_head_activations(model, &clean, &mut |i| {
-        progress(Stage::MeanActivations, i, settings.mean_trials)
-    })?;
+    let mean = mean_head_activations(model, &clean, progress)?;
 
     let mut rng = RandomState::new(settings.seed.wrapping_add(2));
     let corrupted = draw_prompts(
@@ -197,7 +201,7 @@ pub fn extract(
         &mean,
         settings.schedule,
         settings.max_rows,
-        &mut |i| progress(Stage::HeadScan, i, settings.cie_trials),
+        progress,
     )?;
     Ok(Extraction {
         task: task.name.clone(),

@@ -33,7 +33,7 @@
 //! let m = load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), LoadOptions::default())?;
 //! let task = Task::load("../shared/data/function_vectors/antonym.json".as_ref())?;
 //! let builder = PromptBuilder::new(&m.tokenizer, m.model.config(), &task)?;
-//! let run = extract(&m.model, &builder, &ExtractSettings::default(), &mut |_, _, _| {})?;
+//! let run = extract(&m.model, &builder, &ExtractSettings::default(), &mut gpt_core::progress::ignore)?;
 //! let heads = top_heads(&run.scan.aie(), 10);
 //! let v = function_vector(&m.model, &run.mean, &heads)?; // [d_model]
 //! # let _ = v; Ok(()) }
@@ -56,15 +56,17 @@ pub mod scan;
 pub mod task;
 pub mod vector;
 
-pub use activations::{mean_head_activations, MeanActivations};
+pub use activations::{mean_head_activations, MeanActivations, MEAN_ACTIVATIONS_STAGE};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate_items, summarize, Accuracy, AccuracyTable, EvalOptions, ItemResult, LayerSweep,
-    TaskAccuracy,
+    TaskAccuracy, EVALUATION_STAGE,
 };
-pub use extract::{extract, ExtractSettings, Extraction, Stage};
+pub use extract::{extract, ExtractSettings, Extraction, VALID_ICL_STAGE};
 pub use file::{model_fingerprint, FvMeta};
 pub use prompt::{Bos, IclPrompt, PromptBuilder, Variant};
-pub use scan::{head_scan, mean_grid, scan_prompt, top_heads, HeadScan, HeadScore, Schedule};
+pub use scan::{
+    head_scan, mean_grid, scan_prompt, top_heads, HeadScan, HeadScore, Schedule, HEAD_SCAN_STAGE,
+};
 pub use task::{Pair, Splits, Task};
 pub use vector::{add_at_layer_naive, add_at_layers, default_layer, function_vector};

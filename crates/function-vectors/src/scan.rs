@@ -11,6 +11,7 @@
 //! **Invariant:** both give the same CIE (tested to 1e-4).
 
 use gpt_core::intervention::{SiteWrite, Sites};
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::{ForwardOptions, HookPoint, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
@@ -190,18 +191,22 @@ pub fn scan_prompt(
     Ok((p0, cie))
 }
 
+/// The stage [`head_scan`] reports, in prompts.
+pub const HEAD_SCAN_STAGE: &str = "head scan";
+
 /// The CIE of every head on every prompt (the prompts are the corrupted, shuffled-label
-/// ones).
+/// ones). `progress` hears of [`HEAD_SCAN_STAGE`] before the first prompt and after each.
 ///
 /// # Errors
-/// As [`scan_prompt`].
+/// As [`scan_prompt`]; [`Error::Cancelled`] when `progress` stops
+/// it.
 pub fn head_scan(
     model: &dyn ResumableModel,
     prompts: &[IclPrompt],
     mean: &MeanActivations,
     schedule: Schedule,
     max_rows: usize,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<HeadScan> {
     let c = model.config();
     let mut scan = HeadScan {
@@ -210,11 +215,20 @@ pub fn head_scan(
         base_probs: Vec::with_capacity(prompts.len()),
         cie: Vec::with_capacity(prompts.len()),
     };
+    let at = |done: usize| {
+        Progress::new(
+            HEAD_SCAN_STAGE,
+            done as u64,
+            Some(prompts.len() as u64),
+            "prompts",
+        )
+    };
+    progress::report(progress, at(0))?;
     for (i, p) in prompts.iter().enumerate() {
         let (p0, cie) = scan_prompt(model, p, mean, schedule, max_rows)?;
         scan.base_probs.push(p0);
         scan.cie.push(cie);
-        progress(i + 1);
+        progress::report(progress, at(i + 1))?;
     }
     Ok(scan)
 }

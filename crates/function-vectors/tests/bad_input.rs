@@ -115,13 +115,29 @@ fn too_few_pairs_and_out_of_range_settings_are_refused() {
         max_items: None,
         max_rows: 64,
     };
-    let e = evaluate_items(&model, &builder, &splits, &v, &options, &mut |_, _| {}).unwrap_err();
+    let e = evaluate_items(
+        &model,
+        &builder,
+        &splits,
+        &v,
+        &options,
+        &mut gpt_core::progress::ignore,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::TooFewPairs { .. }), "{e}");
     assert!(e.to_string().contains("shots + 1"), "{e}");
 
     options.shots = 2;
     options.layers = vec![c.n_layers];
-    let e = evaluate_items(&model, &builder, &splits, &v, &options, &mut |_, _| {}).unwrap_err();
+    let e = evaluate_items(
+        &model,
+        &builder,
+        &splits,
+        &v,
+        &options,
+        &mut gpt_core::progress::ignore,
+    )
+    .unwrap_err();
     assert!(
         matches!(e, Error::LayerOutOfRange { layer, .. } if layer == c.n_layers),
         "{e}"
@@ -134,7 +150,7 @@ fn too_few_pairs_and_out_of_range_settings_are_refused() {
     ));
 
     let clean = vec![builder.clean(&[0, 1], 2).unwrap()];
-    let mean = mean_head_activations(&model, &clean, &mut |_| {}).unwrap();
+    let mean = mean_head_activations(&model, &clean, &mut gpt_core::progress::ignore).unwrap();
     let e = function_vector(
         &model,
         &mean,

@@ -60,7 +60,7 @@ fn fast_scan_equals_naive_on_the_bundled_model() {
         &mut rng,
     )
     .unwrap();
-    let mean = mean_head_activations(&m.model, &clean, &mut |_| {}).unwrap();
+    let mean = mean_head_activations(&m.model, &clean, &mut gpt_core::progress::ignore).unwrap();
     let p = &draw_prompts(&builder, &splits.train, &splits.valid, 5, 1, true, &mut rng).unwrap()[0];
     let (p0f, fast) = scan_prompt(&m.model, p, &mean, Schedule::Fast, 512).unwrap();
     let (p0n, naive) = scan_prompt(&m.model, p, &mean, Schedule::Naive, 1).unwrap();

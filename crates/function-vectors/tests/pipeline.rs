@@ -28,9 +28,12 @@ fn extraction_and_evaluation_on_a_tiny_model() {
             max_rows: 512,
         };
         let mut stages = Vec::new();
-        let fast = extract(&model, &builder, &settings, &mut |s, i, n| {
-            stages.push((s, i, n))
-        })
+        let fast = extract(
+            &model,
+            &builder,
+            &settings,
+            &mut gpt_core::progress::watch(|p| stages.push((p.stage.to_string(), p.done, p.total))),
+        )
         .unwrap();
         let naive = extract(
             &model,
@@ -39,10 +42,21 @@ fn extraction_and_evaluation_on_a_tiny_model() {
                 schedule: Schedule::Naive,
                 ..settings
             },
-            &mut |_, _, _| {},
+            &mut gpt_core::progress::ignore,
         )
         .unwrap();
         assert!(!stages.is_empty());
+        // The three stages in turn, each from 0 to its total.
+        assert_eq!(stages[0].0, function_vectors::VALID_ICL_STAGE);
+        for (stage, n) in [
+            (function_vectors::MEAN_ACTIVATIONS_STAGE, 4),
+            (function_vectors::HEAD_SCAN_STAGE, 2),
+        ] {
+            let mine: Vec<_> = stages.iter().filter(|s| s.0 == stage).collect();
+            let counts: Vec<u64> = mine.iter().map(|s| s.1).collect();
+            assert_eq!(counts, (0..=n).collect::<Vec<_>>(), "{stage}");
+            assert!(mine.iter().all(|s| s.2 == Some(n)));
+        }
         assert_eq!(fast.scan.cie.len(), 2);
         for (a, b) in fast
             .scan
@@ -67,8 +81,15 @@ fn extraction_and_evaluation_on_a_tiny_model() {
             max_items: Some(4),
             max_rows: 64,
         };
-        let items =
-            evaluate_items(&model, &builder, &fast.splits, &v, &options, &mut |_, _| {}).unwrap();
+        let items = evaluate_items(
+            &model,
+            &builder,
+            &fast.splits,
+            &v,
+            &options,
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         assert_eq!(items.len(), 4);
         let acc = summarize(&task.name, &items, &layers, 1).unwrap();
         assert_eq!(acc.all.icl.n, 4);

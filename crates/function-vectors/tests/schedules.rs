@@ -33,7 +33,7 @@ fn fast_head_scan_equals_naive() {
             &mut rng,
         )
         .unwrap();
-        let mean = mean_head_activations(&model, &clean, &mut |_| {}).unwrap();
+        let mean = mean_head_activations(&model, &clean, &mut gpt_core::progress::ignore).unwrap();
         let c = model.config();
         assert_eq!(
             mean.mean.size(),
@@ -83,7 +83,7 @@ fn fast_layer_sweep_equals_naive_and_zero_vector_changes_nothing() {
             &mut rng,
         )
         .unwrap();
-        let mean = mean_head_activations(&model, &clean, &mut |_| {}).unwrap();
+        let mean = mean_head_activations(&model, &clean, &mut gpt_core::progress::ignore).unwrap();
         let heads = top_heads(
             &vec![vec![1.0; model.config().n_heads]; model.config().n_layers],
             4,

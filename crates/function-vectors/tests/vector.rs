@@ -35,7 +35,7 @@ fn head_term_is_the_models_attention_output_of_that_head() {
         &mut rng,
     )
     .unwrap();
-    let mean = mean_head_activations(&model, &clean, &mut |_| {}).unwrap();
+    let mean = mean_head_activations(&model, &clean, &mut gpt_core::progress::ignore).unwrap();
     let c = model.config().clone();
     for (l, h) in [(0, 0), (1, 4), (2, 5)] {
         let v = function_vector(

@@ -20,6 +20,8 @@
 //!   head])` [`intervention::Sites`]: the one building block of tracing, patching and editing.
 //! - [`SubjectPrompt`] locates a subject's tokens in a prompt; [`target_tokens`] gives the
 //!   tokens of an answer after a prompt.
+//! - [`Progress`] is what every long operation of the workspace reports to its one callback
+//!   shape, [`ProgressFn`], which may also stop it ([`Cancelled`]); see [`progress`].
 //! - [`generate()`] decodes greedily or with seeded top-k sampling using a [`KvCache`].
 //! - Feature `testing`: the `gpt_core::testing` module exports proptest strategies (configs,
 //!   models, prompts, well- and ill-conditioned matrices) so that downstream crates can property-test against
@@ -51,6 +53,7 @@ pub mod input;
 pub mod intervention;
 mod load;
 pub mod model;
+pub mod progress;
 pub mod prompt;
 pub mod random;
 mod save;
@@ -78,6 +81,7 @@ pub use model::{
     AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,
     LogitsAt, Outcome, ResumableModel,
 };
+pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;
 pub use tokenizer::{Encoding, Tokenizer};

@@ -20,8 +20,8 @@ use std::time::Instant;
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{target_tokens, EditableModel, HookableModel, LoadedModel, TokenBatch};
 use rome::{
-    compute_key_stats, compute_rome, context_templates, Corpus, RewriteRequest, RomeHparams,
-    RomeVariant, StatsOptions, VSchedule,
+    compute_rome, context_templates, Corpus, KeyStatsRun, RewriteRequest, RomeHparams, RomeVariant,
+    StatsOptions, VSchedule,
 };
 
 /// Mean per-token NLL of `" " + target` after `prompt` (teacher forced).
@@ -94,14 +94,13 @@ fn main() -> anyhow::Result<()> {
     }
     let t = Instant::now();
     let corpus = Corpus::from_path(&data.join("wikitext2_articles.jsonl"))?;
-    let stats = compute_key_stats(
+    let stats = KeyStatsRun::new(
         &m.model,
         &m.tokenizer,
         &corpus,
         &StatsOptions::new(hp.layer),
-        None,
-        &mut |_| true,
-    )?;
+    )
+    .compute()?;
     println!(
         "C of layer {} over {} tokens of {} articles in {:.1} s",
         hp.layer,

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use gpt_core::fingerprint::Fnv64;
+use gpt_core::progress::{self, Progress, ProgressFn};
 
 use crate::error::{Error, Result};
 
@@ -136,6 +137,9 @@ fn corpus_err(path: &Path, reason: String) -> Error {
     }
 }
 
+/// The stage [`generated_corpus`] reports.
+pub const SAMPLING_STAGE: &str = "sampling a corpus";
+
 /// Settings of a corpus the model samples itself ([`generated_corpus`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GeneratedCorpus {
@@ -161,15 +165,16 @@ impl Default for GeneratedCorpus {
 /// common words: a corpus that needs nothing from outside, so that editing works on a
 /// machine without data. It is the model's own distribution, not natural text: statistics
 /// from it are a stand-in for ROME's Wikipedia statistics (documented as such). `progress`
-/// gets the number of documents done.
+/// hears of stage [`SAMPLING_STAGE`] in documents, before the first batch and after each.
 ///
 /// # Errors
-/// Model and tokenizer errors.
+/// Model and tokenizer errors; [`Error::Cancelled`] when
+/// `progress` stops it.
 pub fn generated_corpus(
     model: &dyn gpt_core::HookableModel,
     tokenizer: &gpt_core::Tokenizer,
     settings: GeneratedCorpus,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<Corpus> {
     const STARTS: [&str; 8] = [
         "The",
@@ -181,6 +186,15 @@ pub fn generated_corpus(
         "After the",
         "One of the",
     ];
+    let at = |done: usize| {
+        Progress::new(
+            SAMPLING_STAGE,
+            done as u64,
+            Some(settings.documents as u64),
+            "documents",
+        )
+    };
+    progress::report(progress, at(0))?;
     let _guard = gpt_core::tch::no_grad_guard();
     let mut documents = Vec::with_capacity(settings.documents);
     // Batches of 16 documents, each one pass per token over a shared KV cache.
@@ -206,7 +220,7 @@ pub fn generated_corpus(
         for (prompt, new) in prompts.into_iter().zip(new) {
             documents.push(tokenizer.decode(&[prompt, new].concat())?);
         }
-        progress(documents.len());
+        progress::report(progress, at(documents.len()))?;
     }
     Ok(Corpus::from_documents(
         format!(

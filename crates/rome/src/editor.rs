@@ -173,6 +173,7 @@ impl Editor for MemitEditor {
                 &self.hparams,
                 &self.cs,
                 &templates,
+                &mut gpt_core::progress::ignore,
             )?;
             Ok(edit.deltas)
         };

@@ -63,12 +63,10 @@ pub enum Error {
     /// Writing a file failed.
     #[error(transparent)]
     Write(#[from] factscope_common::WriteError),
-    /// A statistics run was stopped by its caller after a checkpoint.
-    #[error("stopped after {texts} documents (checkpoint written; run again to resume)")]
-    Interrupted {
-        /// Documents consumed.
-        texts: usize,
-    },
+    /// A long operation was stopped by its caller's progress callback (a statistics run
+    /// writes its checkpoint first: run it again to resume).
+    #[error(transparent)]
+    Cancelled(#[from] gpt_core::Cancelled),
     /// An argument or setting is out of its valid range or inconsistent (the crate-wide
     /// catch-all, named as in every factscope crate).
     #[error("invalid input: {0}")]

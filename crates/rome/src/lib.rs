@@ -32,7 +32,7 @@ mod st_file;
 pub mod stats;
 pub mod update;
 
-pub use corpus::{generated_corpus, Corpus, GeneratedCorpus};
+pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
 pub use editor::{FtEditor, MemitEditor, RomeEditor};
 pub use error::{Error, Result};
@@ -42,5 +42,5 @@ pub use memit::{compute_memit, MemitEdit, MemitHparams};
 pub use preset::{Preset, PresetModel};
 pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
-pub use stats::{compute_key_stats, model_fingerprint, KeyStats, StatsMeta, StatsOptions};
+pub use stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsMeta, StatsOptions, STATS_STAGE};
 pub use update::{memit_update, rank_one_update, solve_spd, RankOneUpdate, SecondMoment};

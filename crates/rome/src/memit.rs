@@ -3,6 +3,7 @@
 //! layer by layer, the keys of all facts are written with the batched least-squares update
 //! `R Kᵀ (λC + KKᵀ)⁻¹`, spreading the remaining residual over the remaining layers.
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,11 @@ use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
 use crate::rome::{at_subjects, keys_and_values, locate, optimize_delta, Located, VSchedule};
 use crate::update::memit_update;
+
+/// The first stage [`compute_memit`] reports: the target residual `z` of each request.
+pub const TARGETS_STAGE: &str = "MEMIT targets";
+/// The second stage [`compute_memit`] reports: the update of each edited layer.
+pub const LAYERS_STAGE: &str = "MEMIT layers";
 
 /// MEMIT's hyperparameters (`hparams/MEMIT/*.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,11 +98,14 @@ fn residuals_at<M: ResumableModel + ?Sized>(
 /// Computes MEMIT's changes for all `requests` together (never leaving the model changed:
 /// the per-layer updates are applied while later layers are computed, then undone). `cs`
 /// holds `C = E[k kᵀ]` of each edited layer, in `hp.layers` order; `templates` are the
-/// context templates (the bare `"{}"` first).
+/// context templates (the bare `"{}"` first). `progress` hears of [`TARGETS_STAGE`] (one
+/// `z` optimised per request, the long part) and then [`LAYERS_STAGE`] (one update per
+/// layer), each before its first unit and after each.
 ///
 /// # Errors
 /// Malformed requests, layers out of range or not ascending, statistics of the wrong
-/// count or shape, a singular `λC + KKᵀ`, model errors.
+/// count or shape, a singular `λC + KKᵀ`, model errors; [`Error::Cancelled`] when
+/// `progress` stops it (the model is left as it was).
 pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     model: &mut M,
     tokenizer: &Tokenizer,
@@ -104,6 +113,7 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     hp: &MemitHparams,
     cs: &[Tensor],
     templates: &[String],
+    progress: &mut ProgressFn<'_>,
 ) -> Result<MemitEdit> {
     let n_layers = model.config().n_layers;
     if requests.is_empty() {
@@ -143,6 +153,15 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
         })
         .collect::<Result<Vec<_>>>()?;
     // Target residuals z at the last layer's output.
+    let targets = |done: usize| {
+        Progress::new(
+            TARGETS_STAGE,
+            done as u64,
+            Some(requests.len() as u64),
+            "requests",
+        )
+    };
+    progress::report(progress, targets(0))?;
     let (mut zs, mut losses) = (Vec::new(), Vec::new());
     for (r, p) in requests.iter().zip(&prompts) {
         let fit = optimize_delta(
@@ -157,13 +176,23 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
         )?;
         zs.push(fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?);
         losses.push(fit.losses);
+        progress::report(progress, targets(zs.len()))?;
     }
     let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
     let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();
 
     let mut deltas = Vec::new();
     let mut undos = Vec::new();
+    let layers = |done: usize| {
+        Progress::new(
+            LAYERS_STAGE,
+            done as u64,
+            Some(hp.layers.len() as u64),
+            "layers",
+        )
+    };
     let result = (|| -> Result<()> {
+        progress::report(progress, layers(0))?;
         for (i, (&layer, c)) in hp.layers.iter().zip(cs).enumerate() {
             // Keys of every request with the model as edited so far: ½ bare + ½ templates.
             let mut keys = Vec::new();
@@ -197,6 +226,7 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
             };
             undos.push(model.apply(&delta)?);
             deltas.push(delta);
+            progress::report(progress, layers(i + 1))?;
         }
         Ok(())
     })();

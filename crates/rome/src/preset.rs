@@ -134,10 +134,18 @@ impl Preset {
             Preset::Gpt2Medium | Preset::Gpt2Large | Preset::Neox20b => {
                 Err(Error::InvalidInput(format!(
                     "the reference has no MEMIT hyperparameters for `{self}` (MEMIT presets: {}); a one-layer MEMIT with GPT-2 XL's values needs only its layer",
-                    Preset::names_where(|p| p.memit().is_ok())
+                    Preset::names_where(Preset::has_memit)
                 )))
             }
         }
+    }
+
+    /// Whether the reference has MEMIT hyperparameters for this preset.
+    pub fn has_memit(self) -> bool {
+        !matches!(
+            self,
+            Preset::Gpt2Medium | Preset::Gpt2Large | Preset::Neox20b
+        )
     }
 
     /// FT-L's hyperparameters: GPT-2 XL at layer 0 (as the reference's sweep chose); every other

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gpt_core::intervention::{from_fn, HookAction};
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::Tensor;
 use gpt_core::{EditableModel, HookPoint, Layer, Padding, TokenBatch, Tokenizer, WeightId};
 use serde::{Deserialize, Serialize};
@@ -89,16 +90,9 @@ pub struct KeyStats {
     pub moment: SecondMoment,
 }
 
-/// Where a statistics run stands (for progress bars).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StatsProgress {
-    /// Documents consumed.
-    pub texts: usize,
-    /// Documents in the corpus.
-    pub total_texts: usize,
-    /// Tokens counted.
-    pub tokens: u64,
-}
+/// The stage a statistics run reports: documents consumed of the corpus (those of the
+/// checkpoint it resumed from included), with the count `tokens` (keys counted so far).
+pub const STATS_STAGE: &str = "key statistics";
 
 /// A fingerprint of a model for cache keys: its config and the bytes of the edited layer's
 /// MLP output projection (so a different checkpoint of the same shape differs).
@@ -250,23 +244,101 @@ fn accumulate(
     Ok(counted)
 }
 
-/// Computes the key statistics of `layer` over `corpus`, resuming from and writing
-/// checkpoints to `checkpoint` (if given) every `options.checkpoint_every` documents; the
-/// final statistics are written there too. `progress` is called after each chunk and may
-/// return `false` to stop (a checkpoint is written first; the error is
-/// [`Error::Interrupted`]). A resumed run gives the same `C`, bit for bit, as an
-/// uninterrupted one.
+/// A key-statistics computation: the statistics of `options.layer` over a corpus, with an
+/// optional checkpoint file and progress callback (builder; nothing runs before
+/// [`KeyStatsRun::compute`]).
 ///
-/// # Errors
-/// A checkpoint for another model, layer, corpus or setting (refused, never overwritten);
-/// settings out of range; model and write errors.
-pub fn compute_key_stats(
+/// # Example
+/// ```no_run
+/// use gpt_core::progress;
+/// use rome::{Corpus, KeyStatsRun, StatsOptions};
+/// # fn main() -> rome::Result<()> {
+/// let m = gpt_core::load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), Default::default())?;
+/// let corpus = Corpus::from_path("wikitext.jsonl".as_ref())?;
+/// let stats = KeyStatsRun::new(&m.model, &m.tokenizer, &corpus, &StatsOptions::new(4))
+///     .checkpoint("layer4.safetensors".as_ref())
+///     .progress(&mut progress::watch(|p| eprintln!("{p}")))
+///     .compute()?;
+/// println!("C over {} tokens", stats.meta.tokens);
+/// # Ok(()) }
+/// ```
+pub struct KeyStatsRun<'a> {
+    model: &'a dyn EditableModel,
+    tokenizer: &'a Tokenizer,
+    corpus: &'a Corpus,
+    options: &'a StatsOptions,
+    checkpoint: Option<&'a Path>,
+    progress: Option<&'a mut ProgressFn<'a>>,
+}
+
+impl<'a> KeyStatsRun<'a> {
+    /// Statistics of `options.layer` of `model` over `corpus`, without a checkpoint and
+    /// without progress reports.
+    pub fn new(
+        model: &'a dyn EditableModel,
+        tokenizer: &'a Tokenizer,
+        corpus: &'a Corpus,
+        options: &'a StatsOptions,
+    ) -> Self {
+        Self {
+            model,
+            tokenizer,
+            corpus,
+            options,
+            checkpoint: None,
+            progress: None,
+        }
+    }
+
+    /// Resume from and write checkpoints to `path` every `options.checkpoint_every`
+    /// documents; the final statistics are written there too.
+    #[must_use]
+    pub fn checkpoint(mut self, path: &'a Path) -> Self {
+        self.checkpoint = Some(path);
+        self
+    }
+
+    /// Report [`STATS_STAGE`] to `progress` before the first chunk and after each (a
+    /// checkpoint is written before each report after the first). Stopping it returns
+    /// [`Error::Cancelled`] (after the checkpoint; a stop at the report of the finished run
+    /// is ignored).
+    #[must_use]
+    pub fn progress(mut self, progress: &'a mut ProgressFn<'a>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Computes the statistics. A resumed run gives the same `C`, bit for bit, as an
+    /// uninterrupted one.
+    ///
+    /// # Errors
+    /// A checkpoint for another model, layer, corpus or setting (refused, never
+    /// overwritten); settings out of range; model and write errors; [`Error::Cancelled`].
+    pub fn compute(self) -> Result<KeyStats> {
+        let mut quiet = progress::ignore;
+        let progress: &mut ProgressFn<'_> = match self.progress {
+            Some(p) => p,
+            None => &mut quiet,
+        };
+        compute_key_stats(
+            self.model,
+            self.tokenizer,
+            self.corpus,
+            self.options,
+            self.checkpoint,
+            progress,
+        )
+    }
+}
+
+/// [`KeyStatsRun::compute`].
+fn compute_key_stats(
     model: &dyn EditableModel,
     tokenizer: &Tokenizer,
     corpus: &Corpus,
     options: &StatsOptions,
     checkpoint: Option<&Path>,
-    progress: &mut dyn FnMut(StatsProgress) -> bool,
+    progress: &mut ProgressFn<'_>,
 ) -> Result<KeyStats> {
     let c = model.config();
     if options.layer >= c.n_layers {
@@ -326,6 +398,16 @@ pub fn compute_key_stats(
         },
     };
     let total = corpus.len();
+    let at = |meta: &StatsMeta| {
+        Progress::new(
+            STATS_STAGE,
+            meta.texts as u64,
+            Some(total as u64),
+            "documents",
+        )
+        .with_count("tokens", meta.tokens)
+    };
+    progress::report(progress, at(&stats.meta))?;
     while !stats.meta.complete {
         let budget_left = options
             .max_tokens
@@ -359,15 +441,10 @@ pub fn compute_key_stats(
         if let Some(path) = checkpoint {
             stats.save(path)?;
         }
-        let keep_going = progress(StatsProgress {
-            texts: stats.meta.texts,
-            total_texts: total,
-            tokens: stats.meta.tokens,
-        });
-        if !keep_going && !stats.meta.complete {
-            return Err(Error::Interrupted {
-                texts: stats.meta.texts,
-            });
+        match progress::report(progress, at(&stats.meta)) {
+            // Nothing is left to stop once the run is complete.
+            Err(cancelled) if !stats.meta.complete => return Err(cancelled.into()),
+            _ => {}
         }
     }
     Ok(stats)

@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use gpt_core::intervention::{read_sites, HookAction};
+use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
@@ -14,8 +16,8 @@ use gpt_core::{
     Sites, SubjectPrompt, TokenBatch, Tokenizer, Transformer, WeightId,
 };
 use rome::{
-    compute_key_stats, compute_rome, context_templates, load_deltas, save_deltas, Corpus, Error,
-    KeyStats, RewriteRequest, RomeHparams, RomeVariant, StatsOptions, VSchedule,
+    compute_rome, context_templates, load_deltas, save_deltas, Corpus, Error, KeyStats,
+    KeyStatsRun, RewriteRequest, RomeHparams, RomeVariant, StatsOptions, VSchedule,
 };
 
 fn tokenizer() -> Tokenizer {
@@ -107,15 +109,9 @@ fn rome_writes_v_star_and_schedules_agree() {
     ];
     for (arch, mut m) in models {
         let layer = 1;
-        let stats = compute_key_stats(
-            &m,
-            &tok,
-            &corpus(),
-            &StatsOptions::new(layer),
-            None,
-            &mut |_| true,
-        )
-        .unwrap();
+        let stats = KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(layer))
+            .compute()
+            .unwrap();
         let c = stats.c().unwrap();
         let hp = hparams(layer, RomeVariant::Original);
         let templates = context_templates(&m, &tok, &hp.context_template_length_params, 7).unwrap();
@@ -212,31 +208,40 @@ fn key_statistics_resume_exactly_and_refuse_other_caches() {
         ..StatsOptions::new(2)
     };
     let whole_path = dir.path().join("whole.safetensors");
-    let whole = compute_key_stats(
-        &m,
-        &tok,
-        &corpus(),
-        &options,
-        Some(&whole_path),
-        &mut |_| true,
-    )
-    .unwrap();
+    let whole = KeyStatsRun::new(&m, &tok, &corpus(), &options)
+        .checkpoint(&whole_path)
+        .compute()
+        .unwrap();
     assert!(whole.meta.complete);
     assert_eq!(whole.meta.texts, 40);
 
-    // Killed after the second checkpoint, then resumed: the same C, bit for bit.
+    // Killed after the second checkpoint, then resumed: the same C, bit for bit. (The first
+    // report comes before any work, so the second checkpoint is the third report.)
     let path = dir.path().join("resumed.safetensors");
     let mut calls = 0;
-    let err = compute_key_stats(&m, &tok, &corpus(), &options, Some(&path), &mut |_| {
-        calls += 1;
-        calls < 2
-    })
-    .unwrap_err();
-    assert!(matches!(err, Error::Interrupted { texts: 14 }), "{err:?}");
+    let err = KeyStatsRun::new(&m, &tok, &corpus(), &options)
+        .checkpoint(&path)
+        .progress(&mut |p: &Progress| {
+            calls += 1;
+            assert_eq!((p.stage.as_ref(), p.total), (rome::STATS_STAGE, Some(40)));
+            if calls < 3 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })
+        .compute()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Cancelled(c) if c.at.done == 14 && c.at.count("tokens").is_some_and(|t| t > 0)),
+        "{err:?}"
+    );
     let partial = KeyStats::load(&path).unwrap();
     assert!(!partial.meta.complete);
-    let resumed =
-        compute_key_stats(&m, &tok, &corpus(), &options, Some(&path), &mut |_| true).unwrap();
+    let resumed = KeyStatsRun::new(&m, &tok, &corpus(), &options)
+        .checkpoint(&path)
+        .compute()
+        .unwrap();
     assert_eq!(resumed.moment.count, whole.moment.count);
     assert!(
         resumed.moment.sum.equal(&whole.moment.sum),
@@ -260,10 +265,10 @@ fn key_statistics_resume_exactly_and_refuse_other_caches() {
     // Continuing a file of another corpus is refused and the file is left alone.
     let before = std::fs::read(&path).unwrap();
     let other_corpus = Corpus::from_documents("x", vec!["Something else entirely.".into()]);
-    let err = compute_key_stats(&m, &tok, &other_corpus, &options, Some(&path), &mut |_| {
-        true
-    })
-    .unwrap_err();
+    let err = KeyStatsRun::new(&m, &tok, &other_corpus, &options)
+        .checkpoint(&path)
+        .compute()
+        .unwrap_err();
     assert!(err.to_string().contains("refusing"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Truncated and corrupt files are clear errors.
@@ -279,15 +284,9 @@ fn edits_save_and_reapply() {
     let tok = tokenizer();
     let mut m = model(Architecture::Gpt2, &tok, 4);
     let layer = 0;
-    let stats = compute_key_stats(
-        &m,
-        &tok,
-        &corpus(),
-        &StatsOptions::new(layer),
-        None,
-        &mut |_| true,
-    )
-    .unwrap();
+    let stats = KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(layer))
+        .compute()
+        .unwrap();
     let hp = hparams(layer, RomeVariant::Original);
     let templates = context_templates(&m, &tok, &hp.context_template_length_params, 1).unwrap();
     let edit = compute_rome(
@@ -423,17 +422,11 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
         let cs: Vec<Tensor> = layers
             .iter()
             .map(|&l| {
-                compute_key_stats(
-                    &m,
-                    &tok,
-                    &corpus(),
-                    &StatsOptions::new(l),
-                    None,
-                    &mut |_| true,
-                )
-                .unwrap()
-                .c()
-                .unwrap()
+                KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
+                    .compute()
+                    .unwrap()
+                    .c()
+                    .unwrap()
             })
             .collect();
         let mut hp = rome::MemitHparams::smollm2();
@@ -457,9 +450,43 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
             .iter()
             .map(|&l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
             .collect();
-        let edit = rome::compute_memit(&mut m, &tok, &requests, &hp, &cs, &templates).unwrap();
+        let mut stages = Vec::new();
+        let edit = rome::compute_memit(
+            &mut m,
+            &tok,
+            &requests,
+            &hp,
+            &cs,
+            &templates,
+            &mut progress::watch(|p| stages.push((p.stage.to_string(), p.done))),
+        )
+        .unwrap();
+        let targets = (0..=3).map(|i| (rome::memit::TARGETS_STAGE.to_string(), i));
+        let updates = (0..=layers.len() as u64).map(|i| (rome::memit::LAYERS_STAGE.to_string(), i));
+        assert_eq!(stages, targets.chain(updates).collect::<Vec<_>>());
         assert_eq!(edit.deltas.len(), layers.len());
         assert_eq!(edit.z.size(), [3, m.config().d_model as i64]);
+        // Stopped after the first layer's update: cancelled, and the interim edit undone.
+        let err = rome::compute_memit(
+            &mut m,
+            &tok,
+            &requests,
+            &hp,
+            &cs,
+            &templates,
+            &mut |p: &Progress| {
+                if p.stage == rome::memit::LAYERS_STAGE && p.done == 1 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Cancelled(c) if c.at.done == 1),
+            "{err:?}"
+        );
         // Computing changed nothing.
         for (&l, w) in layers.iter().zip(&weights) {
             assert!(
@@ -551,17 +578,11 @@ fn editors_write_requests_and_undo_bit_exactly() {
     let tok = tokenizer();
     let mut m = model(Architecture::Llama, &tok, 4);
     let layer = 1;
-    let c = compute_key_stats(
-        &m,
-        &tok,
-        &corpus(),
-        &StatsOptions::new(layer),
-        None,
-        &mut |_| true,
-    )
-    .unwrap()
-    .c()
-    .unwrap();
+    let c = KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(layer))
+        .compute()
+        .unwrap()
+        .c()
+        .unwrap();
     let snapshot: Vec<Tensor> = (0..m.config().n_layers)
         .map(|l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
         .collect();

@@ -17,7 +17,8 @@
 //! let m = gpt_core::load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), Default::default())?;
 //! let facts = load_known_facts("known_facts_dev.json".as_ref())?;
 //! let options = DatasetRun { limit: Some(20), ..DatasetRun::default() };
-//! let report = run_dataset(&m.model, &m.tokenizer, &facts, &options, "out".as_ref(), &mut |_| {})?;
+//! let report = run_dataset(&m.model, &m.tokenizer, &facts, &options, "out".as_ref(),
+//!     &mut gpt_core::progress::watch(|p| eprintln!("{p}")))?;
 //! println!("{} of {} known", report.summary.known, report.summary.total);
 //! # Ok(()) }
 //! ```
@@ -28,6 +29,7 @@ mod resume;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::{ResumableModel, Tokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -92,26 +94,33 @@ impl Default for DatasetRun {
     }
 }
 
-/// Where a run stands, reported after each case (and once before the first, `done == 0`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Progress {
-    /// Cases finished (computed or reused).
-    pub done: usize,
-    /// Cases in the run.
-    pub total: usize,
-    /// Cases the model knows (traced).
-    pub known: usize,
-    /// Cases skipped because the model does not know them.
-    pub skipped: usize,
-    /// Cases that failed.
-    pub failed: usize,
-    /// Cases whose result was read back from an earlier run.
-    pub reused: usize,
-    /// Cases whose file from an earlier run could not be reused (see
-    /// [`DatasetReport::redone`]) and were traced again.
-    pub redone: usize,
-    /// The case just finished.
-    pub current_id: Option<u64>,
+/// The stage [`run_dataset`] reports, before the first case (`done == 0`) and after each:
+/// cases finished (computed or reused) of the run, the item `known_id` of the case just
+/// finished, and the counts `known` (traced), `not known` (skipped: the model does not know
+/// them), `failed`, `reused` (read back from an earlier run) and `redone` (files of an
+/// earlier run that could not be reused, see [`DatasetReport::redone`], traced again).
+pub const DATASET_STAGE: &str = "known facts";
+
+/// The running counts of a dataset run, reported as [`DATASET_STAGE`] events.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    done: usize,
+    known: usize,
+    skipped: usize,
+    failed: usize,
+    reused: usize,
+    redone: usize,
+}
+
+impl Counts {
+    fn event(&self, total: usize) -> Progress {
+        Progress::new(DATASET_STAGE, self.done as u64, Some(total as u64), "cases")
+            .with_count("known", self.known as u64)
+            .with_count("not known", self.skipped as u64)
+            .with_count("failed", self.failed as u64)
+            .with_count("reused", self.reused as u64)
+            .with_count("redone", self.redone as u64)
+    }
 }
 
 /// A case file of an earlier run that was traced again instead of reused.
@@ -156,16 +165,21 @@ pub struct DatasetReport {
 /// found after tokenisation, empty prompt) are written to the case file and reused, other
 /// failures (model errors) are retried by the next run.
 ///
+/// `progress` hears of [`DATASET_STAGE`] before the first case and after each; stopping it
+/// returns [`Error::Cancelled`] with the case files written so far kept (a later run
+/// reuses them).
+///
 /// # Errors
 /// Settings out of range (no samples, no kinds, a window of 0 or deeper than the model),
-/// σ that cannot be computed, a case directory or summary that cannot be written.
+/// σ that cannot be computed, a case directory or summary that cannot be written;
+/// [`Error::Cancelled`].
 pub fn run_dataset(
     model: &dyn ResumableModel,
     tokenizer: &Tokenizer,
     facts: &[KnownFact],
     options: &DatasetRun,
     out_dir: &Path,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut ProgressFn<'_>,
 ) -> Result<DatasetReport> {
     let n_layers = model.config().n_layers;
     if options.samples == 0 {
@@ -201,11 +215,9 @@ pub fn run_dataset(
     factscope_common::fsio::ensure_writable_dir(&cases_dir)?;
 
     let selected = &facts[..options.limit.unwrap_or(facts.len()).min(facts.len())];
-    let mut state = Progress {
-        total: selected.len(),
-        ..Progress::default()
-    };
-    progress(state);
+    let total = selected.len();
+    let mut state = Counts::default();
+    progress::report(progress, state.event(total))?;
     let mut cases = Vec::with_capacity(selected.len());
     let (mut traced, mut trace_seconds) = (0usize, 0.0f64);
     let mut redone = Vec::new();
@@ -246,9 +258,8 @@ pub fn run_dataset(
             (false, false) => state.skipped += 1,
         }
         state.done += 1;
-        state.current_id = Some(fact.known_id);
-        progress(state);
         cases.push(record);
+        progress::report(progress, state.event(total).with_item(fact.known_id))?;
     }
 
     let summary = summarize(&cases);
