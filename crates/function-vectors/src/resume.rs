@@ -42,7 +42,7 @@ impl BaseRun {
         let logits = run.logits().f_select(0, 0)?;
         let z_last = if record_z {
             let z = (0..n_layers)
-                .map(|l| Ok(last(run.acts().try_get(HookPoint::z(l))?)?))
+                .map(|l| last(run.acts().try_get(HookPoint::z(l))?))
                 .collect::<Result<Vec<_>>>()?;
             Some(Tensor::f_stack(&z, 0)?)
         } else {
@@ -70,7 +70,7 @@ impl BaseRun {
             layer: j,
             n_layers: self.run.n_layers(),
         })?;
-        Ok(last(entering)?)
+        last(entering)
     }
 
     /// A lane of the last position from block `start` with residual `init` (`[d_model]`)

@@ -54,7 +54,7 @@ impl Outcome {
     }
 }
 
-/// Input of [`HookableModel::forward_blocks`]: a residual stream entering some blocks.
+/// Input of [`ResumableModel::forward_blocks`]: a residual stream entering some blocks.
 #[derive(Debug)]
 pub struct BlocksInput<'a> {
     /// The blocks to run, in order (e.g. `l + 1..n_layers`).
@@ -79,7 +79,7 @@ pub struct BlocksInput<'a> {
     pub last_position_only: bool,
 }
 
-/// How [`HookableModel::forward_blocks`] ended.
+/// How [`ResumableModel::forward_blocks`] ended.
 #[derive(Debug)]
 pub enum BlocksOutcome {
     /// The residual after the last block, `[batch, pos, d_model]`.
@@ -127,7 +127,7 @@ impl KvCache {
     }
 
     /// A cache from per-layer `(keys, values)`, each `[batch, n_kv_heads, len, d_head]`;
-    /// `None` for layers a pass will not run (see [`HookableModel::forward_blocks`]).
+    /// `None` for layers a pass will not run (see [`ResumableModel::forward_blocks`]).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] if a layer's tensors do not hold `len` positions.

@@ -341,7 +341,7 @@ fn run_chunk(
         order: Vec::with_capacity(lanes.len()),
         state: None,
     };
-    for j in 0..n_layers {
+    for (j, ran) in rows_per_block.iter_mut().enumerate().take(n_layers) {
         batch.admit(j, false)?;
         let Some(x) = batch.state.take() else {
             continue;
@@ -359,7 +359,7 @@ fn run_chunk(
             last_position_only: last_block,
         };
         batch.state = Some(model.forward_blocks(input, &mut writes)?.resid()?);
-        rows_per_block[j] += rows as usize;
+        *ran += rows as usize;
     }
     batch.admit(n_layers, true)?;
     let state = batch
