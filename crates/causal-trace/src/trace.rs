@@ -5,7 +5,7 @@ use std::cell::Cell;
 use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    check_finite, ActivationCache, BlockSite, ForwardOptions, HookPoint, KvCache, ResumableModel,
+    check_finite, ActivationCache, BaseRun, BlockSite, ForwardOptions, HookPoint, ResumableModel,
     TokenBatch, Tokenizer,
 };
 use serde::{Deserialize, Serialize};
@@ -234,10 +234,9 @@ pub struct Tracer<'m> {
     pub(crate) corrupted_embed: Tensor,
     /// Clean run, batch 1: resid_pre / resid_post / mlp_out / attn_out of every layer.
     pub(crate) clean: ActivationCache,
-    /// Corrupted run, batch N: the same points.
-    pub(crate) corrupted: ActivationCache,
-    /// Keys/values of the corrupted run (batch N).
-    pub(crate) corrupted_kv: KvCache,
+    /// Corrupted run, batch N, recorded for the fast schedule's lanes: the residual entering
+    /// every block, mlp_out / attn_out of every layer, the keys/values.
+    pub(crate) corrupted: BaseRun,
     pub(crate) clean_score: f64,
     pub(crate) corrupted_score: f64,
     pub(crate) flops: Cell<u64>,
@@ -303,21 +302,18 @@ impl<'m> Tracer<'m> {
         };
         flops.set(flops.get() + flops::forward(model.config(), 1, t, 0, 1));
         let rows = TokenBatch::pad(&vec![prompt.ids.clone(); n], Default::default(), 0, device)?;
-        let mut kv = KvCache::new();
-        let (corrupted_logits, corrupted) = {
-            let mut hooks = (
-                corrupt_embed(&corrupted_embed, prompt.subject_range.clone(), 0),
-                gpt_core::CacheHook::new(cached_sites),
-            );
-            let logits = model
-                .forward_with(
-                    &rows,
-                    ForwardOptions::last().with_cache(&mut kv),
-                    &mut hooks,
-                )?
-                .logits()?;
-            (logits, hooks.1.into_cache())
-        };
+        let corrupted = BaseRun::new(
+            model,
+            &rows,
+            &mut corrupt_embed(&corrupted_embed, prompt.subject_range.clone(), 0),
+            &|p| {
+                matches!(
+                    p,
+                    HookPoint::Block(_, BlockSite::MlpOut | BlockSite::AttnOut)
+                )
+            },
+        )?;
+        let corrupted_logits = corrupted.logits();
         flops.set(flops.get() + flops::forward(model.config(), n, t, 0, n));
 
         let clean_logits = clean_logits.f_to_kind(Kind::Float)?;
@@ -326,7 +322,7 @@ impl<'m> Tracer<'m> {
             &format!("the clean logits of {:?}", prompt.text),
         )?;
         check_finite(
-            &corrupted_logits,
+            corrupted_logits,
             &format!(
                 "the corrupted logits of {:?} (noise too large?)",
                 prompt.text
@@ -359,7 +355,6 @@ impl<'m> Tracer<'m> {
             corrupted_embed,
             clean,
             corrupted,
-            corrupted_kv: kv,
             clean_score,
             corrupted_score,
             flops,

@@ -12,13 +12,13 @@
 
 use gpt_core::intervention::{SiteWrite, Sites};
 use gpt_core::progress::{self, Progress, ProgressFn};
-use gpt_core::{ForwardOptions, HookPoint, ResumableModel, TokenBatch};
+use gpt_core::{ForwardOptions, HookPoint, LaneWrite, ResumableModel, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::activations::MeanActivations;
 use crate::error::{Error, Result};
 use crate::prompt::IclPrompt;
-use crate::resume::{answer_probs, run_lanes, BaseRun, Lane};
+use crate::resume::{answer_probs, BaseRun};
 
 /// How the patched passes are run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -153,14 +153,11 @@ pub fn scan_prompt(
             let lanes = heads
                 .iter()
                 .map(|&(l, h)| {
-                    Ok(Lane {
-                        start: l,
-                        init: base.entering(l)?.shallow_clone(),
-                        head: Some((l, h, mean.head(l, h)?)),
-                    })
+                    let write = LaneWrite::set(HookPoint::z(l), 0, mean.head(l, h)?).head(h);
+                    base.lane(l, &base.entering(l)?, vec![write])
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let logits = run_lanes(model, &base, &lanes, max_rows)?;
+            let logits = base.run_lanes(model, &lanes, max_rows)?;
             (p0, answer_probs(&logits, prompt.answer)?)
         }
         Schedule::Naive => {

@@ -13,7 +13,7 @@ use gpt_core::{
 
 use crate::activations::MeanActivations;
 use crate::error::{Error, Result};
-use crate::resume::{run_lanes, BaseRun, Lane};
+use crate::resume::BaseRun;
 use crate::scan::HeadScore;
 
 /// The reference's default edit layer: about a third of the depth, `⌊n_layers / 3⌋`
@@ -101,14 +101,10 @@ pub fn add_at_layers(
             let v = vector
                 .f_to_device(entering.device())?
                 .f_to_kind(entering.kind())?;
-            Ok(Lane {
-                start: l + 1,
-                init: entering.f_add(&v)?,
-                head: None,
-            })
+            base.lane(l + 1, &entering.f_add(&v)?, Vec::new())
         })
         .collect::<Result<Vec<_>>>()?;
-    run_lanes(model, base, &lanes, max_rows)
+    base.run_lanes(model, &lanes, max_rows)
 }
 
 /// The naive oracle of [`add_at_layers`] for one layer: a full pass with

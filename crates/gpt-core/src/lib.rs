@@ -15,7 +15,9 @@
 //!   [`WeightDelta`] and undoes it bit-exactly.
 //! - [`Editor`] turns [`RewriteRequest`]s into weight changes (ROME, MEMIT, … implement it in
 //!   their crates); [`apply_edits`] writes them, one at a time or jointly.
-//! - [`ResumableModel`] resumes a pass from a given residual stream (the fast schedules).
+//! - [`ResumableModel`] resumes a pass from a given residual stream; [`lanes`] builds the
+//!   fast schedules on it: one [`BaseRun`], then many edited runs ([`Lane`]s) each resumed
+//!   from its first affected block, batched block by block ([`run_lanes`]).
 //! - [`intervention::SiteWrite`] sets, adds or patches values at chosen `(row, position[,
 //!   head])` [`intervention::Sites`]: the one building block of tracing, patching and editing.
 //! - [`SubjectPrompt`] locates a subject's tokens in a prompt; [`target_tokens`] gives the
@@ -51,6 +53,7 @@ pub mod generate;
 pub mod hook;
 pub mod input;
 pub mod intervention;
+pub mod lanes;
 mod load;
 pub mod model;
 pub mod progress;
@@ -76,6 +79,7 @@ pub use generate::{generate, generate_batch, generate_seeded, GenerateOptions, S
 pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks, SiteWrite, Sites, WriteOp};
+pub use lanes::{run_lanes, BaseRun, Lane, LaneLogits, LaneWrite};
 pub use load::{load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
 pub use model::{
     AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,

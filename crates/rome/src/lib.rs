@@ -18,6 +18,7 @@
 
 mod adam;
 pub mod corpus;
+mod delta;
 pub mod delta_file;
 pub mod editor;
 mod error;

@@ -8,10 +8,11 @@ use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
 use serde::{Deserialize, Serialize};
 
+use crate::delta::{optimize_delta, DeltaSpec};
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
-use crate::rome::{at_subjects, keys_and_values, locate, optimize_delta, Located, VSchedule};
+use crate::rome::{at_subjects, keys_and_values, locate, Located, VSchedule};
 use crate::update::memit_update;
 
 /// The first stage [`compute_memit`] reports: the target residual `z` of each request.
@@ -166,13 +167,15 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     for (r, p) in requests.iter().zip(&prompts) {
         let fit = optimize_delta(
             &*model,
-            tokenizer,
-            r,
-            &z_hp,
-            p,
-            HookPoint::resid_post(last),
-            last,
-            VSchedule::Fast,
+            &DeltaSpec {
+                tokenizer,
+                request: r,
+                hp: &z_hp,
+                key_prompts: p,
+                point: HookPoint::resid_post(last),
+                layer: last,
+                schedule: VSchedule::Fast,
+            },
         )?;
         zs.push(fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?);
         losses.push(fit.losses);
