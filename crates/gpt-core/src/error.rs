@@ -53,6 +53,20 @@ pub enum Error {
         /// The checkpoint file or folder.
         path: PathBuf,
     },
+    /// The checkpoint holds tensors that the model its config describes does not use (a
+    /// config with too few layers, without a bias the checkpoint has, or stray tensors):
+    /// loading it would silently drop them.
+    #[error("{path} holds {count} tensor(s) that the model described by its config does not use: `{}`{}{hint}", .names.join("`, `"), if *count > names.len() { ", …" } else { "" })]
+    UnusedTensors {
+        /// The checkpoint file holding the first of `names`.
+        path: PathBuf,
+        /// How many tensors are unused.
+        count: usize,
+        /// The first few unused tensors, in name order.
+        names: Vec<String>,
+        /// What probably went wrong (starts with `; `), or empty.
+        hint: String,
+    },
     /// A tensor has the wrong shape.
     #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
     ShapeMismatch {

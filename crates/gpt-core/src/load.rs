@@ -10,7 +10,7 @@ use crate::families;
 use crate::model::HookableModel;
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
-use crate::weights::{safetensors_files, GgufSource, Loader, SafetensorsSource};
+use crate::weights::{safetensors_checkpoint, GgufSource, Loader, SafetensorsSource};
 
 /// Compute dtype and device for loading.
 #[derive(Clone, Copy, Debug)]
@@ -58,8 +58,9 @@ impl LoadedModel {
 ///
 /// # Errors
 /// A missing or unreadable path, an unknown architecture, inconsistent sizes, corrupt or
-/// truncated checkpoints, missing tensors or tensors of the wrong shape, an unsupported
-/// dtype: each names the file and tensor.
+/// truncated checkpoints, missing tensors, tensors of the wrong shape, tensors the config
+/// does not account for ([`Error::UnusedTensors`]), an unsupported dtype: each names the
+/// file and tensor.
 pub fn load_model(path: &Path, options: LoadOptions) -> Result<LoadedModel> {
     if !matches!(options.kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
         return Err(Error::InvalidInput(format!(
@@ -100,13 +101,9 @@ fn load_hf_dir(dir: &Path, options: LoadOptions) -> Result<(Transformer, Tokeniz
     let config = ModelConfig::from_hf_file(&config_path)?;
     let mut tokenizer = load_hf_tokenizer(dir)?;
     tokenizer.set_special_ids(config.bos_token_id, config.eos_token_id);
-    let files = safetensors_files(dir)?;
-    let mut source = SafetensorsSource::open(dir, &files)?;
-    let mut loader = Loader {
-        source: &mut source,
-        device: options.device,
-        kind: options.kind,
-    };
+    let checkpoint = safetensors_checkpoint(dir)?;
+    let mut source = SafetensorsSource::open(&checkpoint)?;
+    let mut loader = Loader::new(&mut source, options.device, options.kind);
     let parts = families::load_hf(&config, &mut loader)?;
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,
@@ -148,11 +145,7 @@ fn load_gguf(path: &Path, options: LoadOptions) -> Result<(Transformer, Tokenize
         });
     }
     let mut source = GgufSource::new(reader);
-    let mut loader = Loader {
-        source: &mut source,
-        device: options.device,
-        kind: options.kind,
-    };
+    let mut loader = Loader::new(&mut source, options.device, options.kind);
     let parts = families::load_gguf(&config, &mut loader)?;
     Ok((
         Transformer::new(config, options.device, options.kind, parts)?,

@@ -1,7 +1,7 @@
 //! Reading checkpoint tensors: safetensors (single or sharded) and GGUF, into libtorch tensors
 //! of the compute dtype on the target device.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -20,17 +20,32 @@ pub(crate) trait WeightSource {
     fn contains(&self, name: &str) -> bool;
     /// Reads a tensor on the CPU, in its stored float dtype (GGUF: dequantised to f32).
     fn read(&mut self, name: &str) -> Result<Tensor>;
+    /// The names of all tensors in the checkpoint.
+    fn names(&self) -> Vec<String>;
+    /// The file that holds tensor `name` (a shard of a sharded checkpoint), for messages.
+    fn file_of(&self, name: &str) -> &Path;
 }
 
 /// Reads tensors from a source, checks their shapes and converts them to the compute dtype
-/// and device.
+/// and device; remembers which tensors it read, so that [`Loader::check_all_read`] can
+/// refuse a checkpoint whose tensors the config does not account for.
 pub(crate) struct Loader<'a> {
-    pub source: &'a mut dyn WeightSource,
-    pub device: Device,
-    pub kind: Kind,
+    source: &'a mut dyn WeightSource,
+    device: Device,
+    kind: Kind,
+    read: HashSet<String>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    /// A loader reading `source` into tensors of `kind` on `device`.
+    pub fn new(source: &'a mut dyn WeightSource, device: Device, kind: Kind) -> Self {
+        Self {
+            source,
+            device,
+            kind,
+            read: HashSet::new(),
+        }
+    }
     /// The tensor `name`, checked to have `shape`.
     pub fn tensor(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
         let t = self.raw(name)?;
@@ -54,6 +69,7 @@ impl Loader<'_> {
     }
 
     /// The tensor `name` in its stored shape, unconverted (for loaders that reshape first).
+    /// Every tensor a loader uses is read through here, so it counts as used.
     pub fn raw(&mut self, name: &str) -> Result<Tensor> {
         if !self.source.contains(name) {
             return Err(Error::MissingTensor {
@@ -61,7 +77,9 @@ impl Loader<'_> {
                 path: self.source.path().to_path_buf(),
             });
         }
-        self.source.read(name)
+        let t = self.source.read(name)?;
+        self.read.insert(name.to_string());
+        Ok(t)
     }
 
     /// Converts a CPU tensor to the compute dtype and device.
@@ -75,6 +93,72 @@ impl Loader<'_> {
     pub fn contains(&self, name: &str) -> bool {
         self.source.contains(name)
     }
+
+    /// The file holding tensor `name`, for messages.
+    pub fn file_of(&self, name: &str) -> PathBuf {
+        self.source.file_of(name).to_path_buf()
+    }
+
+    /// Refuses a checkpoint with tensors the load did not read, other than the per-layer
+    /// `buffers` (block-relative names such as `attn.masked_bias`: constants some writers
+    /// save with the weights, which carry nothing the model needs). A config that says
+    /// fewer layers than the checkpoint has, or leaves out a bias the checkpoint has, would
+    /// otherwise load and answer with part of the model silently dropped.
+    ///
+    /// `n_layers` and `config` (what the config is called: `config.json`, the GGUF metadata)
+    /// word the hint when the unused tensors belong to layers past the config's count.
+    ///
+    /// # Errors
+    /// [`Error::UnusedTensors`] naming the file, the first few unused names and a hint.
+    pub fn check_all_read(&self, buffers: &[&str], n_layers: usize, config: &str) -> Result<()> {
+        let mut unused: Vec<String> = self
+            .source
+            .names()
+            .into_iter()
+            .filter(|n| !self.read.contains(n))
+            .filter(|n| !layer_of(n).is_some_and(|(_, rest)| buffers.contains(&rest)))
+            .collect();
+        unused.sort();
+        let Some(first) = unused.first() else {
+            return Ok(());
+        };
+        let extra_layer = unused
+            .iter()
+            .filter_map(|n| layer_of(n).map(|(layer, _)| (layer, n)))
+            .filter(|&(layer, _)| layer >= n_layers)
+            .min();
+        let hint = match extra_layer {
+            Some((layer, name)) => format!(
+                "; {config} says {n_layers} layer(s) but the checkpoint has tensors for layer {layer} (e.g. `{name}`)"
+            ),
+            None => format!(
+                "; {config} does not match the checkpoint (a bias, norm or head it leaves out?)"
+            ),
+        };
+        const SHOWN: usize = 5;
+        Err(Error::UnusedTensors {
+            path: self.file_of(first),
+            count: unused.len(),
+            names: unused.into_iter().take(SHOWN).collect(),
+            hint,
+        })
+    }
+}
+
+/// The layer index of a per-layer tensor name and the name's rest after it:
+/// `model.layers.3.mlp.up_proj.weight` → `(3, "mlp.up_proj.weight")`; also `h.3.…`,
+/// `transformer.h.3.…`, `gpt_neox.layers.3.…`, `blk.3.…` (the first all-digit part).
+fn layer_of(name: &str) -> Option<(usize, &str)> {
+    let mut start = 0;
+    for part in name.split('.') {
+        let end = start + part.len();
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            let layer = part.parse().ok()?;
+            return Some((layer, name.get(end + 1..).unwrap_or("")));
+        }
+        start = end + 1;
+    }
+    None
 }
 
 struct SafetensorsFile {
@@ -90,14 +174,21 @@ struct SafetensorsFile {
 
 /// One `model.safetensors` or the shards listed in `model.safetensors.index.json`.
 pub(crate) struct SafetensorsSource {
+    /// `model.safetensors`, or the index of the shards.
     path: PathBuf,
     files: Vec<SafetensorsFile>,
     index: HashMap<String, usize>,
 }
 
 impl SafetensorsSource {
-    /// Opens every file (memory-mapped; tensors are copied out one at a time).
-    pub fn open(path: &Path, files: &[PathBuf]) -> Result<Self> {
+    /// Opens every file of `checkpoint` (memory-mapped; tensors are copied out one at a
+    /// time).
+    ///
+    /// # Errors
+    /// Besides unreadable or corrupt files, a tensor stored in two shards (which copy
+    /// would count is anyone's guess).
+    pub fn open(checkpoint: &Checkpoint) -> Result<Self> {
+        let (path, files) = (&checkpoint.path, &checkpoint.files);
         let mut opened = Vec::with_capacity(files.len());
         let mut index = HashMap::new();
         for (i, file_path) in files.iter().enumerate() {
@@ -120,7 +211,13 @@ impl SafetensorsSource {
                 .map(|(name, info)| (name, info.clone()))
                 .collect();
             for name in tensors.keys() {
-                index.insert(name.clone(), i);
+                if let Some(other) = index.insert(name.clone(), i) {
+                    let other = files.get(other).unwrap_or(file_path);
+                    return Err(Error::Checkpoint {
+                        path: file_path.clone(),
+                        reason: format!("tensor `{name}` is also stored in {}", other.display()),
+                    });
+                }
             }
             opened.push(SafetensorsFile {
                 path: file_path.clone(),
@@ -131,7 +228,7 @@ impl SafetensorsSource {
             });
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            path: path.clone(),
             files: opened,
             index,
         })
@@ -141,6 +238,17 @@ impl SafetensorsSource {
 impl WeightSource for SafetensorsSource {
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.index.keys().cloned().collect()
+    }
+
+    fn file_of(&self, name: &str) -> &Path {
+        match self.index.get(name).and_then(|&i| self.files.get(i)) {
+            Some(file) => &file.path,
+            None => &self.path,
+        }
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -263,6 +371,19 @@ impl WeightSource for GgufSource {
         self.reader.file.tensor(name).is_some()
     }
 
+    fn names(&self) -> Vec<String> {
+        self.reader
+            .file
+            .tensors
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    fn file_of(&self, _name: &str) -> &Path {
+        self.reader.path()
+    }
+
     fn read(&mut self, name: &str) -> Result<Tensor> {
         let info = self
             .reader
@@ -278,11 +399,23 @@ impl WeightSource for GgufSource {
     }
 }
 
-/// The safetensors files of a Hugging Face model folder (single file or sharded index).
-pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The safetensors checkpoint of a Hugging Face model folder.
+pub(crate) struct Checkpoint {
+    /// `model.safetensors`, or `model.safetensors.index.json` for a sharded one (named in
+    /// messages about the checkpoint as a whole, such as a missing tensor).
+    pub path: PathBuf,
+    /// The files holding the tensors: `path` itself, or the shards the index lists.
+    pub files: Vec<PathBuf>,
+}
+
+/// The safetensors checkpoint of a Hugging Face model folder (single file or sharded index).
+pub(crate) fn safetensors_checkpoint(dir: &Path) -> Result<Checkpoint> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
-        return Ok(vec![single]);
+        return Ok(Checkpoint {
+            files: vec![single.clone()],
+            path: single,
+        });
     }
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.is_file() {
@@ -314,7 +447,10 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             }
         }
         files.sort();
-        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+        return Ok(Checkpoint {
+            files: files.into_iter().map(|f| dir.join(f)).collect(),
+            path: index_path,
+        });
     }
     // PyTorch pickles (`pytorch_model.bin`, sharded or not) can run code when read: they are
     // never opened; the message says how to convert them.
@@ -331,4 +467,30 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         path: dir.to_path_buf(),
         reason: "no model.safetensors or model.safetensors.index.json".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_of;
+
+    #[test]
+    fn layer_of_each_family_s_names() {
+        assert_eq!(
+            layer_of("model.layers.12.mlp.up_proj.weight"),
+            Some((12, "mlp.up_proj.weight"))
+        );
+        assert_eq!(layer_of("h.3.attn.bias"), Some((3, "attn.bias")));
+        assert_eq!(
+            layer_of("transformer.h.0.attn.masked_bias"),
+            Some((0, "attn.masked_bias"))
+        );
+        assert_eq!(
+            layer_of("blk.29.ffn_up.weight"),
+            Some((29, "ffn_up.weight"))
+        );
+        assert_eq!(layer_of("blk.7"), Some((7, "")));
+        assert_eq!(layer_of("model.norm.weight"), None);
+        assert_eq!(layer_of("rope_freqs.weight"), None);
+        assert_eq!(layer_of("model.layers.x1.weight"), None);
+    }
 }

@@ -166,6 +166,21 @@ fn unknown_model_type() {
     let err = load_err(dir.path());
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
     assert_mentions(&err, &["bert", "config.json"]);
+    // The message lists every model_type that loads.
+    assert_mentions(
+        &err,
+        &[
+            "gpt2",
+            "llama",
+            "qwen2",
+            "mistral",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "gpt_neox",
+            "gptj",
+        ],
+    );
 }
 
 #[test]
@@ -437,6 +452,237 @@ fn sharded_index_is_not_json_or_escapes_the_folder() {
     assert_mentions(&err, &["model.safetensors.index.json"]);
 }
 
+/// The fixture copy `name` with `config.json` saying one layer fewer than the checkpoint
+/// holds (and Gemma's per-layer `layer_types` cut to match).
+fn one_layer_fewer(name: &str) -> (TempDir, usize) {
+    let dir = copy_fixture(name);
+    let mut kept = 0;
+    edit_config(dir.path(), |c| {
+        let key = ["num_hidden_layers", "n_layer"]
+            .into_iter()
+            .find(|k| c.get(*k).is_some())
+            .unwrap();
+        kept = c[key].as_u64().unwrap() as usize - 1;
+        c[key] = kept.into();
+        if let Some(types) = c.get_mut("layer_types").and_then(|t| t.as_array_mut()) {
+            types.truncate(kept);
+        }
+    });
+    (dir, kept)
+}
+
+/// A config with fewer layers than the checkpoint no longer loads with the last layer
+/// silently dropped: the error names the file, a tensor of that layer and the count.
+#[test]
+fn config_with_fewer_layers_than_the_checkpoint() {
+    for (name, last_layer) in [
+        ("tiny-gpt2", "transformer.h.1."),
+        ("tiny-llama", "model.layers.1."),
+        ("tiny-qwen2", "model.layers.1."),
+        ("tiny-gemma3", "model.layers.1."),
+        ("tiny-neox", "gpt_neox.layers.1."),
+        ("tiny-gptj", "transformer.h.1."),
+    ] {
+        let (dir, kept) = one_layer_fewer(name);
+        let err = load_err(dir.path());
+        match &err {
+            Error::UnusedTensors {
+                path, names, count, ..
+            } => {
+                assert!(path.ends_with("model.safetensors"), "{name}: {err:?}");
+                assert!(names.iter().all(|n| n.starts_with(last_layer)), "{err:?}");
+                assert!(*count >= names.len(), "{err:?}");
+            }
+            other => panic!("{name}: expected UnusedTensors, got {other:?}"),
+        }
+        let says = format!("config.json says {kept} layer(s)");
+        assert_mentions(&err, &[last_layer, "model.safetensors", &says, "layer 1"]);
+    }
+}
+
+/// Sharded: the error names the shard that holds the unused tensors.
+#[test]
+fn config_with_fewer_layers_than_a_sharded_checkpoint() {
+    let (dir, _) = one_layer_fewer("tiny-llama");
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
+    let err = load_err(dir.path());
+    let Error::UnusedTensors { path, names, .. } = &err else {
+        panic!("expected UnusedTensors, got {err:?}");
+    };
+    let shard_of_first = Tensor::read_safetensors(path).unwrap();
+    assert!(
+        shard_of_first.iter().any(|(n, _)| *n == names[0]),
+        "{err:?}"
+    );
+    assert_mentions(&err, &["model.layers.1.", "-of-00002.safetensors"]);
+}
+
+/// A tensor no family reads, or a bias the config leaves out, is refused by name.
+#[test]
+fn unknown_or_unconfigured_tensor() {
+    for (fixture_name, extra, shape) in [
+        ("tiny-llama", "model.layers.0.mlp.mystery.weight", vec![4]),
+        ("tiny-llama", "mystery", vec![2, 2]),
+        // `attention_bias` is false: a q_proj bias would be dropped.
+        (
+            "tiny-llama",
+            "model.layers.0.self_attn.q_proj.bias",
+            vec![32],
+        ),
+        ("tiny-gpt2", "transformer.h.0.attn.c_attn.extra", vec![1]),
+        ("tiny-neox", "gpt_neox.layers.1.attention.extra", vec![1]),
+        ("tiny-gptj", "transformer.h.0.attn.q_proj.bias", vec![32]),
+    ] {
+        let dir = copy_fixture(fixture_name);
+        edit_checkpoint(dir.path(), |tensors| {
+            tensors.push((
+                extra.to_string(),
+                Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)),
+            ))
+        });
+        let err = load_err(dir.path());
+        assert!(
+            matches!(&err, Error::UnusedTensors { names, count: 1, .. } if names == &[extra]),
+            "{fixture_name} {extra}: {err:?}"
+        );
+        assert_mentions(&err, &[extra, "model.safetensors", "config.json"]);
+    }
+}
+
+/// The buffers older transformers saved with the weights (causal masks, rotary
+/// frequencies) still load, in every layer the config has.
+#[test]
+fn saved_buffers_are_not_unused_tensors() {
+    for (fixture_name, buffers) in [
+        ("tiny-gpt2", &["attn.bias", "attn.masked_bias"][..]),
+        ("tiny-llama", &["self_attn.rotary_emb.inv_freq"][..]),
+        (
+            "tiny-neox",
+            &[
+                "attention.bias",
+                "attention.masked_bias",
+                "attention.rotary_emb.inv_freq",
+            ][..],
+        ),
+        ("tiny-gptj", &["attn.bias", "attn.masked_bias"][..]),
+    ] {
+        let dir = copy_fixture(fixture_name);
+        let prefix = match fixture_name {
+            "tiny-llama" => "model.layers",
+            "tiny-neox" => "gpt_neox.layers",
+            _ => "transformer.h",
+        };
+        edit_checkpoint(dir.path(), |tensors| {
+            for layer in 0..2 {
+                for buffer in buffers {
+                    tensors.push((
+                        format!("{prefix}.{layer}.{buffer}"),
+                        Tensor::ones([1, 1, 4, 4], (Kind::Float, Device::Cpu)),
+                    ));
+                }
+            }
+        });
+        load_model(dir.path(), LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{fixture_name}: {e}"));
+    }
+}
+
+/// A tied checkpoint that stores its head anyway loads if the head is the embedding, and
+/// is refused if not (the config's `tie_word_embeddings` would then be wrong).
+#[test]
+fn tied_checkpoint_with_a_stored_head() {
+    for (fixture_name, embed) in [
+        ("tiny-llama-tied", "model.embed_tokens.weight"),
+        ("tiny-gpt2", "transformer.wte.weight"),
+    ] {
+        let dir = copy_fixture(fixture_name);
+        edit_checkpoint(dir.path(), |tensors| {
+            let (_, e) = tensors.iter().find(|(n, _)| n == embed).unwrap();
+            let copy = e.copy();
+            tensors.push(("lm_head.weight".into(), copy));
+        });
+        load_model(dir.path(), LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{fixture_name}: {e}"));
+
+        edit_checkpoint(dir.path(), |tensors| {
+            let (_, head) = tensors
+                .iter_mut()
+                .find(|(n, _)| n == "lm_head.weight")
+                .unwrap();
+            *head = &*head + 1.0;
+        });
+        let err = load_err(dir.path());
+        assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+        assert_mentions(
+            &err,
+            &[
+                "lm_head.weight",
+                embed,
+                "tie_word_embeddings",
+                "model.safetensors",
+            ],
+        );
+    }
+}
+
+/// A missing tensor names the checkpoint file (the index of a sharded one) and the tensor.
+#[test]
+fn missing_tensor_names_the_file() {
+    let tensor = "model.layers.1.mlp.up_proj.weight";
+    let dir = copy_fixture("tiny-llama");
+    edit_checkpoint(dir.path(), |tensors| tensors.retain(|(n, _)| n != tensor));
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::MissingTensor { .. }), "{err:?}");
+    assert_mentions(&err, &[tensor, "model.safetensors"]);
+
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::MissingTensor { .. }), "{err:?}");
+    assert_mentions(&err, &[tensor, "model.safetensors.index.json"]);
+}
+
+/// A tensor stored in two shards is refused, naming both files.
+#[test]
+fn tensor_in_two_shards() {
+    let dir = copy_fixture("tiny-llama");
+    shard(
+        dir.path(),
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
+    let second = dir.path().join("model-00002-of-00002.safetensors");
+    let first =
+        Tensor::read_safetensors(dir.path().join("model-00001-of-00002.safetensors")).unwrap();
+    let mut tensors = Tensor::read_safetensors(&second).unwrap();
+    let dup = first[0].0.clone();
+    tensors.push((dup.clone(), first[0].1.copy()));
+    Tensor::write_safetensors(&tensors, &second).unwrap();
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    assert_mentions(
+        &err,
+        &[
+            &dup,
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // GGUF files
 // ---------------------------------------------------------------------------------------
@@ -518,6 +764,131 @@ fn truncated_gguf_data() {
     let err = load_err(&path);
     assert!(matches!(err, Error::Gguf(_)), "{err:?}");
     assert_mentions(&err, &[&path.display().to_string(), "token_embd.weight"]);
+}
+
+/// llama.cpp's name for a tensor of the tiny Llama fixture (q/k rows are not permuted: the
+/// tests below check which files load, not what they compute).
+fn llama_gguf_name(hf: &str) -> String {
+    match hf {
+        "model.embed_tokens.weight" => return "token_embd.weight".into(),
+        "model.norm.weight" => return "output_norm.weight".into(),
+        "lm_head.weight" => return "output.weight".into(),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.").unwrap();
+    let (layer, part) = rest.split_once('.').unwrap();
+    let (module, param) = part.rsplit_once('.').unwrap();
+    let name = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        other => panic!("unexpected tensor {other}"),
+    };
+    format!("blk.{layer}.{name}.{param}")
+}
+
+/// Writes the tiny Llama fixture as a GGUF file at `path` whose metadata says `blocks`
+/// layers, with its (llama.cpp-named) tensors after `edit`.
+fn write_llama_gguf(path: &Path, blocks: u32, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
+    use gguf::MetadataValue as V;
+    let dir = fixture("tiny-llama");
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(dir.join("vocab.json")).unwrap()).unwrap();
+    let mut tokens = vec![String::new(); vocab.len()];
+    for (t, id) in &vocab {
+        tokens[id.as_u64().unwrap() as usize] = t.clone();
+    }
+    let merges: Vec<V> = fs::read_to_string(dir.join("merges.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("#version") && !l.is_empty())
+        .map(|l| V::String(l.into()))
+        .collect();
+    let mut w = gguf::write::Writer::new()
+        .kv("general.architecture", V::String("llama".into()))
+        .kv("llama.block_count", V::U32(blocks))
+        .kv("llama.embedding_length", V::U32(32))
+        .kv("llama.feed_forward_length", V::U32(64))
+        .kv("llama.attention.head_count", V::U32(4))
+        .kv("llama.attention.head_count_kv", V::U32(2))
+        .kv("llama.context_length", V::U32(64))
+        .kv("llama.attention.layer_norm_rms_epsilon", V::F32(1e-5))
+        .kv("llama.rope.freq_base", V::F32(1e5))
+        .kv("tokenizer.ggml.model", V::String("gpt2".into()))
+        .kv(
+            "tokenizer.ggml.tokens",
+            V::Array(tokens.into_iter().map(V::String).collect()),
+        )
+        .kv("tokenizer.ggml.merges", V::Array(merges))
+        .kv("tokenizer.ggml.eos_token_id", V::U32(0));
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(dir.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| (llama_gguf_name(&name), t))
+            .collect();
+    edit(&mut tensors);
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in tensors {
+        let t = t.to_kind(Kind::Float).contiguous();
+        let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
+        let values = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        w = w.tensor_f32(&name, &shape, &values);
+    }
+    fs::write(path, w.to_bytes()).unwrap();
+}
+
+/// GGUF files: metadata with fewer blocks than the tensors, a stray tensor or a missing one
+/// are refused naming the file and tensor; rope frequency factors load only if all 1.
+#[test]
+fn gguf_tensors_must_match_the_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-llama.gguf");
+    write_llama_gguf(&path, 2, |_| {});
+    load_model(&path, LoadOptions::default()).unwrap();
+    let file = path.display().to_string();
+
+    write_llama_gguf(&path, 1, |_| {});
+    let err = load_err(&path);
+    assert!(matches!(err, Error::UnusedTensors { .. }), "{err:?}");
+    assert_mentions(&err, &[&file, "blk.1.", "GGUF metadata says 1 layer(s)"]);
+
+    write_llama_gguf(&path, 2, |t| {
+        t.push((
+            "mystery.weight".into(),
+            Tensor::ones([3], (Kind::Float, Device::Cpu)),
+        ))
+    });
+    let err = load_err(&path);
+    assert!(
+        matches!(err, Error::UnusedTensors { count: 1, .. }),
+        "{err:?}"
+    );
+    assert_mentions(&err, &[&file, "mystery.weight"]);
+
+    write_llama_gguf(&path, 2, |t| {
+        t.retain(|(n, _)| n != "blk.1.ffn_down.weight")
+    });
+    let err = load_err(&path);
+    assert!(matches!(err, Error::MissingTensor { .. }), "{err:?}");
+    assert_mentions(&err, &[&file, "blk.1.ffn_down.weight"]);
+
+    let ones = || Tensor::ones([4], (Kind::Float, Device::Cpu));
+    write_llama_gguf(&path, 2, |t| t.push(("rope_freqs.weight".into(), ones())));
+    load_model(&path, LoadOptions::default()).unwrap();
+
+    write_llama_gguf(&path, 2, |t| {
+        t.push(("rope_freqs.weight".into(), ones() * 2.0))
+    });
+    let err = load_err(&path);
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    assert_mentions(&err, &[&file, "rope_freqs.weight"]);
 }
 
 // ---------------------------------------------------------------------------------------

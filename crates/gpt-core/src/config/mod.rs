@@ -256,18 +256,17 @@ impl ModelConfig {
         };
         let probe: TypeProbe = serde_json::from_str(text).map_err(|e| cfg_err(e.to_string()))?;
         let model_type = probe.model_type.unwrap_or_default();
-        let config = match model_type.as_str() {
-            "gpt2" => families::gpt2::config_from_hf(text, source)?,
-            t if families::llama::MODEL_TYPES.contains(&t) => {
-                families::llama::config_from_hf(t, text, source)?
-            }
-            "gpt_neox" => families::neox::config_from_hf(text, source)?,
-            "gptj" => families::gptj::config_from_hf(text, source)?,
-            "" => return Err(cfg_err("no `model_type` field".into())),
-            other => {
+        if model_type.is_empty() {
+            return Err(cfg_err("no `model_type` field".into()));
+        }
+        let config = match families::config_from_hf(&model_type, text, source) {
+            Some(config) => config?,
+            None => {
+                let supported: Vec<&str> = families::model_types().collect();
                 return Err(cfg_err(format!(
-                    "unknown architecture `{other}` (supported: gpt2, llama, qwen2, mistral, gpt_neox, gptj)"
-                )))
+                    "unknown architecture `{model_type}` (supported model_types: {})",
+                    supported.join(", ")
+                )));
             }
         };
         config.validate(source)?;

@@ -1,6 +1,8 @@
 //! Loading the layers several families store alike.
 
-use crate::error::Result;
+use tch::Tensor;
+
+use crate::error::{Error, Result};
 use crate::transformer::{Linear, Norm};
 use crate::weights::Loader;
 
@@ -29,4 +31,34 @@ pub(crate) fn linear(
             None
         },
     })
+}
+
+/// The unembedding `[vocab, d]`: the embedding itself when `tied`, else the tensor `head`.
+///
+/// A tied checkpoint may still store `head` (some writers save the tied copy; transformers
+/// ignores it when loading): it is read, so it counts as used, and must equal the
+/// embedding, since a different head means the config's `tie_word_embeddings` is wrong and
+/// the model would answer with the wrong unembedding.
+pub(crate) fn unembed(
+    loader: &mut Loader<'_>,
+    tied: bool,
+    head: &str,
+    embed: &Tensor,
+    embed_name: &str,
+) -> Result<Tensor> {
+    if !tied {
+        return loader.tensor(head, &embed.size());
+    }
+    if loader.contains(head) {
+        let stored = loader.tensor(head, &embed.size())?;
+        if !stored.f_equal(embed)? {
+            return Err(Error::Checkpoint {
+                path: loader.file_of(head),
+                reason: format!(
+                    "the config ties the unembedding to the embedding (`tie_word_embeddings`), but the checkpoint's `{head}` differs from `{embed_name}`: set `tie_word_embeddings` to false to use it"
+                ),
+            });
+        }
+    }
+    Ok(embed.shallow_clone())
 }

@@ -9,9 +9,15 @@ use tch::Tensor;
 use super::names::{Layout, Part};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::families::tensors::layer_norm;
+use crate::families::tensors::{layer_norm, unembed};
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, TransformerParts};
 use crate::weights::Loader;
+
+/// Per-layer buffers a GPT-2 checkpoint may hold besides its weights (block-relative names):
+/// `attn.bias`, the causal mask, and `attn.masked_bias`, the score masked positions get.
+/// transformers registered these constants as buffers and older versions saved them; the
+/// model builds its own mask, so they carry nothing it needs.
+pub(crate) const BUFFERS: &[&str] = &["attn.bias", "attn.masked_bias"];
 
 /// A `Conv1D` (`y = x W + b`, `W: [in, out]`) as a [`Linear`] with `[out, in]` weight.
 fn conv1d(loader: &mut Loader<'_>, prefix: &str, d_in: i64, d_out: i64) -> Result<Linear> {
@@ -110,11 +116,13 @@ fn load_layout(
         });
     }
     let ln_final = layer_norm(loader, &layout.final_norm(), d, eps)?;
-    let unembed = if config.tied_embeddings {
-        embed.shallow_clone()
-    } else {
-        loader.tensor(layout.lm_head(), &[vocab, d])?
-    };
+    let unembed = unembed(
+        loader,
+        config.tied_embeddings,
+        layout.lm_head(),
+        &embed,
+        &layout.embed(),
+    )?;
     Ok(TransformerParts {
         embed,
         pos_embed: Some(pos_embed),

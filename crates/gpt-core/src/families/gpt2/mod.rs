@@ -13,5 +13,5 @@ mod names;
 mod save;
 
 pub(crate) use config::{config_from_gguf, config_from_hf};
-pub(crate) use load::{load, load_gguf};
+pub(crate) use load::{load, load_gguf, BUFFERS};
 pub(crate) use save::{hf_config, hf_tensors};

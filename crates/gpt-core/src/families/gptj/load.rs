@@ -3,9 +3,15 @@
 
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
-use crate::families::tensors::{layer_norm, linear};
+use crate::families::tensors::{layer_norm, linear, unembed};
 use crate::transformer::{Attention, Block, BlockLayout, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
+
+/// Per-layer buffers a GPT-J checkpoint may hold besides its weights (block-relative names):
+/// `attn.bias`, the causal mask, and `attn.masked_bias`, the score masked positions get.
+/// Older transformers saved these buffers (EleutherAI's GPT-J checkpoint holds them); the
+/// model builds its own mask, so they carry nothing it needs.
+pub(crate) const BUFFERS: &[&str] = &["attn.bias", "attn.masked_bias"];
 
 /// The same norm again, sharing its tensors (GPT-J's one norm per block).
 fn shared(norm: &Norm) -> Norm {
@@ -59,11 +65,13 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
         });
     }
     let ln_final = layer_norm(loader, "transformer.ln_f", d, eps)?;
-    let unembed = if config.tied_embeddings {
-        embed.shallow_clone()
-    } else {
-        loader.tensor("lm_head.weight", &[vocab, d])?
-    };
+    let unembed = unembed(
+        loader,
+        config.tied_embeddings,
+        "lm_head.weight",
+        &embed,
+        "transformer.wte.weight",
+    )?;
     let unembed_bias = Some(loader.tensor("lm_head.bias", &[vocab])?);
     Ok(TransformerParts {
         embed,

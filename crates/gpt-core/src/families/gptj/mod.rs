@@ -19,4 +19,4 @@ mod config;
 mod load;
 
 pub(crate) use config::config_from_hf;
-pub(crate) use load::load;
+pub(crate) use load::{load, BUFFERS};

@@ -6,8 +6,15 @@ use tch::Tensor;
 use super::names::{Layout, Part};
 use crate::config::{Activation, ModelConfig, NormKind};
 use crate::error::{Error, Result};
+use crate::families::tensors::unembed;
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, Norm, TransformerParts};
 use crate::weights::Loader;
+
+/// Per-layer buffers a Llama-layout checkpoint may hold besides its weights (block-relative
+/// names): `self_attn.rotary_emb.inv_freq`, the rotary frequencies, which transformers
+/// before 4.31 saved; they follow from the config (`rope_theta`), which the model uses, as
+/// transformers does.
+pub(crate) const BUFFERS: &[&str] = &["self_attn.rotary_emb.inv_freq"];
 
 /// Whether a projection has a bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +93,29 @@ impl Ctx<'_, '_> {
             plus_one,
         })
     }
+}
+
+/// llama.cpp's per-frequency divisors of the rotary frequencies (written for Llama 3.1's
+/// rope scaling, which the GGUF metadata then does not name).
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// Accepts a GGUF file's [`ROPE_FREQS`] only if every factor is 1 (the rotary embedding
+/// unchanged): other factors are not applied here, and ignoring them would turn every
+/// low frequency wrongly and answer wrongly without a word.
+fn check_rope_freqs(loader: &mut Loader<'_>) -> Result<()> {
+    if !loader.contains(ROPE_FREQS) {
+        return Ok(());
+    }
+    let factors = loader.raw(ROPE_FREQS)?;
+    if factors.f_ne(1.0)?.f_any()?.f_int64_value(&[])? != 0 {
+        return Err(Error::Checkpoint {
+            path: loader.file_of(ROPE_FREQS),
+            reason: format!(
+                "`{ROPE_FREQS}` scales the rotary frequencies (Llama 3 rope scaling), which is not supported for GGUF files; load the model's Hugging Face folder instead"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_shape(name: &str, t: &Tensor, shape: &[i64]) -> Result<()> {
@@ -172,11 +202,16 @@ pub(crate) fn load(
         });
     }
     let ln_final = cx.rms(layout.final_norm(), d, eps, plus_one)?;
-    let unembed = if config.tied_embeddings {
-        embed.shallow_clone()
-    } else {
-        cx.loader.tensor(layout.lm_head(), &[vocab, d])?
-    };
+    if layout == Layout::Gguf {
+        check_rope_freqs(cx.loader)?;
+    }
+    let unembed = unembed(
+        cx.loader,
+        config.tied_embeddings,
+        layout.lm_head(),
+        &embed,
+        layout.embed(),
+    )?;
     Ok(TransformerParts {
         embed,
         pos_embed: None,

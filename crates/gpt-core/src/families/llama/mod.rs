@@ -18,6 +18,6 @@ mod tests;
 
 pub(crate) use config::{config_from_hf, MODEL_TYPES};
 pub(crate) use gguf::config_from_gguf;
-pub(crate) use load::load;
+pub(crate) use load::{load, BUFFERS};
 pub(crate) use names::Layout;
 pub(crate) use save::{hf_config, hf_tensors};

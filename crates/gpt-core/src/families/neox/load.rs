@@ -5,9 +5,20 @@ use tch::Tensor;
 
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
-use crate::families::tensors::{layer_norm, linear};
+use crate::families::tensors::{layer_norm, linear, unembed};
 use crate::transformer::{Attention, Block, BlockLayout, Linear, Mlp, TransformerParts};
 use crate::weights::Loader;
+
+/// Per-layer buffers a GPT-NeoX checkpoint may hold besides its weights (block-relative
+/// names): `attention.bias`, the causal mask, `attention.masked_bias`, the score masked
+/// positions get, and `attention.rotary_emb.inv_freq`, the rotary frequencies (which follow
+/// from `rotary_emb_base`). Older transformers saved these buffers (Pythia's checkpoints
+/// hold them); the model builds its own mask and frequencies, so they carry nothing it needs.
+pub(crate) const BUFFERS: &[&str] = &[
+    "attention.bias",
+    "attention.masked_bias",
+    "attention.rotary_emb.inv_freq",
+];
 
 /// Splits the per-head fused projection (`[heads·3·d_head, in]` rows `[q_h k_h v_h]` per head)
 /// into q, k and v (`[heads·d_head, in]` each, heads in order).
@@ -76,11 +87,13 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
         });
     }
     let ln_final = layer_norm(loader, "gpt_neox.final_layer_norm", d, eps)?;
-    let unembed = if config.tied_embeddings {
-        embed.shallow_clone()
-    } else {
-        loader.tensor("embed_out.weight", &[vocab, d])?
-    };
+    let unembed = unembed(
+        loader,
+        config.tied_embeddings,
+        "embed_out.weight",
+        &embed,
+        "gpt_neox.embed_in.weight",
+    )?;
     Ok(TransformerParts {
         embed,
         pos_embed: None,
