@@ -194,7 +194,8 @@ pub fn arb_ill_conditioned_spd(n: usize, condition: f64) -> impl Strategy<Value 
 }
 
 /// A symmetric positive semi-definite f64 matrix `[n, n]` of rank `rank < n` (so singular):
-/// `Q diag(1, …, 1, 0, …, 0) Qᵀ`. Cholesky fails on it; tests of error paths use it.
+/// `Q diag(1, …, 1, 0, …, 0) Qᵀ`, for tests of error paths (rounding can leave its zero
+/// eigenvalues at ±1e-16, so a plain Cholesky may not fail on it: check the condition).
 pub fn arb_singular_psd(n: usize, rank: usize) -> impl Strategy<Value = Tensor> {
     let eigenvalues: Vec<f64> = (0..n).map(|i| if i < rank { 1.0 } else { 0.0 }).collect();
     arb_orthogonal(n).prop_filter_map("singular PSD matrix", move |q| {

@@ -8,8 +8,8 @@
 use gpt_core::intervention::Sites;
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{
-    target_tokens, BaseRun, BlocksInput, CacheHook, ForwardOptions, HookPoint, KvCache, LogitsAt,
-    NoHooks, Padding, ResumableModel, SiteWrite, TokenBatch, Tokenizer,
+    target_tokens, BaseRun, BlocksInput, CacheHook, ForwardOptions, HookPoint, KvCache, NoHooks,
+    Padding, ResumableModel, SiteWrite, TokenBatch, Tokenizer,
 };
 
 use crate::adam::Adam;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hook::HookPoint;
 use crate::input::TokenBatch;
 use crate::intervention::Intervention;
-use crate::model::{ForwardOptions, KvCache, LogitsAt, ResumableModel};
+use crate::model::{ForwardOptions, KvCache, ResumableModel};
 
 /// One forward pass recorded for resumption: the residual entering every block, the keys
 /// and values of every position, and each row's last logits.

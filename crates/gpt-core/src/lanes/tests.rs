@@ -9,8 +9,8 @@ use super::{run_lanes, BaseRun, Lane, LaneWrite};
 use crate::intervention::{NoHooks, SiteWrite, Sites, WriteOp};
 use crate::random::tiny_config;
 use crate::{
-    Architecture, BlockSite, ForwardOptions, HookPoint, HookableModel, LogitsAt, RandomInit,
-    TokenBatch, Transformer,
+    Architecture, BlockSite, ForwardOptions, HookPoint, HookableModel, RandomInit, TokenBatch,
+    Transformer,
 };
 
 fn model(arch: Architecture) -> Transformer {
