@@ -158,7 +158,8 @@ impl NullSpaceProjector {
     ///
     /// # Errors
     /// [`Error::Shape`] for a non-square `p`; [`Error::InvalidInput`] for non-finite entries,
-    /// a non-symmetric `p`, a `kept` above `d`, a threshold that is NaN or not positive, or a
+    /// a non-symmetric `p` (`max |P − Pᵀ| > 1e-6`; a smaller asymmetry, e.g. of a `P` saved
+    /// in f32, is averaged away), a `kept` above `d`, a threshold that is NaN or not positive, or a
     /// trace that differs from `kept` (the trace of a projector is its rank) by more than
     /// `1e-6·d`.
     pub fn from_parts(p: Tensor, threshold: f64, kept: usize) -> Result<Self> {
@@ -180,12 +181,16 @@ impl NullSpaceProjector {
                 "the projector P has non-finite entries".into(),
             ));
         }
-        let asymmetry = max_abs(&p.f_sub(&p.f_transpose(0, 1)?)?)?;
-        if asymmetry > 1e-9 {
+        let pt = p.f_transpose(0, 1)?;
+        let asymmetry = max_abs(&p.f_sub(&pt)?)?;
+        // A projector's entries are at most 1 in magnitude; 1e-6 admits one saved in f32
+        // (the reference's `null_space_project.pt`), which is then symmetrised.
+        if asymmetry > 1e-6 {
             return Err(Error::InvalidInput(format!(
                 "the projector P is not symmetric (max |P − Pᵀ| = {asymmetry:e})"
             )));
         }
+        let p = p.f_add(&pt)?.f_div_scalar(2.0)?;
         let trace = if d == 0 {
             0.0
         } else {

@@ -1,8 +1,10 @@
 //! The update math of ROME and MEMIT as pure tensor functions: no model needed, so users can
 //! property-test it (see `tests/update_math.rs`). Everything is computed in f64; results
 //! are f64 (an [`EditableModel`](gpt_core::EditableModel) converts a delta to its weight's
-//! dtype when applying it). Linear systems are solved by Cholesky factorisation, never by an
-//! explicit inverse.
+//! dtype when applying it). Linear systems are solved by Cholesky factorisation (LU for the
+//! non-symmetric ones of AlphaEdit, [`solve_general`]), never by an explicit inverse. The
+//! AlphaEdit and EMMET updates built on these solvers live in [`crate::nullspace`] and
+//! [`crate::emmet`].
 
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{WeightDelta, WeightId};
