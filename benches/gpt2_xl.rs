@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use causal_trace::noise::{embedding_std, Corruption};
-use causal_trace::{GridSpec, Schedule, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{GridSpec, Schedule, SubjectPrompt, TraceKind, TraceSetup, Tracer};
 use gpt_core::random::gpt2_xl_config;
 use gpt_core::tch::{self, Device, Kind, Tensor};
 use gpt_core::{RandomInit, Transformer};
@@ -164,7 +164,7 @@ fn main() -> anyhow::Result<()> {
 
     // The three-kind trace.
     let subject = "The Eiffel Tower";
-    let prompt = TracePrompt::new(&tok, "The Eiffel Tower is located in the city of", subject)?;
+    let prompt = SubjectPrompt::new(&tok, "The Eiffel Tower is located in the city of", subject)?;
     let sigma = embedding_std(&model, &tok, &[subject.to_string()])?;
     let setup = TraceSetup {
         samples: 10,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use causal_trace::noise::{embedding_std, Corruption};
-use causal_trace::{GridSpec, Schedule, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{GridSpec, Schedule, SubjectPrompt, TraceKind, TraceSetup, Tracer};
 use gpt_core::tch::{self, Device, Kind, Tensor};
 use gpt_core::HookableModel;
 
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         matmul_rate()
     );
     let subject = "The Eiffel Tower";
-    let prompt = TracePrompt::new(
+    let prompt = SubjectPrompt::new(
         &m.tokenizer,
         "The Eiffel Tower is located in the city of",
         subject,

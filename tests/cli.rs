@@ -1124,3 +1124,122 @@ fn os_errors_are_printed_once() {
         assert!(err.contains("missing.json"), "{args:?}: {err}");
     }
 }
+
+/// Flags that cannot apply are refused, and negative numbers get a message about the value.
+#[test]
+fn conflicting_flags_and_negative_numbers_are_named() {
+    let model = fixture("tiny-gpt2");
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("r.json");
+    std::fs::write(
+        &requests,
+        r#"[{"prompt": "{} is in", "subject": "Paris", "target": "Rome"}]"#,
+    )
+    .unwrap();
+    let out = factscope(&[
+        "edit",
+        "--model",
+        model,
+        "--requests",
+        requests.to_str().unwrap(),
+        "--prompt",
+        "{} is in",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--requests") && err.contains("--prompt"),
+        "{err}"
+    );
+    for (args, flag) in [
+        (vec!["stats", "--model", model, "--layer", "-1"], "--layer"),
+        (
+            vec![
+                "evaluate", "--model", model, "--cases", "x.json", "--out", "o", "--shard", "-1/2",
+            ],
+            "--shard",
+        ),
+    ] {
+        let out = factscope(&args);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("-1") && err.contains(flag) && !err.contains("unexpected argument"),
+            "{err}"
+        );
+    }
+}
+
+/// The output-folder rule for `evaluate`: an empty selection fails before anything is
+/// written; a user's file is never replaced (nor a folder holding one used without
+/// --force); resuming after the cases file changed is refused.
+#[test]
+fn evaluate_checks_its_selection_folder_and_cases_before_work() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = counterfact_cases(dir.path());
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+            "--method",
+            "none",
+            "--skip-bad",
+            "--no-generation",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        factscope(&args)
+    };
+    // Empty selections: nothing is written, so the next run is not blocked.
+    let empty = dir.path().join("empty");
+    for extra in [&["--limit", "0"][..], &["--shard", "5/9"][..]] {
+        let out = run(&empty, extra);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("no cases selected"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!empty.exists(), "{extra:?} left a folder");
+    }
+    // A user's file with an output's name: refused, with or without --force, and kept.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("summary.json"), b"my notes").unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let out = run(&mine, extra);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("did not write"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read(mine.join("summary.json")).unwrap(),
+        b"my notes"
+    );
+    // Another user's file beside the outputs: refused, then accepted with --force and kept.
+    let beside = dir.path().join("beside");
+    std::fs::create_dir(&beside).unwrap();
+    std::fs::write(beside.join("notes.txt"), b"mine").unwrap();
+    assert!(!run(&beside, &["--limit", "1"]).status.success());
+    let out = run(&beside, &["--limit", "1", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(beside.join("notes.txt")).unwrap(), b"mine");
+    assert!(beside.join("summary.json").is_file() && beside.join("report.html").is_file());
+    // The cases file changed: --resume is refused instead of mixing two sets of cases.
+    let text = std::fs::read_to_string(&cases)
+        .unwrap()
+        .replace("Rome", "Berlin");
+    std::fs::write(&cases, text).unwrap();
+    let out = run(&beside, &["--limit", "2", "--resume"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cases_fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+}

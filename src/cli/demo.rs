@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{GridSpec, SubjectPrompt, TraceKind, TraceSetup, Tracer};
 use clap::Args;
 use gpt_core::{generate, GenerateOptions, HookableModel, Sampling};
 
@@ -98,7 +98,7 @@ fn trace(loaded: &gpt_core::LoadedModel, out: &std::path::Path) -> anyhow::Resul
     );
     println!("\ncausal trace of {subject:?} in {prompt:?} (10 samples, noise 3σ, window 10) ...");
     let started = std::time::Instant::now();
-    let trace_prompt = TracePrompt::new(&loaded.tokenizer, prompt, subject)?;
+    let trace_prompt = SubjectPrompt::new(&loaded.tokenizer, prompt, subject)?;
     let (corruption, sigma) = super::trace::corruption(loaded, None, None, &[subject.to_string()])?;
     let setup = TraceSetup {
         samples: 10,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::common::ModelArgs;
 use super::predict::{predict, Prediction};
 use super::progress::ProgressView;
-use super::stats::{cached_stats_path, compute_with_progress, load_corpus};
+use super::stats::{compute_with_progress, load_corpus};
 
 /// `--method`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -49,14 +49,15 @@ pub struct EditArgs {
     #[arg(long, value_enum, default_value_t = Method::Rome)]
     method: Method,
     /// The edited layer [default: the preset's; SmolLM2: 4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     layer: Option<usize>,
     /// Key statistics of the layer (from `factscope stats`) [default: the cache, computed
     /// from the model-sampled corpus when missing].
     #[arg(long)]
     stats: Option<PathBuf>,
-    /// A JSON list of {prompt, subject, target} requests, edited one after another.
-    #[arg(long)]
+    /// A JSON list of {prompt, subject, target} requests, edited one after another (not
+    /// together with --prompt, --subject or --target).
+    #[arg(long, conflicts_with_all = ["prompt", "subject", "target"])]
     requests: Option<PathBuf>,
     /// Other prompts to show before and after (e.g. paraphrases, neighbours).
     #[arg(long = "check")]
@@ -138,21 +139,16 @@ fn key_stats_with(
         stats.check_for(path, &fingerprint, layer)?;
         return Ok(stats);
     }
-    // The model-sampled corpus is seeded, so its settings name it: a complete cache is used
-    // without sampling the corpus again.
-    let settings = rome::GeneratedCorpus::default();
-    let key = format!(
-        "generated-{}x{}-seed{}",
-        settings.documents, settings.tokens_per_document, settings.seed
-    );
-    let path = cached_stats_path(&fingerprint, layer, &key);
+    // The per-user cache (rome's `StatsCache`, shared with library users) of the seeded
+    // model-sampled corpus: a complete file is used without sampling the corpus again.
+    let cache = rome::StatsCache::default_location();
+    let key = rome::StatsCache::generated_key(&rome::GeneratedCorpus::default());
+    if let Some(stats) = cache.complete(&loaded.model, layer, &key)? {
+        return Ok(stats);
+    }
+    let path = cache.path(&fingerprint, layer, &key);
     if let Some(dir) = path.parent() {
         super::common::check_out_dir("the statistics cache", dir)?;
-    }
-    if let Ok(stats) = KeyStats::load(&path) {
-        if stats.meta.complete && stats.check_for(&path, &fingerprint, layer).is_ok() {
-            return Ok(stats);
-        }
     }
     if corpus.is_none() {
         *corpus = Some(load_corpus(loaded, "generated")?);

@@ -14,6 +14,8 @@ use gpt_core::{Editor, HookableModel};
 use rome::{FtEditor, MemitEditor, RomeEditor, RomeVariant};
 use viz::{BarPlot, BarSeries, Figure};
 
+use factscope_common::OutputDir;
+
 use super::common::{check_out_dir, ModelArgs};
 use super::edit::{ft_hparams, key_stats_for, memit_setup, rome_hparams};
 
@@ -89,10 +91,10 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value_t = EvalMethod::Rome)]
     method: EvalMethod,
     /// Use the first N cases (before sharding).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     limit: Option<usize>,
     /// The edited layer [default: the preset's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     layer: Option<usize>,
     /// Key statistics of the layer (from `factscope stats`) [default: the cache].
     #[arg(long)]
@@ -103,11 +105,15 @@ pub struct EvaluateArgs {
     /// The run folder (records, summary.json, summary.md, report.html).
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out even though it holds files factscope did not write (they are kept;
+    /// a file with an output's name is still never replaced).
+    #[arg(long)]
+    force: bool,
     /// Continue the run in --out (its settings must match).
     #[arg(long)]
     resume: bool,
     /// Run shard K of N (0-based): every N-th case starting at K; shards share --out.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     shard: Option<Shard>,
     /// Skip malformed records (counted and reported) instead of stopping.
     #[arg(long)]
@@ -172,7 +178,6 @@ fn editor_for(
 
 /// Runs `factscope evaluate`.
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
-    check_out_dir("--out", &args.out)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -187,12 +192,49 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             loaded_cases.skipped.len() + loaded_cases.cases.len()
         );
     }
+    let loaded_cases_count = loaded_cases.cases.len();
     let mut cases = loaded_cases.cases;
     if let Some(limit) = args.limit {
         cases.truncate(limit);
     }
     let shard = args.shard.unwrap_or(Shard { k: 0, n: 1 });
     let cases = counterfact::dataset::shard(&cases, shard.k, shard.n)?;
+    // An empty selection is an error before anything is written, so a mistaken --limit or
+    // --shard never leaves a folder behind that blocks the next run.
+    if cases.is_empty() {
+        bail!(
+            "no cases selected: {} usable case(s) in {}, --limit {}, --shard {}/{}",
+            loaded_cases_count,
+            args.cases.display(),
+            args.limit.map_or("none".to_string(), |l| l.to_string()),
+            shard.k,
+            shard.n
+        );
+    }
+    // The one output-folder rule: a new or empty folder, or one holding only factscope's
+    // outputs; files factscope did not write are kept and never replaced (--force or
+    // --resume accept a folder that has some).
+    let mut out = OutputDir::open(&args.out, args.force || args.resume)
+        .map_err(|e| anyhow::anyhow!("--out: {e}"))?;
+    for name in [
+        counterfact::record::SETTINGS.to_string(),
+        format!("records-{}-of-{}.jsonl", shard.k, shard.n),
+        "summary.json".into(),
+        "summary.md".into(),
+        "summary.svg".into(),
+        "summary.png".into(),
+        "report.html".into(),
+        "trace_examples".into(),
+    ] {
+        out.path(&name).map_err(|e| anyhow::anyhow!("--out: {e}"))?;
+    }
+    let cases_fingerprint = {
+        let bytes = std::fs::read(&args.cases)
+            .with_context(|| format!("reading --cases {}", args.cases.display()))?;
+        let mut h = gpt_core::fingerprint::Fnv64::default();
+        h.update(&bytes);
+        h.hex()
+    };
 
     let mut loaded = args.model.load()?;
     let (mut editor, hparams) = editor_for(&args, &loaded)?;
@@ -201,6 +243,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         model: args.model.path()?.display().to_string(),
         model_fingerprint: rome::model_fingerprint(&loaded.model, 0)?,
         cases: args.cases.display().to_string(),
+        cases_fingerprint,
         limit: args.limit,
         batch: args.batch,
         generation: !args.no_generation,
@@ -315,18 +358,20 @@ pub fn write_outputs(
         format!("{stem}.md"),
         markdown_table(summaries, true).as_bytes(),
     )?;
-    let svg = bars(summaries, true).to_svg()?;
-    write(format!("{stem}.svg"), svg.as_bytes())?;
-    write(
-        format!("{stem}.png"),
-        &viz::svg_to_png(&svg, viz::DEFAULT_PNG_SCALE)?,
-    )?;
-    let figures: Vec<ReportFigure> = std::iter::once(ReportFigure {
-        title: "Rates with 95% bootstrap intervals".into(),
-        svg,
-    })
-    .chain(extra.iter().cloned())
-    .collect();
+    let mut figures: Vec<ReportFigure> = Vec::new();
+    if let Some(plot) = bars(summaries, true) {
+        let svg = plot.to_svg()?;
+        write(format!("{stem}.svg"), svg.as_bytes())?;
+        write(
+            format!("{stem}.png"),
+            &viz::svg_to_png(&svg, viz::DEFAULT_PNG_SCALE)?,
+        )?;
+        figures.push(ReportFigure {
+            title: "Rates with 95% bootstrap intervals".into(),
+            svg,
+        });
+    }
+    figures.extend(extra.iter().cloned());
     let html = report_html(title, summaries, &figures, records, worst);
     write(page.to_string(), html.as_bytes())
 }
@@ -339,7 +384,7 @@ fn trace_examples(
     cases: &[counterfact::EditCase],
     dir: &Path,
 ) -> anyhow::Result<Vec<ReportFigure>> {
-    use causal_trace::{GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
+    use causal_trace::{GridSpec, SubjectPrompt, TraceKind, TraceSetup, Tracer};
     check_out_dir("--trace-examples", dir)?;
     let name = super::trace::model_name(&loaded.path);
     let mut figures = Vec::new();
@@ -353,7 +398,7 @@ fn trace_examples(
             seed: 1,
         };
         let trace = |loaded: &gpt_core::LoadedModel| -> anyhow::Result<(String, String)> {
-            let prompt = TracePrompt::new(
+            let prompt = SubjectPrompt::new(
                 &loaded.tokenizer,
                 &case.request.filled(),
                 &case.request.subject,
@@ -405,28 +450,53 @@ fn trace_examples(
 
 /// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited
 /// scores as the first series when `with_pre`.
-fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
-    let metrics = ["ES", "PS", "NS", "S"];
-    let series_of = |name: String, table: &counterfact::summary::MetricTable| {
-        let get = |m: &str, f: fn(&counterfact::Interval) -> f64| {
-            table.get(m).map_or(f64::NAN, |i| 100.0 * f(i))
-        };
-        BarSeries::new(name, metrics.iter().map(|m| get(m, |i| i.mean)).collect()).with_band(
-            metrics.iter().map(|m| get(m, |i| i.lo)).collect(),
-            metrics.iter().map(|m| get(m, |i| i.hi)).collect(),
-        )
-    };
-    let mut series = Vec::new();
+/// Bars of the headline metrics with their intervals, or `None` when no summary has a finite
+/// value of any (a run of no case, or of records without those metrics): figures draw what
+/// exists and never fail a run for what it does not measure.
+fn bars(summaries: &[&Summary], with_pre: bool) -> Option<BarPlot> {
+    let mut tables: Vec<(String, &counterfact::summary::MetricTable)> = Vec::new();
     if with_pre {
         if let Some(first) = summaries.first() {
-            series.push(series_of("unedited".into(), &first.pre));
+            tables.push(("unedited".into(), &first.pre));
         }
     }
     for s in summaries {
-        series.push(series_of(s.display_name().to_string(), &s.metrics));
+        tables.push((s.display_name().to_string(), &s.metrics));
     }
-    BarPlot {
-        categories: metrics.iter().map(|m| m.to_string()).collect(),
+    // The paper's headline metrics first, then whatever else the runs measured.
+    let mut metrics: Vec<String> = ["ES", "PS", "NS", "S"]
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    for (_, t) in &tables {
+        for k in t.keys() {
+            if !metrics.contains(k) && !matches!(k.as_str(), "GE" | "RS") {
+                metrics.push(k.clone());
+            }
+        }
+    }
+    metrics.retain(|m| {
+        tables
+            .iter()
+            .any(|(_, t)| t.get(m).is_some_and(|i| i.mean.is_finite()))
+    });
+    if metrics.is_empty() {
+        return None;
+    }
+    let series = tables
+        .into_iter()
+        .map(|(name, table)| {
+            let get = |m: &str, f: fn(&counterfact::Interval) -> f64| {
+                table.get(m).map_or(f64::NAN, |i| 100.0 * f(i))
+            };
+            BarSeries::new(name, metrics.iter().map(|m| get(m, |i| i.mean)).collect()).with_band(
+                metrics.iter().map(|m| get(m, |i| i.lo)).collect(),
+                metrics.iter().map(|m| get(m, |i| i.hi)).collect(),
+            )
+        })
+        .collect();
+    Some(BarPlot {
+        categories: metrics,
         series,
         title: format!(
             "CounterFact ({} cases)",
@@ -434,5 +504,5 @@ fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
         ),
         x_label: "metric".into(),
         y_label: "percent".into(),
-    }
+    })
 }

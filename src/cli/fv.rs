@@ -28,10 +28,10 @@ pub struct FvArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Number of top heads summed into the vector.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     heads: usize,
     /// Layer whose output (`blocks.{L}.hook_resid_post`) gets the vector [default: ⌊layers/3⌋]
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", allow_negative_numbers = true)]
     layer: Option<usize>,
     /// Shuffled-label prompts of the head scan (per task).
     #[arg(long, default_value_t = 25)]
@@ -40,7 +40,7 @@ pub struct FvArgs {
     #[arg(long, default_value_t = 100)]
     mean_trials: usize,
     /// Demonstrations per prompt.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     shots: usize,
     /// Seed of the splits and of every draw (the reference's scripts use 42).
     #[arg(long, default_value_t = 1)]
@@ -89,6 +89,8 @@ struct ArithmeticReport {
 struct Report<'a> {
     model: String,
     layer: usize,
+    /// Demonstrations per ICL / shuffled prompt (`--shots`).
+    shots: usize,
     top_heads: &'a [HeadScore],
     tasks: Vec<TaskReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +117,31 @@ fn task_name_ok(name: &str) -> bool {
 
 /// Runs `factscope fv`.
 pub fn run(args: FvArgs) -> anyhow::Result<()> {
+    let shots = args.shots;
+    run_checked(args).map_err(|e| {
+        // The library says a prompt is too long; only here is it known which flag made it so.
+        let too_long = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<gpt_core::Error>(),
+                Some(gpt_core::Error::ContextOverflow { .. })
+            ) || matches!(
+                c.downcast_ref::<function_vectors::Error>(),
+                Some(function_vectors::Error::Model(
+                    gpt_core::Error::ContextOverflow { .. }
+                ))
+            )
+        });
+        if too_long {
+            e.context(format!(
+                "--shots {shots}: prompts of {shots} demonstrations are longer than the model's context; lower --shots"
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+fn run_checked(args: FvArgs) -> anyhow::Result<()> {
     if args.heads == 0 || args.trials == 0 || args.mean_trials == 0 || args.shots == 0 {
         bail!("--heads, --trials, --mean-trials and --shots must be at least 1");
     }
@@ -245,7 +272,7 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
             &mut view.callback(),
         )?;
         view.finish();
-        accuracies.push(summarize(name, &items, &layers, layer)?);
+        accuracies.push(summarize(name, &items, &layers, layer, args.shots)?);
         vectors.push(v);
     }
 
@@ -279,6 +306,7 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
                 &items,
                 &[layer],
                 layer,
+                args.shots,
             )?,
         })
     } else {
@@ -288,6 +316,7 @@ pub fn run(args: FvArgs) -> anyhow::Result<()> {
     let report = Report {
         model: loaded.path.display().to_string(),
         layer,
+        shots: args.shots,
         top_heads: &top,
         arithmetic,
         tasks: builders
@@ -412,11 +441,11 @@ fn cell(a: &Accuracy) -> String {
     format!("{:.3} [{:.3}, {:.3}]", a.rate, a.ci_low, a.ci_high)
 }
 
-fn table(out: &mut String, title: &str, rows: &[(&str, &AccuracyTable)]) {
+fn table(out: &mut String, title: &str, shots: usize, rows: &[(&str, &AccuracyTable)]) {
     out.push_str(&format!("\n{title}\n\n"));
-    out.push_str(
-        "| task | n | 10-shot ICL | zero-shot | zero-shot + FV | shuffled | shuffled + FV |\n",
-    );
+    out.push_str(&format!(
+        "| task | n | {shots}-shot ICL | zero-shot | zero-shot + FV | shuffled | shuffled + FV |\n"
+    ));
     out.push_str("|---|---|---|---|---|---|---|\n");
     for (task, t) in rows {
         out.push_str(&format!(
@@ -442,7 +471,7 @@ fn markdown(report: &Report<'_>) -> String {
         .iter()
         .map(|t| (t.task, &t.accuracy.all))
         .collect();
-    table(&mut out, "## All test items", &all);
+    table(&mut out, "## All test items", report.shots, &all);
     let good: Vec<(&str, &AccuracyTable)> = report
         .tasks
         .iter()
@@ -451,6 +480,7 @@ fn markdown(report: &Report<'_>) -> String {
     table(
         &mut out,
         "## Test items the model answers with clean ICL (the paper's protocol)",
+        report.shots,
         &good,
     );
     if let Some(a) = &report.arithmetic {

@@ -2,9 +2,6 @@
 
 use anyhow::Context;
 use clap::Args;
-use gpt_core::tch::{Device, Kind};
-use gpt_core::{HookableModel, TokenBatch};
-use serde::Serialize;
 
 use super::common::ModelArgs;
 
@@ -24,62 +21,16 @@ pub struct PredictArgs {
     json: bool,
 }
 
-/// One candidate next token.
-#[derive(Serialize, Debug)]
-pub struct Candidate {
-    /// Token id.
-    pub id: i64,
-    /// Decoded token text.
-    pub text: String,
-    /// Probability at the last position.
-    pub probability: f64,
-}
+pub use gpt_core::Prediction;
 
-/// The prediction for one prompt.
-#[derive(Serialize, Debug)]
-pub struct Prediction {
-    /// The prompt text.
-    pub prompt: String,
-    /// Its token ids.
-    pub token_ids: Vec<i64>,
-    /// The top-K next tokens, most probable first.
-    pub top: Vec<Candidate>,
-}
-
-/// The top-`k` next tokens after `prompt`.
+/// The top-`k` next tokens after `prompt` ([`gpt_core::top_k`]).
 pub fn predict(
     loaded: &gpt_core::LoadedModel,
     prompt: &str,
     k: usize,
 ) -> anyhow::Result<Prediction> {
-    let enc = loaded.tokenizer.encode(prompt)?;
-    let batch = TokenBatch::single(&enc.ids, loaded.model.device())
-        .with_context(|| format!("prompt {prompt:?}"))?;
-    let _guard = gpt_core::tch::no_grad_guard();
-    let logits = loaded.model.forward(&batch)?;
-    let last = logits.f_select(1, -1)?.f_squeeze_dim(0)?;
-    gpt_core::check_finite(&last, &format!("the logits after {prompt:?}"))?;
-    let probs = last.f_softmax(-1, Kind::Float)?;
-    let k = k.clamp(1, loaded.model.config().vocab_size) as i64;
-    let (values, indices) = probs.f_topk(k, -1, true, true)?;
-    let values = Vec::<f64>::try_from(&values.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?)?;
-    let indices = Vec::<i64>::try_from(&indices.f_to_device(Device::Cpu)?)?;
-    let top = indices
-        .iter()
-        .zip(values)
-        .map(|(&id, probability)| {
-            Ok(Candidate {
-                id,
-                text: loaded.tokenizer.token_text(id)?,
-                probability,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Prediction {
-        prompt: prompt.to_string(),
-        token_ids: enc.ids,
-        top,
-    })
+    gpt_core::top_k(&loaded.model, &loaded.tokenizer, prompt, k)
+        .with_context(|| format!("prompt {prompt:?}"))
 }
 
 /// Runs `factscope predict`.

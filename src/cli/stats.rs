@@ -17,7 +17,7 @@ pub struct StatsArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// The layer whose MLP keys are counted.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     layer: usize,
     /// A text file (documents separated by blank lines), a .jsonl file with a `text` field, a
     /// folder of either, or `generated` (text the model samples itself, seeded).
@@ -32,28 +32,6 @@ pub struct StatsArgs {
     /// Where the statistics go (safetensors); a run resumes from it [default: the cache].
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-/// The per-user cache folder (`$FACTSCOPE_CACHE`, else `$XDG_CACHE_HOME/factscope`, else
-/// `~/.cache/factscope`).
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FACTSCOPE_CACHE") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("factscope");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("factscope"),
-        None => PathBuf::from(".factscope-cache"),
-    }
-}
-
-/// The cache file of statistics for a model fingerprint, layer and corpus fingerprint.
-pub fn cached_stats_path(model: &str, layer: usize, corpus: &str) -> PathBuf {
-    cache_dir()
-        .join("stats")
-        .join(format!("{model}_layer{layer}_{corpus}.safetensors"))
 }
 
 /// Reads or samples the corpus `spec` (a path or `generated`), with a progress bar.
@@ -81,6 +59,8 @@ pub fn compute_with_progress(
     path: &Path,
 ) -> anyhow::Result<KeyStats> {
     let mut view = ProgressView::new(&format!("layer {}", options.layer));
+    // What an existing checkpoint already holds, so the figures below are this run's own.
+    let tokens_before = KeyStats::load(path).map_or(0, |s| s.meta.tokens);
     let started = Instant::now();
     let stats = KeyStatsRun::new(&loaded.model, &loaded.tokenizer, corpus, options)
         .checkpoint(path)
@@ -88,13 +68,23 @@ pub fn compute_with_progress(
         .compute()?;
     view.finish();
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "key statistics: {} tokens from {} documents in {secs:.1} s ({:.0} tokens/s this run) → {}",
-        stats.meta.tokens,
-        stats.meta.texts,
-        stats.meta.tokens as f64 / secs.max(1e-9),
-        path.display()
-    );
+    let new_tokens = stats.meta.tokens.saturating_sub(tokens_before);
+    if new_tokens == 0 {
+        eprintln!(
+            "key statistics: {} tokens from {} documents, already complete in {} (nothing to add)",
+            stats.meta.tokens,
+            stats.meta.texts,
+            path.display()
+        );
+    } else {
+        eprintln!(
+            "key statistics: {} tokens from {} documents → {} ({new_tokens} tokens counted in this run's {secs:.1} s, {:.0} tokens/s)",
+            stats.meta.tokens,
+            stats.meta.texts,
+            path.display(),
+            new_tokens as f64 / secs.max(1e-9),
+        );
+    }
     Ok(stats)
 }
 
@@ -120,7 +110,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let fingerprint = rome::model_fingerprint(&loaded.model, args.layer)?;
     let path = match &args.out {
         Some(p) => p.clone(),
-        None => cached_stats_path(&fingerprint, args.layer, &corpus.fingerprint),
+        None => {
+            rome::StatsCache::default_location().path(&fingerprint, args.layer, &corpus.fingerprint)
+        }
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         super::common::check_out_dir("the statistics folder", dir)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use causal_trace::noise::{embedding_std, Corruption, NoiseLevel};
 use causal_trace::{
-    GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup, Tracer,
+    GridSpec, Sever, SubjectPrompt, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer,
 };
 use clap::{Args, ValueEnum};
 use gpt_core::{HookableModel, LoadedModel, Progress};
@@ -55,7 +55,7 @@ pub struct TraceArgs {
     #[arg(long, value_enum, default_value_t = KindArg::All)]
     kind: KindArg,
     /// Number of corrupted runs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     samples: usize,
     /// Noise = K × the std of the subject's token embeddings (ROME's rule) [default: 3].
     #[arg(long, value_name = "K", conflicts_with = "noise_std")]
@@ -64,7 +64,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "S")]
     noise_std: Option<f64>,
     /// Layers restored together for MLP / attention traces.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     window: usize,
     /// Noise seed.
     #[arg(long, default_value_t = 1)]
@@ -142,7 +142,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
             args.window
         );
     }
-    let prompt = TracePrompt::with_occurrence(
+    let prompt = SubjectPrompt::with_occurrence(
         &loaded.tokenizer,
         &args.prompt,
         &args.subject,

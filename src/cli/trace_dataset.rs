@@ -25,14 +25,14 @@ pub struct TraceDatasetArgs {
     #[arg(long, value_name = "FILE")]
     facts: PathBuf,
     /// Only the first N records.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     limit: Option<usize>,
     /// Folder for `summary.json`, the figures and the per-case results (`cases/`); a
     /// case already traced there with the same settings is reused, so a run resumes.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Corrupted runs per prompt.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     samples: usize,
     /// Noise = K × σ, σ the std of the token embeddings of all subjects of the file (ROME).
     #[arg(long, value_name = "K", default_value_t = 3.0)]
@@ -41,12 +41,12 @@ pub struct TraceDatasetArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Layers restored together for MLP / attention traces.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     window: usize,
     /// Trace shard K of N only (0-based): every N-th fact starting at K, into the shared
     /// --out (per-case files never collide). The noise σ is still taken over all facts, so a
     /// last run without --shard reuses every traced case and writes the full summary.
-    #[arg(long, value_name = "K/N")]
+    #[arg(long, value_name = "K/N", allow_negative_numbers = true)]
     shard: Option<super::evaluate::Shard>,
     /// Also average the severed comparison at the last subject token (MLP / attention
     /// frozen at corrupted values) and draw `severed.{svg,png}`.

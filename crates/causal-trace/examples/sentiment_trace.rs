@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use causal_trace::noise::{embedding_std, Corruption};
-use causal_trace::{FnMetric, GridSpec, Metric, TraceKind, TracePrompt, TraceSetup, Tracer};
+use causal_trace::{FnMetric, GridSpec, Metric, SubjectPrompt, TraceKind, TraceSetup, Tracer};
 use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{HookableModel, LoadedModel, TokenBatch};
 use viz::Figure;
@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
                     .f_add_scalar(b)?;
                 Ok(score.f_sigmoid()?)
             }));
-        let prompt = TracePrompt::new(&m.tokenizer, &format!("{text}{SUFFIX}"), word)?;
+        let prompt = SubjectPrompt::new(&m.tokenizer, &format!("{text}{SUFFIX}"), word)?;
         let setup = TraceSetup {
             samples: 10,
             corruption: Corruption::paper_default(),

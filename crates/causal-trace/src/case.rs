@@ -12,7 +12,7 @@ use crate::trace::{Sever, TraceGrid, TraceKind};
 /// Known: `{known_id, known: true, fact, grids}`; not known: `{known_id, known: false,
 /// predicted, expected}`; failed: as either, with `error`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CaseRecord {
+pub struct TraceRecord {
     /// Id of the fact.
     pub known_id: u64,
     /// Whether the model knows the fact.
@@ -37,7 +37,7 @@ pub struct CaseRecord {
     pub seconds: Option<f64>,
 }
 
-impl CaseRecord {
+impl TraceRecord {
     /// The last-subject-token hidden grid restored ordinarily (`None`) or with a module
     /// severed, if the run traced it.
     pub fn severed_grid(&self, sever: Option<Sever>) -> Option<&TraceGrid> {

@@ -5,7 +5,7 @@
 //! clean state (a block output, or a window of MLP or attention outputs) brings back the
 //! clean answer.
 //!
-//! - [`TracePrompt`] tokenises a prompt and finds the subject by characters.
+//! - [`SubjectPrompt`] tokenises a prompt and finds the subject by characters.
 //! - [`Tracer`] runs the clean and corrupted passes once; [`Tracer::grid`] computes a
 //!   [`TraceGrid`] per [`GridSpec`] (kind, window, rows, severed module, schedule).
 //! - [`Schedule::Fast`] reuses everything a restoration cannot change; [`Schedule::Naive`]
@@ -15,10 +15,10 @@
 //!
 //! # Example
 //! ```no_run
-//! use causal_trace::{noise::{embedding_std, Corruption}, GridSpec, TraceKind, TracePrompt, TraceSetup, Tracer};
+//! use causal_trace::{noise::{embedding_std, Corruption}, GridSpec, TraceKind, SubjectPrompt, TraceSetup, Tracer};
 //! # fn main() -> causal_trace::Result<()> {
 //! let m = gpt_core::load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), Default::default())?;
-//! let prompt = TracePrompt::new(&m.tokenizer, "The Eiffel Tower is located in the city of", "The Eiffel Tower")?;
+//! let prompt = SubjectPrompt::new(&m.tokenizer, "The Eiffel Tower is located in the city of", "The Eiffel Tower")?;
 //! let sigma = embedding_std(&m.model, &m.tokenizer, &["The Eiffel Tower".to_string()])?;
 //! let setup = TraceSetup { samples: 10, corruption: Corruption::paper_default(), sigma: Some(sigma), seed: 1 };
 //! let tracer = Tracer::new(&m.model, &m.tokenizer, prompt, setup, None)?;
@@ -41,7 +41,6 @@ pub mod metric;
 mod naive;
 pub mod noise;
 pub mod patching;
-mod prompt;
 pub mod summary;
 mod trace;
 
@@ -50,7 +49,8 @@ pub use error::{Error, Result};
 pub use figures::save_figures;
 pub use metric::{FnMetric, LogitDiff, Metric, TokenProb};
 pub use patching::{last_subject_sites, patch_run, PatchResult, PatchSite};
-pub use prompt::TracePrompt;
+// The prompt and answer types are gpt-core's (shared with editing and evaluation).
+pub use gpt_core::{SubjectPrompt, TokenText};
 pub use trace::{
-    Answer, GridSpec, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer,
+    GridSpec, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer,
 };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub use factscope_common::stats::{mean_ci, Estimate, Z95};
 
-use crate::case::CaseRecord;
+use crate::case::TraceRecord;
 use crate::trace::{Sever, TraceGrid, TraceKind};
 
 /// The six token categories ROME averages over.
@@ -148,7 +148,7 @@ pub struct Failure {
 
 /// The result of a dataset run (`summary.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub struct DatasetSummary {
     /// Records in the run.
     pub total: usize,
     /// Records the model knows (traced and averaged).
@@ -183,7 +183,7 @@ pub struct SeveredSummary {
     pub attn_severed: Vec<Estimate>,
 }
 
-fn summarize_severed(cases: &[&CaseRecord]) -> Option<SeveredSummary> {
+fn summarize_severed(cases: &[&TraceRecord]) -> Option<SeveredSummary> {
     let conditions = [None, Some(Sever::Mlp), Some(Sever::Attn)];
     let with_all: Vec<[&TraceGrid; 3]> = cases
         .iter()
@@ -223,7 +223,7 @@ fn summarize_severed(cases: &[&CaseRecord]) -> Option<SeveredSummary> {
     })
 }
 
-impl Summary {
+impl DatasetSummary {
     /// The averages of `kind`, if any case has such a grid.
     pub fn kind(&self, kind: TraceKind) -> Option<&KindSummary> {
         self.kinds.iter().find(|k| k.kind == kind)
@@ -234,8 +234,8 @@ impl Summary {
 /// `score − low_score` over samples with its 95% interval; the average total effect; counts.
 ///
 /// Only known cases that did not fail count; each contributes its grid of each kind.
-pub fn summarize(cases: &[CaseRecord]) -> Summary {
-    let mut summary = Summary {
+pub fn summarize(cases: &[TraceRecord]) -> DatasetSummary {
+    let mut summary = DatasetSummary {
         total: cases.len(),
         known: 0,
         unknown: 0,

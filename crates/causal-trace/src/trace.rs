@@ -15,7 +15,7 @@ use crate::flops;
 use crate::hooks::corrupt_embed;
 use crate::metric::{Metric, TokenProb};
 use crate::noise::Corruption;
-use crate::prompt::TracePrompt;
+use gpt_core::{SubjectPrompt, TokenText};
 
 /// Which state is restored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,9 +176,6 @@ pub struct TraceSetup {
     pub seed: u64,
 }
 
-/// The answer a trace measures (a token with its text).
-pub type Answer = gpt_core::TokenText;
-
 /// The result of one trace: scores per (token, layer), serialisable.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceGrid {
@@ -209,7 +206,7 @@ pub struct TraceGrid {
     /// The metric on the corrupted runs, nothing restored ("low score").
     pub corrupted_score: f64,
     /// The clean prediction measured by the default metric.
-    pub answer: Answer,
+    pub answer: TokenText,
     /// Name of the metric.
     pub metric: String,
     /// Number of corrupted rows.
@@ -225,11 +222,11 @@ pub struct TraceGrid {
 /// A prompt with its clean and corrupted runs done, ready to compute grids.
 pub struct Tracer<'m> {
     pub(crate) model: &'m dyn ResumableModel,
-    pub(crate) prompt: TracePrompt,
+    pub(crate) prompt: SubjectPrompt,
     pub(crate) setup: TraceSetup,
     pub(crate) noise: Corruption,
     pub(crate) metric: Box<dyn Metric + 'm>,
-    pub(crate) answer: Answer,
+    pub(crate) answer: TokenText,
     /// `[N, span, d]` corrupted subject embeddings.
     pub(crate) corrupted_embed: Tensor,
     /// Clean run, batch 1: resid_pre / resid_post / mlp_out / attn_out of every layer.
@@ -262,7 +259,7 @@ impl<'m> Tracer<'m> {
     pub fn new(
         model: &'m dyn ResumableModel,
         tokenizer: &Tokenizer,
-        prompt: TracePrompt,
+        prompt: SubjectPrompt,
         setup: TraceSetup,
         metric: Option<Box<dyn Metric + 'm>>,
     ) -> Result<Self> {
@@ -332,7 +329,7 @@ impl<'m> Tracer<'m> {
             .f_argmax(-1, false)?
             .f_to_device(Device::Cpu)?
             .f_int64_value(&[0])?;
-        let answer = Answer {
+        let answer = TokenText {
             id: top,
             text: tokenizer.token_text(top)?,
         };
@@ -362,7 +359,7 @@ impl<'m> Tracer<'m> {
     }
 
     /// The clean prediction.
-    pub fn answer(&self) -> &Answer {
+    pub fn answer(&self) -> &TokenText {
         &self.answer
     }
 
@@ -377,7 +374,7 @@ impl<'m> Tracer<'m> {
     }
 
     /// The prompt.
-    pub fn prompt(&self) -> &TracePrompt {
+    pub fn prompt(&self) -> &SubjectPrompt {
         &self.prompt
     }
 

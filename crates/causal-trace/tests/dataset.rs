@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use causal_trace::dataset::{
     case_path, category_rows, check_known, expected_token, load_known_facts, mean_ci, run_dataset,
-    summarize, CaseRecord, DatasetRun, KnownFact, TokenCategory, DATASET_STAGE,
+    summarize, DatasetRun, KnownFact, TokenCategory, TraceRecord, DATASET_STAGE,
 };
 use causal_trace::noise::{Corruption, NoiseLevel};
-use causal_trace::{Answer, Error, Schedule, TraceGrid, TraceKind};
+use causal_trace::{Error, Schedule, TokenText, TraceGrid, TraceKind};
 use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind};
@@ -273,7 +273,7 @@ fn grid(
             .collect(),
         clean_score: high,
         corrupted_score: low,
-        answer: Answer {
+        answer: TokenText {
             id: 1,
             text: " x".into(),
         },
@@ -287,8 +287,8 @@ fn grid(
     }
 }
 
-fn known_case(id: u64, grids: Vec<TraceGrid>) -> CaseRecord {
-    CaseRecord {
+fn known_case(id: u64, grids: Vec<TraceGrid>) -> TraceRecord {
+    TraceRecord {
         known_id: id,
         known: true,
         predicted: None,
@@ -315,11 +315,11 @@ fn summarize_assigns_rows_to_categories() {
     // Case B: single-token subject (1, 2) of 3 tokens, low 0: first = last subj = 1, first
     // subsequent = last = 2, no middle, no further.
     let b = grid(TraceKind::Hidden, (1, 2), 3, 2, 0.0, 2.0, code);
-    let unknown = CaseRecord {
+    let unknown = TraceRecord {
         known: false,
         ..known_case(7, vec![])
     };
-    let failed = CaseRecord {
+    let failed = TraceRecord {
         error: Some("boom".into()),
         ..known_case(8, vec![])
     };
@@ -670,7 +670,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
     );
     assert!(case_path(&stopped, 0).is_file());
     assert!(!case_path(&stopped, 1).exists());
-    let known: CaseRecord =
+    let known: TraceRecord =
         serde_json::from_str(&std::fs::read_to_string(case_path(&out, 0)).expect("read"))
             .expect("parse");
     assert!(known.known && known.fact.as_ref() == Some(&facts[0]));
@@ -687,7 +687,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
     assert_eq!(unknown["known"], serde_json::json!(false));
     assert_eq!(unknown["predicted"], serde_json::json!(predicted.text));
     assert_eq!(unknown["expected"].as_str().map(|s| s.trim()), Some(other));
-    let failed: CaseRecord =
+    let failed: TraceRecord =
         serde_json::from_str(&std::fs::read_to_string(case_path(&out, 101)).expect("read"))
             .expect("parse");
     assert!(
@@ -714,7 +714,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Summary.
+    // DatasetSummary.
     let s = &report.summary;
     assert_eq!((s.total, s.known, s.unknown, s.failed), (4, 2, 1, 1));
     assert_eq!(s.kinds.len(), 3);
@@ -739,7 +739,7 @@ fn end_to_end_run_writes_cases_and_resumes() {
             assert!(c.best_layer.is_some());
         }
     }
-    let on_disk: causal_trace::dataset::Summary =
+    let on_disk: causal_trace::dataset::DatasetSummary =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("read"))
             .expect("parse");
     assert_eq!(on_disk.known, 2);

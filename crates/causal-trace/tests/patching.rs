@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use causal_trace::{last_subject_sites, patch_run, PatchSite, TracePrompt};
+use causal_trace::{last_subject_sites, patch_run, PatchSite, SubjectPrompt};
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind};
 use gpt_core::{Architecture, HookPoint, HookableModel, RandomInit, TokenBatch, Transformer};
@@ -158,13 +158,13 @@ fn subject_states_carry_the_fact_on_the_bundled_model() {
         path.display()
     );
     let m = gpt_core::load_model(&path, Default::default()).expect("load");
-    let source = TracePrompt::new(
+    let source = SubjectPrompt::new(
         &m.tokenizer,
         "Lionel Messi is a professional",
         "Lionel Messi",
     )
     .expect("source");
-    let base = TracePrompt::new(&m.tokenizer, "Tiger Woods is a professional", "Tiger Woods")
+    let base = SubjectPrompt::new(&m.tokenizer, "Tiger Woods is a professional", "Tiger Woods")
         .expect("base");
     let soccer = m.tokenizer.encode(" soccer").expect("encode").ids[0];
     let golf = m.tokenizer.encode(" golf").expect("encode").ids[0];

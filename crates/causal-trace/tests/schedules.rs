@@ -8,7 +8,7 @@ use std::path::Path;
 
 use causal_trace::noise::{Corruption, NoiseLevel};
 use causal_trace::{
-    GridSpec, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt, TraceSetup,
+    GridSpec, Schedule, Sever, SubjectPrompt, TokenSelection, TraceGrid, TraceKind, TraceSetup,
     Tracer,
 };
 use gpt_core::random::tiny_config;
@@ -38,7 +38,7 @@ fn assert_grids_close(fast: &TraceGrid, naive: &TraceGrid, tol: f64) {
 }
 
 fn check_model(model: &Transformer, tokenizer: &gpt_core::Tokenizer, prompt: &str, subject: &str) {
-    let prompt = TracePrompt::new(tokenizer, prompt, subject).expect("prompt");
+    let prompt = SubjectPrompt::new(tokenizer, prompt, subject).expect("prompt");
     let setup = TraceSetup {
         samples: 3,
         corruption: Corruption::Gaussian {
@@ -130,7 +130,7 @@ fn fast_equals_naive_on_bundled_model() {
         path.display()
     );
     let m = gpt_core::load_model(&path, Default::default()).expect("load");
-    let prompt = TracePrompt::new(
+    let prompt = SubjectPrompt::new(
         &m.tokenizer,
         "The Eiffel Tower is located in the city of",
         "The Eiffel Tower",

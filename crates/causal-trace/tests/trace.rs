@@ -8,8 +8,8 @@ use std::path::Path;
 
 use causal_trace::noise::{Corruption, NoiseLevel};
 use causal_trace::{
-    Error, GridSpec, LogitDiff, Schedule, Sever, TokenSelection, TraceGrid, TraceKind, TracePrompt,
-    TraceSetup, Tracer,
+    Error, GridSpec, LogitDiff, Schedule, Sever, SubjectPrompt, TokenSelection, TraceGrid,
+    TraceKind, TraceSetup, Tracer,
 };
 use gpt_core::progress::{self, Progress};
 use gpt_core::random::tiny_config;
@@ -50,7 +50,7 @@ fn gaussian(std: f64) -> Corruption {
 fn zero_noise_gives_the_clean_score_everywhere() {
     let tok = tokenizer();
     let m = model(Architecture::Llama, &tok, 1);
-    let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+    let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     let tracer = Tracer::new(&m, &tok, prompt, setup(gaussian(0.0)), None).unwrap();
     assert!((tracer.clean_score() - tracer.corrupted_score()).abs() < 1e-6);
     for kind in TraceKind::ALL {
@@ -75,7 +75,7 @@ fn restoring_the_last_state_restores_the_clean_score() {
     let tok = tokenizer();
     for arch in [Architecture::Gpt2, Architecture::Llama] {
         let m = model(arch, &tok, 2);
-        let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+        let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
         let tracer = Tracer::new(&m, &tok, prompt, setup(gaussian(1.0)), None).unwrap();
         let g = tracer.grid(&GridSpec::new(TraceKind::Hidden)).unwrap();
         let last = g.scores.last().unwrap().last().unwrap();
@@ -94,7 +94,7 @@ fn restoring_the_last_state_restores_the_clean_score() {
 fn grid_layout_and_json_round_trip() {
     let tok = tokenizer();
     let m = model(Architecture::Gpt2, &tok, 3);
-    let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+    let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     let n_tokens = prompt.len();
     let tracer = Tracer::new(&m, &tok, prompt, setup(gaussian(0.5)), None).unwrap();
     let mut spec = GridSpec::new(TraceKind::Mlp);
@@ -167,7 +167,7 @@ fn same_seed_same_grid_other_seed_other_grid() {
     let tok = tokenizer();
     let m = model(Architecture::Llama, &tok, 4);
     let grid = |seed| {
-        let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+        let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
         let s = TraceSetup {
             seed,
             ..setup(gaussian(1.0))
@@ -185,7 +185,7 @@ fn same_seed_same_grid_other_seed_other_grid() {
 fn other_corruptions_and_metrics_agree_across_schedules() {
     let tok = tokenizer();
     let m = model(Architecture::Gpt2, &tok, 5);
-    let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+    let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     let span = prompt.subject_range.len();
     let corruptions = [
         Corruption::Uniform {
@@ -231,7 +231,7 @@ fn other_corruptions_and_metrics_agree_across_schedules() {
 fn bad_input_is_a_typed_error() {
     let tok = tokenizer();
     let m = model(Architecture::Gpt2, &tok, 6);
-    match TracePrompt::new(&tok, PROMPT, "Colosseum") {
+    match SubjectPrompt::new(&tok, PROMPT, "Colosseum") {
         Err(e @ gpt_core::Error::SubjectNotFound { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("Colosseum") && msg.contains("Eiffel"), "{msg}");
@@ -239,22 +239,22 @@ fn bad_input_is_a_typed_error() {
         other => panic!("expected SubjectNotFound, got {other:?}"),
     }
     assert!(matches!(
-        TracePrompt::new(&tok, PROMPT, ""),
+        SubjectPrompt::new(&tok, PROMPT, ""),
         Err(gpt_core::Error::EmptySubject)
     ));
     assert!(matches!(
-        TracePrompt::new(&tok, PROMPT, "  "),
+        SubjectPrompt::new(&tok, PROMPT, "  "),
         Err(gpt_core::Error::EmptySubject)
     ));
     // A subject that occurs twice: the first occurrence by default, counted and selectable.
     let twice = "Paris is Paris";
-    let first = TracePrompt::new(&tok, twice, "Paris").unwrap();
+    let first = SubjectPrompt::new(&tok, twice, "Paris").unwrap();
     assert_eq!((first.occurrences, first.occurrence), (2, 0));
-    let second = TracePrompt::with_occurrence(&tok, twice, "Paris", 1).unwrap();
+    let second = SubjectPrompt::with_occurrence(&tok, twice, "Paris", 1).unwrap();
     assert!(second.subject_range.start > first.subject_range.start);
-    let third = TracePrompt::with_occurrence(&tok, twice, "Paris", 2).unwrap_err();
+    let third = SubjectPrompt::with_occurrence(&tok, twice, "Paris", 2).unwrap_err();
     assert!(third.to_string().contains("occurs 2 time"), "{third}");
-    let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+    let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     let zero = TraceSetup {
         samples: 0,
         ..setup(gaussian(1.0))
@@ -299,7 +299,7 @@ fn bad_input_is_a_typed_error() {
     let bad_sub = Corruption::Substitute {
         tokens: vec![vec![1]],
     };
-    let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+    let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
     assert!(Tracer::new(&m, &tok, prompt, setup(bad_sub), None).is_err());
 }
 
@@ -315,7 +315,7 @@ proptest! {
         let words: Vec<&str> = PROMPT.split(' ').take(cut).collect();
         let text = words.join(" ");
         let subject = words[start..(start + len).min(words.len())].join(" ");
-        let prompt = TracePrompt::new(&tok, &text, &subject).unwrap();
+        let prompt = SubjectPrompt::new(&tok, &text, &subject).unwrap();
         let tracer = Tracer::new(&m, &tok, prompt, setup(gaussian(1.0)), None).unwrap();
         let mut spec = match kind {
             0 => GridSpec::new(TraceKind::Hidden),
@@ -351,7 +351,7 @@ fn cpu_and_cuda_grids_agree() {
     let cpu = Transformer::random(&c, init, Device::Cpu, Kind::Float).unwrap();
     let cuda = Transformer::random(&c, init, Device::Cuda(0), Kind::Float).unwrap();
     let grids = |m: &Transformer| {
-        let prompt = TracePrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
+        let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
         let tracer = Tracer::new(m, &tok, prompt, setup(gaussian(1.0)), None).unwrap();
         TraceKind::ALL.map(|k| {
             tracer

@@ -27,7 +27,8 @@
 //! let mut editor = rome::RomeEditor::new(rome::RomeHparams::smollm2(), Some(c));
 //! let settings = RunSettings {
 //!     method: "rome".into(), model: "SmolLM2".into(), model_fingerprint: "…".into(),
-//!     cases: "counterfact_dev.json".into(), limit: Some(10), batch: 1, generation: true,
+//!     cases: "counterfact_dev.json".into(), cases_fingerprint: String::new(), limit: Some(10),
+//!     batch: 1, generation: true,
 //!     seed: 1, hparams: serde_json::Value::Null,
 //! };
 //! let (dir, done) = RunDir::open("runs/rome".as_ref(), &settings, (0, 1), true)?;

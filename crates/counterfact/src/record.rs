@@ -24,6 +24,11 @@ pub struct RunSettings {
     pub model_fingerprint: String,
     /// The cases file (path as given).
     pub cases: String,
+    /// A fingerprint of the cases file's bytes (FNV-1a 64, 16 hex digits), so that resuming
+    /// after the file changed is refused instead of mixing two sets of cases. Empty in runs
+    /// written before it was recorded.
+    #[serde(default)]
+    pub cases_fingerprint: String,
     /// Cases used (after `--limit`), before sharding.
     pub limit: Option<usize>,
     /// Cases edited together before scoring (1: one at a time).
@@ -75,7 +80,8 @@ pub struct RunDir {
     records: PathBuf,
 }
 
-const SETTINGS: &str = "run.json";
+/// The file of a run folder that holds its [`RunSettings`].
+pub const SETTINGS: &str = "run.json";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |error| Error::Io {

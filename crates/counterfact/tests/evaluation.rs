@@ -299,6 +299,7 @@ fn settings(method: &str) -> RunSettings {
         model: "tiny".into(),
         model_fingerprint: "f".into(),
         cases: "cases.json".into(),
+        cases_fingerprint: "c".into(),
         limit: None,
         batch: 1,
         generation: true,

@@ -214,6 +214,8 @@ pub struct TaskAccuracy {
     pub task: String,
     /// The layer of the headline `+FV` numbers.
     pub layer: usize,
+    /// Demonstrations in the ICL and shuffled-label prompts.
+    pub shots: usize,
     /// Over every evaluated test item.
     pub all: AccuracyTable,
     /// Over the test items the model answers correctly with clean ICL (the paper's
@@ -223,7 +225,8 @@ pub struct TaskAccuracy {
     pub sweep: LayerSweep,
 }
 
-/// Summarises items evaluated at `layers`; the headline uses `layer`.
+/// Summarises items evaluated at `layers` with `shots`-shot prompts; the headline uses
+/// `layer`.
 ///
 /// # Errors
 /// `layer` not among `layers`; items with another number of layers.
@@ -232,6 +235,7 @@ pub fn summarize(
     items: &[ItemResult],
     layers: &[usize],
     layer: usize,
+    shots: usize,
 ) -> Result<TaskAccuracy> {
     let at = layers.iter().position(|&l| l == layer).ok_or_else(|| {
         Error::InvalidInput(format!(
@@ -271,6 +275,7 @@ pub fn summarize(
     Ok(TaskAccuracy {
         task: task.to_string(),
         layer,
+        shots,
         all: table(&all),
         icl_correct: table(&good),
         sweep: LayerSweep {

@@ -55,7 +55,11 @@ pub fn layer_sweep_plot(acc: &TaskAccuracy, model: &str) -> LinePlot {
             Series::new("shuffled + FV", x.clone(), sy).with_band(sl, sh),
             Series::new("zero-shot", x.clone(), flat(acc.all.zero_shot.rate)),
             Series::new("shuffled", x.clone(), flat(acc.all.shuffled.rate)),
-            Series::new("10-shot ICL", x.clone(), flat(acc.all.icl.rate)),
+            Series::new(
+                format!("{}-shot ICL", acc.shots),
+                x.clone(),
+                flat(acc.all.icl.rate),
+            ),
         ],
         title: format!(
             "Function vector of {} added at each layer\n{} test items, top-1 of the first answer token",

@@ -91,12 +91,13 @@ fn extraction_and_evaluation_on_a_tiny_model() {
         )
         .unwrap();
         assert_eq!(items.len(), 4);
-        let acc = summarize(&task.name, &items, &layers, 1).unwrap();
+        let acc = summarize(&task.name, &items, &layers, 1, 3).unwrap();
+        assert_eq!(acc.shots, 3);
         assert_eq!(acc.all.icl.n, 4);
         assert_eq!(acc.sweep.zero_shot_fv.len(), layers.len());
         assert_eq!(acc.all.zero_shot_fv, acc.sweep.zero_shot_fv[1]);
         assert_eq!(acc.icl_correct.icl.n, acc.all.icl.correct);
-        assert!(summarize(&task.name, &items, &layers, 9).is_err());
+        assert!(summarize(&task.name, &items, &layers, 9, 3).is_err());
     }
 }
 

@@ -24,6 +24,7 @@
 //!   tokens of an answer after a prompt.
 //! - [`Progress`] is what every long operation of the workspace reports to its one callback
 //!   shape, [`ProgressFn`], which may also stop it ([`Cancelled`]); see [`progress`].
+//! - [`top_k`] lists the most probable next tokens after a prompt.
 //! - [`generate()`] decodes greedily or with seeded top-k sampling using a [`KvCache`].
 //! - Feature `testing`: the `gpt_core::testing` module exports proptest strategies (configs,
 //!   models, prompts, well- and ill-conditioned matrices) so that downstream crates can property-test against
@@ -56,6 +57,7 @@ pub mod intervention;
 pub mod lanes;
 mod load;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod prompt;
 pub mod random;
@@ -85,6 +87,7 @@ pub use model::{
     AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,
     LogitsAt, Outcome, ResumableModel,
 };
+pub use predict::{top_k, Candidate, Prediction};
 pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;

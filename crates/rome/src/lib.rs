@@ -18,10 +18,47 @@
 //! - [`rome`], [`memit`], [`ft`]: the methods (ROME and r-ROME, MEMIT, the FT-L baseline),
 //!   each also behind [`gpt_core::Editor`] ([`RomeEditor`], [`MemitEditor`], [`FtEditor`]).
 //! - [`corpus`]: text for statistics (files, JSONL, folders).
+//! - [`stats_cache`]: the per-user cache of key statistics ([`StatsCache`]), shared by the
+//!   command line and library users.
 //! - [`stats`]: key statistics `C = E[k kᵀ]`, streaming, resumable, cached with provenance.
 //!
 //! Editing methods return [`gpt_core::WeightDelta`]s and never touch the model; callers
 //! apply them with [`gpt_core::EditableModel::apply`] and undo them bit-exactly.
+//!
+//! # Example
+//!
+//! A ROME edit of a tiny random model, end to end: key statistics, context templates, the
+//! edit, a check, and the exact undo.
+//!
+//! ```
+//! use gpt_core::random::{tiny_config, RandomInit};
+//! use gpt_core::tch::{Device, Kind};
+//! use gpt_core::{Architecture, EditableModel, RewriteRequest, Transformer};
+//! use rome::{compute_rome, context_templates, Corpus, KeyStatsRun, RomeHparams, StatsOptions, VSchedule};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tok = gpt_core::load_hf_tokenizer("../../fixtures/tiny-gpt2".as_ref())?;
+//! let mut config = tiny_config(Architecture::Llama);
+//! config.vocab_size = tok.vocab_size();
+//! let mut model = Transformer::random(&config, RandomInit { seed: 1, std: 0.5 }, Device::Cpu, Kind::Float)?;
+//!
+//! // Hyperparameters: SmolLM2's preset at layer 1 of this 2-layer model, few steps.
+//! let hp = RomeHparams { layer: 1, v_num_grad_steps: 5, context_template_length_params: vec![(4, 2)], ..RomeHparams::smollm2() };
+//! // C = E[k kᵀ] of layer 1's MLP keys over some text.
+//! let docs = (0..8).map(|i| format!("The tower number {i} stands in the city of Paris.")).collect();
+//! let corpus = Corpus::from_documents("example", docs);
+//! let stats = KeyStatsRun::new(&model, &tok, &corpus, &StatsOptions::new(hp.layer)).compute()?;
+//! let templates = context_templates(&model, &tok, &hp.context_template_length_params, hp.template_seed)?;
+//!
+//! let request = RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")?;
+//! let edit = compute_rome(&model, &tok, &request, &hp, Some(&stats.c()?), &templates, VSchedule::Fast)?;
+//! let before = model.weight(gpt_core::WeightId::MlpOut(gpt_core::Layer(1)))?.copy();
+//! let undo = model.apply(&edit.delta)?; // the model is edited only here
+//! let p = gpt_core::top_k(&model, &tok, &request.filled(), 3)?;
+//! println!("after the edit: {:?} (loss {:.3} → {:.3})", p.top[0].text, edit.losses[0], edit.losses[edit.losses.len() - 1]);
+//! model.undo(&undo)?; // bit for bit
+//! assert!(model.weight(gpt_core::WeightId::MlpOut(gpt_core::Layer(1)))?.equal(&before));
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -42,6 +79,7 @@ pub mod request;
 pub mod rome;
 mod st_file;
 pub mod stats;
+pub mod stats_cache;
 pub mod update;
 
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
@@ -59,6 +97,7 @@ pub use preset::{Preset, PresetModel};
 pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
 pub use stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsMeta, StatsOptions, STATS_STAGE};
+pub use stats_cache::StatsCache;
 pub use update::{
     memit_update, rank_one_update, solve_general, solve_spd, solve_spd_checked, RankOneUpdate,
     SecondMoment,

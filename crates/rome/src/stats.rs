@@ -10,7 +10,7 @@ use std::path::Path;
 
 use gpt_core::intervention::{from_fn, HookAction};
 use gpt_core::progress::{self, Progress, ProgressFn};
-use gpt_core::tch::Tensor;
+use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{EditableModel, HookPoint, Layer, Padding, TokenBatch, Tokenizer, WeightId};
 use serde::{Deserialize, Serialize};
 
@@ -185,23 +185,66 @@ impl KeyStats {
                 sum.size()
             )));
         }
-        Ok(Self {
+        let stats = Self {
             meta,
             moment: SecondMoment { sum, count },
-        })
+        };
+        stats.validate().map_err(|reason| file.error(reason))?;
+        Ok(stats)
+    }
+
+    /// Checks that the numbers can be a second moment: finite, symmetric, a non-negative
+    /// diagonal, and keys counted if the file says it is complete. A file that fails would
+    /// otherwise surface much later as a failed Cholesky solve.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let m = &self.moment;
+        if self.meta.complete && m.count == 0 {
+            return Err("it counts 0 keys (`count` is 0) but says it is complete".into());
+        }
+        let check = || -> Result<Option<String>> {
+            let sum = m.sum.f_to_kind(Kind::Double)?;
+            if !bool::try_from(sum.f_isfinite()?.f_all()?)? {
+                return Ok(Some("`mom2.sum` has NaN or infinite values".into()));
+            }
+            let min_diag = sum.f_diagonal(0, 0, 1)?.f_min()?.f_double_value(&[])?;
+            if min_diag < 0.0 {
+                return Ok(Some(format!(
+                    "`mom2.sum` has a negative diagonal entry ({min_diag}): not a sum of k kᵀ"
+                )));
+            }
+            let scale = sum
+                .f_abs()?
+                .f_max()?
+                .f_double_value(&[])?
+                .max(f64::MIN_POSITIVE);
+            let asym = sum
+                .f_sub(&sum.f_transpose(0, 1)?)?
+                .f_abs()?
+                .f_max()?
+                .f_double_value(&[])?;
+            if asym > 1e-6 * scale {
+                return Ok(Some(format!(
+                    "`mom2.sum` is not symmetric (max |S − Sᵀ| = {asym:.3e}): not a sum of k kᵀ"
+                )));
+            }
+            Ok(None)
+        };
+        match check() {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(reason),
+            Err(e) => Err(format!("cannot check `mom2.sum`: {e}")),
+        }
     }
 }
 
-/// Token ids of each document, truncated to `max_length` (documents that tokenise to
-/// nothing are dropped).
+/// Token ids of each document, truncated to `max_length`, one entry per document (empty for
+/// one that tokenises to nothing), so indices stay those of the corpus.
 fn tokenize(tokenizer: &Tokenizer, docs: &[String], max_length: usize) -> Result<Vec<Vec<i64>>> {
     let mut out = Vec::with_capacity(docs.len());
     for d in docs {
         let mut ids = tokenizer.encode(d)?.ids;
         ids.truncate(max_length);
-        if !ids.is_empty() {
-            out.push(ids);
-        }
+        out.push(ids);
     }
     Ok(out)
 }
@@ -216,6 +259,7 @@ fn accumulate(
     batch_tokens: usize,
     moment: &mut SecondMoment,
 ) -> Result<u64> {
+    seqs.retain(|s| !s.is_empty());
     seqs.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let point = HookPoint::mlp_post(layer);
     let mut counted = 0u64;
@@ -356,6 +400,11 @@ fn compute_key_stats(
     if corpus.is_empty() {
         return Err(Error::InvalidInput("the corpus has no documents".into()));
     }
+    if options.max_tokens == Some(0) {
+        return Err(Error::InvalidInput(
+            "a token budget of 0 counts no key: give at least 1 token, or no budget".into(),
+        ));
+    }
     let _guard = gpt_core::tch::no_grad_guard();
     let fingerprint = model_fingerprint(model, options.layer)?;
     let fresh = StatsMeta {
@@ -420,13 +469,23 @@ fn compute_key_stats(
             // Never longer than the model's context.
             let max_length = options.max_length.min(c.n_ctx);
             let mut seqs = tokenize(tokenizer, &corpus.documents[start..end], max_length)?;
+            // Documents consumed: all of the chunk, or, when the budget runs out inside it,
+            // only those up to the one that used its last tokens — so the provenance
+            // (`texts`) names exactly the documents the statistics come from.
+            let mut consumed = end;
             if let Some(mut left) = budget_left {
-                for s in seqs.iter_mut() {
+                for (i, s) in seqs.iter_mut().enumerate() {
+                    if left == 0 {
+                        s.clear();
+                        continue;
+                    }
                     let take = (s.len() as u64).min(left);
                     s.truncate(take as usize);
                     left -= take;
+                    if left == 0 {
+                        consumed = start + i + 1;
+                    }
                 }
-                seqs.retain(|s| !s.is_empty());
             }
             let n = accumulate(
                 model,
@@ -436,7 +495,10 @@ fn compute_key_stats(
                 &mut stats.moment,
             )?;
             stats.meta.tokens += n;
-            stats.meta.texts = end;
+            stats.meta.texts = consumed;
+            if options.max_tokens.is_some_and(|m| stats.meta.tokens >= m) {
+                stats.meta.complete = true;
+            }
         }
         if let Some(path) = checkpoint {
             stats.save(path)?;

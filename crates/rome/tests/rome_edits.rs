@@ -277,6 +277,84 @@ fn key_statistics_resume_exactly_and_refuse_other_caches() {
     assert!(matches!(err, Error::Stats { .. }), "{err:?}");
     std::fs::write(&path, b"not a stats file").unwrap();
     assert!(KeyStats::load(&path).is_err());
+
+    // Numbers that cannot be a second moment are refused at load, naming the file.
+    type Corrupt = Box<dyn Fn(&Tensor) -> Tensor>;
+    let bad_cases: [(&str, Corrupt, u64); 4] = [
+        (
+            "NaN",
+            Box::new(|s: &Tensor| {
+                let mut t = s.copy();
+                let _ = t.fill_diagonal_(f64::NAN, false);
+                t
+            }),
+            5,
+        ),
+        ("negative", Box::new(|s: &Tensor| s.zeros_like() - 1.0), 5),
+        (
+            "symmetric",
+            Box::new(|s: &Tensor| s.triu(1) + s.diagonal(0, 0, 1).diag(0)),
+            5,
+        ),
+        ("0 keys", Box::new(|s: &Tensor| s.shallow_clone()), 0),
+    ];
+    for (what, corrupt, count) in bad_cases {
+        let mut bad = KeyStats::load(&whole_path).unwrap();
+        bad.moment.sum = corrupt(&bad.moment.sum.copy());
+        bad.moment.count = count;
+        let bad_path = dir
+            .path()
+            .join(format!("bad-{}.safetensors", what.replace(' ', "-")));
+        bad.save(&bad_path).unwrap();
+        let err = KeyStats::load(&bad_path).unwrap_err().to_string();
+        assert!(err.contains(what) && err.contains("bad-"), "{what}: {err}");
+    }
+}
+
+/// A token budget stops inside a chunk: the provenance names exactly the documents used, the
+/// statistics equal those of that many whole documents cut at the budget, and a budget of 0
+/// is refused.
+#[test]
+fn key_statistics_budget_records_the_documents_it_used() {
+    let tok = tokenizer();
+    let m = model(Architecture::Llama, &tok, 5);
+    let options = StatsOptions {
+        checkpoint_every: 64,
+        batch_tokens: 64,
+        max_tokens: Some(20),
+        ..StatsOptions::new(2)
+    };
+    let stats = KeyStatsRun::new(&m, &tok, &corpus(), &options)
+        .compute()
+        .unwrap();
+    assert!(stats.meta.complete);
+    assert_eq!(stats.meta.tokens, 20);
+    // The documents whose tokens were counted, and no more.
+    let lens: Vec<usize> = corpus()
+        .documents
+        .iter()
+        .map(|d| tok.encode(d).unwrap().ids.len().min(m.config().n_ctx))
+        .collect();
+    let mut used = 0;
+    let mut sum = 0;
+    while sum < 20 {
+        sum += lens[used];
+        used += 1;
+    }
+    assert_eq!(stats.meta.texts, used, "{lens:?}");
+    assert!(stats.meta.texts < 40);
+    let err = KeyStatsRun::new(
+        &m,
+        &tok,
+        &corpus(),
+        &StatsOptions {
+            max_tokens: Some(0),
+            ..options
+        },
+    )
+    .compute()
+    .unwrap_err();
+    assert!(err.to_string().contains("budget of 0"), "{err}");
 }
 
 #[test]

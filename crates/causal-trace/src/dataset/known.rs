@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::facts::KnownFact;
-use crate::trace::Answer;
+use gpt_core::TokenText;
 
 /// The outcome of the "known" rule for one fact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,9 +17,9 @@ pub struct KnownCheck {
     /// Whether the greedy prediction is the expected token.
     pub known: bool,
     /// The model's greedy next token after the prompt.
-    pub predicted: Answer,
+    pub predicted: TokenText,
     /// The first token of `" " + attribute`.
-    pub expected: Answer,
+    pub expected: TokenText,
 }
 
 /// The first token of `" " + attribute` (a BOS the tokenizer adds is skipped); see
@@ -27,7 +27,7 @@ pub struct KnownCheck {
 ///
 /// # Errors
 /// An attribute that tokenises to nothing; tokenizer errors.
-pub fn expected_token(tokenizer: &Tokenizer, attribute: &str) -> Result<Answer> {
+pub fn expected_token(tokenizer: &Tokenizer, attribute: &str) -> Result<TokenText> {
     Ok(first_target_token(tokenizer, attribute)?)
 }
 
@@ -57,7 +57,7 @@ pub fn check_known(
         .f_argmax(-1, false)?
         .f_to_device(Device::Cpu)?
         .f_int64_value(&[0])?;
-    let predicted = Answer {
+    let predicted = TokenText {
         id: top,
         text: tokenizer.token_text(top)?,
     };

@@ -33,18 +33,18 @@ use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::{ResumableModel, Tokenizer};
 use serde::{Deserialize, Serialize};
 
-pub use crate::case::{case_path, CaseRecord};
+pub use crate::case::{case_path, TraceRecord};
 use crate::error::{Error, Result};
 pub use crate::facts::{load_known_facts, KnownFact};
 #[cfg(feature = "viz")]
 pub use crate::figures::save_figures;
 use crate::noise::{embedding_std, Corruption};
-use crate::prompt::TracePrompt;
 pub use crate::summary::{
-    category_rows, mean_ci, summarize, CategorySummary, Estimate, Failure, KindSummary,
-    SeveredSummary, Summary, TokenCategory, Z95,
+    category_rows, mean_ci, summarize, CategorySummary, DatasetSummary, Estimate, Failure,
+    KindSummary, SeveredSummary, TokenCategory, Z95,
 };
 use crate::trace::{GridSpec, Sever, TokenSelection, TraceGrid, TraceKind, TraceSetup, Tracer};
+use gpt_core::SubjectPrompt;
 pub use known::{check_known, expected_token, KnownCheck};
 use resume::{cached_case, Cached};
 
@@ -136,9 +136,9 @@ pub struct Redone {
 #[derive(Clone, Debug)]
 pub struct DatasetReport {
     /// Every case of the run, in file order.
-    pub cases: Vec<CaseRecord>,
+    pub cases: Vec<TraceRecord>,
     /// The averages (also written to `summary.json`).
-    pub summary: Summary,
+    pub summary: DatasetSummary,
     /// The absolute noise scale used (σ resolved).
     pub noise: Corruption,
     /// Cases read back from an earlier run.
@@ -297,8 +297,8 @@ fn trace_case(
     options: &DatasetRun,
     noise: &Corruption,
     sigma: Option<f64>,
-) -> (CaseRecord, bool) {
-    let mut record = CaseRecord {
+) -> (TraceRecord, bool) {
+    let mut record = TraceRecord {
         known_id: fact.known_id,
         known: false,
         predicted: None,
@@ -357,7 +357,7 @@ fn trace_grids(
     noise: &Corruption,
     sigma: Option<f64>,
 ) -> Result<Vec<TraceGrid>> {
-    let prompt = TracePrompt::new(tokenizer, &fact.prompt, &fact.subject)?;
+    let prompt = SubjectPrompt::new(tokenizer, &fact.prompt, &fact.subject)?;
     let setup = TraceSetup {
         samples: options.samples,
         corruption: noise.clone(),

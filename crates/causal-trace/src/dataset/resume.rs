@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::case::CaseRecord;
+use crate::case::TraceRecord;
 use crate::dataset::DatasetRun;
 use crate::facts::KnownFact;
 use crate::noise::Corruption;
@@ -18,7 +18,7 @@ pub(crate) enum Cached {
     /// No case file.
     Absent,
     /// A valid record for this run's settings.
-    Reuse(Box<CaseRecord>),
+    Reuse(Box<TraceRecord>),
     /// A file that cannot be reused, and why.
     Redo(String),
 }
@@ -36,7 +36,7 @@ pub(crate) fn cached_case(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Cached::Absent,
         Err(e) => return Cached::Redo(format!("unreadable: {e}")),
     };
-    let record: CaseRecord = match serde_json::from_str(&text) {
+    let record: TraceRecord = match serde_json::from_str(&text) {
         Ok(r) => r,
         Err(e) => return Cached::Redo(format!("not a case record: {e}")),
     };
@@ -110,7 +110,7 @@ fn check_grid(g: &TraceGrid, n_layers: usize) -> Result<(), String> {
 
 /// Why `c` cannot be reused for `fact` under these settings, if it cannot.
 fn check_record(
-    c: &CaseRecord,
+    c: &TraceRecord,
     fact: &KnownFact,
     options: &DatasetRun,
     noise: &Corruption,

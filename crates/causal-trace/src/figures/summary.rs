@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use viz::{BarPlot, BarSeries, Figure, Heatmap, LinePlot, Series};
 
 use crate::error::{Error, Result};
-use crate::summary::{Estimate, KindSummary, SeveredSummary, Summary, TokenCategory};
+use crate::summary::{DatasetSummary, Estimate, KindSummary, SeveredSummary, TokenCategory};
 use crate::trace::TraceKind;
 
 fn what(k: &KindSummary) -> String {
@@ -105,7 +105,7 @@ fn save(figure: &dyn Figure, path: PathBuf, out: &mut Vec<PathBuf>) -> Result<()
 /// [`Error::Write`] naming the file that could not be drawn or written (an unknown
 /// extension included).
 pub fn save_figures(
-    summary: &Summary,
+    summary: &DatasetSummary,
     dir: &Path,
     model_name: &str,
     formats: &[&str],
