@@ -1242,4 +1242,29 @@ fn evaluate_checks_its_selection_folder_and_cases_before_work() {
         "{}",
         stderr(&out)
     );
+
+    // Known facts with `--method none` (documented in --help): the summary and the report
+    // draw what the run measured instead of failing on metrics it has not.
+    let known = dir.path().join("known.json");
+    std::fs::write(
+        &known,
+        r#"[{"known_id": 3, "subject": "Paris", "attribute": "France",
+             "template": "{} is located in", "prompt": "Paris is located in", "relation_id": "P17"}]"#,
+    )
+    .unwrap();
+    let known_out = dir.path().join("known");
+    let out = factscope(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--cases",
+        known.to_str().unwrap(),
+        "--method",
+        "none",
+        "--no-generation",
+        "--out",
+        known_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(known_out.join("report.html").is_file());
 }

@@ -101,6 +101,24 @@ pub fn check_out_dir(what: &str, dir: &Path) -> anyhow::Result<()> {
     factscope_common::fsio::ensure_writable_dir(dir).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
+/// The one output-folder rule ([`factscope_common::OutputDir`]) for `--out`: the folder is
+/// new, empty or holds only factscope's outputs (others are accepted with `--force`, kept,
+/// and never replaced), and each of `names` is claimed before any work starts.
+pub fn claim_outputs(dir: &Path, force: bool, names: &[String]) -> anyhow::Result<()> {
+    let mut out = factscope_common::OutputDir::open(dir, force).map_err(|e| {
+        let hint = if e.to_string().contains("did not write") {
+            " (--force writes beside them)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("--out: {e}{hint}")
+    })?;
+    for name in names {
+        out.path(name).map_err(|e| anyhow::anyhow!("--out: {e}"))?;
+    }
+    Ok(())
+}
+
 /// [`check_out_dir`] for a file written later: its folder must take it, and an existing
 /// file is only accepted when `overwrite`.
 pub fn check_out_file(what: &str, path: &Path, overwrite: bool) -> anyhow::Result<()> {

@@ -556,14 +556,24 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             )
         }
     };
-    if let Some(out) = &args.save_delta {
-        let list: Vec<&gpt_core::WeightDelta> = outcome.deltas.iter().collect();
-        rome::save_deltas(out, &list, &requests, &saved_hparams)?;
-    }
-    if let Some(dir) = &args.save_model {
-        loaded.model.save_hf(dir, &loaded.tokenizer)?;
-    }
+    // The comparison is printed before anything is saved, so a failed save (a full disk)
+    // never loses what the edit did.
+    let save = |outcome_deltas: &[gpt_core::WeightDelta]| -> anyhow::Result<()> {
+        if let Some(out) = &args.save_delta {
+            let list: Vec<&gpt_core::WeightDelta> = outcome_deltas.iter().collect();
+            rome::save_deltas(out, &list, &requests, &saved_hparams)
+                .with_context(|| format!("--save-delta {}", out.display()))?;
+        }
+        if let Some(dir) = &args.save_model {
+            loaded
+                .model
+                .save_hf(dir, &loaded.tokenizer)
+                .with_context(|| format!("--save-model {}", dir.display()))?;
+        }
+        Ok(())
+    };
     let Outcome {
+        deltas,
         before,
         after,
         seconds,
@@ -585,7 +595,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return save(&deltas);
     }
     print_comparison(&report.before, &report.after);
     print_continuations(&loaded, &requests)?;
@@ -600,6 +610,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    save(&deltas)?;
     if let Some(out) = &args.save_delta {
         println!("saved the weight changes to {}", out.display());
     }

@@ -14,8 +14,6 @@ use gpt_core::{Editor, HookableModel};
 use rome::{FtEditor, MemitEditor, RomeEditor, RomeVariant};
 use viz::{BarPlot, BarSeries, Figure};
 
-use factscope_common::OutputDir;
-
 use super::common::{check_out_dir, ModelArgs};
 use super::edit::{ft_hparams, key_stats_for, memit_setup, rome_hparams};
 
@@ -113,7 +111,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     resume: bool,
     /// Run shard K of N (0-based): every N-th case starting at K; shards share --out.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     shard: Option<Shard>,
     /// Skip malformed records (counted and reported) instead of stopping.
     #[arg(long)]
@@ -214,20 +212,20 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     // The one output-folder rule: a new or empty folder, or one holding only factscope's
     // outputs; files factscope did not write are kept and never replaced (--force or
     // --resume accept a folder that has some).
-    let mut out = OutputDir::open(&args.out, args.force || args.resume)
-        .map_err(|e| anyhow::anyhow!("--out: {e}"))?;
-    for name in [
-        counterfact::record::SETTINGS.to_string(),
-        format!("records-{}-of-{}.jsonl", shard.k, shard.n),
-        "summary.json".into(),
-        "summary.md".into(),
-        "summary.svg".into(),
-        "summary.png".into(),
-        "report.html".into(),
-        "trace_examples".into(),
-    ] {
-        out.path(&name).map_err(|e| anyhow::anyhow!("--out: {e}"))?;
-    }
+    super::common::claim_outputs(
+        &args.out,
+        args.force || args.resume,
+        &[
+            counterfact::record::SETTINGS.to_string(),
+            format!("records-{}-of-{}.jsonl", shard.k, shard.n),
+            "summary.json".into(),
+            "summary.md".into(),
+            "summary.svg".into(),
+            "summary.png".into(),
+            "report.html".into(),
+            "trace_examples".into(),
+        ],
+    )?;
     let cases_fingerprint = {
         let bytes = std::fs::read(&args.cases)
             .with_context(|| format!("reading --cases {}", args.cases.display()))?;

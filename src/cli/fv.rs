@@ -58,6 +58,10 @@ pub struct FvArgs {
     /// layer-sweep.{svg,png}.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write into --out even though it holds files factscope did not write (they are kept;
+    /// a file with an output's name is still never replaced).
+    #[arg(long)]
+    force: bool,
     /// Print the accuracy table and the top heads as JSON.
     #[arg(long)]
     json: bool,
@@ -148,9 +152,6 @@ fn run_checked(args: FvArgs) -> anyhow::Result<()> {
     if args.max_eval == Some(0) {
         bail!("--max-eval must be at least 1");
     }
-    if let Some(out) = &args.out {
-        super::common::check_out_dir("--out", out)?;
-    }
     // Every task is read and checked before the model runs, so bad input costs nothing.
     let mut tasks = Vec::with_capacity(args.tasks.len());
     for path in &args.tasks {
@@ -196,6 +197,26 @@ fn run_checked(args: FvArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| PromptBuilder::new(&loaded.tokenizer, c, t))
         .collect::<Result<Vec<_>, _>>()?;
+    // The one output-folder rule, checked once the settings are known to be valid and before any work: every output name is claimed, so
+    // a user's file of that name is never replaced.
+    if let Some(out) = &args.out {
+        let mut names: Vec<String> = ["heads.json", "heads.svg", "heads.png", "fv.safetensors"]
+            .iter()
+            .chain(&["accuracy.json", "accuracy.md"])
+            .map(|n| n.to_string())
+            .collect();
+        if !args.no_sweep {
+            for task in &tasks {
+                let stem = if tasks.len() == 1 {
+                    "layer-sweep".to_string()
+                } else {
+                    format!("layer-sweep-{}", task.name)
+                };
+                names.extend(["svg", "png"].map(|ext| format!("{stem}.{ext}")));
+            }
+        }
+        super::common::claim_outputs(out, args.force, &names)?;
+    }
     let model_name = super::trace::model_name(&loaded.path);
     let settings = ExtractSettings {
         shots: args.shots,

@@ -31,6 +31,10 @@ pub struct TraceDatasetArgs {
     /// case already traced there with the same settings is reused, so a run resumes.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Write into --out even though it holds files factscope did not write (they are kept;
+    /// a file with an output's name is still never replaced).
+    #[arg(long)]
+    force: bool,
     /// Corrupted runs per prompt.
     #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     samples: usize,
@@ -46,7 +50,7 @@ pub struct TraceDatasetArgs {
     /// Trace shard K of N only (0-based): every N-th fact starting at K, into the shared
     /// --out (per-case files never collide). The noise σ is still taken over all facts, so a
     /// last run without --shard reuses every traced case and writes the full summary.
-    #[arg(long, value_name = "K/N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "K/N", allow_hyphen_values = true)]
     shard: Option<super::evaluate::Shard>,
     /// Also average the severed comparison at the last subject token (MLP / attention
     /// frozen at corrupted values) and draw `severed.{svg,png}`.
@@ -83,8 +87,17 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         );
     }
     let facts = load_known_facts(&args.facts)?;
-    // Check where results go before any work, so an unusable --out loses nothing.
-    super::common::check_out_dir("--out", &args.out)?;
+    // Check where results go before any work, so an unusable --out loses nothing, and claim
+    // every output name (the one output-folder rule: a user's file is never replaced).
+    let mut names: Vec<String> = vec!["cases".into(), "summary.json".into()];
+    for ext in ["svg", "png"] {
+        for kind in TraceKind::ALL {
+            names.push(format!("avg_{}.{ext}", kind.name()));
+            names.push(format!("lines_{}.{ext}", kind.name()));
+        }
+        names.push(format!("severed.{ext}"));
+    }
+    super::common::claim_outputs(&args.out, args.force, &names)?;
     let loaded = args.model.load()?;
     let mut facts = facts;
     let mut sigma = None;

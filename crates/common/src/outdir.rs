@@ -120,7 +120,7 @@ impl OutputDir {
     /// never replaced), or the manifest cannot be written.
     pub fn path(&mut self, name: &str) -> Result<PathBuf, WriteError> {
         let path = self.dir.join(name);
-        if self.foreign.contains(name) {
+        if self.foreign.contains(name) && !self.manifest.written.contains(name) {
             return Err(WriteError::new(
                 &path,
                 "writing an output",
@@ -130,8 +130,17 @@ impl OutputDir {
                 ),
             ));
         }
-        if self.manifest.written.insert(name.to_string()) {
-            write_json_atomic(&self.dir.join(MANIFEST), &self.manifest)?;
+        if !self.manifest.written.contains(name) {
+            // Several processes may share a folder (the shards of one run): merge what the
+            // others recorded meanwhile instead of writing over it.
+            let manifest_path = self.dir.join(MANIFEST);
+            if let Ok(bytes) = fs::read(&manifest_path) {
+                if let Ok(theirs) = serde_json::from_slice::<Manifest>(&bytes) {
+                    self.manifest.written.extend(theirs.written);
+                }
+            }
+            self.manifest.written.insert(name.to_string());
+            write_json_atomic(&manifest_path, &self.manifest)?;
         }
         Ok(path)
     }

@@ -21,6 +21,15 @@ pub enum Error {
         #[source]
         error: std::io::Error,
     },
+    /// A file or folder could not be written.
+    #[error("cannot write {path}: {error}")]
+    Write {
+        /// The file or folder being written (the final name, never a temporary one).
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        error: std::io::Error,
+    },
     /// A model path is neither a Hugging Face model folder nor a `.gguf` file.
     #[error("{path} is not a model: {reason}")]
     NotAModel {

@@ -58,7 +58,18 @@ impl Transformer {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        result
+        // Name what the user asked for (`dir/model.safetensors`), not the temporary folder,
+        // and say that it was a write (a full disk is the usual cause).
+        result.map_err(|e| match e {
+            Error::Io { path, error } => Error::Write {
+                path: match path.strip_prefix(&tmp) {
+                    Ok(rest) => dir.join(rest),
+                    Err(_) => path,
+                },
+                error,
+            },
+            other => other,
+        })
     }
 
     fn write_folder(&self, dir: &Path, tokenizer: &Tokenizer) -> Result<()> {
