@@ -1,5 +1,5 @@
-//! `factscope evaluate`: run an editing method over CounterFact cases (resumable, sharded)
-//! and write per-case records, `summary.json`, `summary.md` and `report.html`.
+//! `factscope evaluate`: run an editing method over CounterFact or zsRE cases (resumable,
+//! sharded) and write per-case records, `summary.json`, `summary.md` and `report.html`.
 
 use std::path::{Path, PathBuf};
 
@@ -81,8 +81,9 @@ impl std::str::FromStr for Shard {
 pub struct EvaluateArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The cases: a JSON list of CounterFact records (original or compact schema) or of
-    /// known-facts records (method none).
+    /// The cases: a JSON list of CounterFact records (original or compact schema), of zsRE
+    /// records (MEND's evaluation split: `src`, `subject`, `alt`, `answers`, `rephrase`,
+    /// `loc`, `loc_ans`; scored by token accuracy) or of known-facts records (method none).
     #[arg(long)]
     cases: PathBuf,
     /// The editing method.
@@ -279,11 +280,16 @@ pub fn write_summary(
     let (settings, records) = read_run(dir)?;
     let summary = summarise_run(&settings, &records, boot);
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
+    let dataset = if summary.has_zsre() {
+        "zsRE"
+    } else {
+        "CounterFact"
+    };
     write_outputs(
         dir,
         "summary",
         "report.html",
-        &format!("CounterFact: {} on {}", summary.method, summary.model),
+        &format!("{dataset}: {} on {}", summary.method, summary.model),
         &[&summary],
         extra,
         &records,
@@ -403,10 +409,15 @@ fn trace_examples(
     Ok(figures)
 }
 
-/// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited
-/// scores as the first series when `with_pre`.
+/// Bars of ES, PS, NS and S (zsRE runs: Efficacy, Paraphrase, Specificity) in percent per
+/// run, with intervals; the first run's unedited scores as the first series when `with_pre`.
 fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
-    let metrics = ["ES", "PS", "NS", "S"];
+    let zsre = !summaries.is_empty() && summaries.iter().all(|s| s.has_zsre());
+    let metrics: &[&str] = if zsre {
+        &counterfact::summary::ZSRE_METRICS
+    } else {
+        &["ES", "PS", "NS", "S"]
+    };
     let series_of = |name: String, table: &counterfact::summary::MetricTable| {
         let get = |m: &str, f: fn(&counterfact::Interval) -> f64| {
             table.get(m).map_or(f64::NAN, |i| 100.0 * f(i))
@@ -426,10 +437,14 @@ fn bars(summaries: &[&Summary], with_pre: bool) -> BarPlot {
         series.push(series_of(s.display_name().to_string(), &s.metrics));
     }
     BarPlot {
-        categories: metrics.iter().map(|m| m.to_string()).collect(),
+        categories: metrics
+            .iter()
+            .map(|m| counterfact::summary::metric_title(m).to_string())
+            .collect(),
         series,
         title: format!(
-            "CounterFact ({} cases)",
+            "{} ({} cases)",
+            if zsre { "zsRE" } else { "CounterFact" },
             summaries.first().map_or(0, |s| s.n)
         ),
         x_label: "metric".into(),
