@@ -966,6 +966,113 @@ fn evaluate_writes_a_summary_resumes_and_compares() {
 }
 
 #[test]
+fn evaluate_runs_zsre_records_with_every_method() {
+    let model = fixture("tiny-gpt2");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = |subject: &str, alt: &str, truth: &str| {
+        serde_json::json!({
+            "subject": subject,
+            "src": format!("What city is {subject} in?"),
+            "pred": truth,
+            "rephrase": format!("Where is {subject}?"),
+            "alt": alt,
+            "answers": [truth],
+            "loc": "nq question: who wrote the play",
+            "loc_ans": "William Shakespeare",
+            "cond": "",
+        })
+    };
+    let cases = dir.path().join("zsre.json");
+    let list = serde_json::json!([
+        record("The Eiffel Tower", "Rome", "Paris"),
+        record("Big Ben", "London", "London"),
+        record("The Colosseum", "Paris", "Rome"),
+    ]);
+    std::fs::write(&cases, serde_json::to_vec(&list).unwrap()).unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = (0..30)
+        .map(|i| format!("The tower {i} is located in the city of Paris and people visit it.\n\n"))
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let stats = dir.path().join("layer1.safetensors");
+    let out = factscope(&[
+        "stats",
+        "--model",
+        m,
+        "--layer",
+        "1",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = |method: &str, extra: &[&str]| {
+        let out_dir = dir.path().join(method);
+        let mut args = vec![
+            "evaluate",
+            "--model",
+            m,
+            "--cases",
+            cases.to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--layer",
+            "1",
+            "--preset",
+            "gpt2-medium",
+            "--stats",
+            stats.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        (factscope(&args), out_dir)
+    };
+    // A record whose new answer is its true answer is a bad record, named.
+    let (out, _) = run("none", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("record 1") && err.contains("`alt`") && err.contains("change nothing"),
+        "{err}"
+    );
+    for method in ["none", "rome", "r-rome", "memit", "ft"] {
+        let (out, dir) = run(method, &["--skip-bad"]);
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(summary["n"], 2, "{method}");
+        for table in ["metrics", "pre"] {
+            for metric in ["efficacy", "paraphrase", "specificity"] {
+                let i = &summary[table][metric];
+                let (mean, lo, hi) = (
+                    i["mean"].as_f64().unwrap(),
+                    i["lo"].as_f64().unwrap(),
+                    i["hi"].as_f64().unwrap(),
+                );
+                assert!(
+                    lo <= mean + 1e-12 && mean <= hi + 1e-12,
+                    "{method} {table}.{metric}: {i}"
+                );
+            }
+        }
+        assert_eq!(summary["edit_seconds_per_case"].is_null(), method == "none");
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        assert!(
+            md.contains("| Efficacy | Paraphrase | Specificity |"),
+            "{md}"
+        );
+        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        assert!(
+            html.contains("<title>zsRE: ") && html.contains("<th>Specificity</th>"),
+            "{method}"
+        );
+    }
+}
+
+#[test]
 fn auto_preset_needs_a_layer_for_a_model_no_preset_was_made_for() {
     let model = fixture("tiny-gpt2");
     let out = factscope(&[

@@ -44,16 +44,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let refs: Vec<&Summary> = summaries.iter().collect();
     let table = markdown_table(&refs, true);
     if let Some(out) = &args.out {
-        write_outputs(
-            out,
-            "compare",
-            "compare.html",
-            "CounterFact: methods compared",
-            &refs,
-            &[],
-            &[],
-            0,
-        )?;
+        let title = if refs.iter().all(|s| s.has_zsre()) {
+            "zsRE: methods compared"
+        } else {
+            "CounterFact: methods compared"
+        };
+        write_outputs(out, "compare", "compare.html", title, &refs, &[], &[], 0)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);

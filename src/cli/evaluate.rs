@@ -1,5 +1,5 @@
-//! `factscope evaluate`: run an editing method over CounterFact cases (resumable, sharded)
-//! and write per-case records, `summary.json`, `summary.md` and `report.html`.
+//! `factscope evaluate`: run an editing method over CounterFact or zsRE cases (resumable,
+//! sharded) and write per-case records, `summary.json`, `summary.md` and `report.html`.
 
 use std::path::{Path, PathBuf};
 
@@ -81,8 +81,9 @@ impl std::str::FromStr for Shard {
 pub struct EvaluateArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The cases: a JSON list of CounterFact records (original or compact schema) or of
-    /// known-facts records (method none).
+    /// The cases: a JSON list of CounterFact records (original or compact schema), of zsRE
+    /// records (MEND's evaluation split: `src`, `subject`, `alt`, `answers`, `rephrase`,
+    /// `loc`, `loc_ans`; scored by token accuracy) or of known-facts records (method none).
     #[arg(long)]
     cases: PathBuf,
     /// The editing method.
@@ -320,11 +321,16 @@ pub fn write_summary(
     let (settings, records) = read_run(dir)?;
     let summary = summarise_run(&settings, &records, boot);
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
+    let dataset = if summary.has_zsre() {
+        "zsRE"
+    } else {
+        "CounterFact"
+    };
     write_outputs(
         dir,
         "summary",
         "report.html",
-        &format!("CounterFact: {} on {}", summary.method, summary.model),
+        &format!("{dataset}: {} on {}", summary.method, summary.model),
         &[&summary],
         extra,
         &records,
@@ -446,12 +452,13 @@ fn trace_examples(
     Ok(figures)
 }
 
-/// Bars of ES, PS, NS and S (percent) per run, with intervals; the first run's unedited
-/// scores as the first series when `with_pre`.
-/// Bars of the headline metrics with their intervals, or `None` when no summary has a finite
-/// value of any (a run of no case, or of records without those metrics): figures draw what
-/// exists and never fail a run for what it does not measure.
+/// Bars of the headline metrics (ES, PS, NS and S; zsRE runs: Efficacy, Paraphrase,
+/// Specificity) in percent per run with their intervals, the first run's unedited scores as
+/// the first series when `with_pre`; `None` when no summary has a finite value of any (a run
+/// of no case, or of records without those metrics): figures draw what exists and never fail
+/// a run for what it does not measure.
 fn bars(summaries: &[&Summary], with_pre: bool) -> Option<BarPlot> {
+    let zsre = !summaries.is_empty() && summaries.iter().all(|s| s.has_zsre());
     let mut tables: Vec<(String, &counterfact::summary::MetricTable)> = Vec::new();
     if with_pre {
         if let Some(first) = summaries.first() {
@@ -461,11 +468,13 @@ fn bars(summaries: &[&Summary], with_pre: bool) -> Option<BarPlot> {
     for s in summaries {
         tables.push((s.display_name().to_string(), &s.metrics));
     }
-    // The paper's headline metrics first, then whatever else the runs measured.
-    let mut metrics: Vec<String> = ["ES", "PS", "NS", "S"]
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
+    // The benchmark's headline metrics first, then whatever else the runs measured.
+    let headline: &[&str] = if zsre {
+        &counterfact::summary::ZSRE_METRICS
+    } else {
+        &["ES", "PS", "NS", "S"]
+    };
+    let mut metrics: Vec<String> = headline.iter().map(|m| m.to_string()).collect();
     for (_, t) in &tables {
         for k in t.keys() {
             if !metrics.contains(k) && !matches!(k.as_str(), "GE" | "RS") {
@@ -494,10 +503,14 @@ fn bars(summaries: &[&Summary], with_pre: bool) -> Option<BarPlot> {
         })
         .collect();
     Some(BarPlot {
-        categories: metrics,
+        categories: metrics
+            .iter()
+            .map(|m| counterfact::summary::metric_title(m).to_string())
+            .collect(),
         series,
         title: format!(
-            "CounterFact ({} cases)",
+            "{} ({} cases)",
+            if zsre { "zsRE" } else { "CounterFact" },
             summaries.first().map_or(0, |s| s.n)
         ),
         x_label: "metric".into(),

@@ -1,7 +1,9 @@
-//! Edit cases from the three record schemas: the original CounterFact records
+//! Edit cases from the four record schemas: the original CounterFact records
 //! (`requested_rewrite`, …), the compact one-paraphrase schema EasyEdit uses (`prompt`,
-//! `target_new`, `ground_truth`, `rephrase_prompt`, `locality_prompt`, …), and known-facts
-//! records (`known_id`, `template`, `attribute`) for runs without an edit.
+//! `target_new`, `ground_truth`, `rephrase_prompt`, `locality_prompt`, …), known-facts
+//! records (`known_id`, `template`, `attribute`) for runs without an edit, and zsRE records
+//! of the MEND evaluation split (`src`, `subject`, `alt`, `answers`, `rephrase`, `loc`,
+//! `loc_ans`), scored by token accuracy instead of probabilities (reference §4.6).
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,31 @@ pub struct Probe {
     pub prompt: String,
     /// The object that is true for this prompt's subject before any edit.
     pub true_target: String,
+}
+
+/// Which schema a case came from, which decides how it is scored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CaseKind {
+    /// A CounterFact record (original or compact schema): probability tests.
+    #[default]
+    CounterFact,
+    /// A known-facts record: no edit, the true object's first token.
+    KnownFact,
+    /// A zsRE record: token-level top-1 accuracy under teacher forcing.
+    Zsre,
+}
+
+impl CaseKind {
+    /// The kind as a noun phrase for messages.
+    fn describe(self) -> &'static str {
+        match self {
+            CaseKind::CounterFact => "an edit case",
+            CaseKind::KnownFact => "a known fact",
+            CaseKind::Zsre => "a zsRE record",
+        }
+    }
 }
 
 /// One edit case: the fact to write and the prompts that test it.
@@ -39,6 +66,9 @@ pub struct EditCase {
     pub neighborhood: Vec<Probe>,
     /// Prompts to generate from for the fluency test.
     pub generation_prompts: Vec<String>,
+    /// The schema the case came from (how it is scored).
+    #[serde(default)]
+    pub kind: CaseKind,
 }
 
 impl EditCase {
@@ -57,14 +87,16 @@ pub struct LoadedCases {
     pub skipped: Vec<Error>,
 }
 
-/// Reads a JSON list of records in any of the three schemas (detected per record).
+/// Reads a JSON list of records in any of the four schemas (detected per record by its
+/// fields).
 /// With `skip_bad`, malformed records are collected in [`LoadedCases::skipped`] instead of
 /// stopping the load.
 ///
 /// # Errors
 /// [`Error::Dataset`] for an unreadable file, one that is not a JSON list, or an empty list;
 /// [`Error::Record`] for the first malformed record (without `skip_bad`), including a case id
-/// seen before and a known fact among edit cases (or the reverse).
+/// seen before and records of different kinds in one file (a known fact among edit cases,
+/// a zsRE record among CounterFact records, …).
 pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Dataset {
         path: path.to_path_buf(),
@@ -87,42 +119,52 @@ pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
         });
     }
     let mut loaded = LoadedCases::default();
-    // Record index of each case id, and of the first record of each kind (edit cases or
-    // known facts): a summary keyed by case id would silently drop a duplicate, and a file
-    // mixing kinds has metrics that exist only for some of its cases.
+    // Record index of each case id, and of the first record's kind (CounterFact edit cases,
+    // known facts, zsRE records): a summary keyed by case id would silently drop a
+    // duplicate, and a file mixing kinds has metrics that exist only for some of its cases.
     let mut ids: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    let mut first_of_kind: Option<(bool, usize)> = None;
+    let mut first_of_kind: Option<(CaseKind, usize)> = None;
     for (index, record) in records.iter().enumerate() {
         let parsed = parse_record(path, index, record).and_then(|case| {
-            let field = if case.has_edit() { "case_id" } else { "known_id" };
+            let field = match case.kind {
+                CaseKind::KnownFact => "known_id",
+                // zsRE records have no id: theirs is their index, never a duplicate.
+                CaseKind::CounterFact | CaseKind::Zsre => "case_id",
+            };
             let bad = |reason: String| Error::Record {
                 path: path.to_path_buf(),
                 index,
                 field: field.into(),
                 reason,
             };
-            if let Some(&earlier) = ids.get(&case.case_id) {
-                return Err(bad(format!(
-                    "{} is also the id of record {earlier}; ids must be unique",
-                    case.case_id
-                )));
-            }
+            // The kind first: ids of different kinds are different things (a zsRE record's
+            // id is its index), so a clash between them is not the problem to report.
             match first_of_kind {
-                Some((edit, first)) if edit != case.has_edit() => {
-                    let kind = |e: bool| if e { "an edit case" } else { "a known fact" };
+                Some((kind, first)) if kind != case.kind => {
+                    let hint = if CaseKind::Zsre == kind || CaseKind::Zsre == case.kind {
+                        "give zsRE records and CounterFact or known-facts records in separate files"
+                    } else {
+                        "give edit cases and known facts in separate files"
+                    };
                     return Err(Error::Record {
                         path: path.to_path_buf(),
                         index,
                         field: "(record)".into(),
                         reason: format!(
-                            "{} in a file whose record {first} is {}; give edit cases and known facts in separate files",
-                            kind(case.has_edit()),
-                            kind(edit)
+                            "{} in a file whose record {first} is {}; {hint}",
+                            case.kind.describe(),
+                            kind.describe()
                         ),
                     });
                 }
-                None => first_of_kind = Some((case.has_edit(), index)),
+                None => first_of_kind = Some((case.kind, index)),
                 _ => {}
+            }
+            if let Some(&earlier) = ids.get(&case.case_id) {
+                return Err(bad(format!(
+                    "{} is also the id of record {earlier}; ids must be unique",
+                    case.case_id
+                )));
             }
             Ok(case)
         });
@@ -223,10 +265,12 @@ fn parse_record(path: &Path, index: usize, record: &Value) -> Result<EditCase> {
         compact(&f)
     } else if record.get("known_id").is_some() {
         known(&f)
+    } else if record.get("src").is_some() && record.get("alt").is_some() {
+        zsre(&f)
     } else {
         Err(f.error(
             "(record)",
-            "not a CounterFact record (no `requested_rewrite`), a compact one (no `target_new`) or a known fact (no `known_id`)",
+            "not a CounterFact record (no `requested_rewrite`), a compact one (no `target_new`), a known fact (no `known_id`) or a zsRE record (no `src` and `alt`)",
         ))
     }
 }
@@ -280,6 +324,7 @@ fn original(f: &Fields<'_>, rw: &Value) -> Result<EditCase> {
         paraphrase_prompts: f.texts("paraphrase_prompts")?,
         neighborhood,
         generation_prompts: f.texts("generation_prompts")?,
+        kind: CaseKind::CounterFact,
     })
 }
 
@@ -315,6 +360,7 @@ fn compact(f: &Fields<'_>) -> Result<EditCase> {
         neighborhood,
         // The compact schema has no generation prompts: the prompt and its paraphrase.
         generation_prompts: vec![filled, rephrase],
+        kind: CaseKind::CounterFact,
     })
 }
 
@@ -343,6 +389,60 @@ fn known(f: &Fields<'_>) -> Result<EditCase> {
         target_true: f.text("attribute")?,
         paraphrase_prompts: Vec::new(),
         neighborhood: Vec::new(),
+        kind: CaseKind::KnownFact,
+    })
+}
+
+/// A zsRE record as ROME's `MENDQADataset` reads it, except that the new answer is `alt`
+/// (ROME writes `answers[0]`, the true answer, which measures nothing for an edit): the
+/// request prompt is `src` with the subject replaced by `{}`, the paraphrase `rephrase`,
+/// the neighbour `loc + "?"` with `loc_ans`. The case id is the record's index.
+fn zsre(f: &Fields<'_>) -> Result<EditCase> {
+    let subject = f.text("subject")?;
+    let src = f.text("src")?;
+    if !src.contains(&subject) {
+        return Err(f.error("src", format!("does not contain the subject {subject:?}")));
+    }
+    // 21 records of the MEND split give `alt` with a leading space; `" " + alt` would put
+    // two spaces before the answer, so the answer is taken without it.
+    let alt = f.text("alt")?.trim().to_string();
+    let answers = f.texts("answers")?;
+    let Some(first) = answers.first() else {
+        return Err(f.error(
+            "answers",
+            "missing or empty: needs at least one true answer",
+        ));
+    };
+    if let Some(i) = answers.iter().position(|a| a.trim() == alt) {
+        return Err(f.error(
+            "alt",
+            format!("{alt:?} is the true answer answers[{i}]: the edit would change nothing"),
+        ));
+    }
+    let request = checked(
+        f,
+        "src",
+        RewriteRequest {
+            prompt: src.replacen(&subject, "{}", 1),
+            subject,
+            target: alt,
+        },
+    )?;
+    let neighborhood = vec![Probe {
+        // ROME's zsRE neighbour prompt: the NQ question with a question mark.
+        prompt: format!("{}?", f.text("loc")?),
+        true_target: f.text("loc_ans")?,
+    }];
+    Ok(EditCase {
+        case_id: f.index as u64,
+        relation_id: None,
+        request,
+        target_true: first.trim().to_string(),
+        paraphrase_prompts: vec![f.text("rephrase")?],
+        neighborhood,
+        // ROME's zsRE evaluation has no fluency test.
+        generation_prompts: Vec::new(),
+        kind: CaseKind::Zsre,
     })
 }
 

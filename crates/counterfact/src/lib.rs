@@ -4,11 +4,13 @@
 //! for any [`gpt_core::Editor`] on any [`gpt_core::EditModel`].
 //!
 //! - [`dataset`]: cases from the original CounterFact records, the compact schema of
-//!   EasyEdit's `counterfact` files, and known-facts records; bad records named by index
-//!   and field, optionally skipped with a count; [`dataset::shard`] for job arrays.
-//! - [`probability`]: teacher-forced mean per-token NLL of many (prompt, target) pairs in
-//!   length-sorted batches, with a one-pass-per-pair oracle.
-//! - [`metrics`]: per case ES / EM, PS / PM, NS / NM (and K for known facts);
+//!   EasyEdit's `counterfact` files, known-facts records and zsRE records (MEND's
+//!   evaluation split); bad records named by index and field, optionally skipped with a
+//!   count; [`dataset::shard`] for job arrays.
+//! - [`probability`]: teacher-forced mean per-token NLL and top-1 token hits of many
+//!   (prompt, target) pairs in length-sorted batches, with a one-pass-per-pair oracle.
+//! - [`metrics`]: per case ES / EM, PS / PM, NS / NM (and K for known facts; efficacy,
+//!   paraphrase and specificity token accuracies for zsRE);
 //!   [`fluency`]: GE, the weighted bi/tri-gram entropy of seeded generations.
 //! - [`runner`]: edit, score, restore bit-exactly, one record per case appended and synced
 //!   ([`record`]), resumable and sharded.
@@ -52,9 +54,9 @@ pub mod report;
 pub mod runner;
 pub mod summary;
 
-pub use dataset::{load_cases, EditCase, LoadedCases, Probe};
+pub use dataset::{load_cases, CaseKind, EditCase, LoadedCases, Probe};
 pub use error::{Error, Result};
-pub use metrics::{score_cases, CaseMetrics, CaseNll, PairNll};
+pub use metrics::{score_cases, CaseMetrics, CaseNll, CaseTop1, PairNll, TokenHits};
 pub use probability::{score_items, score_items_naive, BatchLimits, ItemScore, ScoreItem};
 pub use record::{read_run, CaseRecord, RunDir, RunSettings};
 pub use runner::{run_cases, RunOptions, RunOutcome, CASES_STAGE};

@@ -1,10 +1,12 @@
 //! Per-case metrics (reference §4.4): efficacy, paraphrase and neighbourhood success and
-//! magnitude from the probability tests, plus fluency.
+//! magnitude from the probability tests, plus fluency; for zsRE cases (reference §4.6)
+//! efficacy, paraphrase and specificity as token-level top-1 accuracies under teacher
+//! forcing.
 
 use gpt_core::{target_tokens, ResumableModel, Tokenizer};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::EditCase;
+use crate::dataset::{CaseKind, EditCase};
 use crate::error::Result;
 use crate::probability::{score_items, BatchLimits, ItemScore, ScoreItem};
 
@@ -45,8 +47,64 @@ pub struct CaseMetrics {
     /// Known-facts records: whether the true object's first token is the top prediction.
     #[serde(rename = "K", default, skip_serializing_if = "Option::is_none")]
     pub known: Option<f64>,
+    /// zsRE: the fraction of the new answer's tokens that are the top prediction after the
+    /// request prompt (teacher forced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficacy: Option<f64>,
+    /// zsRE: the same after the rephrased question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paraphrase: Option<f64>,
+    /// zsRE: the fraction of an unrelated question's answer tokens that are the top
+    /// prediction after that question (not compared with the unedited model's predictions,
+    /// as in ROME's evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specificity: Option<f64>,
+    /// zsRE: the token counts behind the accuracies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top1: Option<CaseTop1>,
     /// The NLL pairs behind the rates (rewrite, paraphrases, neighbours).
     pub nll: CaseNll,
+}
+
+/// Teacher-forced top-1 hits of one answer after one prompt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenHits {
+    /// Answer tokens that are the most probable token at their position.
+    pub hits: usize,
+    /// The answer's tokens.
+    pub tokens: usize,
+}
+
+/// The raw token-accuracy results of one zsRE case.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseTop1 {
+    /// The new answer after the request prompt.
+    pub rewrite: Vec<TokenHits>,
+    /// The new answer after each paraphrase.
+    pub paraphrase: Vec<TokenHits>,
+    /// Each unrelated question's answer after it.
+    pub neighborhood: Vec<TokenHits>,
+}
+
+impl CaseTop1 {
+    /// The accuracies of these results: per test, hits over tokens of all its prompts
+    /// together (ROME's mean over the concatenated per-token results; `None` without
+    /// prompts or tokens).
+    pub fn metrics(&self) -> CaseMetrics {
+        let accuracy = |v: &[TokenHits]| {
+            let (hits, tokens) = v
+                .iter()
+                .fold((0, 0), |(h, t), x| (h + x.hits, t + x.tokens));
+            (tokens > 0).then(|| hits as f64 / tokens as f64)
+        };
+        CaseMetrics {
+            efficacy: accuracy(&self.rewrite),
+            paraphrase: accuracy(&self.paraphrase),
+            specificity: accuracy(&self.neighborhood),
+            top1: Some(self.clone()),
+            ..CaseMetrics::default()
+        }
+    }
 }
 
 /// The raw probability-test results of one case.
@@ -88,6 +146,10 @@ impl CaseNll {
             nm: mean(self.neighborhood.iter().map(|x| p(x.truth) - p(x.new))),
             ge: None,
             known: None,
+            efficacy: None,
+            paraphrase: None,
+            specificity: None,
+            top1: None,
             nll: self.clone(),
         }
     }
@@ -100,6 +162,8 @@ struct Plan {
     pairs: Vec<Vec<(Test, usize, usize)>>,
     /// Per case: the index of the true target on the rewrite prompt (known-facts records).
     known: Vec<Option<usize>>,
+    /// Per case: (test, index of the item whose tokens are counted) (zsRE records).
+    top1: Vec<Option<Vec<(Test, usize)>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -113,7 +177,33 @@ fn plan(tokenizer: &Tokenizer, cases: &[&EditCase]) -> Result<Plan> {
     let mut items = Vec::new();
     let mut pairs = Vec::new();
     let mut known = Vec::new();
+    let mut top1 = Vec::new();
     for case in cases {
+        if case.kind == CaseKind::Zsre {
+            // Token accuracy only: the new answer after the question and its paraphrases,
+            // each unrelated answer after its question (ROME scores no true answer here).
+            let mut add = |test: Test, prompt: &str, target: &[i64]| -> Result<(Test, usize)> {
+                items.push(ScoreItem {
+                    prompt: tokenizer.encode(prompt)?.ids,
+                    target: target.to_vec(),
+                });
+                Ok((test, items.len() - 1))
+            };
+            let new = target_tokens(tokenizer, &case.request.target)?;
+            let mut mine = vec![add(Test::Rewrite, &case.request.filled(), &new)?];
+            for p in &case.paraphrase_prompts {
+                mine.push(add(Test::Paraphrase, p, &new)?);
+            }
+            for probe in &case.neighborhood {
+                let answer = target_tokens(tokenizer, &probe.true_target)?;
+                mine.push(add(Test::Neighborhood, &probe.prompt, &answer)?);
+            }
+            pairs.push(Vec::new());
+            known.push(None);
+            top1.push(Some(mine));
+            continue;
+        }
+        top1.push(None);
         let truth = target_tokens(tokenizer, &case.target_true)?;
         let mut add = |prompt: &str, target: &[i64]| -> Result<usize> {
             items.push(ScoreItem {
@@ -148,6 +238,7 @@ fn plan(tokenizer: &Tokenizer, cases: &[&EditCase]) -> Result<Plan> {
         items,
         pairs,
         known,
+        top1,
     })
 }
 
@@ -171,7 +262,23 @@ fn assemble(plan: &Plan, scores: &[ItemScore]) -> Vec<CaseMetrics> {
     plan.pairs
         .iter()
         .zip(&plan.known)
-        .map(|(pairs, known)| {
+        .zip(&plan.top1)
+        .map(|((pairs, known), top1)| {
+            if let Some(top1) = top1 {
+                let mut t = CaseTop1::default();
+                for &(test, i) in top1 {
+                    let hits = TokenHits {
+                        hits: scores[i].top1_hits,
+                        tokens: plan.items[i].target.len(),
+                    };
+                    match test {
+                        Test::Rewrite => t.rewrite.push(hits),
+                        Test::Paraphrase => t.paraphrase.push(hits),
+                        Test::Neighborhood => t.neighborhood.push(hits),
+                    }
+                }
+                return t.metrics();
+            }
             let mut nll = CaseNll::default();
             for &(test, new, truth) in pairs {
                 let pair = PairNll {

@@ -1,5 +1,7 @@
 //! Probability tests (reference §4.3): the mean per-token negative log-likelihood of a
-//! target after a prompt, teacher forced, for many (prompt, target) pairs at once.
+//! target after a prompt, teacher forced, for many (prompt, target) pairs at once; and
+//! beside it, from the same pass, how many target tokens are the top prediction at their
+//! position (zsRE's token accuracy, reference §4.6).
 
 use gpt_core::intervention::StopAt;
 use gpt_core::tch::{Kind, Tensor};
@@ -23,6 +25,9 @@ pub struct ItemScore {
     pub mean_nll: f64,
     /// Whether the target's first token is the most probable next token after the prompt.
     pub first_token_top1: bool,
+    /// Target tokens that are the most probable token at their position under teacher
+    /// forcing: `Σⱼ [argmax p(· | prompt, target<ⱼ) = targetⱼ]` (at most the target's length).
+    pub top1_hits: usize,
 }
 
 /// Rows of one batched pass at most, and padded tokens (rows × longest) at most.
@@ -67,6 +72,7 @@ pub fn score_items<M: ResumableModel + ?Sized>(
         ItemScore {
             mean_nll: f64::NAN,
             first_token_top1: false,
+            top1_hits: 0,
         };
         items.len()
     ];
@@ -129,11 +135,18 @@ fn score_chunk<M: ResumableModel + ?Sized>(
     )?;
     let mut at = 0;
     for &i in chunk {
-        let t = items[i].target.len();
+        let target = &items[i].target;
+        let t = target.len();
         let sum: f64 = nll[at..at + t].iter().sum();
         scores[i] = ItemScore {
             mean_nll: sum / t as f64,
-            first_token_top1: argmax[at] == items[i].target[0],
+            first_token_top1: argmax[at] == target[0],
+            // The argmax of every read position is already here (one per target token).
+            top1_hits: argmax[at..at + t]
+                .iter()
+                .zip(target)
+                .filter(|(a, b)| a == b)
+                .count(),
         };
         at += t;
     }
@@ -164,8 +177,15 @@ pub fn score_items_naive<M: ResumableModel + ?Sized>(
                 .f_select(0, 0)?
                 .f_log_softmax(-1, Kind::Double)?;
             let mut sum = 0.0;
+            let mut hits = 0;
             for (j, &t) in it.target.iter().enumerate() {
-                sum -= logits.f_double_value(&[(it.prompt.len() - 1 + j) as i64, t])?;
+                let at = (it.prompt.len() - 1 + j) as i64;
+                sum -= logits.f_double_value(&[at, t])?;
+                let top = logits
+                    .f_select(0, at)?
+                    .f_argmax(-1, false)?
+                    .f_int64_value(&[])?;
+                hits += usize::from(top == t);
             }
             let first = logits
                 .f_select(0, (it.prompt.len() - 1) as i64)?
@@ -174,6 +194,7 @@ pub fn score_items_naive<M: ResumableModel + ?Sized>(
             Ok(ItemScore {
                 mean_nll: sum / it.target.len() as f64,
                 first_token_top1: first == it.target[0],
+                top1_hits: hits,
             })
         })
         .collect()

@@ -2,7 +2,7 @@
 //! SVG (bars with intervals, causal traces), and the worst cases. No scripts, no network.
 
 use crate::record::CaseRecord;
-use crate::summary::{cell, Summary, METRICS};
+use crate::summary::{cell, metric_title, table_metrics, Summary};
 
 /// Escapes text for HTML.
 pub fn escape(text: &str) -> String {
@@ -26,7 +26,8 @@ fn pct(x: Option<f64>) -> String {
 }
 
 /// The report page: `summaries` in a table (the first's unedited scores as a row), the
-/// figures, and the `worst` cases of `records` by efficacy magnitude after the edit.
+/// figures, and the `worst` cases of `records` by efficacy magnitude after the edit (zsRE
+/// cases: by efficacy, the new answer's token accuracy).
 pub fn report_html(
     title: &str,
     summaries: &[&Summary],
@@ -44,15 +45,16 @@ th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text
 figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
+    let columns = table_metrics(summaries);
     h.push_str("<h2>Summary</h2><table><tr><th>run</th><th>n</th>");
-    for m in METRICS {
-        h.push_str(&format!("<th>{m}</th>"));
+    for m in &columns {
+        h.push_str(&format!("<th>{}</th>", metric_title(m)));
     }
     h.push_str("<th>s/case</th></tr>");
     let row =
         |h: &mut String, name: &str, n: usize, t: &crate::summary::MetricTable, s: Option<f64>| {
             h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
-            for m in METRICS {
+            for m in &columns {
                 // "mean [lo, hi]": the interval on a second, smaller line.
                 let c = cell(t, m);
                 match c.split_once(" [") {
@@ -88,7 +90,12 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
         "</table><p class=\"note\">Model: {}.</p>",
         escape(&models.join(", "))
     ));
-    h.push_str("<p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
+    if columns.contains(&"ES") {
+        h.push_str("<p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
+    }
+    if columns.contains(&"efficacy") {
+        h.push_str("<p class=\"note\">zsRE: token-level top-1 accuracy under teacher forcing in percent, mean [95% bootstrap interval]. Efficacy: the new answer after the question; Paraphrase: after its rephrasing; Specificity: an unrelated question's answer after it (unedited and edited).</p>");
+    }
     for f in figures {
         h.push_str(&format!(
             "<figure><figcaption>{}</figcaption>{}</figure>",
@@ -97,7 +104,9 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
         ));
     }
     let mut edited: Vec<&CaseRecord> = records.iter().filter(|r| r.post.is_some()).collect();
-    if !edited.is_empty() && worst > 0 {
+    if edited.iter().any(|r| r.pre.top1.is_some()) {
+        worst_zsre(&mut h, &mut edited, worst);
+    } else if !edited.is_empty() && worst > 0 {
         let em = |r: &CaseRecord| r.post.as_ref().and_then(|m| m.em).unwrap_or(f64::INFINITY);
         edited.sort_by(|a, b| em(a).total_cmp(&em(b)));
         h.push_str(&format!(
@@ -123,4 +132,39 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The `worst` zsRE cases of `edited` by efficacy after the edit.
+fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
+    if worst == 0 {
+        return;
+    }
+    let efficacy = |r: &CaseRecord| {
+        r.post
+            .as_ref()
+            .and_then(|m| m.efficacy)
+            .unwrap_or(f64::INFINITY)
+    };
+    edited.sort_by(|a, b| efficacy(a).total_cmp(&efficacy(b)));
+    h.push_str(&format!(
+        "<h2>The {} worst cases (lowest Efficacy after the edit)</h2>",
+        worst.min(edited.len())
+    ));
+    h.push_str("<table><tr><th>case</th><th>question</th><th>new</th><th>true</th><th>Efficacy pre</th><th>Efficacy post</th><th>Paraphrase post</th><th>Specificity pre</th><th>Specificity post</th></tr>");
+    for r in edited.iter().take(worst) {
+        let post = r.post.as_ref();
+        h.push_str(&format!(
+            "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.case_id,
+            escape(&r.request.filled()),
+            escape(&r.request.target),
+            escape(&r.target_true),
+            pct(r.pre.efficacy),
+            pct(post.and_then(|m| m.efficacy)),
+            pct(post.and_then(|m| m.paraphrase)),
+            pct(r.pre.specificity),
+            pct(post.and_then(|m| m.specificity)),
+        ));
+    }
+    h.push_str("</table>");
 }

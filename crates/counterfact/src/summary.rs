@@ -1,6 +1,6 @@
 //! Aggregates over cases (reference §4.4): means with seeded 95% bootstrap intervals, the
 //! score S = harmonic mean of ES, PS and NS, per relation where the data gives one, and a
-//! Markdown table.
+//! Markdown table (zsRE runs: efficacy, paraphrase and specificity, reference §4.6).
 
 use std::collections::BTreeMap;
 
@@ -59,6 +59,13 @@ impl Summary {
     pub fn display_name(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.method)
     }
+
+    /// Whether the run has zsRE metrics (after the edit or unedited).
+    pub fn has_zsre(&self) -> bool {
+        ZSRE_METRICS
+            .iter()
+            .any(|m| self.metrics.contains_key(*m) || self.pre.contains_key(*m))
+    }
 }
 
 /// How intervals were drawn.
@@ -84,7 +91,35 @@ type Getter = fn(&CaseMetrics) -> Option<f64>;
 /// The summarised metrics in table order.
 pub const METRICS: [&str; 8] = ["ES", "PS", "NS", "S", "EM", "PM", "NM", "GE"];
 
-fn getters() -> [(&'static str, Getter); 8] {
+/// The summarised metrics of zsRE runs in table order (token accuracies).
+pub const ZSRE_METRICS: [&str; 3] = ["efficacy", "paraphrase", "specificity"];
+
+/// A metric's column heading: zsRE's names spelled out, the others as the paper abbreviates
+/// them.
+pub fn metric_title(name: &str) -> &str {
+    match name {
+        "efficacy" => "Efficacy",
+        "paraphrase" => "Paraphrase",
+        "specificity" => "Specificity",
+        other => other,
+    }
+}
+
+/// The columns of a table of `summaries`: CounterFact's [`METRICS`] unless every run is a
+/// zsRE run, then [`ZSRE_METRICS`] where any run has them.
+pub fn table_metrics(summaries: &[&Summary]) -> Vec<&'static str> {
+    let zsre = summaries.iter().filter(|s| s.has_zsre()).count();
+    let mut out = Vec::new();
+    if zsre < summaries.len() || summaries.is_empty() {
+        out.extend(METRICS);
+    }
+    if zsre > 0 {
+        out.extend(ZSRE_METRICS);
+    }
+    out
+}
+
+fn getters() -> [(&'static str, Getter); 11] {
     [
         ("ES", |m| m.es),
         ("PS", |m| m.ps),
@@ -94,6 +129,9 @@ fn getters() -> [(&'static str, Getter); 8] {
         ("NM", |m| m.nm),
         ("GE", |m| m.ge),
         ("K", |m| m.known),
+        ("efficacy", |m| m.efficacy),
+        ("paraphrase", |m| m.paraphrase),
+        ("specificity", |m| m.specificity),
     ]
 }
 
@@ -210,11 +248,15 @@ pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Boots
     let n = records.len().max(1) as f64;
     let edit: Vec<f64> = records.iter().filter_map(|r| r.edit_seconds).collect();
     let mut unavailable = BTreeMap::new();
-    unavailable.insert(
+    // RS is a CounterFact metric: a zsRE run has no use for it.
+    let zsre = !records.is_empty() && records.iter().all(|r| r.pre.top1.is_some());
+    if !zsre {
+        unavailable.insert(
         "RS".to_string(),
         "reference score needs the Wikipedia snippets of the target (attribute_snippets.json), which are not available here"
             .to_string(),
     );
+    }
     Summary {
         n: records.len(),
         method: settings.method.clone(),
@@ -248,21 +290,35 @@ pub fn cell(table: &MetricTable, name: &str) -> String {
     }
 }
 
+/// What the columns of a table of `summaries` mean, one sentence per kind of run shown.
+pub fn table_notes(summaries: &[&Summary]) -> Vec<&'static str> {
+    let columns = table_metrics(summaries);
+    let mut notes = Vec::new();
+    if columns.contains(&"ES") {
+        notes.push("Rates in percent with 95% bootstrap intervals; S is the harmonic mean of ES, PS, NS; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).");
+    }
+    if columns.contains(&"efficacy") {
+        notes.push("zsRE: token-level top-1 accuracy under teacher forcing, in percent with 95% bootstrap intervals: Efficacy of the new answer after the question, Paraphrase after its rephrasing, Specificity of an unrelated question's answer after it.");
+    }
+    notes
+}
+
 /// A Markdown table of several summaries (one row per run, and the unedited model first
 /// when `with_pre`).
 pub fn markdown_table(summaries: &[&Summary], with_pre: bool) -> String {
+    let columns = table_metrics(summaries);
     let mut out = String::from("| run | n |");
-    for m in METRICS {
-        out.push_str(&format!(" {m} |"));
+    for m in &columns {
+        out.push_str(&format!(" {} |", metric_title(m)));
     }
     out.push_str(" s/case |\n|---|---|");
-    for _ in METRICS {
+    for _ in &columns {
         out.push_str("---|");
     }
     out.push_str("---|\n");
     let mut row = |name: &str, n: usize, table: &MetricTable, secs: Option<f64>| {
         out.push_str(&format!("| {name} | {n} |"));
-        for m in METRICS {
+        for m in &columns {
             out.push_str(&format!(" {} |", cell(table, m)));
         }
         out.push_str(&match secs {
@@ -278,8 +334,10 @@ pub fn markdown_table(summaries: &[&Summary], with_pre: bool) -> String {
     for s in summaries {
         row(s.display_name(), s.n, &s.metrics, Some(s.seconds_per_case));
     }
-    out.push_str(
-        "\nRates in percent with 95% bootstrap intervals; S is the harmonic mean of ES, PS, NS; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).\n",
-    );
+    for note in table_notes(summaries) {
+        out.push('\n');
+        out.push_str(note);
+        out.push('\n');
+    }
     out
 }
