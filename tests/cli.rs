@@ -1213,7 +1213,11 @@ fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
         ]);
         assert!(!out.status.success());
         if method == "alphaedit" {
-            assert!(stderr(&out).contains("--stats holds one layer"), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("--stats holds one layer"),
+                "{}",
+                stderr(&out)
+            );
         }
         // A preset without the method's values is refused by name.
         let out = run(&[
@@ -1228,7 +1232,11 @@ fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
             "neox-20b",
         ]);
         assert!(!out.status.success());
-        let name = if method == "alphaedit" { "AlphaEdit" } else { "EMMET" };
+        let name = if method == "alphaedit" {
+            "AlphaEdit"
+        } else {
+            "EMMET"
+        };
         assert!(
             stderr(&out).contains(&format!("no {name} hyperparameters")),
             "{}",

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::layered::{compute_layered, LayeredSpec};
 use crate::memit::{check_per_layer, MemitHparams};
-use crate::nullspace::{alphaedit_update, KeyHistory, NullSpaceProjector};
 use crate::nullspace::REFERENCE_NULLSPACE_THRESHOLD;
+use crate::nullspace::{alphaedit_update, KeyHistory, NullSpaceProjector};
 use crate::request::RewriteRequest;
 
 /// The first stage [`compute_alphaedit`] reports: the target residual `z` of each request.
@@ -115,7 +115,8 @@ pub fn compute_alphaedit<M: EditableModel + ResumableModel + ?Sized>(
         check: &check,
     };
     let mut solve = |i: usize, keys: &Tensor, resid: &Tensor| -> Result<Tensor> {
-        let missing = || Error::InvalidInput(format!("no projector or history for edited layer {i}"));
+        let missing =
+            || Error::InvalidInput(format!("no projector or history for edited layer {i}"));
         let p = projectors.get(i).ok_or_else(missing)?;
         let h = histories.get(i).ok_or_else(missing)?;
         alphaedit_update(p, keys, resid, h.sum(), hp.l2)

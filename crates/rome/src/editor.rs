@@ -270,7 +270,10 @@ impl AlphaEditEditor {
 
     /// How many directions each layer's projector keeps, in layer order.
     pub fn kept(&self) -> Vec<usize> {
-        self.projectors.iter().map(NullSpaceProjector::kept).collect()
+        self.projectors
+            .iter()
+            .map(NullSpaceProjector::kept)
+            .collect()
     }
 
     /// Where [`save_histories`](Self::save_histories) writes layer `layer`'s history in

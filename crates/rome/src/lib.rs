@@ -48,10 +48,10 @@ mod st_file;
 pub mod stats;
 pub mod update;
 
+pub use alphaedit::{compute_alphaedit, AlphaEditEdit, AlphaEditHparams};
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
 pub use editor::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor};
-pub use alphaedit::{compute_alphaedit, AlphaEditEdit, AlphaEditHparams};
 pub use emmet::{compute_emmet, emmet_update, EmmetEdit, EmmetHparams};
 pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};

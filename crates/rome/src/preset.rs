@@ -408,7 +408,10 @@ mod tests {
         assert_eq!(xl.layers, vec![13, 14, 15, 16, 17]);
         assert_eq!((xl.l2, xl.nullspace_threshold), (10.0, 2e-2));
         assert_eq!(xl.z, Preset::Gpt2Xl.memit().unwrap().z);
-        assert_eq!(Preset::GptJ.alphaedit().unwrap().layers, vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            Preset::GptJ.alphaedit().unwrap().layers,
+            vec![3, 4, 5, 6, 7, 8]
+        );
         let smol = Preset::Smollm2.alphaedit().unwrap();
         assert_eq!(smol.layers, vec![2, 3, 4, 5, 6]);
         assert_eq!(smol.l2, 10.0);
@@ -419,18 +422,33 @@ mod tests {
         let xl = Preset::Gpt2Xl.emmet().unwrap();
         assert_eq!(xl.layers, vec![17]);
         assert_eq!(
-            (xl.mom2_update_weight, xl.emmet_lambda, xl.update_norm_lambda),
+            (
+                xl.mom2_update_weight,
+                xl.emmet_lambda,
+                xl.update_norm_lambda
+            ),
             (1000.0, 0.1, 0.0)
         );
         assert_eq!(
-            (xl.z.clamp_norm_factor, xl.z.v_num_grad_steps, xl.z.v_weight_decay),
+            (
+                xl.z.clamp_norm_factor,
+                xl.z.v_num_grad_steps,
+                xl.z.v_weight_decay
+            ),
             (0.75, 20, 0.5)
         );
         let j = Preset::GptJ.emmet().unwrap();
-        assert_eq!((j.layers.clone(), j.mom2_update_weight), (vec![5], 10_000.0));
+        assert_eq!(
+            (j.layers.clone(), j.mom2_update_weight),
+            (vec![5], 10_000.0)
+        );
         let l = Preset::Llama7b.emmet().unwrap();
         assert_eq!(
-            (l.layers.clone(), l.mom2_update_weight, l.z.clamp_norm_factor),
+            (
+                l.layers.clone(),
+                l.mom2_update_weight,
+                l.z.clamp_norm_factor
+            ),
             (vec![5], 1.0, 4.0)
         );
         let smol = Preset::Smollm2.emmet().unwrap();
