@@ -1197,28 +1197,6 @@ fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
         } else {
             assert!(v.get("kept").is_none(), "{v}");
         }
-        // Several layers need the cache, not one layer's file.
-        let out = run(&[
-            "edit",
-            "--model",
-            m,
-            "--requests",
-            requests.to_str().unwrap(),
-            "--method",
-            method,
-            "--preset",
-            "gpt2-xl",
-            "--stats",
-            stats.to_str().unwrap(),
-        ]);
-        assert!(!out.status.success());
-        if method == "alphaedit" {
-            assert!(
-                stderr(&out).contains("--stats holds one layer"),
-                "{}",
-                stderr(&out)
-            );
-        }
         // A preset without the method's values is refused by name.
         let out = run(&[
             "edit",
