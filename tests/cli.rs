@@ -1375,3 +1375,130 @@ fn evaluate_checks_its_selection_folder_and_cases_before_work() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(known_out.join("report.html").is_file());
 }
+
+#[test]
+fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
+    let model = fixture("tiny-llama");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_factscope"))
+            .args(args)
+            .env("FACTSCOPE_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = (0..30)
+        .map(|i| format!("The tower {i} is located in the city of Paris and people visit it.\n\n"))
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let stats = dir.path().join("layer0.safetensors");
+    let out = run(&[
+        "stats",
+        "--model",
+        m,
+        "--layer",
+        "0",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests = dir.path().join("requests.json");
+    std::fs::write(
+        &requests,
+        serde_json::to_vec(&serde_json::json!([
+            {"prompt": "{} is located in the city of", "subject": "The Eiffel Tower", "target": "Rome"},
+            {"prompt": "The capital of {} is", "subject": "France", "target": "Berlin"},
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    for method in ["alphaedit", "emmet"] {
+        let out = run(&[
+            "edit",
+            "--model",
+            m,
+            "--requests",
+            requests.to_str().unwrap(),
+            "--method",
+            method,
+            "--preset",
+            "smollm2",
+            "--layer",
+            "0",
+            "--stats",
+            stats.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["method"], method);
+        assert_eq!(v["layers"], serde_json::json!([0]));
+        assert_eq!(v["after"].as_array().unwrap().len(), 2);
+        assert_eq!(v["delta_norms"].as_array().unwrap().len(), 1);
+        if method == "alphaedit" {
+            // The directions the layer's null-space projector keeps, out of d_mlp.
+            let kept = v["kept"].as_array().unwrap();
+            assert_eq!(kept.len(), 1);
+            assert!(kept[0].as_u64().unwrap() <= 1024, "{v}");
+        } else {
+            assert!(v.get("kept").is_none(), "{v}");
+        }
+        // A preset without the method's values is refused by name.
+        let out = run(&[
+            "edit",
+            "--model",
+            m,
+            "--requests",
+            requests.to_str().unwrap(),
+            "--method",
+            method,
+            "--preset",
+            "neox-20b",
+        ]);
+        assert!(!out.status.success());
+        let name = if method == "alphaedit" {
+            "AlphaEdit"
+        } else {
+            "EMMET"
+        };
+        assert!(
+            stderr(&out).contains(&format!("no {name} hyperparameters")),
+            "{}",
+            stderr(&out)
+        );
+        // evaluate, the cases of a batch written jointly.
+        let cases = counterfact_cases(dir.path());
+        let run_dir = dir.path().join(format!("eval-{method}"));
+        let out = run(&[
+            "evaluate",
+            "--model",
+            m,
+            "--cases",
+            cases.to_str().unwrap(),
+            "--method",
+            method,
+            "--preset",
+            "smollm2",
+            "--layer",
+            "0",
+            "--stats",
+            stats.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--skip-bad",
+            "--no-generation",
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(summary["method"], method);
+        assert_eq!(summary["n"], 2);
+    }
+}

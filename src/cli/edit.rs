@@ -1,5 +1,5 @@
-//! `factscope edit`: write a fact into the weights (ROME / r-ROME) and show the model
-//! before and after.
+//! `factscope edit`: write facts into the weights (ROME, r-ROME, MEMIT, AlphaEdit, EMMET,
+//! FT-L) and show the model before and after.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,6 +29,11 @@ pub enum Method {
     Memit,
     /// FT-L: fine-tuning one MLP matrix under an L∞ constraint (the paper's baseline).
     Ft,
+    /// AlphaEdit: MEMIT with each layer's change in the null space of its key statistics.
+    #[value(name = "alphaedit")]
+    AlphaEdit,
+    /// EMMET: all requests at once with equality constraints (batched ROME).
+    Emmet,
 }
 
 /// Arguments of `factscope edit`.
@@ -55,8 +60,9 @@ pub struct EditArgs {
     /// from the model-sampled corpus when missing].
     #[arg(long)]
     stats: Option<PathBuf>,
-    /// A JSON list of {prompt, subject, target} requests, edited one after another (not
-    /// together with --prompt, --subject or --target).
+    /// A JSON list of {prompt, subject, target} requests, edited one after another (ROME,
+    /// r-ROME) or jointly (MEMIT, AlphaEdit, EMMET, FT-L); not together with --prompt,
+    /// --subject or --target.
     #[arg(long, conflicts_with_all = ["prompt", "subject", "target"])]
     requests: Option<PathBuf>,
     /// Other prompts to show before and after (e.g. paraphrases, neighbours).
@@ -89,6 +95,9 @@ struct EditReport {
     seconds: f64,
     delta_norms: Vec<f64>,
     losses: Vec<Vec<f64>>,
+    /// AlphaEdit: the directions each layer's null-space projector keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<Vec<usize>>,
 }
 
 fn requests(args: &EditArgs) -> anyhow::Result<Vec<RewriteRequest>> {
@@ -235,6 +244,56 @@ pub fn ft_hparams(
     Ok(hp)
 }
 
+/// A layered method's hyperparameters from `preset` (`auto`: matched to the model; one layer
+/// when `layer` is given; GPT-2 XL's values when no preset of the method fits) and the key
+/// statistics of each edited layer (`stats` holds one layer's, so it needs `layer`).
+#[allow(clippy::too_many_arguments)]
+fn layered_setup<H>(
+    loaded: &gpt_core::LoadedModel,
+    method: &str,
+    preset: &str,
+    layer: Option<usize>,
+    stats: Option<&std::path::Path>,
+    from_preset: impl Fn(rome::Preset) -> rome::Result<H>,
+    fallback: impl Fn() -> H,
+    layers_of: impl Fn(&mut H) -> &mut Vec<usize>,
+) -> anyhow::Result<(H, Vec<gpt_core::tch::Tensor>)> {
+    let config = loaded.model.config();
+    let mut hp = match resolve_preset(preset, config)? {
+        // A one-layer run needs no preset's layer list: a preset without the method's values
+        // is refused by name, so fall back to GPT-2 XL's values there too.
+        Some(preset) => match (from_preset(preset), layer) {
+            (Ok(hp), _) => hp,
+            (Err(_), Some(_)) => fallback(),
+            (Err(e), None) => bail!("{e}: give --layer for a one-layer {method}"),
+        },
+        None => {
+            layer_without_preset(config, layer)?;
+            fallback()
+        }
+    };
+    let layers = layers_of(&mut hp);
+    if let Some(layer) = layer {
+        *layers = vec![layer];
+    }
+    let layers = layers.clone();
+    let n_layers = config.n_layers;
+    if let Some(&layer) = layers.iter().find(|&&l| l >= n_layers) {
+        return Err(gpt_core::Error::LayerOutOfRange { layer, n_layers }.into());
+    }
+    if stats.is_some() && layers.len() != 1 {
+        bail!(
+            "--stats holds one layer's statistics, but {method} edits layers {layers:?}: give --layer too, or leave --stats out to use the cache"
+        );
+    }
+    let mut corpus = None;
+    let mut cs = Vec::new();
+    for &l in &layers {
+        cs.push(key_stats_with(loaded, l, stats, &mut corpus)?.c()?);
+    }
+    Ok((hp, cs))
+}
+
 /// MEMIT's hyperparameters from `preset` (`auto`: matched to the model; one layer when `layer`
 /// is given) and the key statistics of each edited layer (`stats` holds one layer's, so it
 /// needs `layer`).
@@ -244,39 +303,54 @@ pub fn memit_setup(
     layer: Option<usize>,
     stats: Option<&std::path::Path>,
 ) -> anyhow::Result<(rome::MemitHparams, Vec<gpt_core::tch::Tensor>)> {
-    let config = loaded.model.config();
-    let mut hp = match resolve_preset(preset, config)? {
-        // A one-layer MEMIT needs no preset's layer list: a ROME-only preset's values are
-        // refused by name, so fall back to GPT-2 XL's values there too.
-        Some(preset) => match (preset.memit(), layer) {
-            (Ok(hp), _) => hp,
-            (Err(_), Some(_)) => rome::MemitHparams::gpt2_xl(),
-            (Err(e), None) => bail!("{e}: give --layer for a one-layer MEMIT"),
-        },
-        None => {
-            layer_without_preset(config, layer)?;
-            rome::MemitHparams::gpt2_xl()
-        }
-    };
-    if let Some(layer) = layer {
-        hp.layers = vec![layer];
-    }
-    let n_layers = config.n_layers;
-    if let Some(&layer) = hp.layers.iter().find(|&&l| l >= n_layers) {
-        return Err(gpt_core::Error::LayerOutOfRange { layer, n_layers }.into());
-    }
-    if stats.is_some() && hp.layers.len() != 1 {
-        bail!(
-            "--stats holds one layer's statistics, but MEMIT edits layers {:?}: give --layer too, or leave --stats out to use the cache",
-            hp.layers
-        );
-    }
-    let mut corpus = None;
-    let mut cs = Vec::new();
-    for &l in &hp.layers {
-        cs.push(key_stats_with(loaded, l, stats, &mut corpus)?.c()?);
-    }
-    Ok((hp, cs))
+    layered_setup(
+        loaded,
+        "MEMIT",
+        preset,
+        layer,
+        stats,
+        rome::Preset::memit,
+        rome::MemitHparams::gpt2_xl,
+        |hp| &mut hp.layers,
+    )
+}
+
+/// AlphaEdit's hyperparameters and key statistics, as [`memit_setup`].
+pub fn alphaedit_setup(
+    loaded: &gpt_core::LoadedModel,
+    preset: &str,
+    layer: Option<usize>,
+    stats: Option<&std::path::Path>,
+) -> anyhow::Result<(rome::AlphaEditHparams, Vec<gpt_core::tch::Tensor>)> {
+    layered_setup(
+        loaded,
+        "AlphaEdit",
+        preset,
+        layer,
+        stats,
+        rome::Preset::alphaedit,
+        rome::AlphaEditHparams::gpt2_xl,
+        |hp| &mut hp.layers,
+    )
+}
+
+/// EMMET's hyperparameters and key statistics, as [`memit_setup`].
+pub fn emmet_setup(
+    loaded: &gpt_core::LoadedModel,
+    preset: &str,
+    layer: Option<usize>,
+    stats: Option<&std::path::Path>,
+) -> anyhow::Result<(rome::EmmetHparams, Vec<gpt_core::tch::Tensor>)> {
+    layered_setup(
+        loaded,
+        "EMMET",
+        preset,
+        layer,
+        stats,
+        rome::Preset::emmet,
+        rome::EmmetHparams::gpt2_xl,
+        |hp| &mut hp.layers,
+    )
 }
 
 /// What [`edit_and_compare`] did: the edits (applied to the model, with their undo records),
@@ -463,44 +537,41 @@ fn ft_and_compare(
     })
 }
 
-/// Computes MEMIT's changes for all `requests` at once and applies them, with the top-5
-/// predictions before and after.
-fn memit_and_compare(
+/// Computes a layered method's changes for all `requests` at once (`compute` gets the model,
+/// the context templates of `z` and a progress callback, and returns the changes and z
+/// losses) and applies them, with the top-5 predictions before and after.
+fn layered_and_compare(
     loaded: &mut gpt_core::LoadedModel,
     requests: &[RewriteRequest],
-    hp: &rome::MemitHparams,
-    cs: &[gpt_core::tch::Tensor],
+    z: &RomeHparams,
     checks: &[String],
+    compute: impl FnOnce(
+        &mut gpt_core::LoadedModel,
+        &[String],
+        &mut gpt_core::progress::ProgressFn<'_>,
+    ) -> rome::Result<(Vec<gpt_core::WeightDelta>, Vec<Vec<f64>>)>,
 ) -> anyhow::Result<Outcome> {
     compare(loaded, requests, checks, |loaded| {
         let templates = context_templates(
             &loaded.model,
             &loaded.tokenizer,
-            &hp.z.context_template_length_params,
-            hp.z.template_seed,
+            &z.context_template_length_params,
+            z.template_seed,
         )?;
         let mut view = ProgressView::new("");
-        let edit = rome::compute_memit(
-            &mut loaded.model,
-            &loaded.tokenizer,
-            requests,
-            hp,
-            cs,
-            &templates,
-            &mut view.callback(),
-        )?;
+        let (deltas, losses) = compute(loaded, &templates, &mut view.callback())?;
         view.finish();
         let (mut undos, mut norms) = (Vec::new(), Vec::new());
-        for d in &edit.deltas {
+        for d in &deltas {
             undos.push(loaded.model.apply(d)?);
             let dense = d.to_dense(&loaded.model.weight(d.target())?.size())?;
             norms.push(dense.f_norm()?.f_double_value(&[])?);
         }
         Ok(Applied {
-            deltas: edit.deltas,
+            deltas,
             undos,
             norms,
-            losses: edit.losses,
+            losses,
         })
     })
 }
@@ -524,6 +595,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     let requests = requests(&args)?;
     let mut loaded = args.model.load()?;
+    let mut kept = None;
     let (outcome, layers, saved_hparams) = match args.method {
         Method::Ft => {
             let hp = ft_hparams(&args.preset, args.layer, loaded.model.config())?;
@@ -535,11 +607,74 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         }
         Method::Memit => {
             let (hp, cs) = memit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
-            (
-                memit_and_compare(&mut loaded, &requests, &hp, &cs, &args.check)?,
-                hp.layers.clone(),
-                serde_json::to_value(&hp)?,
-            )
+            let outcome = layered_and_compare(
+                &mut loaded,
+                &requests,
+                &hp.z,
+                &args.check,
+                |loaded, templates, progress| {
+                    let e = rome::compute_memit(
+                        &mut loaded.model,
+                        &loaded.tokenizer,
+                        &requests,
+                        &hp,
+                        &cs,
+                        templates,
+                        progress,
+                    )?;
+                    Ok((e.deltas, e.losses))
+                },
+            )?;
+            (outcome, hp.layers.clone(), serde_json::to_value(&hp)?)
+        }
+        Method::AlphaEdit => {
+            let (hp, cs) =
+                alphaedit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
+            // One batch: the histories start (and stay) empty.
+            let editor = rome::AlphaEditEditor::new(hp.clone(), &cs)?;
+            kept = Some(editor.kept());
+            let outcome = layered_and_compare(
+                &mut loaded,
+                &requests,
+                &hp.z,
+                &args.check,
+                |loaded, templates, progress| {
+                    let e = rome::compute_alphaedit(
+                        &mut loaded.model,
+                        &loaded.tokenizer,
+                        &requests,
+                        &hp,
+                        &editor.projectors,
+                        &editor.histories,
+                        templates,
+                        progress,
+                    )?;
+                    Ok((e.deltas, e.losses))
+                },
+            )?;
+            (outcome, hp.layers.clone(), serde_json::to_value(&hp)?)
+        }
+        Method::Emmet => {
+            let (hp, cs) = emmet_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
+            let outcome = layered_and_compare(
+                &mut loaded,
+                &requests,
+                &hp.z,
+                &args.check,
+                |loaded, templates, progress| {
+                    let e = rome::compute_emmet(
+                        &mut loaded.model,
+                        &loaded.tokenizer,
+                        &requests,
+                        &hp,
+                        &cs,
+                        templates,
+                        progress,
+                    )?;
+                    Ok((e.deltas, e.losses))
+                },
+            )?;
+            (outcome, hp.layers.clone(), serde_json::to_value(&hp)?)
         }
         Method::Rome | Method::RRome => {
             let variant = if args.method == Method::RRome {
@@ -592,6 +727,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         seconds,
         delta_norms: norms,
         losses,
+        kept,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -610,6 +746,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(kept) = &report.kept {
+        println!("null-space directions kept per layer: {kept:?}");
+    }
     save(&deltas)?;
     if let Some(out) = &args.save_delta {
         println!("saved the weight changes to {}", out.display());

@@ -11,11 +11,13 @@ use counterfact::{
     RunSettings, Summary,
 };
 use gpt_core::{Editor, HookableModel};
-use rome::{FtEditor, MemitEditor, RomeEditor, RomeVariant};
+use rome::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor, RomeVariant};
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::common::{check_out_dir, ModelArgs};
-use super::edit::{ft_hparams, key_stats_for, memit_setup, rome_hparams};
+use super::edit::{
+    alphaedit_setup, emmet_setup, ft_hparams, key_stats_for, memit_setup, rome_hparams,
+};
 
 /// `--method` of `evaluate`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -30,6 +32,11 @@ pub enum EvalMethod {
     Memit,
     /// FT-L.
     Ft,
+    /// AlphaEdit (the cases of a --batch written jointly; each batch independent).
+    #[value(name = "alphaedit")]
+    AlphaEdit,
+    /// EMMET (the cases of a --batch written jointly).
+    Emmet,
 }
 
 impl EvalMethod {
@@ -40,6 +47,8 @@ impl EvalMethod {
             EvalMethod::RRome => "r-rome",
             EvalMethod::Memit => "memit",
             EvalMethod::Ft => "ft",
+            EvalMethod::AlphaEdit => "alphaedit",
+            EvalMethod::Emmet => "emmet",
         }
     }
 }
@@ -98,7 +107,8 @@ pub struct EvaluateArgs {
     /// Key statistics of the layer (from `factscope stats`) [default: the cache].
     #[arg(long)]
     stats: Option<PathBuf>,
-    /// Cases edited together before scoring (MEMIT: jointly; others: in sequence).
+    /// Cases edited together before scoring (MEMIT, AlphaEdit, EMMET, FT-L: jointly; others:
+    /// in sequence).
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// The run folder (records, summary.json, summary.md, report.html).
@@ -166,6 +176,21 @@ fn editor_for(
             let (hp, cs) = memit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
             let value = serde_json::to_value(&hp)?;
             (Some(Box::new(MemitEditor::new(hp, cs))), value)
+        }
+        EvalMethod::AlphaEdit => {
+            let (hp, cs) =
+                alphaedit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
+            let value = serde_json::to_value(&hp)?;
+            // Each batch is scored and undone before the next: no key history carries over
+            // (it would protect keys of edits no longer in the model, and make a batch's
+            // result depend on the order of shards and resumes).
+            let editor = AlphaEditEditor::new(hp, &cs)?.with_history_updates(false);
+            (Some(Box::new(editor)), value)
+        }
+        EvalMethod::Emmet => {
+            let (hp, cs) = emmet_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
+            let value = serde_json::to_value(&hp)?;
+            (Some(Box::new(EmmetEditor::new(hp, cs))), value)
         }
         EvalMethod::Ft => {
             let hp = ft_hparams(&args.preset, args.layer, loaded.model.config())?;

@@ -362,6 +362,7 @@ fn settings(method: &str) -> RunSettings {
         model: "tiny".into(),
         model_fingerprint: "f".into(),
         cases: "zsre.json".into(),
+        cases_fingerprint: "z".into(),
         limit: None,
         batch: 1,
         generation: true,

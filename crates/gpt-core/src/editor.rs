@@ -106,14 +106,25 @@ pub enum Method {
     Memit,
     /// FT-L: constrained fine-tuning of one MLP output matrix.
     Ft,
+    /// AlphaEdit (Fang et al. 2025): MEMIT's update projected onto the null space of the
+    /// preserved knowledge's keys.
+    AlphaEdit,
+    /// EMMET (Gupta et al. 2024): equality-constrained mass editing (batched ROME).
+    Emmet,
     /// A method defined outside factscope, by its name.
     Other(&'static str),
 }
 
 impl Method {
     /// The methods that ship with factscope, in the order help texts list them.
-    pub const BUILT_IN: &'static [Method] =
-        &[Method::Rome, Method::RRome, Method::Memit, Method::Ft];
+    pub const BUILT_IN: &'static [Method] = &[
+        Method::Rome,
+        Method::RRome,
+        Method::Memit,
+        Method::Ft,
+        Method::AlphaEdit,
+        Method::Emmet,
+    ];
 
     /// The name as the command line spells it.
     pub fn name(self) -> &'static str {
@@ -122,6 +133,8 @@ impl Method {
             Method::RRome => "r-rome",
             Method::Memit => "memit",
             Method::Ft => "ft",
+            Method::AlphaEdit => "alphaedit",
+            Method::Emmet => "emmet",
             Method::Other(name) => name,
         }
     }

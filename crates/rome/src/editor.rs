@@ -2,13 +2,18 @@
 //! line: each holds its hyperparameters and what it needs across edits (key statistics,
 //! context templates generated once from the unedited model).
 
+use std::path::{Path, PathBuf};
+
 use gpt_core::tch::Tensor;
 use gpt_core::{EditModel, Editor, Method, RewriteRequest, Tokenizer, WeightDelta};
 
+use crate::alphaedit::{compute_alphaedit, AlphaEditHparams};
+use crate::emmet::{compute_emmet, EmmetHparams};
 use crate::error::{Error, Result};
 use crate::ft::{compute_ft, FtHparams};
 use crate::hparams::{RomeHparams, RomeVariant};
 use crate::memit::{compute_memit, MemitHparams};
+use crate::nullspace::{KeyHistory, NullSpaceProjector};
 use crate::rome::{compute_rome, context_templates, VSchedule};
 
 /// Wraps this crate's error for the [`Editor`] interface.
@@ -178,6 +183,240 @@ impl Editor for MemitEditor {
             Ok(edit.deltas)
         };
         run().map_err(|e| boxed(Method::Memit, e))
+    }
+}
+
+/// AlphaEdit: all requests of one call written jointly over several layers, each layer's
+/// change confined to the null space of its key statistics and kept off the keys of the
+/// batches written before.
+///
+/// The editor keeps a [`KeyHistory`] per edited layer. With
+/// [`update_history`](Self::update_history) on (the default: sequential editing with the
+/// edits kept, as the reference), each [`Editor::compute`] adds its requests' keys,
+/// recomputed with its changes applied, to the histories, so later batches leave them be.
+/// Callers that undo each batch before the next (independent batches) turn it off. The
+/// histories can be saved and loaded ([`save_histories`](Self::save_histories),
+/// [`load_histories`](Self::load_histories)) to resume a sequential run.
+#[derive(Debug)]
+pub struct AlphaEditEditor {
+    /// The hyperparameters.
+    pub hparams: AlphaEditHparams,
+    /// The null-space projector of each of `hparams.layers`, in order.
+    pub projectors: Vec<NullSpaceProjector>,
+    /// The keys of the batches written so far, per edited layer, in order.
+    pub histories: Vec<KeyHistory>,
+    /// Whether [`Editor::compute`] adds each batch's keys to
+    /// [`histories`](Self::histories).
+    pub update_history: bool,
+    templates: Option<Vec<String>>,
+}
+
+impl AlphaEditEditor {
+    /// An editor with the projector of each edited layer computed from its key statistics
+    /// `cs` (`C = E[k kᵀ]`, `[d_mlp, d_mlp]`, in `hparams.layers` order) at
+    /// `hparams.nullspace_threshold`, and empty histories.
+    ///
+    /// # Errors
+    /// A count of statistics other than the layers', or statistics that are no second
+    /// moment ([`NullSpaceProjector::from_second_moment`]).
+    pub fn new(hparams: AlphaEditHparams, cs: &[Tensor]) -> Result<Self> {
+        if cs.len() != hparams.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} statistics for {} layers",
+                cs.len(),
+                hparams.layers.len()
+            )));
+        }
+        let projectors = cs
+            .iter()
+            .map(|c| NullSpaceProjector::from_second_moment(c, hparams.nullspace_threshold))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_parts(hparams, projectors)
+    }
+
+    /// An editor with these projectors (in `hparams.layers` order) and empty histories.
+    ///
+    /// # Errors
+    /// A count of projectors other than the layers'.
+    pub fn from_parts(
+        hparams: AlphaEditHparams,
+        projectors: Vec<NullSpaceProjector>,
+    ) -> Result<Self> {
+        if projectors.len() != hparams.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} projectors for {} layers",
+                projectors.len(),
+                hparams.layers.len()
+            )));
+        }
+        let histories = projectors
+            .iter()
+            .map(|p| KeyHistory::new(p.dim()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            hparams,
+            projectors,
+            histories,
+            update_history: true,
+            templates: None,
+        })
+    }
+
+    /// Turns the history updates of [`Editor::compute`] on or off.
+    pub fn with_history_updates(mut self, on: bool) -> Self {
+        self.update_history = on;
+        self
+    }
+
+    /// How many directions each layer's projector keeps, in layer order.
+    pub fn kept(&self) -> Vec<usize> {
+        self.projectors
+            .iter()
+            .map(NullSpaceProjector::kept)
+            .collect()
+    }
+
+    /// Where [`save_histories`](Self::save_histories) writes layer `layer`'s history in
+    /// `dir`: `key_history_layer{layer}.safetensors`.
+    pub fn history_path(dir: &Path, layer: usize) -> PathBuf {
+        dir.join(format!("key_history_layer{layer}.safetensors"))
+    }
+
+    /// Writes each layer's history to [`history_path`](Self::history_path) in `dir` (which
+    /// must exist).
+    ///
+    /// # Errors
+    /// Write failures naming the file.
+    pub fn save_histories(&self, dir: &Path) -> Result<()> {
+        for (&layer, h) in self.hparams.layers.iter().zip(&self.histories) {
+            h.save(&Self::history_path(dir, layer))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the histories by those [`save_histories`](Self::save_histories) wrote in
+    /// `dir`.
+    ///
+    /// # Errors
+    /// A missing or corrupt file, or a history whose dimension is not its projector's.
+    pub fn load_histories(&mut self, dir: &Path) -> Result<()> {
+        let mut histories = Vec::new();
+        for (&layer, p) in self.hparams.layers.iter().zip(&self.projectors) {
+            let h = KeyHistory::load(&Self::history_path(dir, layer))?;
+            if h.dim() != p.dim() {
+                return Err(Error::InvalidInput(format!(
+                    "the key history of layer {layer} has dimension {}, its projector {}",
+                    h.dim(),
+                    p.dim()
+                )));
+            }
+            histories.push(h);
+        }
+        self.histories = histories;
+        Ok(())
+    }
+}
+
+impl Editor for AlphaEditEditor {
+    fn method(&self) -> Method {
+        Method::AlphaEdit
+    }
+
+    fn joint(&self) -> bool {
+        true
+    }
+
+    fn compute(
+        &mut self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+    ) -> gpt_core::Result<Vec<WeightDelta>> {
+        let mut run = || -> Result<Vec<WeightDelta>> {
+            let templates = templates_for(
+                &mut self.templates,
+                &*model,
+                tokenizer,
+                &self.hparams.z.context_template_length_params,
+                self.hparams.z.template_seed,
+            )?;
+            let edit = compute_alphaedit(
+                &mut *model,
+                tokenizer,
+                requests,
+                &self.hparams,
+                &self.projectors,
+                &self.histories,
+                &templates,
+                &mut gpt_core::progress::ignore,
+            )?;
+            if self.update_history {
+                for (h, k) in self.histories.iter_mut().zip(&edit.keys_after) {
+                    h.add(k)?;
+                }
+            }
+            Ok(edit.deltas)
+        };
+        run().map_err(|e| boxed(Method::AlphaEdit, e))
+    }
+}
+
+/// EMMET: all requests of one call written jointly, with equality constraints.
+#[derive(Debug)]
+pub struct EmmetEditor {
+    /// The hyperparameters.
+    pub hparams: EmmetHparams,
+    /// The key statistics of each of `hparams.layers`, in order.
+    pub cs: Vec<Tensor>,
+    templates: Option<Vec<String>>,
+}
+
+impl EmmetEditor {
+    /// An editor with the statistics of each edited layer.
+    pub fn new(hparams: EmmetHparams, cs: Vec<Tensor>) -> Self {
+        Self {
+            hparams,
+            cs,
+            templates: None,
+        }
+    }
+}
+
+impl Editor for EmmetEditor {
+    fn method(&self) -> Method {
+        Method::Emmet
+    }
+
+    fn joint(&self) -> bool {
+        true
+    }
+
+    fn compute(
+        &mut self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+    ) -> gpt_core::Result<Vec<WeightDelta>> {
+        let mut run = || -> Result<Vec<WeightDelta>> {
+            let templates = templates_for(
+                &mut self.templates,
+                &*model,
+                tokenizer,
+                &self.hparams.z.context_template_length_params,
+                self.hparams.z.template_seed,
+            )?;
+            let edit = compute_emmet(
+                &mut *model,
+                tokenizer,
+                requests,
+                &self.hparams,
+                &self.cs,
+                &templates,
+                &mut gpt_core::progress::ignore,
+            )?;
+            Ok(edit.deltas)
+        };
+        run().map_err(|e| boxed(Method::Emmet, e))
     }
 }
 

@@ -1,11 +1,138 @@
-//! EMMET's update math (Gupta et al. 2024, equality-constrained mass editing: batched ROME)
-//! as a pure f64 tensor function. No model needed; property-tested in
-//! `tests/alphaedit_emmet.rs`.
+//! EMMET (Gupta et al. 2024, equality-constrained mass editing: batched ROME, reference §8):
+//! its update math as a pure f64 tensor function ([`emmet_update`], property-tested in
+//! `tests/alphaedit_emmet.rs`), and the method on a model ([`compute_emmet`]: MEMIT's
+//! targets, keys and residuals with that solve per layer).
 
+use gpt_core::progress::ProgressFn;
 use gpt_core::tch::{Kind, Tensor};
+use gpt_core::{EditableModel, ResumableModel, Tokenizer, WeightDelta};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::hparams::RomeHparams;
+use crate::layered::{compute_layered, LayeredSpec};
+use crate::memit::{check_per_layer, MemitHparams};
+use crate::request::RewriteRequest;
 use crate::update::{check_shape, f64_of, solve_spd_checked};
+
+/// The first stage [`compute_emmet`] reports: the target residual `z` of each request.
+pub const TARGETS_STAGE: &str = "EMMET targets";
+/// The second stage [`compute_emmet`] reports: the update of each edited layer.
+pub const LAYERS_STAGE: &str = "EMMET layers";
+
+/// EMMET's hyperparameters (`hparams/EMMET/*.json` of the unified-model-editing repository).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmmetHparams {
+    /// The edited layers (their MLP output projections), ascending.
+    pub layers: Vec<usize>,
+    /// The z optimisation, as MEMIT's (`layer` is ignored: z sits at the last layer).
+    pub z: RomeHparams,
+    /// `w`, the weight of the key covariance in `C' = w·C + update_norm_lambda·I`.
+    pub mom2_update_weight: f64,
+    /// The ridge on `D = KᵀC'⁻¹K` when a batch has more than one key.
+    pub emmet_lambda: f64,
+    /// The ridge on `C'`.
+    pub update_norm_lambda: f64,
+}
+
+impl EmmetHparams {
+    fn with(memit: MemitHparams, layer: usize, mom2_update_weight: f64) -> Self {
+        let mut z = memit.z;
+        z.layer = layer;
+        Self {
+            layers: vec![layer],
+            z,
+            mom2_update_weight,
+            emmet_lambda: 0.1,
+            update_norm_lambda: 0.0,
+        }
+    }
+
+    /// GPT-2 XL: layer 17 only, w 1000, emmet_lambda 0.1, update_norm_lambda 0, MEMIT's z
+    /// settings (clamp 0.75, 20 steps).
+    pub fn gpt2_xl() -> Self {
+        Self::with(MemitHparams::gpt2_xl(), 17, 1000.0)
+    }
+
+    /// GPT-J: layer 5 only, w 10000, MEMIT's z settings (25 steps).
+    pub fn gpt_j() -> Self {
+        Self::with(MemitHparams::gpt_j(), 5, 10_000.0)
+    }
+
+    /// Llama-2-7B: layer 5 only, w 1, z as MEMIT's Llama values (clamp 4, 25 steps, weight
+    /// decay 1e-3).
+    pub fn llama_7b() -> Self {
+        Self::with(MemitHparams::llama_7b(), 5, 1.0)
+    }
+
+    /// SmolLM2-135M (this project's choice; no reference file): ROME's layer 4 only, GPT-2
+    /// XL's other values.
+    pub fn smollm2() -> Self {
+        Self::with(MemitHparams::gpt2_xl(), 4, 1000.0)
+    }
+}
+
+/// The result of an EMMET run.
+#[derive(Debug)]
+pub struct EmmetEdit {
+    /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
+    pub deltas: Vec<WeightDelta>,
+    /// `[n, d_model]`: the target residuals.
+    pub z: Tensor,
+    /// The z losses of each request.
+    pub losses: Vec<Vec<f64>>,
+}
+
+/// Computes EMMET's changes for all `requests` together (never leaving the model changed).
+/// `cs` holds `C = E[k kᵀ]` of each edited layer, in `hp.layers` order; `templates` are the
+/// context templates (the bare `"{}"` first). `progress` hears of [`TARGETS_STAGE`] and then
+/// [`LAYERS_STAGE`], as [`compute_memit`](crate::compute_memit)'s.
+///
+/// # Errors
+/// Malformed requests, layers out of range or not ascending, statistics of the wrong count
+/// or shape, a singular `C'` or `D` (e.g. two requests with the same key and
+/// `emmet_lambda = 0`), model errors; [`Error::Cancelled`] when `progress` stops it (the
+/// model is left as it was).
+pub fn compute_emmet<M: EditableModel + ResumableModel + ?Sized>(
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    hp: &EmmetHparams,
+    cs: &[Tensor],
+    templates: &[String],
+    progress: &mut ProgressFn<'_>,
+) -> Result<EmmetEdit> {
+    let spec = LayeredSpec {
+        method: "EMMET",
+        targets_stage: TARGETS_STAGE,
+        layers_stage: LAYERS_STAGE,
+        layers: &hp.layers,
+        z: &hp.z,
+        keys_after: false,
+        check: &|| check_per_layer("statistics", cs.len(), &hp.layers),
+    };
+    let mut solve = |i: usize, keys: &Tensor, resid: &Tensor| -> Result<Tensor> {
+        let c = cs
+            .get(i)
+            .ok_or_else(|| Error::InvalidInput(format!("no statistics for edited layer {i}")))?;
+        emmet_update(
+            c,
+            hp.mom2_update_weight,
+            hp.update_norm_lambda,
+            hp.emmet_lambda,
+            keys,
+            resid,
+        )
+    };
+    let run = compute_layered(
+        model, tokenizer, requests, &spec, templates, &mut solve, progress,
+    )?;
+    Ok(EmmetEdit {
+        deltas: run.deltas,
+        z: run.z,
+        losses: run.losses,
+    })
+}
 
 /// EMMET's update for one layer:
 ///

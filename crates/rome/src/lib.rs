@@ -1,9 +1,8 @@
 //! # rome
 //!
 //! Editing facts in the weights of a GPT-style model: ROME's rank-one update (Meng et al.
-//! 2022), its r-ROME correction and MEMIT's batched update (Meng et al. 2023); the update
-//! math of AlphaEdit (Fang et al. 2025) and EMMET (Gupta et al. 2024) for mass and
-//! sequential editing.
+//! 2022), its r-ROME correction, MEMIT's batched update (Meng et al. 2023), and AlphaEdit
+//! (Fang et al. 2025) and EMMET (Gupta et al. 2024) for mass and sequential editing.
 //!
 //! - [`update`]: the update math as pure tensor functions ([`rank_one_update`],
 //!   [`memit_update`], [`solve_spd`], [`solve_spd_checked`], [`solve_general`],
@@ -13,10 +12,13 @@
 //!   ([`NullSpaceProjector`], `P = ÛÛᵀ` from the eigenvectors of `C` below a threshold), the
 //!   keys of earlier edits ([`KeyHistory`]) and the projected solve ([`alphaedit_update`]);
 //!   [`emmet`]: EMMET's equality-constrained batched update ([`emmet_update`]). Pure math,
-//!   property-tested; not yet wired to a model.
+//!   property-tested.
 //!
-//! - [`rome`], [`memit`], [`ft`]: the methods (ROME and r-ROME, MEMIT, the FT-L baseline),
-//!   each also behind [`gpt_core::Editor`] ([`RomeEditor`], [`MemitEditor`], [`FtEditor`]).
+//! - [`rome`], [`memit`], [`alphaedit`], [`emmet`], [`ft`]: the methods (ROME and r-ROME,
+//!   MEMIT, AlphaEdit, EMMET, the FT-L baseline), each also behind [`gpt_core::Editor`]
+//!   ([`RomeEditor`], [`MemitEditor`], [`AlphaEditEditor`], [`EmmetEditor`], [`FtEditor`]).
+//!   MEMIT, AlphaEdit and EMMET share one loop (targets `z`, keys per layer, the residual
+//!   spread over the layers) and differ only in the per-layer solve.
 //! - [`corpus`]: text for statistics (files, JSONL, folders).
 //! - [`stats_cache`]: the per-user cache of key statistics ([`StatsCache`]), shared by the
 //!   command line and library users.
@@ -63,6 +65,7 @@
 #![warn(missing_docs)]
 
 mod adam;
+pub mod alphaedit;
 pub mod corpus;
 mod delta;
 pub mod delta_file;
@@ -71,6 +74,7 @@ pub mod emmet;
 mod error;
 pub mod ft;
 pub mod hparams;
+mod layered;
 pub mod memit;
 pub mod nullspace;
 pub mod preset;
@@ -82,10 +86,11 @@ pub mod stats;
 pub mod stats_cache;
 pub mod update;
 
+pub use alphaedit::{compute_alphaedit, AlphaEditEdit, AlphaEditHparams};
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
-pub use editor::{FtEditor, MemitEditor, RomeEditor};
-pub use emmet::emmet_update;
+pub use editor::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor};
+pub use emmet::{compute_emmet, emmet_update, EmmetEdit, EmmetHparams};
 pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};
 pub use hparams::{RomeHparams, RomeVariant};

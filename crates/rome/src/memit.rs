@@ -3,16 +3,15 @@
 //! layer by layer, the keys of all facts are written with the batched least-squares update
 //! `R Kᵀ (λC + KKᵀ)⁻¹`, spreading the remaining residual over the remaining layers.
 
-use gpt_core::progress::{self, Progress, ProgressFn};
-use gpt_core::tch::{Device, Kind, Tensor};
-use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
+use gpt_core::progress::ProgressFn;
+use gpt_core::tch::Tensor;
+use gpt_core::{EditableModel, ResumableModel, Tokenizer, WeightDelta};
 use serde::{Deserialize, Serialize};
 
-use crate::delta::{optimize_delta, DeltaSpec};
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
+use crate::layered::{compute_layered, LayeredSpec};
 use crate::request::RewriteRequest;
-use crate::rome::{at_subjects, keys_and_values, locate, Located, VSchedule};
 use crate::update::memit_update;
 
 /// The first stage [`compute_memit`] reports: the target residual `z` of each request.
@@ -57,7 +56,7 @@ impl MemitHparams {
         Self::with(vec![2, 3, 4, 5, 6], 20_000.0, 20)
     }
 
-    fn with(layers: Vec<usize>, lambda: f64, steps: usize) -> Self {
+    pub(crate) fn with(layers: Vec<usize>, lambda: f64, steps: usize) -> Self {
         let last = layers.last().copied().unwrap_or(0);
         Self {
             layers,
@@ -84,16 +83,15 @@ pub struct MemitEdit {
     pub losses: Vec<Vec<f64>>,
 }
 
-/// The residual leaving block `layer` at each prompt's subject token, `[n, d_model]`.
-fn residuals_at<M: ResumableModel + ?Sized>(
-    model: &M,
-    layer: usize,
-    prompts: &[Located],
-) -> Result<Tensor> {
-    let point = HookPoint::resid_post(layer);
-    at_subjects(model, prompts, &[point])?
-        .pop()
-        .ok_or_else(|| gpt_core::Error::NoSuchHookPoint { point }.into())
+/// Checks that there is one statistics tensor per edited layer.
+pub(crate) fn check_per_layer(what: &str, count: usize, layers: &[usize]) -> Result<()> {
+    if count != layers.len() {
+        return Err(Error::InvalidInput(format!(
+            "{count} {what} for {} layers",
+            layers.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Computes MEMIT's changes for all `requests` together (never leaving the model changed:
@@ -116,127 +114,27 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     templates: &[String],
     progress: &mut ProgressFn<'_>,
 ) -> Result<MemitEdit> {
-    let n_layers = model.config().n_layers;
-    if requests.is_empty() {
-        return Err(Error::InvalidInput(
-            "MEMIT needs at least one request".into(),
-        ));
-    }
-    gpt_core::check_joint_requests(requests)?;
-    if hp.layers.is_empty() || hp.layers.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::InvalidInput(format!(
-            "MEMIT layers {:?} must be non-empty and strictly ascending",
-            hp.layers
-        )));
-    }
-    let last = *hp.layers.last().unwrap_or(&0);
-    let mut z_hp = hp.z.clone();
-    z_hp.layer = last;
-    z_hp.validate(n_layers)?;
-    if cs.len() != hp.layers.len() {
-        return Err(Error::InvalidInput(format!(
-            "{} statistics for {} layers",
-            cs.len(),
-            hp.layers.len()
-        )));
-    }
-    for r in requests {
-        r.validate()?;
-    }
-    // Each request's prompts: the templates filled in (the bare prompt first).
-    let prompts = requests
-        .iter()
-        .map(|r| {
-            templates
-                .iter()
-                .map(|t| locate(tokenizer, t, r))
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // Target residuals z at the last layer's output.
-    let targets = |done: usize| {
-        Progress::new(
-            TARGETS_STAGE,
-            done as u64,
-            Some(requests.len() as u64),
-            "requests",
-        )
+    let spec = LayeredSpec {
+        method: "MEMIT",
+        targets_stage: TARGETS_STAGE,
+        layers_stage: LAYERS_STAGE,
+        layers: &hp.layers,
+        z: &hp.z,
+        keys_after: false,
+        check: &|| check_per_layer("statistics", cs.len(), &hp.layers),
     };
-    progress::report(progress, targets(0))?;
-    let (mut zs, mut losses) = (Vec::new(), Vec::new());
-    for (r, p) in requests.iter().zip(&prompts) {
-        let fit = optimize_delta(
-            &*model,
-            &DeltaSpec {
-                tokenizer,
-                request: r,
-                hp: &z_hp,
-                key_prompts: p,
-                point: HookPoint::resid_post(last),
-                layer: last,
-                schedule: VSchedule::Fast,
-            },
-        )?;
-        zs.push(fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?);
-        losses.push(fit.losses);
-        progress::report(progress, targets(zs.len()))?;
-    }
-    let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
-    let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();
-
-    let mut deltas = Vec::new();
-    let mut undos = Vec::new();
-    let layers = |done: usize| {
-        Progress::new(
-            LAYERS_STAGE,
-            done as u64,
-            Some(hp.layers.len() as u64),
-            "layers",
-        )
+    let mut solve = |i: usize, keys: &Tensor, resid: &Tensor| -> Result<Tensor> {
+        let c = cs
+            .get(i)
+            .ok_or_else(|| Error::InvalidInput(format!("no statistics for edited layer {i}")))?;
+        memit_update(c, hp.mom2_update_weight, keys, resid)
     };
-    let result = (|| -> Result<()> {
-        progress::report(progress, layers(0))?;
-        for (i, (&layer, c)) in hp.layers.iter().zip(cs).enumerate() {
-            // Keys of every request with the model as edited so far: ½ bare + ½ templates.
-            let mut keys = Vec::new();
-            for p in &prompts {
-                let (k, _) = keys_and_values(&*model, layer, p)?;
-                let k = k.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
-                let bare_k = k.f_select(0, 0)?;
-                let key = if k.size()[0] > 1 {
-                    let rest =
-                        k.f_narrow(0, 1, k.size()[0] - 1)?
-                            .f_mean_dim(0, false, Kind::Double)?;
-                    bare_k.f_add(&rest)?.f_div_scalar(2.0)?
-                } else {
-                    bare_k
-                };
-                keys.push(key);
-            }
-            let keys = Tensor::f_stack(&keys, 1)?; // [d_mlp, n]
-            let current = residuals_at(&*model, last, &bare)?
-                .f_to_kind(Kind::Double)?
-                .f_to_device(Device::Cpu)?;
-            let remaining = (hp.layers.len() - i) as f64;
-            let resid = z
-                .f_sub(&current)?
-                .f_transpose(0, 1)?
-                .f_div_scalar(remaining)?; // [d, n]
-            let dw = memit_update(c, hp.mom2_update_weight, &keys, &resid)?;
-            let delta = WeightDelta::Dense {
-                target: WeightId::MlpOut(Layer(layer)),
-                delta: dw,
-            };
-            undos.push(model.apply(&delta)?);
-            deltas.push(delta);
-            progress::report(progress, layers(i + 1))?;
-        }
-        Ok(())
-    })();
-    // Leave the model as it was, whatever happened.
-    for undo in undos.iter().rev() {
-        model.undo(undo)?;
-    }
-    result?;
-    Ok(MemitEdit { deltas, z, losses })
+    let run = compute_layered(
+        model, tokenizer, requests, &spec, templates, &mut solve, progress,
+    )?;
+    Ok(MemitEdit {
+        deltas: run.deltas,
+        z: run.z,
+        losses: run.losses,
+    })
 }

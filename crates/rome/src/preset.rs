@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use gpt_core::ModelConfig;
 
+use crate::alphaedit::AlphaEditHparams;
+use crate::emmet::EmmetHparams;
 use crate::error::{Error, Result};
 use crate::ft::FtHparams;
 use crate::hparams::RomeHparams;
@@ -145,6 +147,56 @@ impl Preset {
         !matches!(
             self,
             Preset::Gpt2Medium | Preset::Gpt2Large | Preset::Neox20b
+        )
+    }
+
+    /// AlphaEdit's hyperparameters: the reference's files for GPT-2 XL and GPT-J, this
+    /// project's for SmolLM2 (MEMIT's layers 2–6, GPT-2 XL's other values).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for the other presets (the reference has no AlphaEdit file
+    /// for them; its Llama3-8B file is not Llama-2-7B's), saying so.
+    pub fn alphaedit(self) -> Result<AlphaEditHparams> {
+        match self {
+            Preset::Gpt2Xl => Ok(AlphaEditHparams::gpt2_xl()),
+            Preset::GptJ => Ok(AlphaEditHparams::gpt_j()),
+            Preset::Smollm2 => Ok(AlphaEditHparams::smollm2()),
+            _ => Err(Error::InvalidInput(format!(
+                "the reference has no AlphaEdit hyperparameters for `{self}` (AlphaEdit presets: {}); a one-layer AlphaEdit with GPT-2 XL's values needs only its layer",
+                Preset::names_where(Preset::has_alphaedit)
+            ))),
+        }
+    }
+
+    /// Whether there are AlphaEdit hyperparameters for this preset.
+    pub fn has_alphaedit(self) -> bool {
+        matches!(self, Preset::Gpt2Xl | Preset::GptJ | Preset::Smollm2)
+    }
+
+    /// EMMET's hyperparameters: the reference's files for GPT-2 XL, GPT-J and Llama-2-7B, this
+    /// project's for SmolLM2 (ROME's layer 4 only, GPT-2 XL's other values).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for the other presets (no EMMET file in the reference), saying
+    /// so.
+    pub fn emmet(self) -> Result<EmmetHparams> {
+        match self {
+            Preset::Gpt2Xl => Ok(EmmetHparams::gpt2_xl()),
+            Preset::GptJ => Ok(EmmetHparams::gpt_j()),
+            Preset::Llama7b => Ok(EmmetHparams::llama_7b()),
+            Preset::Smollm2 => Ok(EmmetHparams::smollm2()),
+            _ => Err(Error::InvalidInput(format!(
+                "the reference has no EMMET hyperparameters for `{self}` (EMMET presets: {}); a one-layer EMMET with GPT-2 XL's values needs only its layer",
+                Preset::names_where(Preset::has_emmet)
+            ))),
+        }
+    }
+
+    /// Whether there are EMMET hyperparameters for this preset.
+    pub fn has_emmet(self) -> bool {
+        matches!(
+            self,
+            Preset::Gpt2Xl | Preset::GptJ | Preset::Llama7b | Preset::Smollm2
         )
     }
 
@@ -346,5 +398,63 @@ mod tests {
         let e = Preset::Neox20b.memit().unwrap_err().to_string();
         assert!(e.contains("no MEMIT hyperparameters"), "{e}");
         assert!(e.contains("smollm2") && !e.contains("gpt2-medium,"), "{e}");
+    }
+
+    /// AlphaEdit's and EMMET's files (reference §8; `hparams/EMMET/*.json` of
+    /// unified-model-editing), and this project's SmolLM2 choices.
+    #[test]
+    fn alphaedit_and_emmet_presets_hold_the_reference_values() {
+        let xl = Preset::Gpt2Xl.alphaedit().unwrap();
+        assert_eq!(xl.layers, vec![13, 14, 15, 16, 17]);
+        assert_eq!((xl.l2, xl.nullspace_threshold), (10.0, 2e-2));
+        assert_eq!(xl.z, Preset::Gpt2Xl.memit().unwrap().z);
+        assert_eq!(
+            Preset::GptJ.alphaedit().unwrap().layers,
+            vec![3, 4, 5, 6, 7, 8]
+        );
+        let smol = Preset::Smollm2.alphaedit().unwrap();
+        assert_eq!(smol.layers, vec![2, 3, 4, 5, 6]);
+        assert_eq!(smol.l2, 10.0);
+        let e = Preset::Llama7b.alphaedit().unwrap_err().to_string();
+        assert!(e.contains("no AlphaEdit hyperparameters"), "{e}");
+        assert!(!Preset::Neox20b.has_alphaedit());
+
+        let xl = Preset::Gpt2Xl.emmet().unwrap();
+        assert_eq!(xl.layers, vec![17]);
+        assert_eq!(
+            (
+                xl.mom2_update_weight,
+                xl.emmet_lambda,
+                xl.update_norm_lambda
+            ),
+            (1000.0, 0.1, 0.0)
+        );
+        assert_eq!(
+            (
+                xl.z.clamp_norm_factor,
+                xl.z.v_num_grad_steps,
+                xl.z.v_weight_decay
+            ),
+            (0.75, 20, 0.5)
+        );
+        let j = Preset::GptJ.emmet().unwrap();
+        assert_eq!(
+            (j.layers.clone(), j.mom2_update_weight),
+            (vec![5], 10_000.0)
+        );
+        let l = Preset::Llama7b.emmet().unwrap();
+        assert_eq!(
+            (
+                l.layers.clone(),
+                l.mom2_update_weight,
+                l.z.clamp_norm_factor
+            ),
+            (vec![5], 1.0, 4.0)
+        );
+        let smol = Preset::Smollm2.emmet().unwrap();
+        assert_eq!(smol.layers, vec![4]);
+        assert_eq!((smol.mom2_update_weight, smol.emmet_lambda), (1000.0, 0.1));
+        let e = Preset::Gpt2Medium.emmet().unwrap_err().to_string();
+        assert!(e.contains("no EMMET hyperparameters"), "{e}");
     }
 }

@@ -1,0 +1,226 @@
+//! The machinery MEMIT, AlphaEdit and EMMET share (reference §3, §8): the target residual `z`
+//! of each fact optimised at the last edited layer's output, then, layer by layer, the keys
+//! of all facts with the model as edited so far and the remaining residual spread over the
+//! remaining layers. Only the per-layer solve differs; each method passes its own
+//! ([`LayerSolve`]).
+
+use gpt_core::progress::{self, Progress, ProgressFn};
+use gpt_core::tch::{Device, Kind, Tensor};
+use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
+
+use crate::delta::{optimize_delta, DeltaSpec};
+use crate::error::{Error, Result};
+use crate::hparams::RomeHparams;
+use crate::request::RewriteRequest;
+use crate::rome::{at_subjects, keys_and_values, locate, Located, VSchedule};
+
+/// A method's per-layer solve: given the position `index` of the layer in the edited list,
+/// the keys `[d_mlp, n]` (f64, CPU) and the residuals `[d_model, n]` (f64, CPU, already
+/// divided by the layers remaining), the dense change `[d_model, d_mlp]` of that layer's
+/// MLP output projection.
+pub(crate) type LayerSolve<'s> = dyn FnMut(usize, &Tensor, &Tensor) -> Result<Tensor> + 's;
+
+/// What a layered run is: its name and progress stages, the edited layers and the z
+/// optimisation.
+pub(crate) struct LayeredSpec<'a> {
+    /// The method's name, for messages.
+    pub method: &'static str,
+    /// The first progress stage (one `z` per request).
+    pub targets_stage: &'static str,
+    /// The second progress stage (one update per layer).
+    pub layers_stage: &'static str,
+    /// The edited layers, ascending.
+    pub layers: &'a [usize],
+    /// The z settings (`layer` is ignored: z sits at the last edited layer).
+    pub z: &'a RomeHparams,
+    /// Whether to compute each edited layer's keys again with every layer's change applied
+    /// (AlphaEdit's key history, the reference's `cache_c`).
+    pub keys_after: bool,
+    /// The method's own checks of its inputs (statistics per layer), run after the
+    /// requests' and layers' checks and before anything is computed.
+    pub check: &'a dyn Fn() -> Result<()>,
+}
+
+/// The result of a layered run.
+pub(crate) struct Layered {
+    /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
+    pub deltas: Vec<WeightDelta>,
+    /// `[n, d_model]`: the target residuals.
+    pub z: Tensor,
+    /// The z losses of each request.
+    pub losses: Vec<Vec<f64>>,
+    /// With [`LayeredSpec::keys_after`]: per edited layer, the keys `[d_mlp, n]` (f64, CPU)
+    /// with all the changes applied; empty otherwise.
+    pub keys_after: Vec<Tensor>,
+}
+
+/// The residual leaving block `layer` at each prompt's subject token, `[n, d_model]`.
+fn residuals_at<M: ResumableModel + ?Sized>(
+    model: &M,
+    layer: usize,
+    prompts: &[Located],
+) -> Result<Tensor> {
+    let point = HookPoint::resid_post(layer);
+    at_subjects(model, prompts, &[point])?
+        .pop()
+        .ok_or_else(|| gpt_core::Error::NoSuchHookPoint { point }.into())
+}
+
+/// The key of each request at `layer`, `[d_mlp, n]` f64 on the CPU: ½ the bare prompt's +
+/// ½ the mean of the templated ones (MEMIT's `compute_ks`).
+fn request_keys<M: ResumableModel + ?Sized>(
+    model: &M,
+    layer: usize,
+    prompts: &[Vec<Located>],
+) -> Result<Tensor> {
+    let mut keys = Vec::new();
+    for p in prompts {
+        let (k, _) = keys_and_values(model, layer, p)?;
+        let k = k.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
+        let bare_k = k.f_select(0, 0)?;
+        let key = if k.size()[0] > 1 {
+            let rest = k
+                .f_narrow(0, 1, k.size()[0] - 1)?
+                .f_mean_dim(0, false, Kind::Double)?;
+            bare_k.f_add(&rest)?.f_div_scalar(2.0)?
+        } else {
+            bare_k
+        };
+        keys.push(key);
+    }
+    Ok(Tensor::f_stack(&keys, 1)?)
+}
+
+/// Runs the shared loop for all `requests` together, solving each layer with `solve`, and
+/// leaves the model as it was (the per-layer changes are applied while later layers are
+/// computed, then undone). `templates` are the context templates (the bare `"{}"` first).
+/// `progress` hears of the spec's two stages, each before its first unit and after each.
+///
+/// # Errors
+/// Malformed requests, layers out of range or not ascending, model errors, `solve`'s
+/// errors; [`Error::Cancelled`] when `progress` stops it (the model is left as it was).
+pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    spec: &LayeredSpec<'_>,
+    templates: &[String],
+    solve: &mut LayerSolve<'_>,
+    progress: &mut ProgressFn<'_>,
+) -> Result<Layered> {
+    let n_layers = model.config().n_layers;
+    if requests.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{} needs at least one request",
+            spec.method
+        )));
+    }
+    gpt_core::check_joint_requests(requests)?;
+    if spec.layers.is_empty() || spec.layers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::InvalidInput(format!(
+            "{} layers {:?} must be non-empty and strictly ascending",
+            spec.method, spec.layers
+        )));
+    }
+    let last = *spec.layers.last().unwrap_or(&0);
+    let mut z_hp = spec.z.clone();
+    z_hp.layer = last;
+    z_hp.validate(n_layers)?;
+    (spec.check)()?;
+    for r in requests {
+        r.validate()?;
+    }
+    // Each request's prompts: the templates filled in (the bare prompt first).
+    let prompts = requests
+        .iter()
+        .map(|r| {
+            templates
+                .iter()
+                .map(|t| locate(tokenizer, t, r))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Target residuals z at the last layer's output.
+    let targets = |done: usize| {
+        Progress::new(
+            spec.targets_stage,
+            done as u64,
+            Some(requests.len() as u64),
+            "requests",
+        )
+    };
+    progress::report(progress, targets(0))?;
+    let (mut zs, mut losses) = (Vec::new(), Vec::new());
+    for (r, p) in requests.iter().zip(&prompts) {
+        let fit = optimize_delta(
+            &*model,
+            &DeltaSpec {
+                tokenizer,
+                request: r,
+                hp: &z_hp,
+                key_prompts: p,
+                point: HookPoint::resid_post(last),
+                layer: last,
+                schedule: VSchedule::Fast,
+            },
+        )?;
+        zs.push(fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?);
+        losses.push(fit.losses);
+        progress::report(progress, targets(zs.len()))?;
+    }
+    let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
+    let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();
+
+    let mut deltas = Vec::new();
+    let mut keys_after = Vec::new();
+    let mut undos = Vec::new();
+    let layers = |done: usize| {
+        Progress::new(
+            spec.layers_stage,
+            done as u64,
+            Some(spec.layers.len() as u64),
+            "layers",
+        )
+    };
+    let result = (|| -> Result<()> {
+        progress::report(progress, layers(0))?;
+        for (i, &layer) in spec.layers.iter().enumerate() {
+            // Keys of every request with the model as edited so far.
+            let keys = request_keys(&*model, layer, &prompts)?;
+            let current = residuals_at(&*model, last, &bare)?
+                .f_to_kind(Kind::Double)?
+                .f_to_device(Device::Cpu)?;
+            let remaining = (spec.layers.len() - i) as f64;
+            let resid = z
+                .f_sub(&current)?
+                .f_transpose(0, 1)?
+                .f_div_scalar(remaining)?; // [d, n]
+            let dw = solve(i, &keys, &resid)?;
+            let delta = WeightDelta::Dense {
+                target: WeightId::MlpOut(Layer(layer)),
+                delta: dw,
+            };
+            undos.push(model.apply(&delta)?);
+            deltas.push(delta);
+            progress::report(progress, layers(i + 1))?;
+        }
+        if spec.keys_after {
+            // With every layer changed, as the reference's `cache_c` update sees the model.
+            for &layer in spec.layers {
+                keys_after.push(request_keys(&*model, layer, &prompts)?);
+            }
+        }
+        Ok(())
+    })();
+    // Leave the model as it was, whatever happened.
+    for undo in undos.iter().rev() {
+        model.undo(undo)?;
+    }
+    result?;
+    Ok(Layered {
+        deltas,
+        z,
+        losses,
+        keys_after,
+    })
+}
