@@ -78,7 +78,7 @@ impl StatsCache {
     /// [`StatsOptions`], and cached.
     ///
     /// # Errors
-    /// An unusable cache folder, the corpus' errors, statistics errors; [`Error::Cancelled`]
+    /// An unusable cache folder, the corpus' errors, statistics errors; [`crate::Error::Cancelled`]
     /// when `progress` stops the computation (the cache keeps a checkpoint).
     pub fn get_or_compute(
         &self,
