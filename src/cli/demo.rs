@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// Where the trace's grids and heatmaps go.
     #[arg(long, default_value = "out/demo")]
     out: PathBuf,
+    /// Write into --out even though it holds files factscope did not write (they are kept;
+    /// a file with an output's name is still never replaced).
+    #[arg(long)]
+    force: bool,
     /// Skip the causal trace.
     #[arg(long)]
     no_trace: bool,
@@ -43,7 +47,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Check where the trace's files go before any work, so an unusable --out loses nothing.
     if !args.no_trace {
-        super::common::check_out_dir("--out", &args.out)?;
+        super::common::claim_outputs(&args.out, args.force, &super::trace::output_names())?;
     }
     let started = std::time::Instant::now();
     let mut loaded = args.model.load()?;

@@ -72,6 +72,10 @@ pub struct TraceArgs {
     /// Folder for the grids (JSON) and pictures (SVG, PNG).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write into --out even though it holds files factscope did not write (they are kept;
+    /// a file with an output's name is still never replaced).
+    #[arg(long)]
+    force: bool,
     /// Print the grids as JSON to stdout (instead of the summary).
     #[arg(long)]
     json: bool,
@@ -130,9 +134,10 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     if args.samples == 0 {
         bail!("--samples must be at least 1");
     }
-    // Check where results go before any work, so an unusable --out loses nothing.
+    // Check where results go before any work, so an unusable --out loses nothing, and claim
+    // every name a trace may write (the one output-folder rule).
     if let Some(out) = &args.out {
-        super::common::check_out_dir("--out", out)?;
+        super::common::claim_outputs(out, args.force, &output_names())?;
     }
     let loaded = args.model.load()?;
     let n_layers = loaded.model.config().n_layers;
@@ -282,6 +287,25 @@ fn severed_plot(grids: &[TraceGrid]) -> anyhow::Result<BarPlot> {
         x_label: "layer of the restored state".into(),
         y_label: format!("{} − corrupted", first.metric),
     })
+}
+
+/// Every file name [`write_grids`] and the severed plot may write into `--out`, so that they
+/// can be claimed before work starts.
+pub fn output_names() -> Vec<String> {
+    let mut stems = Vec::new();
+    for kind in TraceKind::ALL {
+        let k = kind.name();
+        stems.push(format!("trace_{k}"));
+        stems.push(format!("trace_{k}_rows"));
+        for sever in ["mlp", "attn"] {
+            stems.push(format!("trace_{k}_severed_{sever}"));
+        }
+    }
+    stems.push("severed".into());
+    stems
+        .iter()
+        .flat_map(|s| ["json", "svg", "png"].map(|ext| format!("{s}.{ext}")))
+        .collect()
 }
 
 /// Writes `trace_{kind}.json`, `.svg` and `.png` for each grid.
