@@ -28,18 +28,23 @@ fn boxed(method: Method, e: Error) -> gpt_core::Error {
     }
 }
 
-/// Context templates of `params`, generated on first use and kept.
+/// The context templates of `hp` (its length parameters and seed), generated on first use and
+/// kept.
 fn templates_for(
     cache: &mut Option<Vec<String>>,
     model: &dyn EditModel,
     tokenizer: &Tokenizer,
-    params: &[(usize, usize)],
-    seed: u64,
+    hp: &RomeHparams,
 ) -> Result<Vec<String>> {
     if let Some(t) = cache {
         return Ok(t.clone());
     }
-    let t = context_templates(model.as_hookable(), tokenizer, params, seed)?;
+    let t = context_templates(
+        model.as_hookable(),
+        tokenizer,
+        &hp.context_template_length_params,
+        hp.template_seed,
+    )?;
     *cache = Some(t.clone());
     Ok(t)
 }
@@ -80,13 +85,7 @@ impl RomeEditor {
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
     ) -> Result<Vec<WeightDelta>> {
-        let templates = templates_for(
-            &mut self.templates,
-            model,
-            tokenizer,
-            &self.hparams.context_template_length_params,
-            self.hparams.template_seed,
-        )?;
+        let templates = templates_for(&mut self.templates, model, tokenizer, &self.hparams)?;
         requests
             .iter()
             .map(|r| {
@@ -164,13 +163,8 @@ impl Editor for MemitEditor {
         requests: &[RewriteRequest],
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
-            let templates = templates_for(
-                &mut self.templates,
-                &*model,
-                tokenizer,
-                &self.hparams.z.context_template_length_params,
-                self.hparams.z.template_seed,
-            )?;
+            let templates =
+                templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
             let edit = compute_memit(
                 &mut *model,
                 tokenizer,
@@ -333,13 +327,8 @@ impl Editor for AlphaEditEditor {
         requests: &[RewriteRequest],
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
-            let templates = templates_for(
-                &mut self.templates,
-                &*model,
-                tokenizer,
-                &self.hparams.z.context_template_length_params,
-                self.hparams.z.template_seed,
-            )?;
+            let templates =
+                templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
             let edit = compute_alphaedit(
                 &mut *model,
                 tokenizer,
@@ -398,13 +387,8 @@ impl Editor for EmmetEditor {
         requests: &[RewriteRequest],
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
-            let templates = templates_for(
-                &mut self.templates,
-                &*model,
-                tokenizer,
-                &self.hparams.z.context_template_length_params,
-                self.hparams.z.template_seed,
-            )?;
+            let templates =
+                templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
             let edit = compute_emmet(
                 &mut *model,
                 tokenizer,
