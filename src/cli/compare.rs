@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use counterfact::{markdown_table, read_run, summarise_run, Bootstrap, Summary};
+use counterfact::{markdown_table, summarise_dir, Bootstrap, Summary};
 
 use super::common::check_out_dir;
 use super::evaluate::write_outputs;
@@ -32,11 +32,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
     let mut summaries: Vec<Summary> = Vec::new();
     for dir in &args.runs {
-        let (settings, records) = read_run(dir)?;
+        let (mut summary, records) = summarise_dir(dir, Bootstrap::default())?;
         if records.is_empty() {
             bail!("{}: the run has no finished cases yet", dir.display());
         }
-        let mut summary = summarise_run(&settings, &records, Bootstrap::default());
         // Two runs of one method must not both be called "rome": name each by its folder.
         summary.label = Some(format!("{} ({})", summary.method, dir.display()));
         summaries.push(summary);
@@ -49,7 +48,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         } else {
             "CounterFact: methods compared"
         };
-        write_outputs(out, "compare", "compare.html", title, &refs, &[], &[], 0)?;
+        write_outputs(
+            out,
+            "compare",
+            "compare.html",
+            title,
+            &refs,
+            &[],
+            &[],
+            0,
+            "",
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);

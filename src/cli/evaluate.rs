@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use counterfact::report::{report_html, Figure as ReportFigure};
 use counterfact::{
-    load_cases, markdown_table, read_run, run_cases, summarise_run, Bootstrap, RunDir, RunOptions,
-    RunSettings, Summary,
+    load_cases, markdown_table, run_cases, run_sequential, summarise_dir, Bootstrap,
+    RetentionProbe, RunDir, RunOptions, RunSettings, SequentialOptions, Summary,
 };
 use gpt_core::{Editor, HookableModel};
 use rome::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor, RomeVariant};
@@ -152,6 +152,27 @@ pub struct EvaluateArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Keep every edit: write --batch cases at a time into the same model (no restore), then
+    /// score all edited cases on the model that holds them all (resumable; not with --shard).
+    #[arg(long)]
+    sequential: bool,
+    /// With --sequential: also score everything edited so far every K edits (the curve in
+    /// summary.json and report.html).
+    #[arg(long, value_name = "K", requires = "sequential")]
+    checkpoint_every: Option<usize>,
+    /// With --sequential: held-out text for perplexity before, during and after the edits
+    /// (a .jsonl file with `text` fields, plain text, or a folder of either). Keep it out of
+    /// the key statistics: the default statistics come from model-sampled text, not from it.
+    #[arg(long, requires = "sequential")]
+    retention_text: Option<PathBuf>,
+    /// Tokens of --retention-text used (from its start, in windows of up to 512 tokens).
+    #[arg(long, default_value_t = 4096, requires = "retention_text")]
+    retention_tokens: usize,
+    /// With --sequential: known-facts records (the `known_1000.json` format) whose top-1
+    /// accuracy is measured before, during and after the edits; facts about an edited
+    /// subject are left out.
+    #[arg(long, requires = "sequential")]
+    known_facts: Option<PathBuf>,
 }
 
 /// The editor for `method` with its statistics, and its hyperparameters as JSON.
@@ -181,10 +202,11 @@ fn editor_for(
             let (hp, cs) =
                 alphaedit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
             let value = serde_json::to_value(&hp)?;
-            // Each batch is scored and undone before the next: no key history carries over
-            // (it would protect keys of edits no longer in the model, and make a batch's
-            // result depend on the order of shards and resumes).
-            let editor = AlphaEditEditor::new(hp, &cs)?.with_history_updates(false);
+            // Independent batches are scored and undone before the next: no key history
+            // carries over (it would protect keys of edits no longer in the model, and make a
+            // batch's result depend on the order of shards and resumes). Sequential runs keep
+            // every edit, so each batch's keys join the history, as the reference does.
+            let editor = AlphaEditEditor::new(hp, &cs)?.with_history_updates(args.sequential);
             (Some(Box::new(editor)), value)
         }
         EvalMethod::Emmet => {
@@ -204,6 +226,17 @@ fn editor_for(
 pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
+    }
+    if args.sequential {
+        if args.method == EvalMethod::None {
+            bail!("--sequential needs an editing --method (`none` edits nothing)");
+        }
+        if args.shard.is_some_and(|s| s.n > 1) {
+            bail!("--sequential runs are one chain of edits: they cannot be split with --shard");
+        }
+        if args.checkpoint_every == Some(0) {
+            bail!("--checkpoint-every must be at least 1");
+        }
     }
     let loaded_cases = load_cases(&args.cases, args.skip_bad)?;
     for e in &loaded_cases.skipped {
@@ -250,6 +283,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             "summary.png".into(),
             "report.html".into(),
             "trace_examples".into(),
+            counterfact::sequential::SEQUENTIAL_DIR.into(),
         ],
     )?;
     let cases_fingerprint = {
@@ -273,6 +307,19 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         generation: !args.no_generation,
         seed: args.seed,
         hparams,
+        sequential: None,
+    };
+    let probe = if args.sequential {
+        retention_probe(&args, &loaded, &cases)?
+    } else {
+        None
+    };
+    let settings = RunSettings {
+        sequential: args.sequential.then(|| counterfact::SequentialSettings {
+            checkpoint_every: args.checkpoint_every,
+            retention: probe.as_ref().map(|(what, _)| what.clone()),
+        }),
+        ..settings
     };
     let (dir, done) = RunDir::open(&args.out, &settings, (shard.k, shard.n), args.resume)?;
     let options = RunOptions {
@@ -283,6 +330,51 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     let mut view = super::progress::ProgressView::new(&format!("evaluate {}", settings.method));
+    if args.sequential {
+        let editor = editor
+            .as_deref_mut()
+            .context("--sequential needs an editing --method")?;
+        let outcome = run_sequential(
+            &mut loaded.model,
+            &loaded.tokenizer,
+            editor,
+            &cases,
+            &done,
+            &SequentialOptions {
+                batch: args.batch,
+                checkpoint_every: args.checkpoint_every,
+                run: options,
+            },
+            probe.as_ref().map(|(_, p)| p),
+            &dir,
+            &mut view.callback(),
+        )?;
+        view.finish();
+        for (id, e) in &outcome.failed {
+            eprintln!("case {id} not edited (its batch failed): {e}");
+        }
+        let summary = write_summary(
+            &args.out,
+            Bootstrap {
+                seed: args.seed,
+                ..Bootstrap::default()
+            },
+            args.worst,
+            &[],
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            println!(
+                "{} edit(s) in the model ({} batch(es) written now), {} case(s) recorded now; {} in the summary",
+                outcome.edits, outcome.batches, outcome.recorded, summary.n
+            );
+            print!("{}", markdown_table(&[&summary], true));
+            print!("{}", sequential_markdown(&summary));
+            println!("wrote {}", args.out.join("summary.json").display());
+        }
+        return Ok(());
+    }
     let outcome = run_cases(
         &mut loaded.model,
         &loaded.tokenizer,
@@ -343,9 +435,10 @@ pub fn write_summary(
     worst: usize,
     extra: &[ReportFigure],
 ) -> anyhow::Result<Summary> {
-    let (settings, records) = read_run(dir)?;
-    let summary = summarise_run(&settings, &records, boot);
+    let (summary, records) = summarise_dir(dir, boot)?;
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
+    let mut figures = curve_figures(&summary)?;
+    figures.extend(extra.iter().cloned());
     let dataset = if summary.has_zsre() {
         "zsRE"
     } else {
@@ -357,11 +450,236 @@ pub fn write_summary(
         "report.html",
         &format!("{dataset}: {} on {}", summary.method, summary.model),
         &[&summary],
-        extra,
+        &figures,
         &records,
         worst,
+        &sequential_markdown(&summary),
     )?;
     Ok(summary)
+}
+
+/// The retention probe of a sequential run (with a description of what it measures, for the
+/// run's settings), or `None` when neither --retention-text nor --known-facts is given.
+fn retention_probe(
+    args: &EvaluateArgs,
+    loaded: &gpt_core::LoadedModel,
+    cases: &[counterfact::EditCase],
+) -> anyhow::Result<Option<(String, RetentionProbe)>> {
+    if args.retention_text.is_none() && args.known_facts.is_none() {
+        eprintln!(
+            "note: no retention measured (give --retention-text and --known-facts to measure it)"
+        );
+        return Ok(None);
+    }
+    let mut what = Vec::new();
+    let documents = match &args.retention_text {
+        Some(path) => {
+            let corpus = rome::Corpus::from_path(path)
+                .with_context(|| format!("--retention-text {}", path.display()))?;
+            what.push(format!(
+                "text {} ({}, {} tokens)",
+                path.display(),
+                corpus.fingerprint,
+                args.retention_tokens
+            ));
+            corpus.documents
+        }
+        None => Vec::new(),
+    };
+    let known = match &args.known_facts {
+        Some(path) => {
+            let loaded_known = load_cases(path, args.skip_bad)
+                .with_context(|| format!("--known-facts {}", path.display()))?;
+            if let Some(c) = loaded_known
+                .cases
+                .iter()
+                .find(|c| c.kind != counterfact::CaseKind::KnownFact)
+            {
+                bail!(
+                    "--known-facts {}: case {} is not a known-facts record (fields `known_id`, `subject`, `attribute`, `prompt`)",
+                    path.display(),
+                    c.case_id
+                );
+            }
+            let bytes = std::fs::read(path)?;
+            let mut h = gpt_core::fingerprint::Fnv64::default();
+            h.update(&bytes);
+            what.push(format!("known facts {} ({})", path.display(), h.hex()));
+            loaded_known.cases
+        }
+        None => Vec::new(),
+    };
+    let window = 512.min(loaded.model.config().n_ctx);
+    let subjects = cases
+        .iter()
+        .map(|c| c.request.subject.trim().to_string())
+        .collect();
+    let probe = RetentionProbe::new(
+        &loaded.tokenizer,
+        &documents,
+        args.retention_tokens,
+        window,
+        known,
+    )?
+    .without_subjects(&subjects);
+    if args.retention_text.is_some() && probe.text_tokens() == 0 {
+        bail!("--retention-text: no text to measure perplexity on");
+    }
+    Ok(Some((what.join("; "), probe)))
+}
+
+/// The sequential part of summary.md: edits, retention and the curve (empty for other runs).
+fn sequential_markdown(summary: &Summary) -> String {
+    use std::fmt::Write;
+    let Some(seq) = &summary.sequential else {
+        return String::new();
+    };
+    let mut md = format!(
+        "\n## Sequential editing\n\n{} edits kept in the model, {} per edit call{}.\n",
+        seq.edits,
+        seq.batch,
+        if seq.failed > 0 {
+            format!(" ({} case(s) of failed batches not edited)", seq.failed)
+        } else {
+            String::new()
+        }
+    );
+    let num =
+        |v: Option<f64>, scale: f64| v.map_or("–".to_string(), |v| format!("{:.2}", v * scale));
+    if let Some(r) = &summary.retention {
+        let _ = write!(
+            md,
+            "\n| retention | before | after |\n|---|---|---|\n| held-out perplexity | {} | {} |\n| known facts top-1 (%) | {} | {} |\n",
+            num(r.perplexity.before, 1.0),
+            num(r.perplexity.after, 1.0),
+            num(r.known_facts.before, 100.0),
+            num(r.known_facts.after, 100.0)
+        );
+    }
+    if !summary.curve.is_empty() {
+        // The benchmark's headline metrics first, in their usual order.
+        let mut names: Vec<&str> = [
+            "ES",
+            "PS",
+            "NS",
+            "S",
+            "efficacy",
+            "paraphrase",
+            "specificity",
+        ]
+        .into_iter()
+        .filter(|m| summary.curve.iter().any(|p| p.metrics.contains_key(*m)))
+        .collect();
+        for p in &summary.curve {
+            for k in p.metrics.keys() {
+                if !names.contains(&k.as_str()) && !matches!(k.as_str(), "EM" | "PM" | "NM") {
+                    names.push(k);
+                }
+            }
+        }
+        let _ = write!(
+            md,
+            "\n| edits | {} | perplexity | known facts |\n|---|",
+            names.join(" | ")
+        );
+        md.push_str(&"---|".repeat(names.len() + 2));
+        md.push('\n');
+        for p in &summary.curve {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    let scale = if *n == "GE" { 1.0 } else { 100.0 };
+                    num(p.metrics.get(*n).copied(), scale)
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                p.edits,
+                cells.join(" | "),
+                num(p.perplexity, 1.0),
+                num(p.known_facts, 100.0)
+            );
+        }
+        md.push_str("\nRates in percent; GE only where texts were generated (0 and all edits).\n");
+    }
+    md
+}
+
+/// Line plots of a sequential run's curve: the rates (and known-facts accuracy) against the
+/// number of edits, and the held-out perplexity; none for other runs.
+fn curve_figures(summary: &Summary) -> anyhow::Result<Vec<ReportFigure>> {
+    if summary.curve.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let x: Vec<f64> = summary.curve.iter().map(|p| p.edits as f64).collect();
+    let headline: &[&str] = if summary.has_zsre() {
+        &counterfact::summary::ZSRE_METRICS
+    } else {
+        &["ES", "PS", "NS", "S"]
+    };
+    let mut series: Vec<viz::Series> = headline
+        .iter()
+        .filter(|m| summary.curve.iter().any(|p| p.metrics.contains_key(**m)))
+        .map(|m| {
+            viz::Series::new(
+                counterfact::summary::metric_title(m),
+                x.clone(),
+                summary
+                    .curve
+                    .iter()
+                    .map(|p| p.metrics.get(*m).map_or(f64::NAN, |v| 100.0 * v))
+                    .collect(),
+            )
+        })
+        .collect();
+    if summary.curve.iter().any(|p| p.known_facts.is_some()) {
+        series.push(viz::Series::new(
+            "known facts top-1",
+            x.clone(),
+            summary
+                .curve
+                .iter()
+                .map(|p| p.known_facts.map_or(f64::NAN, |v| 100.0 * v))
+                .collect(),
+        ));
+    }
+    let edits = summary.sequential.as_ref().map_or(0, |s| s.edits);
+    let batch = summary.sequential.as_ref().map_or(0, |s| s.batch);
+    let mut figures = vec![ReportFigure {
+        title: format!(
+            "{} after each number of sequential edits (batches of {batch}; every edited case so far)",
+            summary.method
+        ),
+        svg: viz::LinePlot {
+            series,
+            title: format!("{}: {edits} sequential edits", summary.method),
+            x_label: "edits in the model".into(),
+            y_label: "percent".into(),
+        }
+        .to_svg()?,
+    }];
+    if summary.curve.iter().any(|p| p.perplexity.is_some()) {
+        figures.push(ReportFigure {
+            title: "Held-out perplexity against the number of edits".into(),
+            svg: viz::LinePlot {
+                series: vec![viz::Series::new(
+                    "perplexity",
+                    x,
+                    summary
+                        .curve
+                        .iter()
+                        .map(|p| p.perplexity.unwrap_or(f64::NAN))
+                        .collect(),
+                )],
+                title: format!("{}: held-out perplexity", summary.method),
+                x_label: "edits in the model".into(),
+                y_label: "perplexity".into(),
+            }
+            .to_svg()?,
+        });
+    }
+    Ok(figures)
 }
 
 /// Writes `{stem}.md` (the table), `{stem}.svg` / `.png` (bars with intervals, rendered
@@ -377,6 +695,7 @@ pub fn write_outputs(
     extra: &[ReportFigure],
     records: &[counterfact::CaseRecord],
     worst: usize,
+    extra_markdown: &str,
 ) -> anyhow::Result<()> {
     let write = |name: String, bytes: &[u8]| {
         let path = dir.join(name);
@@ -385,7 +704,7 @@ pub fn write_outputs(
     };
     write(
         format!("{stem}.md"),
-        markdown_table(summaries, true).as_bytes(),
+        format!("{}{extra_markdown}", markdown_table(summaries, true)).as_bytes(),
     )?;
     let mut figures: Vec<ReportFigure> = Vec::new();
     if let Some(plot) = bars(summaries, true) {

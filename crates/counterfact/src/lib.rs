@@ -14,6 +14,9 @@
 //!   [`fluency`]: GE, the weighted bi/tri-gram entropy of seeded generations.
 //! - [`runner`]: edit, score, restore bit-exactly, one record per case appended and synced
 //!   ([`record`]), resumable and sharded.
+//! - [`sequential`]: edits kept batch after batch (no restore), a curve of the metrics
+//!   against the number of edits, resumable from checkpoints of the summed weight changes;
+//!   [`retention`]: held-out perplexity and known-facts accuracy before and after.
 //! - [`summary`]: means with seeded bootstrap intervals, S, per-relation tables, Markdown;
 //!   [`report`]: a self-contained HTML page.
 
@@ -31,7 +34,7 @@
 //!     method: "rome".into(), model: "SmolLM2".into(), model_fingerprint: "…".into(),
 //!     cases: "counterfact_dev.json".into(), cases_fingerprint: String::new(), limit: Some(10),
 //!     batch: 1, generation: true,
-//!     seed: 1, hparams: serde_json::Value::Null,
+//!     seed: 1, hparams: serde_json::Value::Null, sequential: None,
 //! };
 //! let (dir, done) = RunDir::open("runs/rome".as_ref(), &settings, (0, 1), true)?;
 //! run_cases(&mut m.model, &m.tokenizer, Some(&mut editor), &cases[..10], &done,
@@ -51,13 +54,22 @@ pub mod metrics;
 pub mod probability;
 pub mod record;
 pub mod report;
+pub mod retention;
 pub mod runner;
+pub mod sequential;
 pub mod summary;
 
 pub use dataset::{load_cases, CaseKind, EditCase, LoadedCases, Probe};
 pub use error::{Error, Result};
 pub use metrics::{score_cases, CaseMetrics, CaseNll, CaseTop1, PairNll, TokenHits};
 pub use probability::{score_items, score_items_naive, BatchLimits, ItemScore, ScoreItem};
-pub use record::{read_run, CaseRecord, RunDir, RunSettings};
+pub use record::{read_run, CaseRecord, RunDir, RunSettings, SequentialSettings};
+pub use retention::{RetentionProbe, RetentionScores};
 pub use runner::{run_cases, RunOptions, RunOutcome, CASES_STAGE};
-pub use summary::{markdown_table, summarise, summarise_run, Bootstrap, Interval, Summary};
+pub use sequential::{
+    apply_checkpoint, run_sequential, CurvePoint, SequentialOptions, SequentialOutcome,
+    SequentialState,
+};
+pub use summary::{
+    markdown_table, summarise, summarise_dir, summarise_run, Bootstrap, Interval, Summary,
+};

@@ -39,6 +39,20 @@ pub struct RunSettings {
     pub seed: u64,
     /// The method's hyperparameters.
     pub hparams: serde_json::Value,
+    /// Sequential runs (edits kept from batch to batch): how; `None` for independent
+    /// batches, each restored before the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialSettings>,
+}
+
+/// The settings of a sequential run that decide its results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SequentialSettings {
+    /// Score everything edited so far every this many edits.
+    pub checkpoint_every: Option<usize>,
+    /// What retention is measured on (the text and known facts, with fingerprints), if
+    /// anything.
+    pub retention: Option<String>,
 }
 
 /// One case's result.
@@ -274,11 +288,14 @@ fn differences(a: &RunSettings, b: &RunSettings) -> String {
     );
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-        for (k, va) in a {
-            if b.get(k) != Some(va) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            let (va, vb) = (a.get(k), b.get(k));
+            if va != vb {
                 out.push(format!(
-                    "{k}: {va} there, {} now",
-                    b.get(k).cloned().unwrap_or_default()
+                    "{k}: {} there, {} now",
+                    va.cloned().unwrap_or_default(),
+                    vb.cloned().unwrap_or_default()
                 ));
             }
         }

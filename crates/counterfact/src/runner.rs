@@ -177,7 +177,7 @@ pub fn run_cases<'e, M: EditModel>(
     Ok(outcome)
 }
 
-fn named(case_ids: &[u64], e: Error) -> Error {
+pub(crate) fn named(case_ids: &[u64], e: Error) -> Error {
     Error::Case {
         case_ids: case_ids.to_vec(),
         error: Box::new(e),
@@ -235,7 +235,7 @@ fn run_group<'e, M: EditModel>(
         .collect())
 }
 
-fn record(
+pub(crate) fn record(
     case: &EditCase,
     pre: CaseMetrics,
     post: Option<CaseMetrics>,
@@ -258,7 +258,7 @@ fn record(
 
 /// Generates from every case's generation prompts (all cases together) and sets each
 /// `metrics[i].ge` (×100); returns the texts per case.
-fn fluency_of<M: EditModel + ?Sized>(
+pub(crate) fn fluency_of<M: EditModel + ?Sized>(
     model: &M,
     tokenizer: &Tokenizer,
     cases: &[&EditCase],

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::CaseMetrics;
 use crate::record::{CaseRecord, RunSettings};
+use crate::sequential::{CurvePoint, Retention, SequentialInfo};
 
 /// A mean with its 95% bootstrap interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +53,16 @@ pub struct Summary {
     /// folder, when several runs are compared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Sequential runs: edits in the model at the end and cases per edit call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialInfo>,
+    /// Sequential runs: the metrics against the number of edits (from 0: unedited, to all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<CurvePoint>,
+    /// Sequential runs with a retention probe: held-out perplexity and known-facts accuracy
+    /// before and after all edits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
 
 impl Summary {
@@ -273,7 +284,27 @@ pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Boots
             .collect(),
         bootstrap: boot,
         label: None,
+        sequential: None,
+        curve: Vec::new(),
+        retention: None,
     }
+}
+
+/// The summary of the run in folder `dir` (every shard's records), with a sequential run's
+/// `sequential`, `curve` and `retention`; and the records.
+///
+/// # Errors
+/// As [`crate::read_run`] and [`crate::SequentialState::read`].
+pub fn summarise_dir(
+    dir: &std::path::Path,
+    boot: Bootstrap,
+) -> crate::Result<(Summary, Vec<CaseRecord>)> {
+    let (settings, records) = crate::record::read_run(dir)?;
+    let mut summary = summarise_run(&settings, &records, boot);
+    if let Some(state) = crate::sequential::SequentialState::read(dir)? {
+        state.annotate(&mut summary);
+    }
+    Ok((summary, records))
 }
 
 /// `mean [lo, hi]` of a metric, rates in percent (as the paper's tables), GE as is.

@@ -305,6 +305,7 @@ fn settings(method: &str) -> RunSettings {
         generation: true,
         seed: 1,
         hparams: serde_json::Value::Null,
+        sequential: None,
     }
 }
 

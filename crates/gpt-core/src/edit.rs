@@ -8,8 +8,11 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::hook::Layer;
 
-/// A weight matrix of a model, named by role rather than by checkpoint name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A weight matrix of a model, named by role rather than by checkpoint name (serialised as
+/// e.g. `{"MlpOut": 4}` in run states).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum WeightId {
     /// Token embedding `[vocab, d_model]`.

@@ -202,6 +202,29 @@ pub trait Editor {
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
     ) -> Result<Vec<WeightDelta>>;
+
+    /// Writes what this editor carries from one [`Editor::compute`] to the next (AlphaEdit's
+    /// key history of the edits written so far) into the existing folder `dir`, so that a
+    /// sequential run can stop and resume with the editor as it was. Methods without such
+    /// state write nothing (the default).
+    ///
+    /// # Errors
+    /// Write failures naming the file.
+    fn save_state(&self, dir: &std::path::Path) -> Result<()> {
+        let _ = dir;
+        Ok(())
+    }
+
+    /// Restores what [`Editor::save_state`] wrote in `dir`. Methods without such state read
+    /// nothing (the default).
+    ///
+    /// # Errors
+    /// Missing or corrupt files, or state that does not fit this editor (e.g. another
+    /// layer's dimension).
+    fn load_state(&mut self, dir: &std::path::Path) -> Result<()> {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// Writes `requests` into `model` with `editor` (jointly, or one after another for

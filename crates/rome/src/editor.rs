@@ -348,6 +348,16 @@ impl Editor for AlphaEditEditor {
         };
         run().map_err(|e| boxed(Method::AlphaEdit, e))
     }
+
+    fn save_state(&self, dir: &Path) -> gpt_core::Result<()> {
+        self.save_histories(dir)
+            .map_err(|e| boxed(Method::AlphaEdit, e))
+    }
+
+    fn load_state(&mut self, dir: &Path) -> gpt_core::Result<()> {
+        self.load_histories(dir)
+            .map_err(|e| boxed(Method::AlphaEdit, e))
+    }
 }
 
 /// EMMET: all requests of one call written jointly, with equality constraints.
