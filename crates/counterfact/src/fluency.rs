@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use gpt_core::{generate_seeded, GenerateOptions, HookableModel, Sampling, Tokenizer};
+use gpt_core::{
+    generate_batch, generate_seeded, GenerateOptions, HookableModel, Sampling, Tokenizer,
+};
 
 use crate::error::Result;
 
@@ -110,4 +112,67 @@ pub fn generate_texts(
         }
     }
     Ok(texts)
+}
+
+/// New tokens of the greedy continuations behind `ES_gen` and `PS_gen`: enough for any
+/// CounterFact or zsRE target and a few words before it.
+pub const GREEDY_TOKENS: usize = 20;
+
+/// The greedy continuations of `prompts` (at most `new_tokens` new tokens each — fewer where
+/// the model's context ends first — ending at the first end-of-text or end-of-turn token),
+/// the new text only; `rows` prompts at a time.
+///
+/// # Errors
+/// Tokenizer and model errors.
+pub fn greedy_continuations(
+    model: &dyn HookableModel,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    new_tokens: usize,
+    rows: usize,
+) -> Result<Vec<String>> {
+    let ids: Vec<Vec<i64>> = prompts
+        .iter()
+        .map(|p| tokenizer.encode(p).map(|e| e.ids))
+        .collect::<gpt_core::Result<_>>()?;
+    let mut ends = tokenizer.end_ids();
+    ends.extend(model.config().eos_token_id);
+    let n_ctx = model.config().n_ctx;
+    let mut texts = Vec::with_capacity(prompts.len());
+    for chunk in ids.chunks(rows.max(1)) {
+        // Models with a short context (tiny test models) continue as far as it goes.
+        let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
+        let options = GenerateOptions {
+            max_new_tokens: new_tokens.min(n_ctx.saturating_sub(longest)).max(1),
+            sampling: Sampling::Greedy,
+            stop_tokens: ends.clone(),
+        };
+        for mut n in generate_batch(model, chunk, &options)? {
+            if let Some(end) = n.iter().position(|t| ends.contains(t)) {
+                n.truncate(end);
+            }
+            texts.push(tokenizer.decode_text(&n)?);
+        }
+    }
+    Ok(texts)
+}
+
+/// Whether a continuation states `target`: it contains the trimmed target as written (case
+/// and spelling as the dataset gives them; an empty target is never contained).
+pub fn contains_target(continuation: &str, target: &str) -> bool {
+    let target = target.trim();
+    !target.is_empty() && continuation.contains(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_target;
+
+    #[test]
+    fn a_continuation_contains_the_target_as_written() {
+        assert!(contains_target(" the city of Rome, where", "Rome"));
+        assert!(contains_target("Rome", " Rome "));
+        assert!(!contains_target(" the city of rome", "Rome"));
+        assert!(!contains_target(" anything", " "));
+    }
 }

@@ -44,6 +44,13 @@ pub struct CaseMetrics {
     /// Generation entropy (×100, the paper's scale: ≈ 620 for fluent text).
     #[serde(rename = "GE")]
     pub ge: Option<f64>,
+    /// Whether the greedy continuation of the rewrite prompt contains the new target
+    /// (`[0, 1]`; generation runs only).
+    #[serde(rename = "ES_gen", default, skip_serializing_if = "Option::is_none")]
+    pub es_gen: Option<f64>,
+    /// The fraction of paraphrase prompts whose greedy continuation contains the new target.
+    #[serde(rename = "PS_gen", default, skip_serializing_if = "Option::is_none")]
+    pub ps_gen: Option<f64>,
     /// Known-facts records: whether the true object's first token is the top prediction.
     #[serde(rename = "K", default, skip_serializing_if = "Option::is_none")]
     pub known: Option<f64>,
@@ -145,6 +152,8 @@ impl CaseNll {
             ns: mean(self.neighborhood.iter().map(|x| indicator(x.truth < x.new))),
             nm: mean(self.neighborhood.iter().map(|x| p(x.truth) - p(x.new))),
             ge: None,
+            es_gen: None,
+            ps_gen: None,
             known: None,
             efficacy: None,
             paraphrase: None,

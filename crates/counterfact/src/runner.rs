@@ -10,7 +10,9 @@ use gpt_core::{apply_edits, undo_all, EditModel, Editor, Tokenizer};
 
 use crate::dataset::EditCase;
 use crate::error::{Error, Result};
-use crate::fluency::{fluency, generate_texts};
+use crate::fluency::{
+    contains_target, fluency, generate_texts, greedy_continuations, GREEDY_TOKENS,
+};
 use crate::metrics::{score_cases, CaseMetrics};
 use crate::probability::BatchLimits;
 use crate::record::{CaseRecord, Generation, RunDir};
@@ -257,7 +259,8 @@ pub(crate) fn record(
 }
 
 /// Generates from every case's generation prompts (all cases together) and sets each
-/// `metrics[i].ge` (×100); returns the texts per case.
+/// `metrics[i].ge` (×100), and greedily from its rewrite and paraphrase prompts for
+/// `es_gen` / `ps_gen`; returns the sampled texts per case.
 pub(crate) fn fluency_of<M: EditModel + ?Sized>(
     model: &M,
     tokenizer: &Tokenizer,
@@ -276,6 +279,7 @@ pub(crate) fn fluency_of<M: EditModel + ?Sized>(
             seeds.push(base(c).wrapping_add(i as u64));
         }
     }
+    generation_success(model, tokenizer, cases, options, metrics)?;
     let mut texts = generate_texts(
         model.as_hookable(),
         tokenizer,
@@ -300,4 +304,45 @@ pub(crate) fn fluency_of<M: EditModel + ?Sized>(
         }));
     }
     Ok(out)
+}
+
+/// Sets `es_gen` and `ps_gen` of each case with a new target: whether the greedy
+/// continuation of its rewrite prompt, and of each paraphrase, contains the new target.
+fn generation_success<M: EditModel + ?Sized>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    cases: &[&EditCase],
+    options: &RunOptions,
+    metrics: &mut [CaseMetrics],
+) -> Result<()> {
+    let mut prompts = Vec::new();
+    for c in cases.iter().filter(|c| c.has_edit()) {
+        prompts.push(c.request.filled());
+        prompts.extend(c.paraphrase_prompts.iter().cloned());
+    }
+    if prompts.is_empty() {
+        return Ok(());
+    }
+    let mut continuations = greedy_continuations(
+        model.as_hookable(),
+        tokenizer,
+        &prompts,
+        GREEDY_TOKENS,
+        options.generation_rows,
+    )?
+    .into_iter();
+    for (c, m) in cases.iter().zip(metrics.iter_mut()) {
+        if !c.has_edit() {
+            continue;
+        }
+        let hit = |t: &String| f64::from(u8::from(contains_target(t, &c.request.target)));
+        m.es_gen = continuations.next().as_ref().map(hit);
+        let para: Vec<f64> = continuations
+            .by_ref()
+            .take(c.paraphrase_prompts.len())
+            .map(|t| hit(&t))
+            .collect();
+        m.ps_gen = (!para.is_empty()).then(|| para.iter().sum::<f64>() / para.len() as f64);
+    }
+    Ok(())
 }

@@ -127,10 +127,24 @@ pub fn table_metrics(summaries: &[&Summary]) -> Vec<&'static str> {
     if zsre > 0 {
         out.extend(ZSRE_METRICS);
     }
+    // Generation-based success where measured.
+    for m in GENERATION_METRICS {
+        if summaries
+            .iter()
+            .any(|s| s.metrics.contains_key(m) || s.pre.contains_key(m))
+        {
+            out.push(m);
+        }
+    }
     out
 }
 
-fn getters() -> [(&'static str, Getter); 11] {
+/// Success judged on greedy generations instead of teacher-forced probabilities: whether the
+/// continuation of the rewrite prompt (`ES_gen`) and of the paraphrases (`PS_gen`) contains
+/// the new target ("The Mirage of Model Editing", 2025: teacher forcing overstates edits).
+pub const GENERATION_METRICS: [&str; 2] = ["ES_gen", "PS_gen"];
+
+fn getters() -> [(&'static str, Getter); 13] {
     [
         ("ES", |m| m.es),
         ("PS", |m| m.ps),
@@ -139,6 +153,8 @@ fn getters() -> [(&'static str, Getter); 11] {
         ("PM", |m| m.pm),
         ("NM", |m| m.nm),
         ("GE", |m| m.ge),
+        ("ES_gen", |m| m.es_gen),
+        ("PS_gen", |m| m.ps_gen),
         ("K", |m| m.known),
         ("efficacy", |m| m.efficacy),
         ("paraphrase", |m| m.paraphrase),

@@ -358,6 +358,46 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
     let r = &full_records[0];
     let post = r.post.as_ref().unwrap();
     assert!(post.es.is_some() && post.ps.is_some() && post.ns.is_some() && post.ge.is_some());
+    // Generation success: the greedy continuation of the rewrite prompt (and the one
+    // paraphrase) contains the new target or not.
+    let greedy = counterfact::fluency::greedy_continuations(
+        &m,
+        &tok,
+        &[
+            cases[0].request.filled(),
+            cases[0].paraphrase_prompts[0].clone(),
+        ],
+        counterfact::fluency::GREEDY_TOKENS,
+        8,
+    )
+    .unwrap();
+    assert_eq!(greedy.len(), 2);
+    assert!(matches!(post.es_gen, Some(x) if x == 0.0 || x == 1.0));
+    assert!(matches!(post.ps_gen, Some(x) if x == 0.0 || x == 1.0));
+    assert_eq!(r.pre.es_gen, None, "no pre generation asked");
+    // The unedited model's (a `none` run of case 0): exactly what its greedy texts say.
+    let none_dir = dir.path().join("none");
+    let (run, done) = RunDir::open(&none_dir, &settings("none"), (0, 1), false).unwrap();
+    run_cases(
+        &mut m,
+        &tok,
+        None,
+        &cases[..1],
+        &done,
+        &options,
+        &run,
+        &mut progress::ignore,
+    )
+    .unwrap();
+    let (_, none_records) = read_run(&none_dir).unwrap();
+    let hit = |t: &str| {
+        f64::from(u8::from(counterfact::fluency::contains_target(
+            t,
+            &cases[0].request.target,
+        )))
+    };
+    assert_eq!(none_records[0].pre.es_gen, Some(hit(&greedy[0])));
+    assert_eq!(none_records[0].pre.ps_gen, Some(hit(&greedy[1])));
     assert_eq!(r.generation.as_ref().unwrap().texts.len(), 2);
 
     // The same run stopped after one case, then resumed (the last line cut by a "kill").

@@ -444,7 +444,9 @@ fn zsre_runs_summarise_efficacy_paraphrase_and_specificity() {
         }
         let md = markdown_table(&[&summary], true);
         assert!(
-            md.starts_with("| run | n | Efficacy | Paraphrase | Specificity | s/case |"),
+            md.starts_with(
+                "| run | n | Efficacy | Paraphrase | Specificity | ES_gen | PS_gen | s/case |"
+            ),
             "{md}"
         );
         assert!(
