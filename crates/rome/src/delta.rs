@@ -48,77 +48,191 @@ pub(crate) struct DeltaFit {
     pub losses: Vec<f64>,
 }
 
-/// Optimises δ (see the module documentation).
+/// Optimises δ for one request (see the module documentation).
 pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     model: &M,
     spec: &DeltaSpec<'_>,
 ) -> Result<DeltaFit> {
-    let hp = spec.hp;
-    let prompts = Rewriting::new(model, spec)?;
-    let pass = Pass::new(model, &prompts, spec)?;
+    optimize_deltas(model, std::slice::from_ref(spec), &mut |_| Ok(()))?
+        .pop()
+        .ok_or_else(|| Error::InvalidInput("no request to fit".into()))
+}
+
+/// One request's optimisation state.
+struct Fit {
+    delta: Tensor,
+    adam: Adam,
+    target_init: Option<Tensor>,
+    kl_init: Option<Tensor>,
+    losses: Vec<f64>,
+    done: bool,
+}
+
+/// Optimises one δ per spec, all requests' rewriting and KL prompts in one padded batch per
+/// step (the fast schedule's base run shared), each request stopping at its own early-stop
+/// loss and then leaving the batch. The specs must share the hyperparameters, hook point,
+/// layer and schedule (one method's call); each δ's loss, gradient, Adam state and clamp are
+/// its own — rows of a batch do not interact — so the results are those of one request at a
+/// time, up to the rounding of a differently padded batch. `finished` hears the number of
+/// requests done whenever it grows (its error stops the fit).
+pub(crate) fn optimize_deltas<M: ResumableModel + ?Sized>(
+    model: &M,
+    specs: &[DeltaSpec<'_>],
+    finished: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<DeltaFit>> {
+    let Some(first) = specs.first() else {
+        return Ok(Vec::new());
+    };
+    if let Some(i) = specs.iter().position(|s| {
+        s.point != first.point || s.layer != first.layer || s.schedule != first.schedule
+    }) {
+        return Err(Error::InvalidInput(format!(
+            "request {i} is fitted at another site than request 0: one batch fits one site"
+        )));
+    }
+    let hp = first.hp;
+    let parts = specs
+        .iter()
+        .map(|s| FactRows::new(s))
+        .collect::<Result<Vec<_>>>()?;
     let d_model = model.config().d_model as i64;
-    let mut delta =
-        Tensor::f_zeros([d_model], (model.kind(), model.device()))?.f_set_requires_grad(true)?;
-    let mut adam = Adam::new(&delta, hp.v_lr)?;
-    let mut target_init: Option<Tensor> = None;
-    let mut kl_init: Option<Tensor> = None;
-    let mut losses = Vec::new();
-    for step in 0..hp.v_num_grad_steps {
-        let (logp, recorded) = pass.log_probs(model, spec, &delta)?;
-        if target_init.is_none() {
-            target_init = Some(recorded.f_detach()?);
+    let mut fits = parts
+        .iter()
+        .map(|_| -> Result<Fit> {
+            let delta = Tensor::f_zeros([d_model], (model.kind(), model.device()))?
+                .f_set_requires_grad(true)?;
+            let adam = Adam::new(&delta, hp.v_lr)?;
+            Ok(Fit {
+                delta,
+                adam,
+                target_init: None,
+                kl_init: None,
+                losses: Vec::new(),
+                done: false,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut step = 0;
+    while step < hp.v_num_grad_steps {
+        let active: Vec<usize> = (0..fits.len()).filter(|&i| !fits[i].done).collect();
+        if active.is_empty() {
+            break;
         }
-        let init_norm = target_init
+        // One batch (and one base run) while the same requests are in it.
+        let chosen: Vec<&FactRows> = active.iter().map(|&i| &parts[i]).collect();
+        let prompts = Rewriting::join(model, &chosen)?;
+        let pass = Pass::new(model, &prompts, first)?;
+        while step < hp.v_num_grad_steps {
+            let left = fit_step(
+                model, first, specs, &parts, &mut fits, &active, &prompts, &pass, step,
+            )?;
+            step += 1;
+            if left < active.len() {
+                finished(fits.iter().filter(|f| f.done).count())?;
+                break;
+            }
+        }
+    }
+    fits.into_iter()
+        .map(|fit| {
+            let target_init = fit
+                .target_init
+                .ok_or(gpt_core::Error::NoSuchHookPoint { point: first.point })?;
+            Ok(DeltaFit {
+                target_init,
+                delta: fit.delta.f_detach()?,
+                losses: fit.losses,
+            })
+        })
+        .collect()
+}
+
+/// One step of every request in `active` (the batch `prompts` runs through `pass`): each
+/// request's loss, and an Adam step for those not done; returns how many are still going.
+#[allow(clippy::too_many_arguments)]
+fn fit_step<M: ResumableModel + ?Sized>(
+    model: &M,
+    first: &DeltaSpec<'_>,
+    specs: &[DeltaSpec<'_>],
+    parts: &[FactRows],
+    fits: &mut [Fit],
+    active: &[usize],
+    prompts: &Rewriting,
+    pass: &Pass<'_>,
+    step: usize,
+) -> Result<usize> {
+    let hp = first.hp;
+    let deltas: Vec<Tensor> = active
+        .iter()
+        .map(|&i| fits[i].delta.shallow_clone())
+        .collect();
+    let values = Tensor::f_stack(&deltas, 0)?.f_index_select(0, &prompts.row_fact)?;
+    let (logp, recorded) = pass.log_probs(model, first, &values)?;
+    let mut total: Option<Tensor> = None;
+    let mut stepping = Vec::new();
+    for (k, &i) in active.iter().enumerate() {
+        let fit = &mut fits[i];
+        if fit.target_init.is_none() {
+            fit.target_init = Some(recorded.f_select(0, k as i64)?.f_detach()?);
+        }
+        let init_norm = fit
+            .target_init
             .as_ref()
             .map_or(Ok(1.0), |t| t.f_norm().and_then(|n| n.f_double_value(&[])))?;
-        let loss = LossTerms::new(&prompts, &logp, &mut kl_init, hp)?.total(&delta, init_norm)?;
+        let part = &parts[i];
+        let own = logp.f_narrow(0, prompts.read_start[k], part.reads())?;
+        let loss =
+            LossTerms::new(part, &own, &mut fit.kl_init, hp)?.total(&fit.delta, init_norm)?;
         let loss_value = loss.f_double_value(&[])?;
-        losses.push(loss_value);
+        fit.losses.push(loss_value);
         if !loss_value.is_finite() {
             return Err(gpt_core::Error::NonFinite {
-                what: format!("the v* loss at step {step}"),
+                what: format!(
+                    "the v* loss of request {i} (target {:?}) at step {step}",
+                    specs[i].request.target
+                ),
                 count: 1,
             }
             .into());
         }
         if loss_value < hp.early_stop_loss || step + 1 == hp.v_num_grad_steps {
-            break;
+            fit.done = true;
+            continue;
         }
-        descend(
-            &mut adam,
-            &mut delta,
-            &loss,
-            hp.clamp_norm_factor * init_norm,
-        )?;
+        stepping.push((i, hp.clamp_norm_factor * init_norm));
+        total = Some(match total {
+            Some(t) => t.f_add(&loss)?,
+            None => loss,
+        });
     }
-    let target_init = target_init.ok_or(gpt_core::Error::NoSuchHookPoint { point: spec.point })?;
-    Ok(DeltaFit {
-        target_init,
-        delta: delta.f_detach()?,
-        losses,
-    })
+    if let Some(total) = total {
+        // Each loss depends on its own δ only, so one backward pass of the sum gives every
+        // δ its own gradient.
+        let leaves: Vec<&Tensor> = stepping.iter().map(|(i, _)| &fits[*i].delta).collect();
+        let grads = Tensor::f_run_backward(&[&total], &leaves, false, false)?;
+        for ((i, max_norm), grad) in stepping.iter().zip(grads) {
+            let fit = &mut fits[*i];
+            descend(&mut fit.adam, &mut fit.delta, &grad, *max_norm)?;
+        }
+    }
+    Ok(stepping.len())
 }
 
-/// The rewriting prompts (each template with the prompt and the target's first `T − 1`
-/// tokens) and the KL prompt (`"{subject} is a"`), as one right-padded batch, with the
-/// positions the loss reads.
-struct Rewriting {
+/// One request's rewriting prompts (each template with the prompt and the target's first
+/// `T − 1` tokens) and its KL prompt (`"{subject} is a"`, last), with the positions its
+/// loss reads: rewriting prompt `i` predicts target token `j` at (`i`, `len_i − T + j`);
+/// the KL row reads its subject position.
+struct FactRows {
     rows: Vec<Located>,
-    batch: TokenBatch,
     n_rewrite: usize,
     /// Target tokens `T`.
     t_len: usize,
-    /// Rewriting prompt `i` predicts target token `j` at (`i`, `len_i − T + j`); the KL row
-    /// reads its subject position (last).
-    read_rows: Vec<i64>,
-    read_pos: Vec<i64>,
-    /// `[n_rewrite · T, 1]`: the target token each rewriting read predicts.
-    target_ids: Tensor,
+    /// The target's tokens.
+    target: Vec<i64>,
 }
 
-impl Rewriting {
-    fn new<M: ResumableModel + ?Sized>(model: &M, spec: &DeltaSpec<'_>) -> Result<Self> {
-        let device = model.device();
+impl FactRows {
+    fn new(spec: &DeltaSpec<'_>) -> Result<Self> {
         let target = target_tokens(spec.tokenizer, &spec.request.target)?;
         let t_len = target.len();
         let mut rows: Vec<Located> = spec
@@ -139,30 +253,66 @@ impl Rewriting {
         };
         rows.push(locate(spec.tokenizer, "{}", &kl_request)?);
         let n_rewrite = rows.len() - 1;
+        Ok(Self {
+            rows,
+            n_rewrite,
+            t_len,
+            target,
+        })
+    }
+
+    /// Reads of this request's loss: `n_rewrite · T` target tokens, then the KL row.
+    fn reads(&self) -> i64 {
+        (self.n_rewrite * self.t_len + 1) as i64
+    }
+}
+
+/// The rows of the requests of one step as one right-padded batch, request after request,
+/// with where each request's rows and reads are.
+struct Rewriting {
+    rows: Vec<Located>,
+    batch: TokenBatch,
+    /// `[rows]`: the request (index in the batch) of each row.
+    row_fact: Tensor,
+    /// Each request's first row (its bare prompt).
+    first_rows: Vec<i64>,
+    /// Each request's first read.
+    read_start: Vec<i64>,
+    read_rows: Vec<i64>,
+    read_pos: Vec<i64>,
+}
+
+impl Rewriting {
+    fn join<M: ResumableModel + ?Sized>(model: &M, parts: &[&FactRows]) -> Result<Self> {
+        let device = model.device();
+        let mut rows: Vec<Located> = Vec::new();
+        let (mut row_fact, mut first_rows, mut read_start) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut read_rows, mut read_pos) = (Vec::new(), Vec::new());
+        for (k, part) in parts.iter().enumerate() {
+            let offset = rows.len();
+            first_rows.push(offset as i64);
+            read_start.push(read_rows.len() as i64);
+            for (i, r) in part.rows.iter().enumerate().take(part.n_rewrite) {
+                for j in 0..part.t_len {
+                    read_rows.push((offset + i) as i64);
+                    read_pos.push((r.ids.len() - part.t_len + j) as i64);
+                }
+            }
+            read_rows.push((offset + part.n_rewrite) as i64);
+            read_pos.push(part.rows[part.n_rewrite].subject_last as i64);
+            rows.extend(part.rows.iter().cloned());
+            row_fact.extend(std::iter::repeat(k as i64).take(part.rows.len()));
+        }
         let seqs: Vec<Vec<i64>> = rows.iter().map(|r| r.ids.clone()).collect();
         let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
-        let mut read_rows = Vec::new();
-        let mut read_pos = Vec::new();
-        for (i, r) in rows.iter().enumerate().take(n_rewrite) {
-            for j in 0..t_len {
-                read_rows.push(i as i64);
-                read_pos.push((r.ids.len() - t_len + j) as i64);
-            }
-        }
-        read_rows.push(n_rewrite as i64);
-        read_pos.push(rows[n_rewrite].subject_last as i64);
-        let target_ids = Tensor::f_from_slice(&target)?
-            .f_to_device(device)?
-            .f_repeat([n_rewrite as i64])?
-            .f_unsqueeze(1)?;
         Ok(Self {
             rows,
             batch,
-            n_rewrite,
-            t_len,
+            row_fact: Tensor::f_from_slice(&row_fact)?.f_to_device(device)?,
+            first_rows,
+            read_start,
             read_rows,
             read_pos,
-            target_ids,
         })
     }
 }
@@ -176,8 +326,9 @@ struct Pass<'p> {
     lookup: Sites,
     read_rows: Tensor,
     read_pos: Tensor,
-    /// Where the bare prompt's value before the edit is read.
-    init_position: i64,
+    /// Where each request's bare prompt's value before the edit is read: rows and positions.
+    init_rows: Tensor,
+    init_pos: Tensor,
 }
 
 impl<'p> Pass<'p> {
@@ -188,47 +339,60 @@ impl<'p> Pass<'p> {
     ) -> Result<Self> {
         let device = model.device();
         let rows = &prompts.rows;
-        let read_rows = Tensor::f_from_slice(&prompts.read_rows)?.f_to_device(device)?;
+        let tensor =
+            |v: &[i64]| -> Result<Tensor> { Ok(Tensor::f_from_slice(v)?.f_to_device(device)?) };
+        let read_rows = tensor(&prompts.read_rows)?;
+        let init_rows = tensor(&prompts.first_rows)?;
         let pass = match spec.schedule {
             VSchedule::Fast => {
                 let resumed = Resumed::prepare(model, &prompts.batch, rows, spec.layer)?;
                 let read_pos = resumed.shift(&prompts.read_rows, &prompts.read_pos);
                 Self {
                     lookup: Sites::per_row(vec![0; rows.len()]),
-                    read_pos: Tensor::f_from_slice(&read_pos)?.f_to_device(device)?,
-                    init_position: 0,
+                    read_pos: tensor(&read_pos)?,
+                    init_pos: tensor(&vec![0; prompts.first_rows.len()])?,
+                    init_rows,
                     resumed: Some(resumed),
                     batch: &prompts.batch,
                     read_rows,
                 }
             }
-            VSchedule::Naive => Self {
-                resumed: None,
-                batch: &prompts.batch,
-                lookup: Sites::per_row(rows.iter().map(|r| r.subject_last as i64)),
-                read_rows,
-                read_pos: Tensor::f_from_slice(&prompts.read_pos)?.f_to_device(device)?,
-                init_position: rows[0].subject_last as i64,
-            },
+            VSchedule::Naive => {
+                let init_pos: Vec<i64> = prompts
+                    .first_rows
+                    .iter()
+                    .map(|&r| rows[r as usize].subject_last as i64)
+                    .collect();
+                Self {
+                    resumed: None,
+                    batch: &prompts.batch,
+                    lookup: Sites::per_row(rows.iter().map(|r| r.subject_last as i64)),
+                    read_rows,
+                    read_pos: tensor(&prompts.read_pos)?,
+                    init_pos: tensor(&init_pos)?,
+                    init_rows,
+                }
+            }
         };
         Ok(pass)
     }
 
-    /// One pass with δ added: log-probabilities at the read positions, `[reads, vocab]`,
-    /// and the bare prompt's value at `spec.point` as recorded (before δ where it is added
-    /// later), `[d_model]`.
+    /// One pass with `values` (`[rows, d_model]`: each row's request's δ) added:
+    /// log-probabilities at the read positions, `[reads, vocab]`, and each request's bare
+    /// prompt's value at `spec.point` as recorded (before δ where it is added later),
+    /// `[requests, d_model]`.
     fn log_probs<M: ResumableModel + ?Sized>(
         &self,
         model: &M,
         spec: &DeltaSpec<'_>,
-        delta: &Tensor,
+        values: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let point = spec.point;
         let mut record = CacheHook::new(|p| p == point);
         let add = SiteWrite::add(
             HookPoint::mlp_out(spec.layer),
             self.lookup.clone(),
-            delta.shallow_clone(),
+            values.shallow_clone(),
         );
         let mut hooks = (&mut record, add);
         let index = [Some(&self.read_rows), Some(&self.read_pos)];
@@ -253,8 +417,7 @@ impl<'p> Pass<'p> {
         let recorded = record
             .cache
             .try_get(point)?
-            .f_select(0, 0)?
-            .f_select(0, self.init_position)?;
+            .f_index(&[Some(&self.init_rows), Some(&self.init_pos)])?;
         Ok((logp, recorded))
     }
 }
@@ -270,15 +433,20 @@ struct LossTerms {
 impl LossTerms {
     /// `kl_init` is set at the first step.
     fn new(
-        prompts: &Rewriting,
+        part: &FactRows,
         logp: &Tensor,
         kl_init: &mut Option<Tensor>,
         hp: &RomeHparams,
     ) -> Result<Self> {
-        let n_reads = (prompts.n_rewrite * prompts.t_len) as i64;
+        let n_reads = (part.n_rewrite * part.t_len) as i64;
+        // `[n_rewrite · T, 1]`: the target token each rewriting read predicts.
+        let target_ids = Tensor::f_from_slice(&part.target)?
+            .f_to_device(logp.device())?
+            .f_repeat([part.n_rewrite as i64])?
+            .f_unsqueeze(1)?;
         let nll = logp
             .f_narrow(0, 0, n_reads)?
-            .f_gather(1, &prompts.target_ids, false)?
+            .f_gather(1, &target_ids, false)?
             .f_neg()?
             .f_mean(Kind::Float)?; // mean over prompts of the per-token mean = same as ROME
         let kl_cur = logp.f_narrow(0, n_reads, 1)?;
@@ -312,14 +480,10 @@ impl LossTerms {
     }
 }
 
-/// One Adam step on δ, then δ projected back into the ball of radius `max_norm`.
-fn descend(adam: &mut Adam, delta: &mut Tensor, loss: &Tensor, max_norm: f64) -> Result<()> {
-    let grads = Tensor::f_run_backward(&[loss], &[&*delta], false, false)?;
-    let grad = grads
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::InvalidInput("no gradient reached δ".into()))?;
-    adam.step(delta, &grad)?;
+/// One Adam step on δ from its gradient, then δ projected back into the ball of radius
+/// `max_norm`.
+fn descend(adam: &mut Adam, delta: &mut Tensor, grad: &Tensor, max_norm: f64) -> Result<()> {
+    adam.step(delta, grad)?;
     let norm = delta.f_norm()?.f_double_value(&[])?;
     if norm > max_norm {
         gpt_core::tch::no_grad(|| -> Result<()> {

@@ -75,6 +75,7 @@ mod error;
 pub mod ft;
 pub mod hparams;
 mod layered;
+pub use layered::TARGET_BATCH;
 pub mod memit;
 pub mod nullspace;
 pub mod preset;

@@ -539,9 +539,24 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
             &mut progress::watch(|p| stages.push((p.stage.to_string(), p.done))),
         )
         .unwrap();
-        let targets = (0..=3).map(|i| (rome::memit::TARGETS_STAGE.to_string(), i));
+        // Targets are fitted together: reports before the first, whenever a request
+        // stops early, and at the end; then one per layer.
+        let targets: Vec<u64> = stages
+            .iter()
+            .filter(|(s, _)| s == rome::memit::TARGETS_STAGE)
+            .map(|(_, d)| *d)
+            .collect();
+        assert!(
+            targets.first() == Some(&0)
+                && targets.last() == Some(&3)
+                && targets.windows(2).all(|w| w[0] < w[1]),
+            "{stages:?}"
+        );
         let updates = (0..=layers.len() as u64).map(|i| (rome::memit::LAYERS_STAGE.to_string(), i));
-        assert_eq!(stages, targets.chain(updates).collect::<Vec<_>>());
+        assert_eq!(
+            stages[targets.len()..].to_vec(),
+            updates.collect::<Vec<_>>()
+        );
         assert_eq!(edit.deltas.len(), layers.len());
         assert_eq!(edit.z.size(), [3, m.config().d_model as i64]);
         // Stopped after the first layer's update: cancelled, and the interim edit undone.
@@ -709,5 +724,89 @@ fn editors_write_requests_and_undo_bit_exactly() {
     assert!(err.to_string().contains("no `{}`"), "{err}");
     for (l, w) in snapshot.iter().enumerate() {
         assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
+    }
+}
+
+#[test]
+fn memit_targets_fitted_together_equal_one_request_at_a_time() {
+    let tok = tokenizer();
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let mut m = model(arch, &tok, 9);
+        let layers = vec![0, 1];
+        let cs: Vec<Tensor> = layers
+            .iter()
+            .map(|&l| {
+                KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
+                    .compute()
+                    .unwrap()
+                    .c()
+                    .unwrap()
+            })
+            .collect();
+        let mut hp = rome::MemitHparams::smollm2();
+        hp.layers = layers.clone();
+        hp.z.v_num_grad_steps = 10;
+        hp.z.v_lr = 0.5;
+        hp.z.context_template_length_params = vec![(4, 2)];
+        let templates =
+            context_templates(&m, &tok, &hp.z.context_template_length_params, 2).unwrap();
+        let requests = vec![
+            RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")
+                .unwrap(),
+            RewriteRequest::new("{} plays the sport of", "Tiger Woods", "tennis").unwrap(),
+            RewriteRequest::new("The capital of {} is", "France", "Berlin").unwrap(),
+            RewriteRequest::new("{} works as a", "Marie Curie", "lawyer").unwrap(),
+        ];
+        let mut memit = |requests: &[RewriteRequest], hp: &rome::MemitHparams| {
+            rome::compute_memit(
+                &mut m,
+                &tok,
+                requests,
+                hp,
+                &cs,
+                &templates,
+                &mut progress::ignore,
+            )
+            .unwrap()
+        };
+        // An early stop between the requests' losses, so that some leave the batch first.
+        let free = memit(&requests, &hp);
+        let mut finals: Vec<f64> = free.losses.iter().map(|l| l[l.len() / 2]).collect();
+        finals.sort_by(f64::total_cmp);
+        hp.z.early_stop_loss = (finals[1] + finals[2]) / 2.0;
+        let joint = memit(&requests, &hp);
+        let steps: Vec<usize> = joint.losses.iter().map(Vec::len).collect();
+        assert!(
+            steps.iter().any(|&s| s != steps[0]),
+            "{arch:?}: every request stopped at the same step ({steps:?}), the test proves nothing"
+        );
+        for (i, r) in requests.iter().enumerate() {
+            let alone = memit(std::slice::from_ref(r), &hp);
+            assert_eq!(
+                alone.losses[0].len(),
+                joint.losses[i].len(),
+                "{arch:?} request {i}"
+            );
+            for (a, b) in alone.losses[0].iter().zip(&joint.losses[i]) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                    "{arch:?} request {i}: {a} vs {b}"
+                );
+            }
+            let diff = alone
+                .z
+                .f_select(0, 0)
+                .unwrap()
+                .f_sub(&joint.z.f_select(0, i as i64).unwrap())
+                .unwrap()
+                .abs()
+                .max()
+                .double_value(&[]);
+            let scale = alone.z.abs().max().double_value(&[]).max(1.0);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{arch:?} request {i}: z differs by {diff}"
+            );
+        }
     }
 }
