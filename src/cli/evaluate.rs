@@ -168,6 +168,11 @@ pub struct EvaluateArgs {
     /// Tokens of --retention-text used (from its start, in windows of up to 512 tokens).
     #[arg(long, default_value_t = 4096, requires = "retention_text")]
     retention_tokens: usize,
+    /// Do not reuse or store MEMIT / AlphaEdit / EMMET target residuals in the per-user cache
+    /// (by content: model, layer, request, z settings; a sweep over λ or the first layers
+    /// reuses them; sequential runs never use it — each batch sees a new model).
+    #[arg(long)]
+    no_target_cache: bool,
     /// With --sequential: known-facts records (the `known_1000.json` format) whose top-1
     /// accuracy is measured before, during and after the edits; facts about an edited
     /// subject are left out.
@@ -196,7 +201,8 @@ fn editor_for(
         EvalMethod::Memit => {
             let (hp, cs) = memit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
             let value = serde_json::to_value(&hp)?;
-            (Some(Box::new(MemitEditor::new(hp, cs))), value)
+            let editor = MemitEditor::new(hp, cs).with_target_cache(target_cache(args));
+            (Some(Box::new(editor)), value)
         }
         EvalMethod::AlphaEdit => {
             let (hp, cs) =
@@ -206,13 +212,16 @@ fn editor_for(
             // carries over (it would protect keys of edits no longer in the model, and make a
             // batch's result depend on the order of shards and resumes). Sequential runs keep
             // every edit, so each batch's keys join the history, as the reference does.
-            let editor = AlphaEditEditor::new(hp, &cs)?.with_history_updates(args.sequential);
+            let editor = AlphaEditEditor::new(hp, &cs)?
+                .with_history_updates(args.sequential)
+                .with_target_cache(target_cache(args));
             (Some(Box::new(editor)), value)
         }
         EvalMethod::Emmet => {
             let (hp, cs) = emmet_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
             let value = serde_json::to_value(&hp)?;
-            (Some(Box::new(EmmetEditor::new(hp, cs))), value)
+            let editor = EmmetEditor::new(hp, cs).with_target_cache(target_cache(args));
+            (Some(Box::new(editor)), value)
         }
         EvalMethod::Ft => {
             let hp = ft_hparams(&args.preset, args.layer, loaded.model.config())?;
@@ -220,6 +229,12 @@ fn editor_for(
             (Some(Box::new(FtEditor { hparams: hp })), value)
         }
     })
+}
+
+/// The target-residual cache of a run: the per-user one, except with --no-target-cache and
+/// in sequential runs (where no model state repeats).
+fn target_cache(args: &EvaluateArgs) -> Option<rome::TargetCache> {
+    (!args.no_target_cache && !args.sequential).then(rome::TargetCache::default_location)
 }
 
 /// Runs `factscope evaluate`.

@@ -51,7 +51,7 @@ impl Fnv64 {
 /// # Errors
 /// [`Error::InvalidInput`] if the config cannot be serialised; a weight out of range;
 /// libtorch errors.
-pub fn model_fingerprint(model: &dyn EditableModel, weight: WeightId) -> Result<String> {
+pub fn model_fingerprint<M: EditableModel + ?Sized>(model: &M, weight: WeightId) -> Result<String> {
     let mut h = Fnv64::default();
     let config = serde_json::to_string(model.config())
         .map_err(|e| Error::InvalidInput(format!("model config: {e}")))?;

@@ -15,6 +15,7 @@ use crate::memit::{check_per_layer, MemitHparams};
 use crate::nullspace::REFERENCE_NULLSPACE_THRESHOLD;
 use crate::nullspace::{alphaedit_update, KeyHistory, NullSpaceProjector};
 use crate::request::RewriteRequest;
+use crate::target_cache::TargetCache;
 
 /// The first stage [`compute_alphaedit`] reports: the target residual `z` of each request.
 pub const TARGETS_STAGE: &str = "AlphaEdit targets";
@@ -101,6 +102,24 @@ pub fn compute_alphaedit<M: EditableModel + ResumableModel + ?Sized>(
     templates: &[String],
     progress: &mut ProgressFn<'_>,
 ) -> Result<AlphaEditEdit> {
+    compute_alphaedit_cached(
+        model, tokenizer, requests, hp, projectors, histories, templates, progress, None,
+    )
+}
+
+/// [`compute_alphaedit`] with target residuals looked up in and stored to `cache`.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_alphaedit_cached<M: EditableModel + ResumableModel + ?Sized>(
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    hp: &AlphaEditHparams,
+    projectors: &[NullSpaceProjector],
+    histories: &[KeyHistory],
+    templates: &[String],
+    progress: &mut ProgressFn<'_>,
+    cache: Option<&TargetCache>,
+) -> Result<AlphaEditEdit> {
     let check = || {
         check_per_layer("projectors", projectors.len(), &hp.layers)?;
         check_per_layer("key histories", histories.len(), &hp.layers)
@@ -111,6 +130,7 @@ pub fn compute_alphaedit<M: EditableModel + ResumableModel + ?Sized>(
         layers_stage: LAYERS_STAGE,
         layers: &hp.layers,
         z: &hp.z,
+        cache,
         keys_after: true,
         check: &check,
     };

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use gpt_core::tch::Tensor;
 use gpt_core::{EditModel, Editor, Method, RewriteRequest, Tokenizer, WeightDelta};
 
-use crate::alphaedit::{compute_alphaedit, AlphaEditHparams};
-use crate::emmet::{compute_emmet, EmmetHparams};
+use crate::alphaedit::{compute_alphaedit_cached, AlphaEditHparams};
+use crate::emmet::{compute_emmet_cached, EmmetHparams};
 use crate::error::{Error, Result};
 use crate::ft::{compute_ft, FtHparams};
 use crate::hparams::{RomeHparams, RomeVariant};
-use crate::memit::{compute_memit, MemitHparams};
+use crate::memit::{compute_memit_cached, MemitHparams};
 use crate::nullspace::{KeyHistory, NullSpaceProjector};
 use crate::rome::{compute_rome, context_templates, VSchedule};
+use crate::target_cache::TargetCache;
 
 /// Wraps this crate's error for the [`Editor`] interface.
 /// `rome::Error::from` gives the error back.
@@ -134,6 +135,7 @@ pub struct MemitEditor {
     /// The key statistics of each of `hparams.layers`, in order.
     pub cs: Vec<Tensor>,
     templates: Option<Vec<String>>,
+    target_cache: Option<TargetCache>,
 }
 
 impl MemitEditor {
@@ -143,7 +145,15 @@ impl MemitEditor {
             hparams,
             cs,
             templates: None,
+            target_cache: None,
         }
+    }
+
+    /// Looks target residuals up in `cache` before fitting them, and stores the new ones
+    /// (`None`: no cache, the default).
+    pub fn with_target_cache(mut self, cache: Option<TargetCache>) -> Self {
+        self.target_cache = cache;
+        self
     }
 }
 
@@ -165,7 +175,7 @@ impl Editor for MemitEditor {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
                 templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
-            let edit = compute_memit(
+            let edit = compute_memit_cached(
                 &mut *model,
                 tokenizer,
                 requests,
@@ -173,6 +183,7 @@ impl Editor for MemitEditor {
                 &self.cs,
                 &templates,
                 &mut gpt_core::progress::ignore,
+                self.target_cache.as_ref(),
             )?;
             Ok(edit.deltas)
         };
@@ -203,6 +214,7 @@ pub struct AlphaEditEditor {
     /// [`histories`](Self::histories).
     pub update_history: bool,
     templates: Option<Vec<String>>,
+    target_cache: Option<TargetCache>,
 }
 
 impl AlphaEditEditor {
@@ -253,7 +265,15 @@ impl AlphaEditEditor {
             histories,
             update_history: true,
             templates: None,
+            target_cache: None,
         })
+    }
+
+    /// Looks target residuals up in `cache` before fitting them, and stores the new ones
+    /// (`None`: no cache, the default).
+    pub fn with_target_cache(mut self, cache: Option<TargetCache>) -> Self {
+        self.target_cache = cache;
+        self
     }
 
     /// Turns the history updates of [`Editor::compute`] on or off.
@@ -329,7 +349,7 @@ impl Editor for AlphaEditEditor {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
                 templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
-            let edit = compute_alphaedit(
+            let edit = compute_alphaedit_cached(
                 &mut *model,
                 tokenizer,
                 requests,
@@ -338,6 +358,7 @@ impl Editor for AlphaEditEditor {
                 &self.histories,
                 &templates,
                 &mut gpt_core::progress::ignore,
+                self.target_cache.as_ref(),
             )?;
             if self.update_history {
                 for (h, k) in self.histories.iter_mut().zip(&edit.keys_after) {
@@ -368,6 +389,7 @@ pub struct EmmetEditor {
     /// The key statistics of each of `hparams.layers`, in order.
     pub cs: Vec<Tensor>,
     templates: Option<Vec<String>>,
+    target_cache: Option<TargetCache>,
 }
 
 impl EmmetEditor {
@@ -377,7 +399,15 @@ impl EmmetEditor {
             hparams,
             cs,
             templates: None,
+            target_cache: None,
         }
+    }
+
+    /// Looks target residuals up in `cache` before fitting them, and stores the new ones
+    /// (`None`: no cache, the default).
+    pub fn with_target_cache(mut self, cache: Option<TargetCache>) -> Self {
+        self.target_cache = cache;
+        self
     }
 }
 
@@ -399,7 +429,7 @@ impl Editor for EmmetEditor {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
                 templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
-            let edit = compute_emmet(
+            let edit = compute_emmet_cached(
                 &mut *model,
                 tokenizer,
                 requests,
@@ -407,6 +437,7 @@ impl Editor for EmmetEditor {
                 &self.cs,
                 &templates,
                 &mut gpt_core::progress::ignore,
+                self.target_cache.as_ref(),
             )?;
             Ok(edit.deltas)
         };

@@ -13,6 +13,7 @@ use crate::hparams::RomeHparams;
 use crate::layered::{compute_layered, LayeredSpec};
 use crate::memit::{check_per_layer, MemitHparams};
 use crate::request::RewriteRequest;
+use crate::target_cache::TargetCache;
 use crate::update::{check_shape, f64_of, solve_spd_checked};
 
 /// The first stage [`compute_emmet`] reports: the target residual `z` of each request.
@@ -102,12 +103,30 @@ pub fn compute_emmet<M: EditableModel + ResumableModel + ?Sized>(
     templates: &[String],
     progress: &mut ProgressFn<'_>,
 ) -> Result<EmmetEdit> {
+    compute_emmet_cached(
+        model, tokenizer, requests, hp, cs, templates, progress, None,
+    )
+}
+
+/// [`compute_emmet`] with target residuals looked up in and stored to `cache`.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_emmet_cached<M: EditableModel + ResumableModel + ?Sized>(
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    hp: &EmmetHparams,
+    cs: &[Tensor],
+    templates: &[String],
+    progress: &mut ProgressFn<'_>,
+    cache: Option<&TargetCache>,
+) -> Result<EmmetEdit> {
     let spec = LayeredSpec {
         method: "EMMET",
         targets_stage: TARGETS_STAGE,
         layers_stage: LAYERS_STAGE,
         layers: &hp.layers,
         z: &hp.z,
+        cache,
         keys_after: false,
         check: &|| check_per_layer("statistics", cs.len(), &hp.layers),
     };

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
 use crate::rome::{at_subjects, keys_and_values, locate, Located, VSchedule};
+use crate::target_cache::TargetCache;
 
 /// Requests whose target residuals `z` are optimised together, in one padded batch per
 /// step (each with its own δ, loss, Adam state and early stop; the results are those of
@@ -42,6 +43,8 @@ pub(crate) struct LayeredSpec<'a> {
     /// Whether to compute each edited layer's keys again with every layer's change applied
     /// (AlphaEdit's key history, the reference's `cache_c`).
     pub keys_after: bool,
+    /// Where target residuals are looked up before they are fitted, and stored after.
+    pub cache: Option<&'a TargetCache>,
     /// The method's own checks of its inputs (statistics per layer), run after the
     /// requests' and layers' checks and before anything is computed.
     pub check: &'a dyn Fn() -> Result<()>,
@@ -155,37 +158,65 @@ pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
             "requests",
         )
     };
-    progress::report(progress, targets(0))?;
-    let (mut zs, mut losses) = (Vec::new(), Vec::new());
-    let specs: Vec<DeltaSpec<'_>> = requests
+    // Cached targets first (by content: the model's state, layer, request, settings).
+    let state = match spec.cache {
+        Some(_) => Some(TargetCache::model_state(&*model)?),
+        None => None,
+    };
+    let mut found: Vec<Option<(Tensor, Vec<f64>)>> = Vec::with_capacity(requests.len());
+    for r in requests {
+        found.push(match (spec.cache, &state) {
+            (Some(cache), Some(state)) => cache.get(state, last, r, &z_hp, templates)?,
+            _ => None,
+        });
+    }
+    let missing: Vec<usize> = (0..requests.len())
+        .filter(|&i| found[i].is_none())
+        .collect();
+    let specs: Vec<DeltaSpec<'_>> = missing
         .iter()
-        .zip(&prompts)
-        .map(|(r, p)| DeltaSpec {
+        .map(|&i| DeltaSpec {
             tokenizer,
-            request: r,
+            request: &requests[i],
             hp: &z_hp,
-            key_prompts: p,
+            key_prompts: &prompts[i],
             point: HookPoint::resid_post(last),
             layer: last,
             schedule: VSchedule::Fast,
         })
         .collect();
-    for chunk in specs.chunks(TARGET_BATCH) {
-        let before = zs.len();
+    let mut done = requests.len() - missing.len();
+    progress::report(progress, targets(done))?;
+    for (chunk, indices) in specs.chunks(TARGET_BATCH).zip(missing.chunks(TARGET_BATCH)) {
+        let before = done;
         let mut reported = before;
-        let fits = optimize_deltas(&*model, chunk, &mut |done| {
+        let fits = optimize_deltas(&*model, chunk, &mut |finished| {
             // Every request of a chunk is done at its end: that is reported once, below.
-            if before + done > reported && done < chunk.len() {
-                reported = before + done;
+            if before + finished > reported && finished < chunk.len() {
+                reported = before + finished;
                 progress::report(progress, targets(reported))?;
             }
             Ok(())
         })?;
-        for fit in fits {
-            zs.push(fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?);
-            losses.push(fit.losses);
+        for (fit, &i) in fits.into_iter().zip(indices) {
+            let z = fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?;
+            if let (Some(cache), Some(state)) = (spec.cache, &state) {
+                cache.put(
+                    state,
+                    (last, &requests[i], &z_hp, templates),
+                    &z,
+                    &fit.losses,
+                )?;
+            }
+            found[i] = Some((z, fit.losses));
         }
-        progress::report(progress, targets(zs.len()))?;
+        done += chunk.len();
+        progress::report(progress, targets(done))?;
+    }
+    let (mut zs, mut losses) = (Vec::new(), Vec::new());
+    for (z, l) in found.into_iter().flatten() {
+        zs.push(z.f_to_device(Device::Cpu)?);
+        losses.push(l);
     }
     let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
     let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();

@@ -85,17 +85,18 @@ pub mod rome;
 mod st_file;
 pub mod stats;
 pub mod stats_cache;
+pub mod target_cache;
 pub mod update;
 
-pub use alphaedit::{compute_alphaedit, AlphaEditEdit, AlphaEditHparams};
+pub use alphaedit::{compute_alphaedit, compute_alphaedit_cached, AlphaEditEdit, AlphaEditHparams};
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
 pub use editor::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor};
-pub use emmet::{compute_emmet, emmet_update, EmmetEdit, EmmetHparams};
+pub use emmet::{compute_emmet, compute_emmet_cached, emmet_update, EmmetEdit, EmmetHparams};
 pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};
 pub use hparams::{RomeHparams, RomeVariant};
-pub use memit::{compute_memit, MemitEdit, MemitHparams};
+pub use memit::{compute_memit, compute_memit_cached, MemitEdit, MemitHparams};
 pub use nullspace::{
     alphaedit_update, KeyHistory, NullSpaceProjector, REFERENCE_NULLSPACE_THRESHOLD,
 };
@@ -104,6 +105,7 @@ pub use request::RewriteRequest;
 pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
 pub use stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsMeta, StatsOptions, STATS_STAGE};
 pub use stats_cache::StatsCache;
+pub use target_cache::TargetCache;
 pub use update::{
     memit_update, rank_one_update, solve_general, solve_spd, solve_spd_checked, RankOneUpdate,
     SecondMoment,

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::layered::{compute_layered, LayeredSpec};
 use crate::request::RewriteRequest;
+use crate::target_cache::TargetCache;
 use crate::update::memit_update;
 
 /// The first stage [`compute_memit`] reports: the target residual `z` of each request.
@@ -114,12 +115,30 @@ pub fn compute_memit<M: EditableModel + ResumableModel + ?Sized>(
     templates: &[String],
     progress: &mut ProgressFn<'_>,
 ) -> Result<MemitEdit> {
+    compute_memit_cached(
+        model, tokenizer, requests, hp, cs, templates, progress, None,
+    )
+}
+
+/// [`compute_memit`] with target residuals looked up in and stored to `cache`.
+#[allow(clippy::too_many_arguments)]
+pub fn compute_memit_cached<M: EditableModel + ResumableModel + ?Sized>(
+    model: &mut M,
+    tokenizer: &Tokenizer,
+    requests: &[RewriteRequest],
+    hp: &MemitHparams,
+    cs: &[Tensor],
+    templates: &[String],
+    progress: &mut ProgressFn<'_>,
+    cache: Option<&TargetCache>,
+) -> Result<MemitEdit> {
     let spec = LayeredSpec {
         method: "MEMIT",
         targets_stage: TARGETS_STAGE,
         layers_stage: LAYERS_STAGE,
         layers: &hp.layers,
         z: &hp.z,
+        cache,
         keys_after: false,
         check: &|| check_per_layer("statistics", cs.len(), &hp.layers),
     };

@@ -810,3 +810,88 @@ fn memit_targets_fitted_together_equal_one_request_at_a_time() {
         }
     }
 }
+
+#[test]
+fn target_residuals_are_cached_by_content() {
+    let tok = tokenizer();
+    let mut m = model(Architecture::Llama, &tok, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = rome::TargetCache::new(dir.path());
+    let layers = vec![0, 1];
+    let cs: Vec<Tensor> = layers
+        .iter()
+        .map(|&l| {
+            KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
+                .compute()
+                .unwrap()
+                .c()
+                .unwrap()
+        })
+        .collect();
+    let mut hp = rome::MemitHparams::smollm2();
+    hp.layers = layers.clone();
+    hp.z.v_num_grad_steps = 4;
+    hp.z.context_template_length_params = vec![(4, 2)];
+    let templates = context_templates(&m, &tok, &hp.z.context_template_length_params, 2).unwrap();
+    let requests = vec![
+        RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome").unwrap(),
+        RewriteRequest::new("{} plays the sport of", "Tiger Woods", "tennis").unwrap(),
+    ];
+    // A planted entry for request 0 is used as it is; request 1 is fitted and stored.
+    let state = rome::TargetCache::model_state(&m).unwrap();
+    // The key's z settings name the layer z sits at (the last edited one).
+    let mut z = hp.z.clone();
+    z.layer = 1;
+    let d = m.config().d_model as i64;
+    let planted = Tensor::ones([d], (Kind::Double, Device::Cpu));
+    cache
+        .put(&state, (1, &requests[0], &z, &templates), &planted, &[42.0])
+        .unwrap();
+    let edit = rome::compute_memit_cached(
+        &mut m,
+        &tok,
+        &requests,
+        &hp,
+        &cs,
+        &templates,
+        &mut progress::ignore,
+        Some(&cache),
+    )
+    .unwrap();
+    assert_eq!(edit.losses[0], vec![42.0]);
+    assert!(edit.z.f_select(0, 0).unwrap().equal(&planted));
+    let (z1, losses1) = cache
+        .get(&state, 1, &requests[1], &z, &templates)
+        .unwrap()
+        .expect("request 1's z was stored");
+    assert!(z1.equal(&edit.z.f_select(0, 1).unwrap()));
+    assert_eq!(losses1, edit.losses[1]);
+    // Another λ reuses both; other z settings or an edited model use neither.
+    hp.mom2_update_weight *= 2.0;
+    let again = rome::compute_memit_cached(
+        &mut m,
+        &tok,
+        &requests,
+        &hp,
+        &cs,
+        &templates,
+        &mut progress::ignore,
+        Some(&cache),
+    )
+    .unwrap();
+    assert!(again.z.equal(&edit.z));
+    let mut other = z.clone();
+    other.v_lr *= 2.0;
+    assert!(cache
+        .get(&state, 1, &requests[1], &other, &templates)
+        .unwrap()
+        .is_none());
+    let undo = m.apply(&edit.deltas[0]).unwrap();
+    let edited = rome::TargetCache::model_state(&m).unwrap();
+    assert_ne!(edited, state);
+    assert!(cache
+        .get(&edited, 1, &requests[1], &z, &templates)
+        .unwrap()
+        .is_none());
+    m.undo(&undo).unwrap();
+}
