@@ -571,7 +571,7 @@ fn edit_and_score<M: EditModel>(
                 state.edited.extend(&ids);
                 state
                     .edit_seconds
-                    .extend(std::iter::repeat(seconds).take(ids.len()));
+                    .extend(std::iter::repeat_n(seconds, ids.len()));
                 state.batches += 1;
                 outcome.batches += 1;
                 if let Some(k) = options.checkpoint_every {

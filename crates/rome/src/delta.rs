@@ -301,7 +301,7 @@ impl Rewriting {
             read_rows.push((offset + part.n_rewrite) as i64);
             read_pos.push(part.rows[part.n_rewrite].subject_last as i64);
             rows.extend(part.rows.iter().cloned());
-            row_fact.extend(std::iter::repeat(k as i64).take(part.rows.len()));
+            row_fact.extend(std::iter::repeat_n(k as i64, part.rows.len()));
         }
         let seqs: Vec<Vec<i64>> = rows.iter().map(|r| r.ids.clone()).collect();
         let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
