@@ -85,33 +85,68 @@ pub fn generate_texts(
     max_len: usize,
     rows: usize,
 ) -> Result<Vec<String>> {
+    generate_cut(model, tokenizer, prompts, Some(seeds), rows, |longest| {
+        max_len.saturating_sub(longest).max(1)
+    })?
+    .into_iter()
+    .map(|(p, n)| Ok(tokenizer.decode_text(&[p, n].concat())?))
+    .collect()
+}
+
+/// Generates from `prompts`, `rows` at a time — top-k 5 sampling with prompt `i`'s generator
+/// seeded `seeds[i]`, or greedily without seeds — `new_tokens(longest prompt of the chunk)`
+/// new tokens per chunk; returns each prompt's tokens and its new tokens up to (without) the
+/// first token that ends a text or a turn.
+fn generate_cut(
+    model: &dyn HookableModel,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    seeds: Option<&[u64]>,
+    rows: usize,
+    new_tokens: impl Fn(usize) -> usize,
+) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
     let ids: Vec<Vec<i64>> = prompts
         .iter()
         .map(|p| tokenizer.encode(p).map(|e| e.ids))
         .collect::<gpt_core::Result<_>>()?;
     let mut ends = tokenizer.end_ids();
     ends.extend(model.config().eos_token_id);
-    let mut texts = Vec::with_capacity(prompts.len());
-    for (chunk, seeds) in ids.chunks(rows.max(1)).zip(seeds.chunks(rows.max(1))) {
+    let rows = rows.max(1);
+    let mut out = Vec::with_capacity(prompts.len());
+    for (c, chunk) in ids.chunks(rows).enumerate() {
         let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
-        let options = GenerateOptions {
-            max_new_tokens: max_len.saturating_sub(longest).max(1),
-            sampling: Sampling::TopK {
-                k: 5,
-                temperature: 1.0,
-                seed: 0,
-            },
+        let mut options = GenerateOptions {
+            max_new_tokens: new_tokens(longest),
+            sampling: Sampling::Greedy,
             stop_tokens: ends.clone(),
         };
-        let new = generate_seeded(model, chunk, &options, seeds)?;
+        let new = match seeds {
+            Some(seeds) => {
+                options.sampling = Sampling::TopK {
+                    k: 5,
+                    temperature: 1.0,
+                    seed: 0,
+                };
+                let mine = seeds.get(c * rows..(c * rows + chunk.len()).min(seeds.len()));
+                let mine = mine.ok_or_else(|| {
+                    gpt_core::Error::InvalidInput(format!(
+                        "{} seeds for {} prompts",
+                        seeds.len(),
+                        prompts.len()
+                    ))
+                })?;
+                generate_seeded(model, chunk, &options, mine)?
+            }
+            None => generate_batch(model, chunk, &options)?,
+        };
         for (p, mut n) in chunk.iter().zip(new) {
             if let Some(end) = n.iter().position(|t| ends.contains(t)) {
                 n.truncate(end);
             }
-            texts.push(tokenizer.decode_text(&[p.clone(), n].concat())?);
+            out.push((p.clone(), n));
         }
     }
-    Ok(texts)
+    Ok(out)
 }
 
 /// New tokens of the greedy continuations behind `ES_gen` and `PS_gen`: enough for any
@@ -131,30 +166,14 @@ pub fn greedy_continuations(
     new_tokens: usize,
     rows: usize,
 ) -> Result<Vec<String>> {
-    let ids: Vec<Vec<i64>> = prompts
-        .iter()
-        .map(|p| tokenizer.encode(p).map(|e| e.ids))
-        .collect::<gpt_core::Result<_>>()?;
-    let mut ends = tokenizer.end_ids();
-    ends.extend(model.config().eos_token_id);
+    // Models with a short context (tiny test models) continue as far as it goes.
     let n_ctx = model.config().n_ctx;
-    let mut texts = Vec::with_capacity(prompts.len());
-    for chunk in ids.chunks(rows.max(1)) {
-        // Models with a short context (tiny test models) continue as far as it goes.
-        let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
-        let options = GenerateOptions {
-            max_new_tokens: new_tokens.min(n_ctx.saturating_sub(longest)).max(1),
-            sampling: Sampling::Greedy,
-            stop_tokens: ends.clone(),
-        };
-        for mut n in generate_batch(model, chunk, &options)? {
-            if let Some(end) = n.iter().position(|t| ends.contains(t)) {
-                n.truncate(end);
-            }
-            texts.push(tokenizer.decode_text(&n)?);
-        }
-    }
-    Ok(texts)
+    generate_cut(model, tokenizer, prompts, None, rows, |longest| {
+        new_tokens.min(n_ctx.saturating_sub(longest)).max(1)
+    })?
+    .into_iter()
+    .map(|(_, n)| Ok(tokenizer.decode_text(&n)?))
+    .collect()
 }
 
 /// Whether a continuation states `target`: it contains the trimmed target as written (case

@@ -439,51 +439,79 @@ pub fn run_sequential<'e, M: EditModel>(
     }
     let dir = state_dir(out.path());
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let limits = options.run.limits;
-    let measure = |model: &M| -> Result<Option<RetentionScores>> {
-        probe
-            .map(|p| p.measure(&*model, tokenizer, limits))
-            .transpose()
+    let setting = Setting {
+        tokenizer,
+        by_id: cases.iter().map(|c| (c.case_id, c)).collect(),
+        done,
+        options,
+        probe,
+        out,
+        dir,
     };
-    let mut state = match SequentialState::read(out.path())? {
+    let state = match SequentialState::read(out.path())? {
         Some(state) => {
-            check_resume(&state, cases, options.batch, &dir)?;
+            check_resume(&state, cases, options.batch, &setting.dir)?;
             state
         }
         None => {
             let state = SequentialState {
                 batch: options.batch,
-                retention_before: measure(model)?,
+                retention_before: setting.measure(model)?,
                 ..SequentialState::default()
             };
-            state.write(&dir)?;
+            state.write(&setting.dir)?;
             state
         }
     };
-    let mut canonical = Canonical::load(model, &dir, &state)?;
-    if state.checkpoint.is_some() {
-        editor.load_state(&dir.join(format!(
-            "editor-{}",
-            state.checkpoint.as_deref().unwrap_or_default()
-        )))?;
+    let canonical = Canonical::load(model, &setting.dir, &state)?;
+    let mut run = Going {
+        state,
+        canonical,
+        outcome: SequentialOutcome::default(),
+    };
+    if let Some(name) = &run.state.checkpoint {
+        editor.load_state(&setting.dir.join(format!("editor-{name}")))?;
     }
-    let result = edit_and_score(
-        model,
-        tokenizer,
-        editor,
-        cases,
-        done,
-        options,
-        &measure,
-        out,
-        &dir,
-        &mut state,
-        &mut canonical,
-        progress,
-    );
+    let result = edit_and_score(&setting, cases, model, editor, &mut run, progress);
     // Whatever happened, the model comes back as it was.
-    undo_all(model, &canonical.undos)?;
-    result
+    undo_all(model, &run.canonical.undos)?;
+    result?;
+    Ok(finish(run.outcome, &run.state))
+}
+
+/// What a sequential run reads and does not change.
+struct Setting<'a> {
+    tokenizer: &'a Tokenizer,
+    by_id: BTreeMap<u64, &'a EditCase>,
+    done: &'a BTreeSet<u64>,
+    options: &'a SequentialOptions,
+    probe: Option<&'a RetentionProbe>,
+    out: &'a RunDir,
+    /// The run folder's `sequential/`.
+    dir: PathBuf,
+}
+
+impl Setting<'_> {
+    /// Retention of `model` as it is now (`None` without a probe).
+    fn measure<M: EditModel>(&self, model: &M) -> Result<Option<RetentionScores>> {
+        self.probe
+            .map(|p| p.measure(model, self.tokenizer, self.options.run.limits))
+            .transpose()
+    }
+
+    /// The cases of `ids` that are in the run, in order.
+    fn cases(&self, ids: &[u64]) -> Vec<&EditCase> {
+        ids.iter()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .collect()
+    }
+}
+
+/// What a sequential run changes as it goes.
+struct Going {
+    state: SequentialState,
+    canonical: Canonical,
+    outcome: SequentialOutcome,
 }
 
 fn check_resume(
@@ -523,25 +551,19 @@ fn check_resume(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Writes the batches not yet written (checkpoint after each, curve points as due), then
+/// the final scores.
 fn edit_and_score<M: EditModel>(
-    model: &mut M,
-    tokenizer: &Tokenizer,
-    editor: &mut dyn Editor,
+    setting: &Setting<'_>,
     cases: &[EditCase],
-    done: &BTreeSet<u64>,
-    options: &SequentialOptions,
-    measure: &dyn Fn(&M) -> Result<Option<RetentionScores>>,
-    out: &RunDir,
-    dir: &Path,
-    state: &mut SequentialState,
-    canonical: &mut Canonical,
+    model: &mut M,
+    editor: &mut dyn Editor,
+    run: &mut Going,
     progress: &mut ProgressFn<'_>,
-) -> Result<SequentialOutcome> {
-    let limits = options.run.limits;
-    let by_id: BTreeMap<u64, &EditCase> = cases.iter().map(|c| (c.case_id, c)).collect();
+) -> Result<()> {
+    let options = setting.options;
+    let tokenizer = setting.tokenizer;
     let total = cases.len().div_ceil(options.batch);
-    let mut outcome = SequentialOutcome::default();
     let failed_count =
         |state: &SequentialState| state.failed.iter().map(|f| f.case_ids.len()).sum::<usize>();
     let at = |state: &SequentialState| {
@@ -554,46 +576,43 @@ fn edit_and_score<M: EditModel>(
         .with_count("edits", state.edited.len() as u64)
         .with_count("failed", failed_count(state) as u64)
     };
-    if progress(&at(state)).is_break() {
-        outcome.stopped = true;
-        return Ok(finish(outcome, state));
+    if progress(&at(&run.state)).is_break() {
+        run.outcome.stopped = true;
+        return Ok(());
     }
-    for group in cases.chunks(options.batch).skip(state.batches) {
+    for group in cases.chunks(options.batch).skip(run.state.batches) {
         let ids: Vec<u64> = group.iter().map(|c| c.case_id).collect();
         let requests: Vec<_> = group.iter().map(|c| c.request.clone()).collect();
         let started = Instant::now();
+        let state = &mut run.state;
         match apply_edits(editor, model, tokenizer, &requests) {
             Ok(undos) => {
                 let seconds = started.elapsed().as_secs_f64() / group.len() as f64;
-                let deltas = canonical.absorb(model, undos)?;
-                state.weights = canonical.weights.clone();
+                let deltas = run.canonical.absorb(model, undos)?;
+                state.weights = run.canonical.weights.clone();
                 let before = state.edited.len();
                 state.edited.extend(&ids);
                 state
                     .edit_seconds
                     .extend(std::iter::repeat_n(seconds, ids.len()));
                 state.batches += 1;
-                outcome.batches += 1;
+                run.outcome.batches += 1;
                 if let Some(k) = options.checkpoint_every {
                     if before / k != state.edited.len() / k {
                         let p = Progress::new(SCORING_STAGE, 0, Some(1), "checkpoint")
                             .with_count("edits", state.edited.len() as u64);
                         let _ = progress(&p);
-                        let edited: Vec<&EditCase> = state
-                            .edited
-                            .iter()
-                            .filter_map(|id| by_id.get(id).copied())
-                            .collect();
-                        let scores = score_cases(&*model, tokenizer, &edited, limits)?;
+                        let edited = setting.cases(&state.edited);
+                        let scores = score_cases(&*model, tokenizer, &edited, options.run.limits)?;
                         let point = CurvePoint::new(
                             state.edited.len(),
                             &scores.iter().collect::<Vec<_>>(),
-                            measure(model)?,
+                            setting.measure(model)?,
                         );
                         state.set_point(point);
                     }
                 }
-                checkpoint(dir, state, &deltas, editor)?;
+                checkpoint(&setting.dir, state, &deltas, editor)?;
             }
             Err(e) if options.run.skip_failed => {
                 state.failed.push(FailedBatch {
@@ -601,30 +620,16 @@ fn edit_and_score<M: EditModel>(
                     error: e.to_string(),
                 });
                 state.batches += 1;
-                state.write(dir)?;
+                state.write(&setting.dir)?;
             }
             Err(e) => return Err(named(&ids, e.into())),
         }
-        if progress(&at(state)).is_break() {
-            outcome.stopped = true;
-            return Ok(finish(outcome, state));
+        if progress(&at(&run.state)).is_break() {
+            run.outcome.stopped = true;
+            return Ok(());
         }
     }
-    final_scores(
-        model,
-        tokenizer,
-        &by_id,
-        done,
-        options,
-        measure,
-        out,
-        dir,
-        state,
-        canonical,
-        progress,
-        &mut outcome,
-    )?;
-    Ok(finish(outcome, state))
+    final_scores(setting, model, run, progress)
 }
 
 /// Whether the run measures no retention (so `retention_after` stays `None` when finished).
@@ -645,27 +650,16 @@ fn finish(mut outcome: SequentialOutcome, state: &SequentialState) -> Sequential
 /// Scores every edited case on the model holding all edits (generating for the cases not yet
 /// recorded), then on the unedited model; writes the end points of the curve and the
 /// records.
-#[allow(clippy::too_many_arguments)]
 fn final_scores<M: EditModel>(
+    setting: &Setting<'_>,
     model: &mut M,
-    tokenizer: &Tokenizer,
-    by_id: &BTreeMap<u64, &EditCase>,
-    done: &BTreeSet<u64>,
-    options: &SequentialOptions,
-    measure: &dyn Fn(&M) -> Result<Option<RetentionScores>>,
-    out: &RunDir,
-    dir: &Path,
-    state: &mut SequentialState,
-    canonical: &mut Canonical,
+    run: &mut Going,
     progress: &mut ProgressFn<'_>,
-    outcome: &mut SequentialOutcome,
 ) -> Result<()> {
+    let (options, tokenizer, done) = (setting.options, setting.tokenizer, setting.done);
+    let (state, canonical, outcome) = (&mut run.state, &mut run.canonical, &mut run.outcome);
     let limits = options.run.limits;
-    let edited: Vec<&EditCase> = state
-        .edited
-        .iter()
-        .filter_map(|id| by_id.get(id).copied())
-        .collect();
+    let edited = setting.cases(&state.edited);
     let todo: Vec<usize> = (0..edited.len())
         .filter(|&i| !done.contains(&edited[i].case_id))
         .collect();
@@ -693,7 +687,7 @@ fn final_scores<M: EditModel>(
     for (&i, m) in todo.iter().zip(&todo_post) {
         post[i].ge = m.ge;
     }
-    state.retention_after = measure(model)?;
+    state.retention_after = setting.measure(model)?;
     state.set_point(CurvePoint::new(
         edited.len(),
         &post.iter().collect::<Vec<_>>(),
@@ -719,7 +713,7 @@ fn final_scores<M: EditModel>(
         &pre.iter().collect::<Vec<_>>(),
         state.retention_before,
     ));
-    state.write(dir)?;
+    state.write(&setting.dir)?;
     let _ = progress(
         &Progress::new(SCORING_STAGE, 2, Some(2), "model states")
             .with_count("edits", edited.len() as u64),
@@ -746,7 +740,7 @@ fn final_scores<M: EditModel>(
             each + edit.unwrap_or(0.0),
             generation,
         );
-        out.append(&r)?;
+        setting.out.append(&r)?;
         outcome.recorded += 1;
     }
     Ok(())

@@ -158,6 +158,20 @@ fn weights(m: &Transformer) -> Vec<Tensor> {
         .collect()
 }
 
+/// One call of [`run_sequential`] on the run folder `path` (resuming what is there).
+fn go(
+    m: &mut Transformer,
+    tok: &Tokenizer,
+    editor: &mut CountingFt,
+    cases: &[EditCase],
+    path: &Path,
+    options: &SequentialOptions,
+    progress: &mut gpt_core::progress::ProgressFn<'_>,
+) -> counterfact::Result<counterfact::SequentialOutcome> {
+    let (run, done) = RunDir::open(path, &settings(), (0, 1), path.exists()).unwrap();
+    run_sequential(m, tok, editor, cases, &done, options, None, &run, progress)
+}
+
 #[test]
 fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
     let tok = tokenizer();
@@ -168,17 +182,14 @@ fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
 
     // One uninterrupted run: 5 cases in batches of 2 (3 edit calls), a point every 2 edits.
     let full = dir.path().join("full");
-    let (run, done) = RunDir::open(&full, &settings(), (0, 1), false).unwrap();
     let mut ed = editor();
-    let out = run_sequential(
+    let out = go(
         &mut m,
         &tok,
         &mut ed,
         &cases,
-        &done,
+        &full,
         &options(),
-        None,
-        &run,
         &mut progress::ignore,
     )
     .unwrap();
@@ -225,17 +236,14 @@ fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
 
     // The same run stopped after its first batch, then resumed with a fresh editor.
     let part = dir.path().join("part");
-    let (run, done) = RunDir::open(&part, &settings(), (0, 1), false).unwrap();
     let mut ed = editor();
-    let out = run_sequential(
+    let out = go(
         &mut m,
         &tok,
         &mut ed,
         &cases,
-        &done,
+        &part,
         &options(),
-        None,
-        &run,
         &mut |p: &Progress| {
             if p.stage == EDITS_STAGE && p.done >= 1 {
                 ControlFlow::Break(())
@@ -251,33 +259,28 @@ fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
         assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
     }
     // Another batch size is refused, naming the state.
-    let (run, done) = RunDir::open(&part, &settings(), (0, 1), true).unwrap();
-    let e = run_sequential(
+    let e = go(
         &mut m,
         &tok,
         &mut editor(),
         &cases,
-        &done,
+        &part,
         &SequentialOptions {
             batch: 3,
             ..options()
         },
-        None,
-        &run,
         &mut progress::ignore,
     )
     .unwrap_err();
     assert!(e.to_string().contains("2 case(s) at a time"), "{e}");
     let mut ed = editor();
-    let out = run_sequential(
+    let out = go(
         &mut m,
         &tok,
         &mut ed,
         &cases,
-        &done,
+        &part,
         &options(),
-        None,
-        &run,
         &mut progress::ignore,
     )
     .unwrap();
@@ -310,17 +313,14 @@ fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
         ])
     );
     // A finished run called again records nothing and edits nothing.
-    let (run, done) = RunDir::open(&part, &settings(), (0, 1), true).unwrap();
     let mut ed = editor();
-    let out = run_sequential(
+    let out = go(
         &mut m,
         &tok,
         &mut ed,
         &cases,
-        &done,
+        &part,
         &options(),
-        None,
-        &run,
         &mut progress::ignore,
     )
     .unwrap();
