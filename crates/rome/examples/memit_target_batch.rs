@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         .map(|c| {
             let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
             let prompt = s("prompt").replacen(&s("subject"), "{}", 1);
-            RewriteRequest::new(&prompt, &s("subject"), &s("target_new"))
+            RewriteRequest::new(&prompt, s("subject"), s("target_new"))
         })
         .collect::<gpt_core::Result<_>>()?;
     let hp = MemitHparams::smollm2();

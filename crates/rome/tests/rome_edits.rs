@@ -32,6 +32,20 @@ fn model(arch: Architecture, tok: &Tokenizer, seed: i64) -> Transformer {
     Transformer::random(&c, RandomInit { seed, std: 0.5 }, Device::Cpu, Kind::Float).unwrap()
 }
 
+/// The key statistics `C` of each of `layers` over [`corpus`].
+fn second_moments(m: &Transformer, tok: &Tokenizer, layers: &[usize]) -> Vec<Tensor> {
+    layers
+        .iter()
+        .map(|&l| {
+            KeyStatsRun::new(m, tok, &corpus(), &StatsOptions::new(l))
+                .compute()
+                .unwrap()
+                .c()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn corpus() -> Corpus {
     let docs = (0..40)
         .map(|i| format!("The tower number {i} is located in the city of Paris, near the river. People visit it every day and take pictures {i}."))
@@ -497,16 +511,7 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
     for arch in [Architecture::Gpt2, Architecture::Llama] {
         let mut m = model(arch, &tok, 9);
         let layers = vec![0, 1];
-        let cs: Vec<Tensor> = layers
-            .iter()
-            .map(|&l| {
-                KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
-                    .compute()
-                    .unwrap()
-                    .c()
-                    .unwrap()
-            })
-            .collect();
+        let cs = second_moments(&m, &tok, &layers);
         let mut hp = rome::MemitHparams::smollm2();
         hp.layers = layers.clone();
         hp.mom2_update_weight = 1.0;
@@ -733,16 +738,7 @@ fn memit_targets_fitted_together_equal_one_request_at_a_time() {
     for arch in [Architecture::Gpt2, Architecture::Llama] {
         let mut m = model(arch, &tok, 9);
         let layers = vec![0, 1];
-        let cs: Vec<Tensor> = layers
-            .iter()
-            .map(|&l| {
-                KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
-                    .compute()
-                    .unwrap()
-                    .c()
-                    .unwrap()
-            })
-            .collect();
+        let cs = second_moments(&m, &tok, &layers);
         let mut hp = rome::MemitHparams::smollm2();
         hp.layers = layers.clone();
         hp.z.v_num_grad_steps = 10;
@@ -818,16 +814,7 @@ fn target_residuals_are_cached_by_content() {
     let dir = tempfile::tempdir().unwrap();
     let cache = rome::TargetCache::new(dir.path());
     let layers = vec![0, 1];
-    let cs: Vec<Tensor> = layers
-        .iter()
-        .map(|&l| {
-            KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(l))
-                .compute()
-                .unwrap()
-                .c()
-                .unwrap()
-        })
-        .collect();
+    let cs = second_moments(&m, &tok, &layers);
     let mut hp = rome::MemitHparams::smollm2();
     hp.layers = layers.clone();
     hp.z.v_num_grad_steps = 4;
