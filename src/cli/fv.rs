@@ -12,6 +12,7 @@ use function_vectors::{
     summarize, top_heads, Accuracy, AccuracyTable, EvalOptions, ExtractSettings, Extraction,
     HeadScore, PromptBuilder, Schedule, Splits, Task, TaskAccuracy, HEAD_SCAN_STAGE,
 };
+use gpt_core::steering::llama_cpp_arch;
 use gpt_core::HookableModel;
 use viz::Figure;
 
@@ -74,6 +75,14 @@ pub struct FvArgs {
     /// Items per list of the --arithmetic tasks.
     #[arg(long, default_value_t = 3, value_name = "N")]
     list_len: usize,
+    /// Also write the function vector (at --layer, times --control-vector-scale) as a
+    /// llama.cpp control vector (`llama-cli --control-vector FILE`): one --task, a layer
+    /// above 0, a new file.
+    #[arg(long, value_name = "FILE.gguf")]
+    save_control_vector: Option<PathBuf>,
+    /// The factor the saved control vector is multiplied by.
+    #[arg(long, default_value_t = 1.0, requires = "save_control_vector")]
+    control_vector_scale: f64,
 }
 
 /// The composed vector's evaluation (`--arithmetic`).
@@ -186,6 +195,15 @@ fn run_checked(args: FvArgs) -> anyhow::Result<()> {
             c.n_layers - 1
         );
     }
+    if let Some(path) = &args.save_control_vector {
+        if args.tasks.len() != 1 || args.arithmetic {
+            bail!("--save-control-vector writes one vector: give exactly one --task (without --arithmetic)");
+        }
+        if layer == 0 {
+            bail!("--save-control-vector: llama.cpp does not steer layer 0's output; choose --layer 1 or above");
+        }
+        super::common::check_out_file("--save-control-vector", path, false)?;
+    }
     if args.heads > c.n_layers * c.n_heads {
         bail!(
             "--heads {} exceeds the model's {} heads",
@@ -295,6 +313,18 @@ fn run_checked(args: FvArgs) -> anyhow::Result<()> {
         view.finish();
         accuracies.push(summarize(name, &items, &layers, layer, args.shots)?);
         vectors.push(v);
+    }
+    if let (Some(path), Some(v)) = (&args.save_control_vector, vectors.first()) {
+        let steering = function_vectors::vector::steering_vector(v, layer, c.d_model)?
+            .scaled(args.control_vector_scale);
+        steering.save_control_vector(path, llama_cpp_arch(c.arch))?;
+        if !args.json {
+            eprintln!(
+                "wrote {} (direction.{layer}, scale {})",
+                path.display(),
+                args.control_vector_scale
+            );
+        }
     }
 
     let arithmetic = if args.arithmetic {
@@ -692,5 +722,92 @@ mod tests {
         );
         let e = fv_error(&out, &["--task", t, "--arithmetic", "--list-len", "0"]);
         assert!(e.contains("lists of 0 items"), "{e}");
+    }
+
+    #[test]
+    fn control_vectors_are_written_for_llama_cpp_and_bad_requests_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let task = task_file(dir.path(), "caps.json", 40);
+        let t = task.to_str().unwrap();
+        let cv = dir.path().join("caps.gguf");
+        let cv_s = cv.to_str().unwrap();
+        let e = fv_error(
+            &out,
+            &["--task", t, "--layer", "0", "--save-control-vector", cv_s],
+        );
+        assert!(e.contains("layer 0"), "{e}");
+        let other = task_file(dir.path(), "other.json", 40);
+        let o = other.to_str().unwrap();
+        let e = fv_error(
+            &out,
+            &["--task", t, "--task", o, "--save-control-vector", cv_s],
+        );
+        assert!(e.contains("exactly one --task"), "{e}");
+        std::fs::write(&cv, b"mine").unwrap();
+        let e = fv_error(
+            &out,
+            &["--task", t, "--layer", "1", "--save-control-vector", cv_s],
+        );
+        assert!(
+            e.contains("--save-control-vector") && e.contains("exists"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&cv).unwrap(),
+            b"mine",
+            "a user's file was replaced"
+        );
+        std::fs::remove_file(&cv).unwrap();
+
+        let model = tiny_llama();
+        let argv = [
+            "fv",
+            "--model",
+            &model,
+            "--device",
+            "cpu",
+            "--task",
+            t,
+            "--shots",
+            "2",
+            "--layer",
+            "1",
+            "--heads",
+            "2",
+            "--trials",
+            "2",
+            "--mean-trials",
+            "2",
+            "--max-eval",
+            "2",
+            "--no-sweep",
+            "--json",
+            "--save-control-vector",
+            cv_s,
+            "--control-vector-scale",
+            "2",
+        ];
+        run(Cmd::try_parse_from(argv).unwrap().fv).unwrap();
+        let bytes = std::fs::read(&cv).unwrap();
+        let file = gguf::GgufFile::from_bytes(&bytes).unwrap();
+        assert_eq!(file.architecture(), Some("controlvector"));
+        assert_eq!(
+            file.get("controlvector.model_hint")
+                .and_then(|v| v.as_str()),
+            Some("llama")
+        );
+        assert_eq!(
+            file.get("controlvector.layer_count")
+                .and_then(|v| v.as_u64()),
+            Some(1)
+        );
+        let names: Vec<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["direction.1"]);
+        let v = gpt_core::steering::SteeringVector::load_control_vector(&cv).unwrap();
+        assert_eq!(v.layers(), vec![1]);
+        let d = v.direction(1).unwrap();
+        assert!(d.isfinite().all().int64_value(&[]) == 1);
+        assert!(d.abs().sum(gpt_core::tch::Kind::Float).double_value(&[]) > 0.0);
     }
 }

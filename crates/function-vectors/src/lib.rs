@@ -69,4 +69,6 @@ pub use scan::{
     head_scan, mean_grid, scan_prompt, top_heads, HeadScan, HeadScore, Schedule, HEAD_SCAN_STAGE,
 };
 pub use task::{Pair, Splits, Task};
-pub use vector::{add_at_layer_naive, add_at_layers, default_layer, function_vector};
+pub use vector::{
+    add_at_layer_naive, add_at_layers, default_layer, function_vector, steering_vector,
+};

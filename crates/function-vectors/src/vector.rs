@@ -6,6 +6,7 @@
 //! artifact of running the whole out-projection module once per head.
 
 use gpt_core::intervention::{SiteWrite, Sites};
+use gpt_core::steering::{SteerPositions, SteeringVector};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     EditableModel, ForwardOptions, HookPoint, Layer, ResumableModel, TokenBatch, WeightId,
@@ -20,6 +21,17 @@ use crate::scan::HeadScore;
 /// (SmolLM2-135M: 10, GPT-2 small: 4, GPT-2 XL: 16, GPT-J: 9).
 pub fn default_layer(n_layers: usize) -> usize {
     n_layers / 3
+}
+
+/// The function vector `v` (`[d_model]`) at `layer` as a [`SteeringVector`]: added to
+/// `blocks.{layer}.hook_resid_post` at the last position, as this crate evaluates it (save
+/// it with [`SteeringVector::save_control_vector`] for llama.cpp, which adds it at every
+/// position).
+///
+/// # Errors
+/// A vector of another width than `d_model`.
+pub fn steering_vector(v: &Tensor, layer: usize, d_model: usize) -> Result<SteeringVector> {
+    Ok(SteeringVector::new(d_model, SteerPositions::Last).with_direction(layer, v)?)
 }
 
 /// Checks that every head lies inside a model of `n_layers × n_heads`.

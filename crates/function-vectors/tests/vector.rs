@@ -130,3 +130,33 @@ fn adding_a_vector_steers_the_prediction() {
         assert_ne!(base_top, target);
     }
 }
+
+/// The library's steering type reproduces the vector's addition: `steering_vector(v, l)`
+/// applied in a full pass gives `add_at_layer_naive`'s last-position logits.
+#[test]
+fn steering_vector_adds_the_function_vector_as_the_evaluation_does() {
+    let (model, _tok) = common::tiny(Architecture::Llama, Kind::Float);
+    let c = model.config().clone();
+    let v = Tensor::randn(
+        [c.d_model as i64],
+        (Kind::Float, gpt_core::tch::Device::Cpu),
+    );
+    let ids: Vec<i64> = (1..9).collect();
+    let batch = TokenBatch::single(&ids, gpt_core::tch::Device::Cpu).unwrap();
+    for l in 0..c.n_layers {
+        let steering = function_vectors::steering_vector(&v, l, c.d_model).unwrap();
+        let logits = model
+            .forward_with(
+                &batch,
+                gpt_core::ForwardOptions::last(),
+                &mut steering.writes().unwrap(),
+            )
+            .unwrap()
+            .logits()
+            .unwrap()
+            .squeeze_dim(0)
+            .squeeze_dim(0);
+        let naive = function_vectors::add_at_layer_naive(&model, &ids, &v, l).unwrap();
+        assert!(logits.allclose(&naive, 1e-5, 1e-5, false), "layer {l}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Writing GGUF files (version 3): metadata and tensors, in memory. Used to build small test
-//! models; the reader never depends on it.
+//! models and to write llama.cpp control vectors (`gpt_core::steering`); the reader never
+//! depends on it.
 
 use crate::{GgmlType, MetadataValue};
 

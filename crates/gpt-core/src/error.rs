@@ -271,6 +271,9 @@ pub enum Error {
     /// libtorch raised an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// An output file could not be written (atomically, to a new place).
+    #[error(transparent)]
+    Output(#[from] factscope_common::WriteError),
 }
 
 /// `Result` with [`Error`].

@@ -63,6 +63,7 @@ pub mod prompt;
 pub mod random;
 mod save;
 mod sentencepiece;
+pub mod steering;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokenizer;
