@@ -80,9 +80,39 @@ pub struct EditArgs {
     /// f32, tokenizer.json); never over an existing folder.
     #[arg(long)]
     save_model: Option<PathBuf>,
+    /// Write the edited model as a new GGUF file (the model must be a .gguf): the input's
+    /// metadata, tokenizer and untouched tensors copied byte for byte, each edited matrix
+    /// stored as --gguf-edited-type; the file is then loaded back and its predictions shown.
+    #[arg(long, value_name = "OUT.gguf")]
+    save_gguf: Option<PathBuf>,
+    /// How --save-gguf stores edited matrices: `same` (re-quantised to their type in the
+    /// input), `f16` or `f32` (the edit without rounding).
+    #[arg(long, value_enum, default_value_t = GgufEditedType::Same, requires = "save_gguf")]
+    gguf_edited_type: GgufEditedType,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `--gguf-edited-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GgufEditedType {
+    /// The matrix's type in the input file.
+    Same,
+    /// F16.
+    F16,
+    /// F32.
+    F32,
+}
+
+/// The edited model written as GGUF and read back (`--save-gguf`).
+#[derive(Serialize)]
+struct GgufReport {
+    path: PathBuf,
+    /// What each edited matrix became, with its rounding.
+    tensors: Vec<gpt_core::SavedTensor>,
+    /// The prompts' top-5 from the written file.
+    predictions: Vec<Prediction>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +128,9 @@ struct EditReport {
     /// AlphaEdit: the directions each layer's null-space projector keeps.
     #[serde(skip_serializing_if = "Option::is_none")]
     kept: Option<Vec<usize>>,
+    /// `--save-gguf`: the written file and what it predicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gguf: Option<GgufReport>,
 }
 
 fn requests(args: &EditArgs) -> anyhow::Result<Vec<RewriteRequest>> {
@@ -472,6 +505,11 @@ pub fn edit_and_compare(
 
 /// Prints each prompt's top-5 before and after.
 pub fn print_comparison(before: &[Prediction], after: &[Prediction]) {
+    print_labelled(before, after, ["before", "after "]);
+}
+
+/// Prints each prompt's top-5 in two model states, labelled.
+pub fn print_labelled(first: &[Prediction], second: &[Prediction], labels: [&str; 2]) {
     let top = |p: &Prediction| {
         p.top
             .iter()
@@ -479,8 +517,15 @@ pub fn print_comparison(before: &[Prediction], after: &[Prediction]) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    for (b, a) in before.iter().zip(after) {
-        println!("{}\n  before: {}\n  after:  {}", b.prompt, top(b), top(a));
+    for (b, a) in first.iter().zip(second) {
+        println!(
+            "{}\n  {}: {}\n  {}: {}",
+            b.prompt,
+            labels[0],
+            top(b),
+            labels[1],
+            top(a)
+        );
     }
 }
 
@@ -592,6 +637,16 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.save_delta {
         super::common::check_out_file("--save-delta", out, false)?;
+    }
+    if let Some(out) = &args.save_gguf {
+        let source = args.model.path()?;
+        if source.extension().and_then(|e| e.to_str()) != Some("gguf") {
+            bail!(
+                "--save-gguf needs a .gguf --model (writing a GGUF from a Hugging Face folder is not supported; use --save-model): {}",
+                source.display()
+            );
+        }
+        super::common::check_out_file("--save-gguf", out, false)?;
     }
     let requests = requests(&args)?;
     let mut loaded = args.model.load()?;
@@ -728,7 +783,35 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         delta_norms: norms,
         losses,
         kept,
+        gguf: None,
     };
+    // The GGUF is written and read back before anything is printed, so its predictions are
+    // part of the report.
+    let mut report = report;
+    if let Some(out) = &args.save_gguf {
+        let source = args.model.path()?;
+        let mut edited: Vec<gpt_core::WeightId> = deltas.iter().map(|d| d.target()).collect();
+        edited.dedup();
+        let keep = match args.gguf_edited_type {
+            GgufEditedType::Same => gpt_core::EditedTensorType::Same,
+            GgufEditedType::F16 => gpt_core::EditedTensorType::F16,
+            GgufEditedType::F32 => gpt_core::EditedTensorType::F32,
+        };
+        let tensors = gpt_core::save_gguf(&loaded.model, &source, out, &edited, keep)
+            .with_context(|| format!("--save-gguf {}", out.display()))?;
+        let written = gpt_core::load_model(out, gpt_core::LoadOptions::default())
+            .with_context(|| format!("reading back {}", out.display()))?;
+        let predictions = report
+            .after
+            .iter()
+            .map(|p| predict(&written, &p.prompt, 5))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        report.gguf = Some(GgufReport {
+            path: out.clone(),
+            tensors,
+            predictions,
+        });
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return save(&deltas);
@@ -755,6 +838,16 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.save_model {
         println!("wrote the edited model to {}", dir.display());
+    }
+    if let Some(g) = &report.gguf {
+        println!("wrote the edited model as GGUF to {}", g.path.display());
+        for t in &g.tensors {
+            println!(
+                "  {}: {} → {} (max |rounding| {:.2e}, ‖rounding‖ / ‖ΔW‖ {:.3})",
+                t.name, t.source_type, t.saved_type, t.max_abs_error, t.error_over_edit
+            );
+        }
+        print_labelled(&report.after, &g.predictions, ["edited   ", "from GGUF"]);
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ pub mod progress;
 pub mod prompt;
 pub mod random;
 mod save;
+mod save_gguf;
 mod sentencepiece;
 pub mod steering;
 #[cfg(feature = "testing")]
@@ -92,6 +93,7 @@ pub use predict::{top_k, Candidate, Prediction};
 pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;
+pub use save_gguf::{save_gguf, EditedTensorType, SavedTensor};
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;
 
