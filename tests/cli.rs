@@ -1502,3 +1502,182 @@ fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
         assert_eq!(summary["n"], 2);
     }
 }
+
+#[test]
+fn evaluate_sequential_keeps_edits_reports_a_curve_and_retention() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = counterfact_cases(dir.path());
+    let text = dir.path().join("held-out.txt");
+    std::fs::write(
+        &text,
+        "The river runs through the old town.\n\nA second document about the sea and the hills.",
+    )
+    .unwrap();
+    let known = dir.path().join("known.json");
+    std::fs::write(
+        &known,
+        r#"[{"known_id": 0, "subject": "Paris", "attribute": "France", "template": "{} is in"},
+            {"known_id": 1, "subject": "Berlin", "attribute": "Germany", "template": "{} is in"}]"#,
+    )
+    .unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+            "--skip-bad",
+            "--method",
+            "ft",
+            "--layer",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        factscope(&args)
+    };
+    let seq = dir.path().join("seq");
+    let out = run(
+        &seq,
+        &[
+            "--sequential",
+            "--batch",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--retention-text",
+            text.to_str().unwrap(),
+            "--known-facts",
+            known.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["sequential"]["edits"], 2);
+    assert_eq!(summary["sequential"]["batch"], 1);
+    let edits: Vec<u64> = summary["curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["edits"].as_u64().unwrap())
+        .collect();
+    assert_eq!(edits, [0, 1, 2]);
+    for p in summary["curve"].as_array().unwrap() {
+        assert!(p["ES"].is_number() && p["perplexity"].is_number(), "{p}");
+    }
+    for what in ["perplexity", "known_facts"] {
+        for when in ["before", "after"] {
+            assert!(
+                summary["retention"][what][when].is_number(),
+                "{what}.{when}"
+            );
+        }
+    }
+    assert!(summary["metrics"]["ES_gen"]["mean"].is_number());
+    let report = std::fs::read_to_string(seq.join("report.html")).unwrap();
+    assert!(report.contains("sequential edits") && report.contains("perplexity"));
+    let md = std::fs::read_to_string(seq.join("summary.md")).unwrap();
+    assert!(md.contains("## Sequential editing"), "{md}");
+    assert!(seq.join("sequential/state.json").is_file());
+    // Run again: nothing to do, the same summary.
+    let again = run(
+        &seq,
+        &[
+            "--sequential",
+            "--batch",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--retention-text",
+            text.to_str().unwrap(),
+            "--known-facts",
+            known.to_str().unwrap(),
+            "--resume",
+        ],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    let second: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(second["curve"], summary["curve"]);
+
+    // Bad combinations are named before any work.
+    let bad = dir.path().join("bad");
+    for (extra, says) in [
+        (&["--sequential", "--shard", "0/2"][..], "--shard"),
+        (&["--checkpoint-every", "2"][..], "--sequential"),
+        (
+            &["--sequential", "--checkpoint-every", "0"][..],
+            "at least 1",
+        ),
+    ] {
+        let out = run(&bad, extra);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+    }
+    let mut none = vec!["--sequential"];
+    none.push("--method");
+    none.push("none");
+    let out = run(&bad, &none);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--method"), "{}", stderr(&out));
+    assert!(
+        !bad.join("run.json").exists(),
+        "a refused run wrote into --out"
+    );
+}
+
+#[test]
+fn edit_save_gguf_is_refused_for_folders_and_existing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.gguf");
+    let base = [
+        "edit",
+        "--prompt",
+        "{} is located in the city of",
+        "--subject",
+        "The Eiffel Tower",
+        "--target",
+        "Rome",
+        "--layer",
+        "0",
+        "--method",
+        "ft",
+    ];
+    let hf = fixture("tiny-llama");
+    let mut args = base.to_vec();
+    args.extend([
+        "--model",
+        hf.to_str().unwrap(),
+        "--save-gguf",
+        out.to_str().unwrap(),
+    ]);
+    let o = factscope(&args);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("needs a .gguf --model"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    std::fs::write(&out, b"user data").unwrap();
+    let bundled =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut args = base.to_vec();
+    args.extend([
+        "--model",
+        bundled.to_str().unwrap(),
+        "--save-gguf",
+        out.to_str().unwrap(),
+    ]);
+    let o = factscope(&args);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--save-gguf") && stderr(&o).contains("exists"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"user data");
+}

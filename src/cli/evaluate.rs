@@ -503,7 +503,7 @@ fn retention_probe(
     };
     let known = match &args.known_facts {
         Some(path) => {
-            let loaded_known = load_cases(path, args.skip_bad)
+            let loaded_known = load_cases(path, false)
                 .with_context(|| format!("--known-facts {}", path.display()))?;
             if let Some(c) = loaded_known
                 .cases
