@@ -127,20 +127,113 @@ impl Editor for RomeEditor {
     }
 }
 
-/// MEMIT: all requests of one call written jointly over several layers.
+/// A joint method that writes with the key statistics `C` of each edited layer (MEMIT,
+/// EMMET): what its hyperparameters name and how one call is computed.
+pub trait StatsMethod: std::fmt::Debug {
+    /// Which method this is.
+    const METHOD: Method;
+
+    /// The z settings (context templates, optimisation).
+    fn z(&self) -> &RomeHparams;
+
+    /// Writes `requests` jointly (see the method's `compute_*_cached`).
+    ///
+    /// # Errors
+    /// The method's errors.
+    #[allow(clippy::too_many_arguments)]
+    fn compute_deltas(
+        &self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+        cs: &[Tensor],
+        templates: &[String],
+        cache: Option<&TargetCache>,
+    ) -> Result<Vec<WeightDelta>>;
+}
+
+impl StatsMethod for MemitHparams {
+    const METHOD: Method = Method::Memit;
+
+    fn z(&self) -> &RomeHparams {
+        &self.z
+    }
+
+    fn compute_deltas(
+        &self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+        cs: &[Tensor],
+        templates: &[String],
+        cache: Option<&TargetCache>,
+    ) -> Result<Vec<WeightDelta>> {
+        let edit = compute_memit_cached(
+            model,
+            tokenizer,
+            requests,
+            self,
+            cs,
+            templates,
+            &mut gpt_core::progress::ignore,
+            cache,
+        )?;
+        Ok(edit.deltas)
+    }
+}
+
+impl StatsMethod for EmmetHparams {
+    const METHOD: Method = Method::Emmet;
+
+    fn z(&self) -> &RomeHparams {
+        &self.z
+    }
+
+    fn compute_deltas(
+        &self,
+        model: &mut dyn EditModel,
+        tokenizer: &Tokenizer,
+        requests: &[RewriteRequest],
+        cs: &[Tensor],
+        templates: &[String],
+        cache: Option<&TargetCache>,
+    ) -> Result<Vec<WeightDelta>> {
+        let edit = compute_emmet_cached(
+            model,
+            tokenizer,
+            requests,
+            self,
+            cs,
+            templates,
+            &mut gpt_core::progress::ignore,
+            cache,
+        )?;
+        Ok(edit.deltas)
+    }
+}
+
+/// A [`StatsMethod`] behind [`Editor`]: all requests of one call written jointly, with the
+/// key statistics of each edited layer, the context templates generated once, and an
+/// optional [`TargetCache`]. [`MemitEditor`] and [`EmmetEditor`] are its two instances.
 #[derive(Debug)]
-pub struct MemitEditor {
+pub struct StatsEditor<H: StatsMethod> {
     /// The hyperparameters.
-    pub hparams: MemitHparams,
-    /// The key statistics of each of `hparams.layers`, in order.
+    pub hparams: H,
+    /// The key statistics of each edited layer, in order.
     pub cs: Vec<Tensor>,
     templates: Option<Vec<String>>,
     target_cache: Option<TargetCache>,
 }
 
-impl MemitEditor {
+/// MEMIT: all requests of one call written jointly over several layers.
+pub type MemitEditor = StatsEditor<MemitHparams>;
+
+/// EMMET: all requests of one call written jointly, with equality constraints.
+pub type EmmetEditor = StatsEditor<EmmetHparams>;
+
+impl<H: StatsMethod> StatsEditor<H> {
     /// An editor with the statistics of each edited layer.
-    pub fn new(hparams: MemitHparams, cs: Vec<Tensor>) -> Self {
+    pub fn new(hparams: H, cs: Vec<Tensor>) -> Self {
         Self {
             hparams,
             cs,
@@ -157,9 +250,9 @@ impl MemitEditor {
     }
 }
 
-impl Editor for MemitEditor {
+impl<H: StatsMethod> Editor for StatsEditor<H> {
     fn method(&self) -> Method {
-        Method::Memit
+        H::METHOD
     }
 
     fn joint(&self) -> bool {
@@ -174,20 +267,17 @@ impl Editor for MemitEditor {
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
-                templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
-            let edit = compute_memit_cached(
-                &mut *model,
+                templates_for(&mut self.templates, &*model, tokenizer, self.hparams.z())?;
+            self.hparams.compute_deltas(
+                model,
                 tokenizer,
                 requests,
-                &self.hparams,
                 &self.cs,
                 &templates,
-                &mut gpt_core::progress::ignore,
                 self.target_cache.as_ref(),
-            )?;
-            Ok(edit.deltas)
+            )
         };
-        run().map_err(|e| boxed(Method::Memit, e))
+        run().map_err(|e| boxed(H::METHOD, e))
     }
 }
 
@@ -378,70 +468,6 @@ impl Editor for AlphaEditEditor {
     fn load_state(&mut self, dir: &Path) -> gpt_core::Result<()> {
         self.load_histories(dir)
             .map_err(|e| boxed(Method::AlphaEdit, e))
-    }
-}
-
-/// EMMET: all requests of one call written jointly, with equality constraints.
-#[derive(Debug)]
-pub struct EmmetEditor {
-    /// The hyperparameters.
-    pub hparams: EmmetHparams,
-    /// The key statistics of each of `hparams.layers`, in order.
-    pub cs: Vec<Tensor>,
-    templates: Option<Vec<String>>,
-    target_cache: Option<TargetCache>,
-}
-
-impl EmmetEditor {
-    /// An editor with the statistics of each edited layer.
-    pub fn new(hparams: EmmetHparams, cs: Vec<Tensor>) -> Self {
-        Self {
-            hparams,
-            cs,
-            templates: None,
-            target_cache: None,
-        }
-    }
-
-    /// Looks target residuals up in `cache` before fitting them, and stores the new ones
-    /// (`None`: no cache, the default).
-    pub fn with_target_cache(mut self, cache: Option<TargetCache>) -> Self {
-        self.target_cache = cache;
-        self
-    }
-}
-
-impl Editor for EmmetEditor {
-    fn method(&self) -> Method {
-        Method::Emmet
-    }
-
-    fn joint(&self) -> bool {
-        true
-    }
-
-    fn compute(
-        &mut self,
-        model: &mut dyn EditModel,
-        tokenizer: &Tokenizer,
-        requests: &[RewriteRequest],
-    ) -> gpt_core::Result<Vec<WeightDelta>> {
-        let mut run = || -> Result<Vec<WeightDelta>> {
-            let templates =
-                templates_for(&mut self.templates, &*model, tokenizer, &self.hparams.z)?;
-            let edit = compute_emmet_cached(
-                &mut *model,
-                tokenizer,
-                requests,
-                &self.hparams,
-                &self.cs,
-                &templates,
-                &mut gpt_core::progress::ignore,
-                self.target_cache.as_ref(),
-            )?;
-            Ok(edit.deltas)
-        };
-        run().map_err(|e| boxed(Method::Emmet, e))
     }
 }
 

@@ -91,7 +91,9 @@ pub mod update;
 pub use alphaedit::{compute_alphaedit, compute_alphaedit_cached, AlphaEditEdit, AlphaEditHparams};
 pub use corpus::{generated_corpus, Corpus, GeneratedCorpus, SAMPLING_STAGE};
 pub use delta_file::{load_deltas, save_deltas, SavedEdits};
-pub use editor::{AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor};
+pub use editor::{
+    AlphaEditEditor, EmmetEditor, FtEditor, MemitEditor, RomeEditor, StatsEditor, StatsMethod,
+};
 pub use emmet::{compute_emmet, compute_emmet_cached, emmet_update, EmmetEdit, EmmetHparams};
 pub use error::{Error, Result};
 pub use ft::{compute_ft, FtEdit, FtHparams};
