@@ -1441,6 +1441,52 @@ fn alphaedit_and_emmet_edit_and_evaluate_on_a_tiny_model() {
         assert_eq!(v["after"].as_array().unwrap().len(), 2);
         assert_eq!(v["delta_norms"].as_array().unwrap().len(), 1);
         if method == "alphaedit" {
+            // --key-history: written after the edit, read and grown by the next.
+            let history = dir.path().join("history");
+            for round in 1..=2u64 {
+                let out = run(&[
+                    "edit",
+                    "--model",
+                    m,
+                    "--requests",
+                    requests.to_str().unwrap(),
+                    "--method",
+                    method,
+                    "--preset",
+                    "smollm2",
+                    "--layer",
+                    "0",
+                    "--stats",
+                    stats.to_str().unwrap(),
+                    "--key-history",
+                    history.to_str().unwrap(),
+                    "--json",
+                ]);
+                assert!(out.status.success(), "{}", stderr(&out));
+                let h = rome::KeyHistory::load(&rome::AlphaEditEditor::history_path(&history, 0))
+                    .unwrap();
+                assert_eq!(h.count(), 2 * round, "two keys per edit");
+            }
+            // Only AlphaEdit keeps one.
+            let out = run(&[
+                "edit",
+                "--model",
+                m,
+                "--requests",
+                requests.to_str().unwrap(),
+                "--method",
+                "emmet",
+                "--layer",
+                "0",
+                "--key-history",
+                history.to_str().unwrap(),
+            ]);
+            assert!(!out.status.success());
+            assert!(
+                stderr(&out).contains("--method alphaedit"),
+                "{}",
+                stderr(&out)
+            );
             // The directions the layer's null-space projector keeps, out of d_mlp.
             let kept = v["kept"].as_array().unwrap();
             assert_eq!(kept.len(), 1);

@@ -80,6 +80,12 @@ pub struct EditArgs {
     /// f32, tokenizer.json); never over an existing folder.
     #[arg(long)]
     save_model: Option<PathBuf>,
+    /// AlphaEdit: the key history `K_pK_pᵀ` of the edits written before (read from this
+    /// folder when it exists) — which this edit leaves alone — and where it is written back
+    /// with this edit's keys added. For sequential edits across runs, each on the model the
+    /// previous one saved (--save-model / --save-gguf).
+    #[arg(long, value_name = "DIR")]
+    key_history: Option<PathBuf>,
     /// Write the edited model as a new GGUF file (the model must be a .gguf): the input's
     /// metadata, tokenizer and untouched tensors copied byte for byte, each edited matrix
     /// stored as --gguf-edited-type; the file is then loaded back and its predictions shown.
@@ -638,6 +644,9 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.save_delta {
         super::common::check_out_file("--save-delta", out, false)?;
     }
+    if args.key_history.is_some() && args.method != Method::AlphaEdit {
+        bail!("--key-history is AlphaEdit's key history: it needs --method alphaedit");
+    }
     if let Some(out) = &args.save_gguf {
         let source = args.model.path()?;
         if source.extension().and_then(|e| e.to_str()) != Some("gguf") {
@@ -685,9 +694,15 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         Method::AlphaEdit => {
             let (hp, cs) =
                 alphaedit_setup(&loaded, &args.preset, args.layer, args.stats.as_deref())?;
-            // One batch: the histories start (and stay) empty.
-            let editor = rome::AlphaEditEditor::new(hp.clone(), &cs)?;
+            // The key histories of the edits written before (--key-history), else empty.
+            let mut editor = rome::AlphaEditEditor::new(hp.clone(), &cs)?;
+            if let Some(dir) = args.key_history.as_deref().filter(|d| d.exists()) {
+                editor
+                    .load_histories(dir)
+                    .with_context(|| format!("--key-history {}", dir.display()))?;
+            }
             kept = Some(editor.kept());
+            let mut keys_after = Vec::new();
             let outcome = layered_and_compare(
                 &mut loaded,
                 &requests,
@@ -704,9 +719,21 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
                         templates,
                         progress,
                     )?;
+                    keys_after = e.keys_after;
                     Ok((e.deltas, e.losses))
                 },
             )?;
+            if let Some(dir) = &args.key_history {
+                // This edit's keys join the history, for the next edit of this edited model.
+                for (h, k) in editor.histories.iter_mut().zip(&keys_after) {
+                    h.add(k)?;
+                }
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("--key-history {}", dir.display()))?;
+                editor
+                    .save_histories(dir)
+                    .with_context(|| format!("--key-history {}", dir.display()))?;
+            }
             (outcome, hp.layers.clone(), serde_json::to_value(&hp)?)
         }
         Method::Emmet => {
