@@ -1727,3 +1727,68 @@ fn edit_save_gguf_is_refused_for_folders_and_existing_files() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"user data");
 }
+
+#[test]
+fn predict_applies_a_llama_cpp_control_vector() {
+    let model = fixture("tiny-llama");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = gpt_core::load_model(&model, gpt_core::LoadOptions::default()).unwrap();
+    let d = gpt_core::HookableModel::config(&loaded.model).d_model;
+    let cv = dir.path().join("cv.gguf");
+    let direction = gpt_core::tch::Tensor::ones(
+        [d as i64],
+        (gpt_core::tch::Kind::Float, gpt_core::tch::Device::Cpu),
+    ) * 4.0;
+    gpt_core::steering::SteeringVector::new(d, gpt_core::steering::SteerPositions::All)
+        .with_direction(1, &direction)
+        .unwrap()
+        .save_control_vector(&cv, "llama")
+        .unwrap();
+    let top = |extra: &[&str]| {
+        let mut args = vec!["predict", "--model", m, "--prompt", PROMPT, "--json"];
+        args.extend_from_slice(extra);
+        let out = factscope(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["top"].clone()
+    };
+    let plain = top(&[]);
+    let steered = top(&["--control-vector", cv.to_str().unwrap()]);
+    assert_ne!(plain, steered, "the control vector changed nothing");
+    let zero = top(&[
+        "--control-vector",
+        cv.to_str().unwrap(),
+        "--control-vector-scale",
+        "0",
+    ]);
+    assert_eq!(plain, zero);
+    // A vector for another width is refused by name.
+    let wide = dir.path().join("wide.gguf");
+    gpt_core::steering::SteeringVector::new(d + 1, gpt_core::steering::SteerPositions::All)
+        .with_direction(
+            1,
+            &gpt_core::tch::Tensor::ones(
+                [d as i64 + 1],
+                (gpt_core::tch::Kind::Float, gpt_core::tch::Device::Cpu),
+            ),
+        )
+        .unwrap()
+        .save_control_vector(&wide, "llama")
+        .unwrap();
+    let out = factscope(&[
+        "predict",
+        "--model",
+        m,
+        "--prompt",
+        PROMPT,
+        "--control-vector",
+        wide.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the model's width"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use gpt_core::HookableModel;
 
 use super::common::ModelArgs;
 
@@ -16,6 +17,15 @@ pub struct PredictArgs {
     /// How many next tokens to list.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Add a llama.cpp control vector (a GGUF of `direction.{layer}` tensors, as `fv
+    /// --save-control-vector` writes) to each layer's output at every position, as
+    /// `llama-cli --control-vector` does.
+    #[arg(long, value_name = "FILE.gguf")]
+    control_vector: Option<std::path::PathBuf>,
+    /// The factor the control vector is multiplied by (llama.cpp's
+    /// `--control-vector-scaled FILE S`).
+    #[arg(long, default_value_t = 1.0, requires = "control_vector")]
+    control_vector_scale: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -38,10 +48,46 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     if args.top == 0 {
         anyhow::bail!("--top 0 lists nothing: give at least 1");
     }
+    let steering = match &args.control_vector {
+        Some(path) => Some(
+            gpt_core::steering::SteeringVector::load_control_vector(path)
+                .with_context(|| format!("--control-vector {}", path.display()))?
+                .scaled(args.control_vector_scale),
+        ),
+        None => None,
+    };
     let loaded = args.model.load()?;
+    let c = loaded.model.config();
+    if let (Some(v), Some(path)) = (&steering, &args.control_vector) {
+        if v.d_model() != c.d_model {
+            anyhow::bail!(
+                "--control-vector {}: directions of {} values, the model's width is {}",
+                path.display(),
+                v.d_model(),
+                c.d_model
+            );
+        }
+        if let Some(&l) = v.layers().iter().find(|&&l| l >= c.n_layers) {
+            anyhow::bail!(
+                "--control-vector {}: `direction.{l}` is past the model's {} layers",
+                path.display(),
+                c.n_layers
+            );
+        }
+    }
     let mut all = Vec::with_capacity(args.prompt.len());
     for prompt in &args.prompt {
-        all.push(predict(&loaded, prompt, args.top)?);
+        all.push(match &steering {
+            Some(v) => gpt_core::top_k_with(
+                &loaded.model,
+                &loaded.tokenizer,
+                prompt,
+                args.top,
+                &mut v.writes()?,
+            )
+            .with_context(|| format!("prompt {prompt:?}"))?,
+            None => predict(&loaded, prompt, args.top)?,
+        });
     }
     if args.json {
         if all.len() == 1 {

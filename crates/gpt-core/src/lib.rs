@@ -89,7 +89,7 @@ pub use model::{
     AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,
     LogitsAt, Outcome, ResumableModel,
 };
-pub use predict::{top_k, Candidate, Prediction};
+pub use predict::{top_k, top_k_with, Candidate, Prediction};
 pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;

@@ -6,7 +6,8 @@ use tch::{Device, Kind};
 
 use crate::error::{check_finite, Error, Result};
 use crate::input::TokenBatch;
-use crate::model::HookableModel;
+use crate::intervention::{Intervention, NoHooks};
+use crate::model::{ForwardOptions, HookableModel};
 use crate::tokenizer::Tokenizer;
 
 /// One candidate next token.
@@ -57,14 +58,32 @@ pub fn top_k(
     prompt: &str,
     k: usize,
 ) -> Result<Prediction> {
+    top_k_with(model, tokenizer, prompt, k, &mut NoHooks)
+}
+
+/// [`top_k`] with `hooks` applied during the pass (e.g. a
+/// [`SteeringVector`](crate::steering::SteeringVector)'s writes).
+///
+/// # Errors
+/// As [`top_k`], and the interventions' errors.
+pub fn top_k_with(
+    model: &dyn HookableModel,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    k: usize,
+    hooks: &mut dyn Intervention,
+) -> Result<Prediction> {
     let enc = tokenizer.encode(prompt)?;
     if enc.ids.is_empty() {
         return Err(Error::EmptyPrompt);
     }
     let batch = TokenBatch::single(&enc.ids, model.device())?;
     let _guard = tch::no_grad_guard();
-    let logits = model.forward(&batch)?;
-    let last = logits.f_select(1, -1)?.f_squeeze_dim(0)?;
+    // `[1, vocab]`: the last position's logits only.
+    let logits = model
+        .forward_with(&batch, ForwardOptions::last(), hooks)?
+        .logits()?;
+    let last = logits.f_squeeze_dim(0)?;
     check_finite(&last, &format!("the logits after {prompt:?}"))?;
     let probs = last.f_softmax(-1, Kind::Float)?;
     let k = k.clamp(1, model.config().vocab_size) as i64;
