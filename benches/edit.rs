@@ -22,7 +22,7 @@ use gpt_core::tch;
 use gpt_core::{HookPoint, HookableModel, Padding, TokenBatch};
 use rome::{
     compute_rome, context_templates, generated_corpus, GeneratedCorpus, KeyStatsRun,
-    RewriteRequest, RomeHparams, StatsOptions, VSchedule,
+    RewriteRequest, RomeHparams, Schedule, StatsOptions,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -97,8 +97,8 @@ fn main() -> anyhow::Result<()> {
         )?;
         Ok((t.elapsed().as_secs_f64(), edit))
     };
-    let (fast_s, fast) = run(VSchedule::Fast)?;
-    let (naive_s, naive) = run(VSchedule::Naive)?;
+    let (fast_s, fast) = run(Schedule::Fast)?;
+    let (naive_s, naive) = run(Schedule::Naive)?;
     let diff = (&fast.v_star - &naive.v_star).abs().max().double_value(&[]);
     println!(
         "ROME edit (21 templates, {} steps): fast {fast_s:.2} s, naive {naive_s:.2} s, speed-up {:.2}x, max |v*_fast − v*_naive| {diff:.2e}",

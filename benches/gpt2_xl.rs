@@ -25,8 +25,7 @@ use gpt_core::random::gpt2_xl_config;
 use gpt_core::tch::{self, Device, Kind, Tensor};
 use gpt_core::{RandomInit, Transformer};
 use rome::{
-    compute_rome, context_templates, Corpus, KeyStatsRun, RewriteRequest, RomeHparams,
-    StatsOptions, VSchedule,
+    compute_rome, context_templates, Corpus, KeyStatsRun, RewriteRequest, RomeHparams, StatsOptions,
 };
 
 /// GPT-2's byte-level alphabet: the character that stands for byte `b` in vocab files.
@@ -233,10 +232,10 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let request = RewriteRequest::new("{} is located in the city of", subject, "Rome")?;
-    let v_schedules: &[VSchedule] = if skip_naive {
-        &[VSchedule::Fast]
+    let v_schedules: &[Schedule] = if skip_naive {
+        &[Schedule::Fast]
     } else {
-        &[VSchedule::Fast, VSchedule::Naive]
+        &[Schedule::Fast, Schedule::Naive]
     };
     let mut edit_secs = Vec::new();
     for &schedule in v_schedules {

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpt_core::{generate, EditableModel, GenerateOptions, HookableModel, Progress, Sampling};
 use rome::{
-    compute_rome, context_templates, KeyStats, RewriteRequest, RomeHparams, RomeVariant,
-    StatsOptions, VSchedule,
+    compute_rome, context_templates, KeyStats, RewriteRequest, RomeHparams, RomeVariant, Schedule,
+    StatsOptions,
 };
 use serde::Serialize;
 
@@ -496,7 +496,7 @@ pub fn edit_and_compare(
                 hp,
                 Some(&c),
                 &templates,
-                VSchedule::Fast,
+                Schedule::Fast,
             )?;
             applied.undos.push(loaded.model.apply(&edit.delta)?);
             applied.norms.push(edit.delta_norm);

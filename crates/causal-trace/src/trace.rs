@@ -85,19 +85,7 @@ impl Sever {
     }
 }
 
-/// How the grid is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// Reuse the corrupted run below the restored layer and before the restored token, run
-    /// only the changed positions, unembed only the last position, and batch all layers of a
-    /// token together ("Performance design" in `docs/ARCHITECTURE.md`).
-    #[default]
-    Fast,
-    /// One full forward pass of the clean row plus the corrupted rows per grid cell (as the
-    /// reference implementation): the correctness oracle.
-    Naive,
-}
+pub use gpt_core::Schedule;
 
 /// Which tokens get a row in the grid.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -20,15 +20,7 @@ use crate::error::{Error, Result};
 use crate::prompt::IclPrompt;
 use crate::resume::{answer_probs, BaseRun};
 
-/// How the patched passes are run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Schedule {
-    /// Base pass once, then only the last position from each head's layer up, batched.
-    #[default]
-    Fast,
-    /// One full forward pass per head (the oracle).
-    Naive,
-}
+pub use gpt_core::Schedule;
 
 /// The CIE of every head on every prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -63,6 +63,7 @@ pub mod prompt;
 pub mod random;
 mod save;
 mod save_gguf;
+mod schedule;
 mod sentencepiece;
 pub mod steering;
 #[cfg(feature = "testing")]
@@ -94,6 +95,7 @@ pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;
 pub use save_gguf::{save_gguf, EditedTensorType, SavedTensor};
+pub use schedule::Schedule;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;
 

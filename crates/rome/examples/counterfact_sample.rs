@@ -21,7 +21,7 @@ use gpt_core::tch::{Kind, Tensor};
 use gpt_core::{target_tokens, EditableModel, HookableModel, LoadedModel, TokenBatch};
 use rome::{
     compute_rome, context_templates, Corpus, KeyStatsRun, RewriteRequest, RomeHparams, RomeVariant,
-    StatsOptions, VSchedule,
+    Schedule, StatsOptions,
 };
 
 /// Mean per-token NLL of `" " + target` after `prompt` (teacher forced).
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
             &hp,
             Some(&c),
             &templates,
-            VSchedule::Fast,
+            Schedule::Fast,
         )?;
         let undo = m.model.apply(&edit.delta)?;
         post.push(score(&m, case)?);

@@ -16,7 +16,7 @@ use crate::adam::Adam;
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
-use crate::rome::{locate, Located, VSchedule};
+use crate::rome::{locate, Located, Schedule};
 
 /// What [`optimize_delta`] fits.
 pub(crate) struct DeltaSpec<'a> {
@@ -34,7 +34,7 @@ pub(crate) struct DeltaSpec<'a> {
     /// The block at whose `hook_mlp_out` δ is added.
     pub layer: usize,
     /// Fast or naive.
-    pub schedule: VSchedule,
+    pub schedule: Schedule,
 }
 
 /// What [`optimize_delta`] found: the value at the edited site before the edit, the
@@ -344,7 +344,7 @@ impl<'p> Pass<'p> {
         let read_rows = tensor(&prompts.read_rows)?;
         let init_rows = tensor(&prompts.first_rows)?;
         let pass = match spec.schedule {
-            VSchedule::Fast => {
+            Schedule::Fast => {
                 let resumed = Resumed::prepare(model, &prompts.batch, rows, spec.layer)?;
                 let read_pos = resumed.shift(&prompts.read_rows, &prompts.read_pos);
                 Self {
@@ -357,7 +357,7 @@ impl<'p> Pass<'p> {
                     read_rows,
                 }
             }
-            VSchedule::Naive => {
+            Schedule::Naive => {
                 let init_pos: Vec<i64> = prompts
                     .first_rows
                     .iter()

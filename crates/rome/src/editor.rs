@@ -14,7 +14,7 @@ use crate::ft::{compute_ft, FtHparams};
 use crate::hparams::{RomeHparams, RomeVariant};
 use crate::memit::{compute_memit_cached, MemitHparams};
 use crate::nullspace::{KeyHistory, NullSpaceProjector};
-use crate::rome::{compute_rome, context_templates, VSchedule};
+use crate::rome::{compute_rome, context_templates, Schedule};
 use crate::target_cache::TargetCache;
 
 /// Wraps this crate's error for the [`Editor`] interface.
@@ -59,7 +59,7 @@ pub struct RomeEditor {
     /// `mom2_adjustment` is off).
     pub c: Option<Tensor>,
     /// How v* is optimised.
-    pub schedule: VSchedule,
+    pub schedule: Schedule,
     templates: Option<Vec<String>>,
 }
 
@@ -69,7 +69,7 @@ impl RomeEditor {
         Self {
             hparams,
             c,
-            schedule: VSchedule::Fast,
+            schedule: Schedule::Fast,
             templates: None,
         }
     }

@@ -12,7 +12,7 @@ use crate::delta::{optimize_deltas, DeltaSpec};
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
 use crate::request::RewriteRequest;
-use crate::rome::{at_subjects, keys_and_values, locate, Located, VSchedule};
+use crate::rome::{at_subjects, keys_and_values, locate, Located, Schedule};
 use crate::target_cache::TargetCache;
 
 /// Requests whose target residuals `z` are optimised together, in one padded batch per
@@ -182,7 +182,7 @@ pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
             key_prompts: &prompts[i],
             point: HookPoint::resid_post(last),
             layer: last,
-            schedule: VSchedule::Fast,
+            schedule: Schedule::Fast,
         })
         .collect();
     let mut done = requests.len() - missing.len();

@@ -36,7 +36,7 @@
 //! use gpt_core::random::{tiny_config, RandomInit};
 //! use gpt_core::tch::{Device, Kind};
 //! use gpt_core::{Architecture, EditableModel, RewriteRequest, Transformer};
-//! use rome::{compute_rome, context_templates, Corpus, KeyStatsRun, RomeHparams, StatsOptions, VSchedule};
+//! use rome::{compute_rome, context_templates, Corpus, KeyStatsRun, RomeHparams, StatsOptions, Schedule};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tok = gpt_core::load_hf_tokenizer("../../fixtures/tiny-gpt2".as_ref())?;
 //! let mut config = tiny_config(Architecture::Llama);
@@ -52,7 +52,7 @@
 //! let templates = context_templates(&model, &tok, &hp.context_template_length_params, hp.template_seed)?;
 //!
 //! let request = RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")?;
-//! let edit = compute_rome(&model, &tok, &request, &hp, Some(&stats.c()?), &templates, VSchedule::Fast)?;
+//! let edit = compute_rome(&model, &tok, &request, &hp, Some(&stats.c()?), &templates, Schedule::Fast)?;
 //! let before = model.weight(gpt_core::WeightId::MlpOut(gpt_core::Layer(1)))?.copy();
 //! let undo = model.apply(&edit.delta)?; // the model is edited only here
 //! let p = gpt_core::top_k(&model, &tok, &request.filled(), 3)?;
@@ -104,7 +104,7 @@ pub use nullspace::{
 };
 pub use preset::{Preset, PresetModel};
 pub use request::RewriteRequest;
-pub use rome::{compute_rome, context_templates, RomeEdit, VSchedule};
+pub use rome::{compute_rome, context_templates, RomeEdit, Schedule};
 pub use stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsMeta, StatsOptions, STATS_STAGE};
 pub use stats_cache::StatsCache;
 pub use target_cache::TargetCache;

@@ -138,19 +138,7 @@ pub(crate) fn keys_and_values<M: ResumableModel + ?Sized>(
     }
 }
 
-/// How v* is optimised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum VSchedule {
-    /// Everything δ cannot change is computed once: the keys and values of the tokens before
-    /// each prompt's subject and the residual entering block `L`. Each step runs only the
-    /// tokens from the subject on through blocks `L..` (and backpropagates through them) and
-    /// unembeds only the positions the loss reads.
-    #[default]
-    Fast,
-    /// Every step runs the whole model and unembeds every position, as the reference does:
-    /// the oracle of [`VSchedule::Fast`].
-    Naive,
-}
+pub use gpt_core::Schedule;
 
 /// The result of one ROME edit: the weight change and how it was found.
 #[derive(Debug)]
@@ -185,7 +173,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     hp: &RomeHparams,
     c: Option<&Tensor>,
     templates: &[String],
-    schedule: VSchedule,
+    schedule: Schedule,
 ) -> Result<RomeEdit> {
     request.validate()?;
     let config = model.config();

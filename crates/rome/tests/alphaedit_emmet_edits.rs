@@ -22,7 +22,7 @@ use gpt_core::{
 use rome::{
     compute_alphaedit, compute_emmet, compute_memit, compute_rome, context_templates,
     AlphaEditEditor, AlphaEditHparams, Corpus, EmmetEditor, EmmetHparams, KeyHistory, KeyStatsRun,
-    MemitHparams, NullSpaceProjector, RewriteRequest, RomeHparams, StatsOptions, VSchedule,
+    MemitHparams, NullSpaceProjector, RewriteRequest, RomeHparams, Schedule, StatsOptions,
 };
 
 fn tokenizer() -> Tokenizer {
@@ -430,7 +430,7 @@ fn emmet_with_one_layer_and_one_request_is_romes_rank_one_update() {
         let templates = vec!["{}".to_string()];
         let req = requests().remove(0);
         let rome_edit =
-            compute_rome(&m, &tok, &req, &z, Some(&c), &templates, VSchedule::Fast).unwrap();
+            compute_rome(&m, &tok, &req, &z, Some(&c), &templates, Schedule::Fast).unwrap();
         let hp = EmmetHparams {
             layers: vec![layer],
             z: z.clone(),

@@ -17,7 +17,7 @@ use gpt_core::{
 };
 use rome::{
     compute_rome, context_templates, load_deltas, save_deltas, Corpus, Error, KeyStats,
-    KeyStatsRun, RewriteRequest, RomeHparams, RomeVariant, StatsOptions, VSchedule,
+    KeyStatsRun, RewriteRequest, RomeHparams, RomeVariant, Schedule, StatsOptions,
 };
 
 fn tokenizer() -> Tokenizer {
@@ -138,7 +138,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             &hp,
             Some(&c),
             &templates,
-            VSchedule::Fast,
+            Schedule::Fast,
         )
         .unwrap();
         let naive = compute_rome(
@@ -148,7 +148,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             &hp,
             Some(&c),
             &templates,
-            VSchedule::Naive,
+            Schedule::Naive,
         )
         .unwrap();
         // The fixtures' small weights (std 0.2, two blocks) leave layer 1's MLP little leverage
@@ -195,7 +195,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             &hp,
             Some(&c),
             &templates,
-            VSchedule::Fast,
+            Schedule::Fast,
         )
         .unwrap();
         let w = m
@@ -388,7 +388,7 @@ fn edits_save_and_reapply() {
         &hp,
         Some(&stats.c().unwrap()),
         &templates,
-        VSchedule::Fast,
+        Schedule::Fast,
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -446,7 +446,7 @@ fn bad_requests_and_corpora_are_clear_errors() {
         &hp,
         None,
         &["{}".into()],
-        VSchedule::Fast,
+        Schedule::Fast,
     )
     .unwrap_err();
     assert!(err.to_string().contains("layer 7"), "{err}");
@@ -458,7 +458,7 @@ fn bad_requests_and_corpora_are_clear_errors() {
         &hp,
         None,
         &["{}".into()],
-        VSchedule::Fast,
+        Schedule::Fast,
     )
     .unwrap_err();
     assert!(err.to_string().contains("statistics"), "{err}");
