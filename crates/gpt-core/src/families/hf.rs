@@ -41,6 +41,18 @@ pub(crate) fn default_ln_eps() -> f64 {
 }
 
 /// GPT-2's and GPT-J's default activation.
+/// Checks a GPT-2-style `activation_function` (these families run the tanh GELU only); the
+/// error is the reason, for the caller to name the file.
+pub(crate) fn check_tanh_gelu(activation: &str) -> std::result::Result<(), String> {
+    if matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
+        Ok(())
+    } else {
+        Err(format!(
+            "activation_function `{activation}` is not supported (gelu_new only)"
+        ))
+    }
+}
+
 pub(crate) fn default_gelu_new() -> String {
     "gelu_new".into()
 }

@@ -62,15 +62,7 @@ impl Gpt2HfConfig {
             path: source.to_path_buf(),
             reason,
         };
-        if !matches!(
-            self.activation_function.as_str(),
-            "gelu_new" | "gelu_pytorch_tanh"
-        ) {
-            return Err(bad(format!(
-                "activation_function `{}` is not supported (gelu_new only)",
-                self.activation_function
-            )));
-        }
+        hf::check_tanh_gelu(&self.activation_function).map_err(bad)?;
         if self.scale_attn_by_inverse_layer_idx || self.reorder_and_upcast_attn {
             return Err(bad(
                 "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported"

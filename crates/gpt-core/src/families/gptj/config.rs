@@ -39,15 +39,7 @@ impl GptjHfConfig {
             path: source.to_path_buf(),
             reason,
         };
-        if !matches!(
-            self.activation_function.as_str(),
-            "gelu_new" | "gelu_pytorch_tanh"
-        ) {
-            return Err(bad(format!(
-                "activation_function `{}` is not supported (gelu_new only)",
-                self.activation_function
-            )));
-        }
+        hf::check_tanh_gelu(&self.activation_function).map_err(bad)?;
         if self.n_head == 0 || self.n_embd % self.n_head != 0 {
             return Err(bad(format!(
                 "n_embd {} is not divisible by n_head {}",
