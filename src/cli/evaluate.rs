@@ -616,7 +616,9 @@ fn sequential_markdown(summary: &Summary) -> String {
                 num(p.known_facts, 100.0)
             );
         }
-        md.push_str("\nRates in percent; GE only where texts were generated (0 and all edits).\n");
+        md.push_str(
+            "\nRates in percent; GE where texts were generated (all edits; 0 edits with --pre-generation).\n",
+        );
     }
     md
 }

@@ -78,8 +78,8 @@ impl Default for SequentialOptions {
 pub struct CurvePoint {
     /// Edits in the model.
     pub edits: usize,
-    /// Means by metric name (`ES`, `PS`, `NS`, `S`, …, rates in `[0, 1]`; `GE` only at the
-    /// end points, where texts are generated).
+    /// Means by metric name (`ES`, `PS`, `NS`, `S`, …, rates in `[0, 1]`; `GE` where texts
+    /// are generated: after all edits, and at 0 edits with `pre_generation`).
     #[serde(flatten)]
     pub metrics: BTreeMap<String, f64>,
     /// Held-out perplexity.
