@@ -265,6 +265,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     let loaded_cases_count = loaded_cases.cases.len();
+    let cases_fingerprint = loaded_cases.fingerprint;
     let mut cases = loaded_cases.cases;
     if let Some(limit) = args.limit {
         cases.truncate(limit);
@@ -301,16 +302,13 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             counterfact::sequential::SEQUENTIAL_DIR.into(),
         ],
     )?;
-    let cases_fingerprint = {
-        let bytes = std::fs::read(&args.cases)
-            .with_context(|| format!("reading --cases {}", args.cases.display()))?;
-        let mut h = gpt_core::fingerprint::Fnv64::default();
-        h.update(&bytes);
-        h.hex()
-    };
-
     let mut loaded = args.model.load()?;
     let (mut editor, hparams) = editor_for(&args, &loaded)?;
+    let probe = if args.sequential {
+        retention_probe(&args, &loaded, &cases)?
+    } else {
+        None
+    };
     let settings = RunSettings {
         method: args.method.name().into(),
         model: args.model.path()?.display().to_string(),
@@ -322,19 +320,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         generation: !args.no_generation,
         seed: args.seed,
         hparams,
-        sequential: None,
-    };
-    let probe = if args.sequential {
-        retention_probe(&args, &loaded, &cases)?
-    } else {
-        None
-    };
-    let settings = RunSettings {
         sequential: args.sequential.then(|| counterfact::SequentialSettings {
             checkpoint_every: args.checkpoint_every,
             retention: probe.as_ref().map(|(what, _)| what.clone()),
         }),
-        ..settings
     };
     let (dir, done) = RunDir::open(&args.out, &settings, (shard.k, shard.n), args.resume)?;
     let options = RunOptions {
@@ -345,7 +334,8 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     let mut view = super::progress::ProgressView::new(&format!("evaluate {}", settings.method));
-    if args.sequential {
+    // What this call did, for the line above the table; and trace figures for the report.
+    let (did, traces) = if args.sequential {
         let editor = editor
             .as_deref_mut()
             .context("--sequential needs an editing --method")?;
@@ -368,50 +358,46 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         for (id, e) in &outcome.failed {
             eprintln!("case {id} not edited (its batch failed): {e}");
         }
-        let summary = write_summary(
-            &args.out,
-            Bootstrap {
-                seed: args.seed,
-                ..Bootstrap::default()
-            },
-            args.worst,
-            &[],
+        let did = format!(
+            "{} edit(s) in the model ({} batch(es) written now), {} case(s) recorded now",
+            outcome.edits, outcome.batches, outcome.recorded
+        );
+        (did, Vec::new())
+    } else {
+        let outcome = run_cases(
+            &mut loaded.model,
+            &loaded.tokenizer,
+            editor.as_deref_mut(),
+            &cases,
+            &done,
+            &options,
+            &dir,
+            &mut view.callback(),
         )?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&summary)?);
-        } else {
-            println!(
-                "{} edit(s) in the model ({} batch(es) written now), {} case(s) recorded now; {} in the summary",
-                outcome.edits, outcome.batches, outcome.recorded, summary.n
-            );
-            print!("{}", markdown_table(&[&summary], true));
-            print!("{}", sequential_markdown(&summary));
-            println!("wrote {}", args.out.join("summary.json").display());
+        view.finish();
+        for (id, e) in &outcome.failed {
+            eprintln!("case {id} failed: {e}");
         }
-        return Ok(());
-    }
-    let outcome = run_cases(
-        &mut loaded.model,
-        &loaded.tokenizer,
-        editor.as_deref_mut(),
-        &cases,
-        &done,
-        &options,
-        &dir,
-        &mut view.callback(),
-    )?;
-    view.finish();
-    for (id, e) in &outcome.failed {
-        eprintln!("case {id} failed: {e}");
-    }
-    let traces = match editor.as_deref_mut() {
-        Some(editor) if args.trace_examples > 0 => trace_examples(
-            &mut loaded,
-            editor,
-            &cases[..args.trace_examples.min(cases.len())],
-            &args.out.join("trace_examples"),
-        )?,
-        _ => Vec::new(),
+        let traces = match editor.as_deref_mut() {
+            Some(editor) if args.trace_examples > 0 => trace_examples(
+                &mut loaded,
+                editor,
+                &cases[..args.trace_examples.min(cases.len())],
+                &args.out.join("trace_examples"),
+            )?,
+            _ => Vec::new(),
+        };
+        let did = format!(
+            "{} case(s) now, {} done before{}",
+            outcome.finished,
+            outcome.already_done,
+            if outcome.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed", outcome.failed.len())
+            }
+        );
+        (did, traces)
     };
     let summary = write_summary(
         &args.out,
@@ -425,18 +411,9 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!(
-            "{} case(s) now, {} done before{}; {} in the summary",
-            outcome.finished,
-            outcome.already_done,
-            if outcome.failed.is_empty() {
-                String::new()
-            } else {
-                format!(", {} failed", outcome.failed.len())
-            },
-            summary.n
-        );
+        println!("{did}; {} in the summary", summary.n);
         print!("{}", markdown_table(&[&summary], true));
+        print!("{}", sequential_markdown(&summary));
         println!("wrote {}", args.out.join("summary.json").display());
     }
     Ok(())
@@ -516,10 +493,11 @@ fn retention_probe(
                     c.case_id
                 );
             }
-            let bytes = std::fs::read(path)?;
-            let mut h = gpt_core::fingerprint::Fnv64::default();
-            h.update(&bytes);
-            what.push(format!("known facts {} ({})", path.display(), h.hex()));
+            what.push(format!(
+                "known facts {} ({})",
+                path.display(),
+                loaded_known.fingerprint
+            ));
             loaded_known.cases
         }
         None => Vec::new(),

@@ -57,23 +57,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         None => None,
     };
     let loaded = args.model.load()?;
-    let c = loaded.model.config();
     if let (Some(v), Some(path)) = (&steering, &args.control_vector) {
-        if v.d_model() != c.d_model {
-            anyhow::bail!(
-                "--control-vector {}: directions of {} values, the model's width is {}",
-                path.display(),
-                v.d_model(),
-                c.d_model
-            );
-        }
-        if let Some(&l) = v.layers().iter().find(|&&l| l >= c.n_layers) {
-            anyhow::bail!(
-                "--control-vector {}: `direction.{l}` is past the model's {} layers",
-                path.display(),
-                c.n_layers
-            );
-        }
+        v.check_fits(loaded.model.config())
+            .with_context(|| format!("--control-vector {}", path.display()))?;
     }
     let mut all = Vec::with_capacity(args.prompt.len());
     for prompt in &args.prompt {

@@ -85,6 +85,9 @@ pub struct LoadedCases {
     pub cases: Vec<EditCase>,
     /// Malformed records that were skipped (with `skip_bad`), as errors naming them.
     pub skipped: Vec<Error>,
+    /// FNV-1a 64 of the file's bytes (16 hex digits): which file the cases came from, for
+    /// a run's settings.
+    pub fingerprint: String,
 }
 
 /// Reads a JSON list of records in any of the four schemas (detected per record by its
@@ -118,7 +121,10 @@ pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
             reason: "the list of cases is empty".into(),
         });
     }
-    let mut loaded = LoadedCases::default();
+    let mut loaded = LoadedCases {
+        fingerprint: gpt_core::fingerprint::Fnv64::hex_of(text.as_bytes()),
+        ..LoadedCases::default()
+    };
     // Record index of each case id, and of the first record's kind (CounterFact edit cases,
     // known facts, zsRE records): a summary keyed by case id would silently drop a
     // duplicate, and a file mixing kinds has metrics that exist only for some of its cases.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gpt_core::progress::{Progress, ProgressFn};
-use gpt_core::tch::{Device, Tensor};
+use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     apply_edits, undo_all, EditModel, EditUndo, Editor, Tokenizer, WeightDelta, WeightId,
 };
@@ -349,17 +349,7 @@ fn checkpoint(
 ) -> Result<()> {
     let name = format!("b{}", state.batches);
     let deltas_path = dir.join(format!("deltas-{name}.safetensors"));
-    let tmp = dir.join(format!(".deltas-{name}.safetensors.tmp"));
-    let named_tensors = deltas
-        .iter()
-        .enumerate()
-        .map(|(i, d)| Ok((format!("w{i}"), d.f_to_device(Device::Cpu)?.f_contiguous()?)))
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::write_safetensors(&named_tensors, &tmp).map_err(|e| Error::Run {
-        path: tmp.clone(),
-        reason: format!("cannot write the checkpoint's deltas: {e}"),
-    })?;
-    std::fs::rename(&tmp, &deltas_path).map_err(io(&deltas_path))?;
+    factscope_common::write_atomic(&deltas_path, &deltas_file(deltas, &deltas_path)?)?;
     let editor_dir = dir.join(format!("editor-{name}"));
     if editor_dir.exists() {
         std::fs::remove_dir_all(&editor_dir).map_err(io(&editor_dir))?;
@@ -373,6 +363,35 @@ fn checkpoint(
         let _ = std::fs::remove_dir_all(dir.join(format!("editor-{old}")));
     }
     Ok(())
+}
+
+/// The safetensors bytes of `deltas` (f32, tensor `w{i}` for delta `i`).
+fn deltas_file(deltas: &[Tensor], path: &Path) -> Result<Vec<u8>> {
+    let mut owned = Vec::with_capacity(deltas.len());
+    for (i, d) in deltas.iter().enumerate() {
+        let d = d
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?;
+        let shape: Vec<usize> = d.size().iter().map(|&n| n as usize).collect();
+        let values = Vec::<f32>::try_from(&d.f_flatten(0, -1)?)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        owned.push((format!("w{i}"), shape, bytes));
+    }
+    let bad = |reason: String| Error::Run {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| bad(format!("cannot serialise `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None)
+        .map_err(|e| bad(format!("cannot serialise the checkpoint's deltas: {e}")))
 }
 
 /// The folder of a run folder's sequential state.

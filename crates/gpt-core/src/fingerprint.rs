@@ -41,6 +41,13 @@ impl Fnv64 {
     pub fn hex(&self) -> String {
         format!("{:016x}", self.0)
     }
+
+    /// The hash of one byte string, as 16 hex digits.
+    pub fn hex_of(bytes: &[u8]) -> String {
+        let mut h = Self::default();
+        h.update(bytes);
+        h.hex()
+    }
 }
 
 /// A fingerprint of a model, as 16 hex digits: FNV-1a 64 of its config (JSON) followed by the

@@ -37,7 +37,7 @@ use std::path::Path;
 use gguf::{GgmlType, MetadataValue};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::Architecture;
+use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::hook::HookPoint;
 use crate::intervention::{SiteWrite, Sites};
@@ -140,6 +140,27 @@ impl SteeringVector {
     /// The direction of `layer` (unscaled), if any.
     pub fn direction(&self, layer: usize) -> Option<&Tensor> {
         self.directions.get(&layer)
+    }
+
+    /// Checks that the vector fits a model of `config`: directions of its width, at layers it
+    /// has.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the width or the first layer past the model's.
+    pub fn check_fits(&self, config: &ModelConfig) -> Result<()> {
+        if self.d_model != config.d_model {
+            return Err(Error::InvalidInput(format!(
+                "directions of {} values, the model's width is {}",
+                self.d_model, config.d_model
+            )));
+        }
+        if let Some(&l) = self.directions.keys().find(|&&l| l >= config.n_layers) {
+            return Err(Error::InvalidInput(format!(
+                "`direction.{l}` is past the model's {} layers",
+                config.n_layers
+            )));
+        }
+        Ok(())
     }
 
     /// The interventions that apply it: `blocks.{l}.hook_resid_post[positions] += scale ·

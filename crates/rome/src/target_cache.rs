@@ -94,12 +94,9 @@ impl TargetCache {
         };
         let meta = serde_json::to_string(&key)
             .map_err(|e| crate::Error::InvalidInput(format!("target cache key: {e}")))?;
-        let mut h = Fnv64::default();
-        h.update(meta.as_bytes());
+        let key = Fnv64::hex_of(meta.as_bytes());
         Ok((
-            self.dir
-                .join("targets")
-                .join(format!("{}.safetensors", h.hex())),
+            self.dir.join("targets").join(format!("{key}.safetensors")),
             meta,
         ))
     }
