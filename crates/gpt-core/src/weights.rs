@@ -20,6 +20,13 @@ pub(crate) trait WeightSource {
     fn contains(&self, name: &str) -> bool;
     /// Reads a tensor on the CPU, in its stored float dtype (GGUF: dequantised to f32).
     fn read(&mut self, name: &str) -> Result<Tensor>;
+    /// Reads a tensor on the CPU in `kind` where the source can produce it without a full
+    /// copy in its stored dtype (GGUF dequantises block by block straight into a tensor of
+    /// `kind`), else as [`WeightSource::read`] does; the caller converts what it gets.
+    fn read_as(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
+        let _ = kind;
+        self.read(name)
+    }
     /// The names of all tensors in the checkpoint.
     fn names(&self) -> Vec<String>;
     /// The file that holds tensor `name` (a shard of a sharded checkpoint), for messages.
@@ -48,7 +55,7 @@ impl<'a> Loader<'a> {
     }
     /// The tensor `name`, checked to have `shape`.
     pub fn tensor(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self.raw(name)?;
+        let t = self.fetch(name, self.kind)?;
         if t.size() != shape {
             return Err(Error::ShapeMismatch {
                 name: format!("{name} in {}", self.source.path().display()),
@@ -71,13 +78,22 @@ impl<'a> Loader<'a> {
     /// The tensor `name` in its stored shape, unconverted (for loaders that reshape first).
     /// Every tensor a loader uses is read through here, so it counts as used.
     pub fn raw(&mut self, name: &str) -> Result<Tensor> {
+        self.fetch(name, Kind::Float)
+    }
+
+    /// The tensor `name` in `kind` where the source can read it so cheaply, else stored.
+    fn fetch(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
         if !self.source.contains(name) {
             return Err(Error::MissingTensor {
                 name: name.to_string(),
                 path: self.source.path().to_path_buf(),
             });
         }
-        let t = self.source.read(name)?;
+        let t = if kind == Kind::Float {
+            self.source.read(name)?
+        } else {
+            self.source.read_as(name, kind)?
+        };
         self.read.insert(name.to_string());
         Ok(t)
     }
@@ -397,7 +413,55 @@ impl WeightSource for GgufSource {
         let values = self.reader.read_f32(name)?;
         Ok(Tensor::f_from_slice(&values)?.f_reshape(&shape)?)
     }
+
+    /// Dequantises `DEQUANT_CHUNK` elements at a time into a tensor of `kind`, so loading
+    /// into bf16 never holds the tensor in f32 (the token embedding of a small model is
+    /// ~110 MB in f32, and the f32 copy was most of a bf16 load's extra peak).
+    fn read_as(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
+        let info = self
+            .reader
+            .file
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                path: self.reader.path().to_path_buf(),
+            })?
+            .clone();
+        let ty = info.ggml_type;
+        if !ty.can_dequantize() {
+            // The reader's own error names the type, tensor and file.
+            return self.read(name);
+        }
+        let shape: Vec<i64> = info.shape_outer_first().iter().map(|&d| d as i64).collect();
+        let path = self.reader.path().to_path_buf();
+        let in_tensor = |e: gguf::Error| Error::from(e.in_tensor(name).with_path(&path));
+        let raw = self.reader.read_raw(&info)?;
+        let block = ty.block_size();
+        let blocks_per_chunk = (DEQUANT_CHUNK / block).max(1);
+        let chunk_bytes = ty.bytes_for(blocks_per_chunk * block).unwrap_or(u64::MAX);
+        let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+        let numel: i64 = shape.iter().product();
+        let out = Tensor::f_empty([numel], (kind, Device::Cpu))?;
+        let mut start = 0i64;
+        for bytes in raw.chunks(chunk_bytes) {
+            let count = bytes.len() as u64 / ty.type_size().max(1) * block;
+            let values = gguf::dequantize(ty, bytes, count as usize).map_err(&in_tensor)?;
+            out.f_narrow(0, start, count as i64)?
+                .f_copy_(&Tensor::f_from_slice(&values)?)?;
+            start += count as i64;
+        }
+        if start != numel {
+            return Err(in_tensor(gguf::Error::BadQuantInput {
+                ty,
+                msg: format!("decoded {start} elements, the shape {shape:?} needs {numel}"),
+            }));
+        }
+        Ok(out.f_reshape(&shape)?)
+    }
 }
+
+/// Elements dequantised at a time by [`GgufSource::read_as`] (1 MiB of f32).
+const DEQUANT_CHUNK: u64 = 1 << 18;
 
 /// The safetensors checkpoint of a Hugging Face model folder.
 pub(crate) struct Checkpoint {

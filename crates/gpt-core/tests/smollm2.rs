@@ -213,3 +213,36 @@ fn end_of_turn_tokens_stop_generation_and_special_tokens_are_not_text() {
     assert_eq!(m.tokenizer.decode_text(&ids).unwrap(), "Parisassistant");
     assert!(m.tokenizer.decode(&ids).unwrap().contains("<|im_end|>"));
 }
+
+/// A bf16 load dequantises the GGUF block by block straight into bf16; every weight must
+/// equal the f32 load rounded to bf16 (the old path), bit for bit.
+#[test]
+fn bf16_load_equals_f32_load_rounded() {
+    use gpt_core::{EditableModel, Layer, WeightId};
+    let path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let f32m = model().expect("bundled model");
+    let bf16m = load_model(
+        &path,
+        LoadOptions {
+            kind: Kind::BFloat16,
+            ..Default::default()
+        },
+    )
+    .expect("load bundled model in bf16");
+    let last = Layer(f32m.model.config().n_layers - 1);
+    for id in [
+        WeightId::Embed,
+        WeightId::AttnQ(Layer(0)),
+        WeightId::AttnK(last),
+        WeightId::MlpIn(last),
+        WeightId::MlpOut(Layer(4)),
+    ] {
+        let a = f32m.model.weight(id).unwrap().to_kind(Kind::BFloat16);
+        let b = bf16m.model.weight(id).unwrap();
+        assert_eq!(b.kind(), Kind::BFloat16, "{id:?}");
+        assert!(
+            a.equal(b),
+            "{id:?} differs between the bf16 load and the f32 load rounded"
+        );
+    }
+}

@@ -99,7 +99,7 @@ pub(crate) fn optimize_deltas<M: ResumableModel + ?Sized>(
     let mut fits = parts
         .iter()
         .map(|_| -> Result<Fit> {
-            let delta = Tensor::f_zeros([d_model], (model.kind(), model.device()))?
+            let delta = Tensor::f_zeros([d_model], (Kind::Float, model.device()))?
                 .f_set_requires_grad(true)?;
             let adam = Adam::new(&delta, hp.v_lr)?;
             Ok(Fit {
