@@ -1066,9 +1066,22 @@ fn evaluate_runs_zsre_records_with_every_method() {
         );
         let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
         assert!(
-            html.contains("<title>zsRE: ") && html.contains("<th>Specificity</th>"),
+            html.contains("<title>zsRE: ") && html.contains(">Specificity</th>"),
             "{method}"
         );
+        // How the run was made: the command as typed, the data file, the hyperparameters.
+        for detail in [
+            ">command</th><td>",
+            "evaluate --model",
+            "zsre.json (",
+            ">hyperparameters</th>",
+            "Wilson",
+        ] {
+            assert!(
+                html.contains(detail) || method == "none" && detail.contains("hyperparameters"),
+                "{method}: {detail}"
+            );
+        }
     }
 }
 

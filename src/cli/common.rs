@@ -145,3 +145,48 @@ pub fn decode_continuation(loaded: &LoadedModel, tokens: Vec<i64>) -> anyhow::Re
     let tokens = strip_eos(tokens, &eos_ids(loaded));
     Ok(loaded.tokenizer.decode_text(&tokens)?)
 }
+
+/// The rows of a report's "How this run was made" that only the command line knows: when
+/// (UTC), the command as typed, and the factscope version.
+pub fn invocation_details() -> Vec<(String, String)> {
+    let command: Vec<String> = std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    vec![
+        ("date".into(), utc_now()),
+        ("command".into(), command.join(" ")),
+        (
+            "version".into(),
+            format!("factscope {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ]
+}
+
+/// The current time as `YYYY-MM-DD HH:MM UTC` (civil date from days since 1970, Howard
+/// Hinnant's algorithm; no time-zone data needed for UTC).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
+    )
+}

@@ -48,11 +48,25 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         } else {
             "CounterFact: methods compared"
         };
+        let mut details = super::common::invocation_details();
+        for (i, (dir, summary)) in args.runs.iter().zip(&refs).enumerate() {
+            details.push((
+                format!("run {}", i + 1),
+                format!(
+                    "{}: {} on {}, {} cases",
+                    dir.display(),
+                    summary.method,
+                    summary.model,
+                    summary.n
+                ),
+            ));
+        }
         write_outputs(
             out,
             "compare",
             "compare.html",
             title,
+            &details,
             &refs,
             &[],
             &[],

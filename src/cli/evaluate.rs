@@ -429,6 +429,9 @@ pub fn write_summary(
 ) -> anyhow::Result<Summary> {
     let (summary, records) = summarise_dir(dir, boot)?;
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
+    let (settings, _) = counterfact::read_run(dir)?;
+    let mut details = super::common::invocation_details();
+    details.extend(counterfact::report::run_details(&settings, &summary));
     let mut figures = curve_figures(&summary)?;
     figures.extend(extra.iter().cloned());
     let dataset = if summary.has_zsre() {
@@ -441,6 +444,7 @@ pub fn write_summary(
         "summary",
         "report.html",
         &format!("{dataset}: {} on {}", summary.method, summary.model),
+        &details,
         &[&summary],
         &figures,
         &records,
@@ -678,14 +682,15 @@ fn curve_figures(summary: &Summary) -> anyhow::Result<Vec<ReportFigure>> {
 }
 
 /// Writes `{stem}.md` (the table), `{stem}.svg` / `.png` (bars with intervals, rendered
-/// once) and the HTML report `page` of `summaries` into `dir`, with `extra` figures and the
-/// `worst` cases of `records`.
+/// once) and the HTML report `page` of `summaries` into `dir`, with how the run was made
+/// (`details`), `extra` figures and the `worst` cases of `records`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_outputs(
     dir: &Path,
     stem: &str,
     page: &str,
     title: &str,
+    details: &[(String, String)],
     summaries: &[&Summary],
     extra: &[ReportFigure],
     records: &[counterfact::CaseRecord],
@@ -710,12 +715,13 @@ pub fn write_outputs(
             &viz::svg_to_png(&svg, viz::DEFAULT_PNG_SCALE)?,
         )?;
         figures.push(ReportFigure {
-            title: "Rates with 95% bootstrap intervals".into(),
+            title: "Scores with 95% intervals (bootstrap over cases; rates at least Wilson's)"
+                .into(),
             svg,
         });
     }
     figures.extend(extra.iter().cloned());
-    let html = report_html(title, summaries, &figures, records, worst);
+    let html = report_html(title, details, summaries, &figures, records, worst);
     write(page.to_string(), html.as_bytes())
 }
 

@@ -25,11 +25,32 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| format!("{:.1}", 100.0 * v))
 }
 
-/// The report page: `summaries` in a table (the first's unedited scores as a row), the
-/// figures, and the `worst` cases of `records` by efficacy magnitude after the edit (zsRE
-/// cases: by efficacy, the new answer's token accuracy).
+/// What each column of the tables means, for the glossary under the summary.
+const GLOSSARY: [(&str, &str); 14] = [
+    ("ES", "Efficacy Score: share of cases whose rewrite prompt gives the new target a higher probability than the true one."),
+    ("PS", "Paraphrase Score: the same on paraphrases of the rewrite prompt (generalisation)."),
+    ("NS", "Neighbourhood Score: share of prompts about other subjects of the same relation that still prefer the true object (specificity; higher is better)."),
+    ("S", "Score: harmonic mean of ES, PS and NS."),
+    ("EM", "Efficacy Magnitude: mean p(new) − p(true) on the rewrite prompt, in percentage points."),
+    ("PM", "Paraphrase Magnitude: the same on paraphrases, in percentage points."),
+    ("NM", "Neighbourhood Magnitude: mean p(true) − p(new) on neighbourhood prompts, in percentage points."),
+    ("GE", "Generation Entropy: ×100 weighted bi- and tri-gram entropy of texts generated about the subject (fluency; low means repetitive)."),
+    ("ES_gen", "Whether the greedy continuation of the rewrite prompt contains the new target (no teacher forcing)."),
+    ("PS_gen", "The same for the paraphrase prompts."),
+    ("efficacy", "zsRE Efficacy: top-1 accuracy of the new answer's tokens after the question, under teacher forcing."),
+    ("paraphrase", "zsRE Paraphrase: the same after a rephrased question."),
+    ("specificity", "zsRE Specificity: top-1 accuracy of an unrelated question's answer (should not change)."),
+    ("s/case", "Wall seconds per case: the edit, the scoring and the generation."),
+];
+
+/// The report page: how the run was made (`details`: label and value rows, e.g. date,
+/// command, version, model, data, hyperparameters), `summaries` in a table (the first's
+/// unedited scores as a row) with a glossary of its columns, the figures, and the `worst`
+/// cases of `records` by efficacy magnitude after the edit (zsRE cases: by efficacy, the new
+/// answer's token accuracy). Works at phone width: wide tables scroll, figures shrink.
 pub fn report_html(
     title: &str,
+    details: &[(String, String)],
     summaries: &[&Summary],
     figures: &[Figure],
     records: &[CaseRecord],
@@ -37,20 +58,34 @@ pub fn report_html(
 ) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     h.push_str(&format!("<title>{}</title>", escape(title)));
     h.push_str(
-        "<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
+        "<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}\
+.scroll{overflow-x:auto}table{border-collapse:collapse;margin:1em 0;font-size:14px}caption{text-align:left;font-weight:600;padding:.3em 0}\
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px;white-space:normal}\
-figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
+table.details td{text-align:left;white-space:normal}dl.glossary{font-size:13px;color:#333}dl.glossary dt{font-weight:600;float:left;clear:left;width:6em}dl.glossary dd{margin:0 0 .3em 6.5em}\
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
-    let columns = table_metrics(summaries);
-    h.push_str("<h2>Summary</h2><table><tr><th>run</th><th>n</th>");
-    for m in &columns {
-        h.push_str(&format!("<th>{}</th>", metric_title(m)));
+    if !details.is_empty() {
+        h.push_str("<h2>How this run was made</h2><div class=\"scroll\"><table class=\"details\"><caption>Run details</caption><tbody>");
+        for (label, value) in details {
+            h.push_str(&format!(
+                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+                escape(label),
+                escape(value)
+            ));
+        }
+        h.push_str("</tbody></table></div>");
     }
-    h.push_str("<th>s/case</th></tr>");
+    let columns = table_metrics(summaries);
+    h.push_str("<h2>Summary</h2><div class=\"scroll\"><table><caption>Scores after the edit, with the unedited model on the same cases as the first row</caption><thead><tr><th scope=\"col\">run</th><th scope=\"col\">n</th>");
+    for m in &columns {
+        h.push_str(&format!("<th scope=\"col\">{}</th>", metric_title(m)));
+    }
+    h.push_str("<th scope=\"col\">s/case</th></tr></thead><tbody>");
     let row =
         |h: &mut String, name: &str, n: usize, t: &crate::summary::MetricTable, s: Option<f64>| {
             h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
@@ -87,18 +122,28 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
     models.sort_unstable();
     models.dedup();
     h.push_str(&format!(
-        "</table><p class=\"note\">Model: {}.</p>",
+        "</tbody></table></div><p class=\"note\">Model: {}.</p>",
         escape(&models.join(", "))
     ));
-    if columns.contains(&"ES") {
-        h.push_str("<p class=\"note\">Rates in percent, mean [95% bootstrap interval]. S = harmonic mean of ES, PS, NS. GE: the paper's ×100 bi/tri-gram entropy of generated text. RS (reference score) is unavailable: it needs Wikipedia snippets of each target.</p>");
+    for note in crate::summary::table_notes(summaries) {
+        h.push_str(&format!("<p class=\"note\">{}</p>", escape(note)));
     }
-    if columns.contains(&"efficacy") {
-        h.push_str("<p class=\"note\">zsRE: token-level top-1 accuracy under teacher forcing in percent, mean [95% bootstrap interval]. Efficacy: the new answer after the question; Paraphrase: after its rephrasing; Specificity: an unrelated question's answer after it (unedited and edited).</p>");
+    h.push_str("<dl class=\"glossary\">");
+    for (name, meaning) in GLOSSARY
+        .iter()
+        .filter(|(name, _)| columns.contains(name) || *name == "s/case")
+    {
+        h.push_str(&format!(
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(metric_title(name)),
+            escape(meaning)
+        ));
     }
+    h.push_str("</dl>");
     for f in figures {
         h.push_str(&format!(
-            "<figure><figcaption>{}</figcaption>{}</figure>",
+            "<figure role=\"img\" aria-label=\"{}\"><figcaption>{}</figcaption>{}</figure>",
+            escape(&f.title),
             escape(&f.title),
             f.svg
         ));
@@ -113,22 +158,31 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.5em}.note{color:
             "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
             worst.min(edited.len())
         ));
-        h.push_str("<table><tr><th>case</th><th>prompt</th><th>new</th><th>true</th><th>EM pre</th><th>EM post</th><th>PS post</th><th>NS post</th></tr>");
+        h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the first fluency sample after the edit.</p>");
+        h.push_str("<div class=\"scroll\"><table><caption>Worst cases by efficacy magnitude (EM) after the edit</caption><thead><tr><th scope=\"col\">case</th><th scope=\"col\">subject</th><th scope=\"col\">prompt</th><th scope=\"col\">new</th><th scope=\"col\">true</th><th scope=\"col\">EM pre</th><th scope=\"col\">EM post</th><th scope=\"col\">PS pre</th><th scope=\"col\">PS post</th><th scope=\"col\">NS pre</th><th scope=\"col\">NS post</th><th scope=\"col\">generated after the edit</th></tr></thead><tbody>");
         for r in edited.iter().take(worst) {
             let post = r.post.as_ref();
+            let text = r
+                .generation
+                .as_ref()
+                .and_then(|g| g.texts.first())
+                .map_or("–".to_string(), |t| escape(t));
             h.push_str(&format!(
-                "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                r.case_id,
+                "<tr id=\"case-{id}\"><td>{id}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td></tr>",
+                escape(&r.request.subject),
                 escape(&r.request.filled()),
                 escape(&r.request.target),
                 escape(&r.target_true),
                 pct(r.pre.em),
                 pct(post.and_then(|m| m.em)),
+                pct(r.pre.ps),
                 pct(post.and_then(|m| m.ps)),
+                pct(r.pre.ns),
                 pct(post.and_then(|m| m.ns)),
+                id = r.case_id,
             ));
         }
-        h.push_str("</table>");
+        h.push_str("</tbody></table></div>");
     }
     h.push_str("</body></html>\n");
     h
@@ -150,7 +204,7 @@ fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
         "<h2>The {} worst cases (lowest Efficacy after the edit)</h2>",
         worst.min(edited.len())
     ));
-    h.push_str("<table><tr><th>case</th><th>question</th><th>new</th><th>true</th><th>Efficacy pre</th><th>Efficacy post</th><th>Paraphrase post</th><th>Specificity pre</th><th>Specificity post</th></tr>");
+    h.push_str("<div class=\"scroll\"><table><caption>Worst cases by Efficacy after the edit</caption><thead><tr><th scope=\"col\">case</th><th scope=\"col\">question</th><th scope=\"col\">new</th><th scope=\"col\">true</th><th scope=\"col\">Efficacy pre</th><th scope=\"col\">Efficacy post</th><th scope=\"col\">Paraphrase post</th><th scope=\"col\">Specificity pre</th><th scope=\"col\">Specificity post</th></tr></thead><tbody>");
     for r in edited.iter().take(worst) {
         let post = r.post.as_ref();
         h.push_str(&format!(
@@ -166,5 +220,120 @@ fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
             pct(post.and_then(|m| m.specificity)),
         ));
     }
-    h.push_str("</table>");
+    h.push_str("</tbody></table></div>");
+}
+
+/// What the quantisation named in a GGUF file name means (`…Q4_1.gguf` → Q4_1's blocks),
+/// for readers who do not know llama.cpp's type names; `None` when the name says none.
+pub fn quantisation_note(model: &str) -> Option<&'static str> {
+    const TYPES: [(&str, &str); 10] = [
+        (
+            "Q4_0",
+            "Q4_0: llama.cpp's 4-bit weights, in blocks of 32 with one f16 scale each",
+        ),
+        (
+            "Q4_1",
+            "Q4_1: llama.cpp's 4-bit weights, in blocks of 32 with an f16 scale and minimum each",
+        ),
+        (
+            "Q5_0",
+            "Q5_0: llama.cpp's 5-bit weights, in blocks of 32 with one f16 scale each",
+        ),
+        (
+            "Q5_1",
+            "Q5_1: llama.cpp's 5-bit weights, in blocks of 32 with an f16 scale and minimum each",
+        ),
+        (
+            "Q8_0",
+            "Q8_0: llama.cpp's 8-bit weights, in blocks of 32 with one f16 scale each",
+        ),
+        (
+            "Q4_K",
+            "Q4_K: llama.cpp's 4-bit k-quant (super-blocks of 256 with 6-bit sub-block scales)",
+        ),
+        (
+            "Q6_K",
+            "Q6_K: llama.cpp's 6-bit k-quant (super-blocks of 256)",
+        ),
+        ("BF16", "BF16: bfloat16 weights"),
+        ("F16", "F16: half-precision weights"),
+        ("F32", "F32: full-precision weights"),
+    ];
+    let upper = model.to_ascii_uppercase();
+    if !upper.ends_with(".GGUF") {
+        return None;
+    }
+    TYPES
+        .iter()
+        .find(|(name, _)| upper.contains(name))
+        .map(|&(_, note)| note)
+}
+
+/// The rows of "How this run was made" that a run folder itself records: method, model
+/// (with what its quantisation means), cases, hyperparameters, seeds, bootstrap and edit
+/// time. Callers add what only they know (date, command line, version, dtype).
+pub fn run_details(settings: &crate::RunSettings, summary: &Summary) -> Vec<(String, String)> {
+    let mut rows = vec![("method".to_string(), settings.method.clone())];
+    let mut model = format!(
+        "{} (weights fingerprint {})",
+        settings.model, settings.model_fingerprint
+    );
+    if let Some(note) = quantisation_note(&settings.model) {
+        model.push_str(&format!("; {note}, dequantised on load"));
+    }
+    rows.push(("model".into(), model));
+    let which = match settings.limit {
+        Some(n) => format!("the first {n} usable records"),
+        None => "every usable record".into(),
+    };
+    rows.push((
+        "cases".into(),
+        format!(
+            "{} ({which}; {} in this summary; file fingerprint {})",
+            settings.cases, summary.n, settings.cases_fingerprint
+        ),
+    ));
+    rows.push((
+        "edits".into(),
+        match &settings.sequential {
+            Some(_) => format!(
+                "sequential: {} case(s) per edit call, every edit kept",
+                settings.batch
+            ),
+            None if settings.batch > 1 => format!(
+                "{} case(s) per edit call, the model restored after each call",
+                settings.batch
+            ),
+            None => "one case at a time, the model restored after each".into(),
+        },
+    ));
+    if !settings.hparams.is_null() {
+        rows.push(("hyperparameters".into(), settings.hparams.to_string()));
+    }
+    rows.push((
+        "fluency".into(),
+        if settings.generation {
+            format!("generated texts, sampling seed {}", settings.seed)
+        } else {
+            "not measured".into()
+        },
+    ));
+    rows.push((
+        "intervals".into(),
+        format!(
+            "95%: {} bootstrap resamples of the cases (seed {}); rates widened to at least the Wilson interval",
+            summary.bootstrap.resamples, summary.bootstrap.seed
+        ),
+    ));
+    rows.push((
+        "time".into(),
+        match summary.edit_seconds_per_case {
+            Some(e) => format!(
+                "{:.2} s per case in all, {e:.2} s of it the edit",
+                summary.seconds_per_case
+            ),
+            None => format!("{:.2} s per case", summary.seconds_per_case),
+        },
+    ));
+    rows
 }

@@ -1,4 +1,4 @@
-//! Aggregates over cases (reference §4.4): means with seeded 95% bootstrap intervals, the
+//! Aggregates over cases (reference §4.4): means with seeded 95% bootstrap intervals (rates widened to at least the Wilson interval), the
 //! score S = harmonic mean of ES, PS and NS, per relation where the data gives one, and a
 //! Markdown table (zsRE runs: efficacy, paraphrase and specificity, reference §4.6).
 
@@ -12,7 +12,7 @@ use crate::metrics::CaseMetrics;
 use crate::record::{CaseRecord, RunSettings};
 use crate::sequential::{CurvePoint, Retention, SequentialInfo};
 
-/// A mean with its 95% bootstrap interval.
+/// A mean with its 95% interval (bootstrap; for [`RATE_METRICS`] at least Wilson's).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// The mean over cases.
@@ -162,6 +162,38 @@ fn getters() -> [(&'static str, Getter); 13] {
     ]
 }
 
+/// Metrics that are rates in `[0, 1]` (per case a success or a share of successes): their
+/// intervals are widened to at least the Wilson interval (see [`wilson`]).
+pub const RATE_METRICS: [&str; 8] = [
+    "ES",
+    "PS",
+    "NS",
+    "ES_gen",
+    "PS_gen",
+    "efficacy",
+    "paraphrase",
+    "specificity",
+];
+
+/// The 95% Wilson score interval of a rate `p` observed over `n` trials:
+/// `(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)` with z = 1.96. Unlike the bootstrap
+/// percentile interval it is not `[1, 1]` when every one of a few cases succeeded (12 of
+/// 12: [75.8, 100]). `(NaN, NaN)` for `n = 0`.
+pub fn wilson(p: f64, n: usize) -> (f64, f64) {
+    if n == 0 || !p.is_finite() {
+        return (f64::NAN, f64::NAN);
+    }
+    let (z, n) = (1.959_963_984_540_054, n as f64);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).max(0.0).sqrt();
+    let scale = 1.0 + z2 / n;
+    (
+        ((centre - spread) / scale).clamp(0.0, 1.0),
+        ((centre + spread) / scale).clamp(0.0, 1.0),
+    )
+}
+
 fn harmonic(xs: &[f64]) -> f64 {
     if xs.iter().any(|&x| x <= 0.0) {
         return 0.0;
@@ -231,14 +263,15 @@ pub fn summarise(cases: &[&CaseMetrics], boot: Bootstrap) -> MetricTable {
             .filter(|x| x.is_finite())
             .collect();
         sorted.sort_by(f64::total_cmp);
-        table.insert(
-            name.to_string(),
-            Interval {
-                mean,
-                lo: percentile(&sorted, 0.025),
-                hi: percentile(&sorted, 0.975),
-            },
-        );
+        let (mut lo, mut hi) = (percentile(&sorted, 0.025), percentile(&sorted, 0.975));
+        if RATE_METRICS.contains(name) {
+            // A bootstrap of 12 cases that all succeeded is [100, 100]: certainty it has
+            // not earned. The Wilson interval of the rate over the cases that have it does.
+            let k = col.iter().flatten().count();
+            let (w_lo, w_hi) = wilson(mean, k);
+            (lo, hi) = (lo.min(w_lo), hi.max(w_hi));
+        }
+        table.insert(name.to_string(), Interval { mean, lo, hi });
     }
     if let (Some(mut s), Some(e), Some(p), Some(ns)) =
         (s_samples, means.get("ES"), means.get("PS"), means.get("NS"))
@@ -342,10 +375,10 @@ pub fn table_notes(summaries: &[&Summary]) -> Vec<&'static str> {
     let columns = table_metrics(summaries);
     let mut notes = Vec::new();
     if columns.contains(&"ES") {
-        notes.push("Rates in percent with 95% bootstrap intervals; S is the harmonic mean of ES, PS, NS; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).");
+        notes.push("ES, PS, NS (and S, their harmonic mean) are rates in percent; EM, PM, NM are mean differences p(new) − p(true) in percentage points; intervals are 95%: bootstrap over cases, for rates widened to at least the Wilson interval; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).");
     }
     if columns.contains(&"efficacy") {
-        notes.push("zsRE: token-level top-1 accuracy under teacher forcing, in percent with 95% bootstrap intervals: Efficacy of the new answer after the question, Paraphrase after its rephrasing, Specificity of an unrelated question's answer after it.");
+        notes.push("zsRE: token-level top-1 accuracy under teacher forcing, in percent with 95% intervals (bootstrap, widened to at least Wilson's): Efficacy of the new answer after the question, Paraphrase after its rephrasing, Specificity of an unrelated question's answer after it.");
     }
     notes
 }
@@ -387,4 +420,23 @@ pub fn markdown_table(summaries: &[&Summary], with_pre: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod wilson_tests {
+    use super::wilson;
+
+    #[test]
+    fn wilson_matches_known_values_and_is_not_certain_at_small_n() {
+        // 12 of 12: the textbook Wilson interval is [0.7575, 1].
+        let (lo, hi) = wilson(1.0, 12);
+        assert!((lo - 0.7575).abs() < 1e-3 && hi == 1.0, "{lo} {hi}");
+        // 50 of 100: 0.5 ± 0.0960 (to 1e-3).
+        let (lo, hi) = wilson(0.5, 100);
+        assert!(
+            (lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert!(wilson(0.3, 0).0.is_nan());
+    }
 }

@@ -457,15 +457,17 @@ fn zsre_runs_summarise_efficacy_paraphrase_and_specificity() {
             !md.contains("| ES |") && !md.contains("RS is not available"),
             "{md}"
         );
-        let html = report_html("zsRE", &[&summary], &[], &records, 2);
+        let html = report_html("zsRE", &[], &[&summary], &[], &records, 2);
         for heading in [
-            "<th>Efficacy</th>",
-            "<th>Paraphrase</th>",
-            "<th>Specificity</th>",
+            ">Efficacy</th>",
+            ">Paraphrase</th>",
+            ">Specificity</th>",
+            "<dt>Efficacy</dt>",
+            "name=\"viewport\"",
         ] {
             assert!(html.contains(heading), "{heading}");
         }
-        assert!(!html.contains("<th>ES</th>"));
+        assert!(!html.contains(">ES</th>") && !html.contains("<dt>ES</dt>"));
         assert_eq!(
             html.contains("worst cases (lowest Efficacy after the edit)"),
             method == "ft"

@@ -31,6 +31,7 @@ pub fn heads_heatmap(aie: &[Vec<f64>], top: &[HeadScore], model: &str, what: &st
         palette: Palette::Purples,
         vmin: None,
         vmax: None,
+        bar_marks: Vec::new(),
     }
 }
 

@@ -81,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             palette,
             vmin: Some(low),
             vmax: None,
+            bar_marks: vec![0.78],
         };
         for ext in ["svg", "png"] {
             let path = out.join(format!("heatmap_{file}.{ext}"));
@@ -112,6 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         palette: Palette::Blues,
         vmin: None,
         vmax: Some(1.0),
+        bar_marks: Vec::new(),
     };
     for ext in ["svg", "png"] {
         let path = out.join(format!("heatmap_odd.{ext}"));

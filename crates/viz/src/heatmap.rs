@@ -74,6 +74,10 @@ pub struct Heatmap {
     pub vmin: Option<f64>,
     /// The value drawn darkest; default the largest finite value.
     pub vmax: Option<f64>,
+    /// Values marked on the colour bar by a dark line across it (e.g. the clean run's
+    /// score, which restorations approach); values outside the colour range are not drawn.
+    /// Say what the line means in the title.
+    pub bar_marks: Vec<f64>,
 }
 
 impl Heatmap {
@@ -365,6 +369,14 @@ impl Figure for Heatmap {
             Some((AXIS_COLOR, 1.0)),
         );
         let to_y = |v: f64| bar.bottom() - (v - vmin) / (vmax - vmin) * bar.h;
+        for &v in self
+            .bar_marks
+            .iter()
+            .filter(|v| v.is_finite() && **v >= vmin && **v <= vmax)
+        {
+            let y = to_y(v);
+            doc.line(bar.x - TICK_LEN, y, bar.right(), y, AXIS_COLOR, 2.0);
+        }
         for (v, label) in bar_ticks.values.iter().zip(&bar_tick_labels) {
             let y = to_y(*v);
             doc.line(bar.right(), y, bar.right() + TICK_LEN, y, AXIS_COLOR, 1.0);

@@ -56,6 +56,13 @@ impl TraceGrid {
                 self.kind.name()
             ),
         };
+        let highest = self
+            .scores
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
         Heatmap {
             values: self.scores.clone(),
             row_labels,
@@ -63,15 +70,41 @@ impl TraceGrid {
             starred_rows,
             marked_cells: Vec::new(),
             title: format!(
-                "{what}\nanswer {:?}: clean {} = {:.3}, corrupted {:.3}",
-                self.answer.text, self.metric, self.clean_score, self.corrupted_score
+                "{what}\nanswer {:?}: clean {} = {:.3} ({}), corrupted {:.3}\n{}",
+                self.answer.text,
+                self.metric,
+                self.clean_score,
+                if self.clean_score <= highest {
+                    "line on the colour bar"
+                } else {
+                    "above every restored cell"
+                },
+                self.corrupted_score,
+                self.setup_line()
             ),
             x_label,
             colorbar_label: self.metric.clone(),
             palette: self.kind.palette(),
             vmin: Some(self.corrupted_score),
             vmax: None,
+            bar_marks: vec![self.clean_score],
         }
+    }
+
+    /// How the grid was made, for its figure: noise, samples and seed, and for windowed
+    /// kinds that windows are cut short at the first and last layers.
+    fn setup_line(&self) -> String {
+        let mut line = format!(
+            "{} noise samples of {}, seed {}",
+            self.samples, self.noise, self.seed
+        );
+        if self.kind != TraceKind::Hidden && self.window > 1 {
+            line.push_str(&format!(
+                "; windows of {} clamped at the first and last layers",
+                self.window
+            ));
+        }
+        line
     }
 }
 

@@ -56,6 +56,7 @@ impl KindSummary {
             palette: self.kind.palette(),
             vmin: Some(0.0),
             vmax: None,
+            bar_marks: Vec::new(),
         }
     }
 
