@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-features=factscope-causal-trace/shared-data,factscope-function-vectors/shared-data,cuda-tests
+features=factscope-causal-trace/shared-data,factscope-function-vectors/shared-data,cuda-tests,browser-tests
 echo "lint: cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "lint: cargo clippy -D warnings" >&2

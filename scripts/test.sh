@@ -11,4 +11,10 @@ elif [ "${CI:-}" = true ]; then
     echo "test.sh: ../shared/data is missing beside the checkout" >&2
     exit 1
 fi
+# The explorer's browser test runs where Debian's Chromium is (scripts/setup-browser.sh).
+if [ -x /usr/bin/chromium ]; then
+    features+=(--features factscope/browser-tests)
+else
+    echo "test.sh: /usr/bin/chromium is absent: the explorer's browser test is not built (bash scripts/setup-browser.sh installs it)" >&2
+fi
 exec cargo test --workspace "${features[@]}" "$@"

@@ -9,6 +9,7 @@ mod fv;
 mod generate;
 mod predict;
 mod progress;
+mod serve;
 mod stats;
 mod trace;
 mod trace_dataset;
@@ -49,6 +50,8 @@ enum Command {
     /// Function vectors of in-context-learning tasks (Todd et al. 2024): head scan, vector,
     /// and accuracy zero-shot and with shuffled labels, with and without it.
     Fv(fv::FvArgs),
+    /// A local web page to trace and edit the model in the browser, with a JSON API.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command.
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Fv(args) => fv::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,0 +1,488 @@
+//! The thread that owns the model. libtorch tensors are not `Sync` and a trace or an edit
+//! keeps both cores busy, so every request that touches the model is a [`Job`] run here, one
+//! at a time, in arrival order; its answers go back over the job's own channel.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use anyhow::Context;
+use causal_trace::{GridSpec, SubjectPrompt, TraceKind, TraceSetup, Tracer};
+use gpt_core::{
+    generate, EditUndo, EditableModel, GenerateOptions, HookableModel, LoadedModel, Sampling,
+    WeightDelta, WeightId,
+};
+use rome::{compute_rome, context_templates, RewriteRequest, RomeHparams, RomeVariant, Schedule};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a job sends back: progress and partial results while it runs, then one result or
+/// one error.
+#[derive(Debug)]
+pub enum Reply {
+    /// A progress event (`stage`, `done`, `total`, `unit`).
+    Progress(Value),
+    /// One finished causal-trace grid (a trace sends one per kind).
+    Grid(Value),
+    /// The job's result.
+    Result(Value),
+    /// A file to download.
+    Bytes(Vec<u8>),
+    /// The job failed: an HTTP status and what went wrong.
+    Error {
+        /// 404 (no such edit), 422 (the model cannot do what was asked), 500.
+        status: u16,
+        /// The message.
+        message: String,
+    },
+}
+
+/// Where a job's replies go. Dropped by the server when the client goes away, which
+/// cancels a trace at its next progress event.
+pub type Replies = UnboundedSender<Reply>;
+
+/// A causal trace to run.
+#[derive(Debug)]
+pub struct TraceTask {
+    /// The prompt.
+    pub prompt: String,
+    /// The subject, found in the prompt.
+    pub subject: String,
+    /// Which occurrence of the subject (0-based).
+    pub occurrence: usize,
+    /// The kinds to trace, in order.
+    pub kinds: Vec<TraceKind>,
+    /// Noise samples.
+    pub samples: usize,
+    /// Noise seed.
+    pub seed: u64,
+}
+
+/// An edit to make.
+#[derive(Debug)]
+pub struct EditTask {
+    /// The prompt, holding the subject.
+    pub prompt: String,
+    /// The subject.
+    pub subject: String,
+    /// Which occurrence of the subject is the one edited (0-based).
+    pub occurrence: usize,
+    /// The new target.
+    pub target: String,
+    /// ROME or r-ROME.
+    pub variant: RomeVariant,
+    /// Further prompts to show before and after (paraphrases, neighbours).
+    pub checks: Vec<String>,
+}
+
+/// What the worker is asked to do.
+#[derive(Debug)]
+pub enum Task {
+    /// The model's description.
+    Model,
+    /// The top-k next tokens.
+    Predict {
+        /// The prompt.
+        prompt: String,
+        /// How many tokens.
+        k: usize,
+    },
+    /// The prompt's tokens and where the subject is.
+    Tokens {
+        /// The prompt.
+        prompt: String,
+        /// The subject.
+        subject: String,
+        /// Which occurrence.
+        occurrence: usize,
+    },
+    /// A causal trace.
+    Trace(TraceTask),
+    /// An edit.
+    Edit(EditTask),
+    /// Undo edit `id` (later edits stay).
+    Undo {
+        /// The edit.
+        id: u64,
+    },
+    /// The edits in the model.
+    Edits,
+    /// Edit `id`'s weight change as safetensors.
+    Delta {
+        /// The edit.
+        id: u64,
+    },
+}
+
+/// A task with the channel for its replies.
+#[derive(Debug)]
+pub struct Job {
+    /// What to do.
+    pub task: Task,
+    /// Where the answers go.
+    pub replies: Replies,
+}
+
+/// An edit in the model.
+struct Applied {
+    id: u64,
+    request: RewriteRequest,
+    method: &'static str,
+    hp: RomeHparams,
+    delta: WeightDelta,
+    undo: EditUndo,
+    norm: f64,
+    seconds: f64,
+}
+
+/// Owns the model and the edits in it.
+pub struct Worker {
+    loaded: LoadedModel,
+    edits: Vec<Applied>,
+    next_id: u64,
+    /// Key statistics per layer (from the per-user cache, computed on first use).
+    stats: HashMap<usize, rome::KeyStats>,
+}
+
+/// An error that names a status: 422 unless said otherwise.
+struct Failure {
+    status: u16,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            status: 422,
+            error: e.into(),
+        }
+    }
+}
+
+impl Worker {
+    /// A worker for `loaded`.
+    pub fn new(loaded: LoadedModel) -> Self {
+        Self {
+            loaded,
+            edits: Vec::new(),
+            next_id: 1,
+            stats: HashMap::new(),
+        }
+    }
+
+    /// Runs jobs until the server stops (the sending side closes).
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        for job in jobs {
+            if job.replies.is_closed() {
+                continue; // the client left while the job waited
+            }
+            if let Err(f) = self.handle(job.task, &job.replies) {
+                let cancelled = f.error.chain().any(|c| c.to_string().contains("cancelled"));
+                if !cancelled || !job.replies.is_closed() {
+                    let _gone = job.replies.send(Reply::Error {
+                        status: f.status,
+                        message: crate::describe(&f.error),
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, task: Task, replies: &Replies) -> Result<(), Failure> {
+        let reply = |r: Reply| {
+            let _gone = replies.send(r);
+        };
+        match task {
+            Task::Model => reply(Reply::Result(self.describe_model())),
+            Task::Predict { prompt, k } => {
+                let p = gpt_core::top_k(&self.loaded.model, &self.loaded.tokenizer, &prompt, k)
+                    .with_context(|| format!("prompt {prompt:?}"))?;
+                reply(Reply::Result(serde_json::to_value(p)?));
+            }
+            Task::Tokens {
+                prompt,
+                subject,
+                occurrence,
+            } => {
+                let p = SubjectPrompt::with_occurrence(
+                    &self.loaded.tokenizer,
+                    &prompt,
+                    &subject,
+                    occurrence,
+                )?;
+                reply(Reply::Result(json!({
+                    "tokens": p.tokens,
+                    "subject_range": [p.subject_range.start, p.subject_range.end],
+                    "occurrences": prompt.matches(subject.as_str()).count(),
+                })));
+            }
+            Task::Trace(t) => self.trace(t, replies)?,
+            Task::Edit(e) => {
+                let result = self.edit(e, replies)?;
+                reply(Reply::Result(result));
+            }
+            Task::Undo { id } => {
+                self.undo(id)?;
+                reply(Reply::Result(json!({ "undone": id, "edits": self.list() })));
+            }
+            Task::Edits => reply(Reply::Result(json!({ "edits": self.list() }))),
+            Task::Delta { id } => reply(Reply::Bytes(self.delta_bytes(id)?)),
+        }
+        Ok(())
+    }
+
+    fn describe_model(&self) -> Value {
+        let config = self.loaded.model.config();
+        let model = &self.loaded.model;
+        let mut params: i64 = 0;
+        let mut ids = vec![WeightId::Embed];
+        if !config.tied_embeddings {
+            ids.push(WeightId::Unembed);
+        }
+        for l in 0..config.n_layers {
+            let l = gpt_core::Layer(l);
+            ids.extend([
+                WeightId::AttnQ(l),
+                WeightId::AttnK(l),
+                WeightId::AttnV(l),
+                WeightId::AttnOut(l),
+                WeightId::MlpIn(l),
+                WeightId::MlpGate(l),
+                WeightId::MlpOut(l),
+            ]);
+        }
+        for id in ids {
+            if let Ok(w) = model.weight(id) {
+                params += w.numel() as i64;
+            }
+        }
+        let name = self
+            .loaded
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        json!({
+            "name": name,
+            "family": config.model_type,
+            "layers": config.n_layers,
+            "d_model": config.d_model,
+            "heads": config.n_heads,
+            "vocab": config.vocab_size,
+            "parameters": params,
+            "dtype": match model.kind() {
+                gpt_core::tch::Kind::BFloat16 => "bf16",
+                gpt_core::tch::Kind::Half => "f16",
+                _ => "f32",
+            },
+            "device": match model.device() {
+                gpt_core::tch::Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".to_string(),
+            },
+            "quantisation": counterfact::report::quantisation_note(&name),
+        })
+    }
+
+    fn trace(&mut self, t: TraceTask, replies: &Replies) -> Result<(), Failure> {
+        let loaded = &self.loaded;
+        let prompt =
+            SubjectPrompt::with_occurrence(&loaded.tokenizer, &t.prompt, &t.subject, t.occurrence)?;
+        let (corruption, sigma) =
+            crate::cli::trace::corruption(loaded, None, None, std::slice::from_ref(&t.subject))?;
+        let setup = TraceSetup {
+            samples: t.samples,
+            corruption,
+            sigma,
+            seed: t.seed,
+        };
+        let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
+        for kind in t.kinds {
+            let mut progress = |p: &gpt_core::progress::Progress| {
+                let _gone = replies.send(Reply::Progress(json!({
+                    "stage": p.stage, "done": p.done, "total": p.total, "unit": p.unit,
+                })));
+                if replies.is_closed() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let grid = tracer.grid_with_progress(&GridSpec::new(kind), &mut progress)?;
+            let _gone = replies.send(Reply::Grid(serde_json::to_value(&grid)?));
+        }
+        let _gone = replies.send(Reply::Result(json!({ "done": true })));
+        Ok(())
+    }
+
+    fn edit(&mut self, e: EditTask, replies: &Replies) -> Result<Value, Failure> {
+        let stage = |name: &str| {
+            let _gone = replies.send(Reply::Progress(json!({ "stage": name })));
+        };
+        let request = request_of(&e)?;
+        let config = self.loaded.model.config().clone();
+        let hp = crate::cli::edit::rome_hparams("auto", None, e.variant, &config)?;
+        if !self.stats.contains_key(&hp.layer) {
+            stage("key statistics (first edit at this layer; cached on disk afterwards)");
+            let stats = crate::cli::edit::key_stats_for(&self.loaded, hp.layer, None)?;
+            self.stats.insert(hp.layer, stats);
+        }
+        let c = match self.stats.get(&hp.layer) {
+            Some(stats) => stats.c()?,
+            None => return Err(anyhow::anyhow!("no key statistics for layer {}", hp.layer).into()),
+        };
+        let shown: Vec<String> = std::iter::once(request.filled())
+            .chain(e.checks.iter().cloned())
+            .collect();
+        let before = self.predict_all(&shown)?;
+        let continuation_before = self.continuation(&shown[0])?;
+        stage("computing the edit");
+        let started = Instant::now();
+        let templates = context_templates(
+            &self.loaded.model,
+            &self.loaded.tokenizer,
+            &hp.context_template_length_params,
+            hp.template_seed,
+        )?;
+        let edit = compute_rome(
+            &self.loaded.model,
+            &self.loaded.tokenizer,
+            &request,
+            &hp,
+            Some(&c),
+            &templates,
+            Schedule::Fast,
+        )?;
+        // The model is untouched until here: a failure above leaves the weights as they were.
+        let undo = self.loaded.model.apply(&edit.delta)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.edits.push(Applied {
+            id,
+            request,
+            method: match e.variant {
+                RomeVariant::RRome => "r-rome",
+                _ => "rome",
+            },
+            hp,
+            delta: edit.delta,
+            undo,
+            norm: edit.delta_norm,
+            seconds,
+        });
+        stage("comparing");
+        let after = self.predict_all(&shown)?;
+        let continuation_after = self.continuation(&shown[0])?;
+        let prompts: Vec<Value> = shown
+            .iter()
+            .zip(before.into_iter().zip(after))
+            .map(|(p, (b, a))| json!({ "prompt": p, "before": b, "after": a }))
+            .collect();
+        Ok(json!({
+            "id": id,
+            "seconds": seconds,
+            "norm": edit.delta_norm,
+            "losses": edit.losses,
+            "prompts": prompts,
+            "continuation": { "before": continuation_before, "after": continuation_after },
+            "edits": self.list(),
+        }))
+    }
+
+    fn predict_all(&self, prompts: &[String]) -> anyhow::Result<Vec<gpt_core::Prediction>> {
+        prompts
+            .iter()
+            .map(|p| {
+                gpt_core::top_k(&self.loaded.model, &self.loaded.tokenizer, p, 5)
+                    .with_context(|| format!("prompt {p:?}"))
+            })
+            .collect()
+    }
+
+    /// The greedy continuation of `prompt` (24 tokens at most).
+    fn continuation(&self, prompt: &str) -> anyhow::Result<String> {
+        let ids = self.loaded.tokenizer.encode(prompt)?.ids;
+        let options = GenerateOptions {
+            max_new_tokens: 24,
+            sampling: Sampling::Greedy,
+            stop_tokens: self.loaded.end_ids(),
+        };
+        let new = generate(&self.loaded.model, &ids, &options)?;
+        crate::cli::common::decode_continuation(&self.loaded, new)
+    }
+
+    /// Undoes edit `id` exactly: the edits after it are undone too (newest first, each
+    /// restoring the weights it saved), then applied again in order.
+    fn undo(&mut self, id: u64) -> Result<(), Failure> {
+        let Some(at) = self.edits.iter().position(|a| a.id == id) else {
+            return Err(Failure {
+                status: 404,
+                error: anyhow::anyhow!("no edit {id} in the model (see /api/edits)"),
+            });
+        };
+        let mut later = self.edits.split_off(at);
+        for a in later.iter().rev() {
+            self.loaded.model.undo(&a.undo)?;
+        }
+        later.remove(0);
+        for mut a in later {
+            a.undo = self.loaded.model.apply(&a.delta)?;
+            self.edits.push(a);
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Vec<Value> {
+        self.edits
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id,
+                    "method": a.method,
+                    "layer": a.hp.layer,
+                    "prompt": a.request.filled(),
+                    "subject": a.request.subject,
+                    "target": a.request.target,
+                    "norm": a.norm,
+                    "seconds": a.seconds,
+                })
+            })
+            .collect()
+    }
+
+    fn delta_bytes(&self, id: u64) -> Result<Vec<u8>, Failure> {
+        let Some(a) = self.edits.iter().find(|a| a.id == id) else {
+            return Err(Failure {
+                status: 404,
+                error: anyhow::anyhow!("no edit {id} in the model (see /api/edits)"),
+            });
+        };
+        let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("edit-{id}.safetensors"));
+        rome::save_deltas(&path, &[&a.delta], std::slice::from_ref(&a.request), &a.hp)?;
+        let bytes = std::fs::read(&path);
+        let _ignored = std::fs::remove_file(&path);
+        Ok(bytes?)
+    }
+}
+
+/// The rewrite request of an edit: the prompt with the chosen occurrence of the subject
+/// replaced by `{}`.
+fn request_of(e: &EditTask) -> anyhow::Result<RewriteRequest> {
+    let found: Vec<(usize, &str)> = e.prompt.match_indices(e.subject.as_str()).collect();
+    let Some(&(at, _)) = found.get(e.occurrence) else {
+        anyhow::bail!(
+            "subject {:?} occurs {} time(s) in the prompt; occurrence {} (0-based) does not exist",
+            e.subject,
+            found.len(),
+            e.occurrence
+        );
+    };
+    let template = format!(
+        "{}{{}}{}",
+        &e.prompt[..at],
+        &e.prompt[at + e.subject.len()..]
+    );
+    Ok(RewriteRequest::new(&template, &e.subject, &e.target)?)
+}
