@@ -193,6 +193,25 @@ fn api_traces_edits_and_undoes_exactly() {
     assert_eq!(grids[0]["scores"][0].as_array().unwrap().len(), 30);
     assert!(evs.iter().any(|(n, _)| n == "progress"));
     assert_eq!(evs.last().unwrap().0, "result");
+    // One cell's restored run: its answer probability is the grid's value there.
+    let row = 2; // " iffel", the last-but-one subject token
+    let layer = 3;
+    let (status, cell) = post(
+        port,
+        "/api/trace/cell",
+        json!({ "prompt": PROMPT, "subject": SUBJECT, "samples": 2, "kind": "mlp",
+                "token": grids[1]["rows"][row], "layer": layer, "k": 50 }),
+    );
+    assert_eq!(status, 200, "{cell}");
+    let want = grids[1]["scores"][row][layer].as_f64().unwrap();
+    let got = cell["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["text"] == " Paris")
+        .map(|c| c["probability"].as_f64().unwrap())
+        .unwrap_or_else(|| panic!("{cell}"));
+    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
 
     // An edit, then its undo restores the very probabilities of before.
     let (status, evs) = events(
@@ -237,7 +256,7 @@ fn api_traces_edits_and_undoes_exactly() {
 fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
     let server = serve();
     let port = server.port;
-    let cases: [(&str, &str, &str, u16, &str); 9] = [
+    let cases: [(&str, &str, &str, u16, &str); 10] = [
         (
             "POST",
             "/api/predict",
@@ -282,6 +301,13 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
             "`method`",
         ),
         ("POST", "/api/undo", r#"{"id": 99}"#, 404, "no edit 99"),
+        (
+            "POST",
+            "/api/trace/cell",
+            r#"{"prompt": "x y", "subject": "y", "kind": "mlp", "token": 0, "layer": 99}"#,
+            422,
+            "outside the grid",
+        ),
         ("GET", "/etc/passwd", "", 404, "no such page"),
     ];
     for (method, path, body, want, names) in cases {

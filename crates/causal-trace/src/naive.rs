@@ -73,3 +73,45 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     }
     Ok(row)
 }
+
+/// The next-token distribution of the restored run of one cell (not severed): the mean over
+/// the corrupted rows of `softmax(logits)` at the last position, `[vocab]`, f32 on the CPU.
+pub(crate) fn cell_distribution(
+    tracer: &Tracer<'_>,
+    spec: &GridSpec,
+    t: usize,
+    layer: usize,
+) -> Result<gpt_core::tch::Tensor> {
+    let model = tracer.model;
+    let c = model.config();
+    let n = tracer.setup.samples;
+    let batch = TokenBatch::pad(
+        &vec![tracer.prompt.ids.clone(); n + 1],
+        Default::default(),
+        0,
+        model.device(),
+    )?;
+    let points: Vec<HookPoint> = spec
+        .layers_for(layer, c.n_layers)
+        .map(|l| HookPoint::block(l, spec.kind.site()))
+        .collect();
+    let span = tracer.prompt.subject_range.clone();
+    let mut hooks = (
+        corrupt_embed(&tracer.corrupted_embed, span, 1),
+        restore_from_row0(&points, t as i64, n + 1),
+    );
+    let logits = model
+        .forward_with(&batch, ForwardOptions::last(), &mut hooks)?
+        .logits()?;
+    // `[rows, vocab]`, or `[rows, 1, vocab]` where the model keeps the position axis.
+    let logits = if logits.dim() == 3 {
+        logits.f_select(1, -1)?
+    } else {
+        logits
+    };
+    Ok(logits
+        .f_narrow(0, 1, n as i64)?
+        .f_softmax(-1, gpt_core::tch::Kind::Float)?
+        .f_mean_dim(0, false, gpt_core::tch::Kind::Float)?
+        .f_to_device(gpt_core::tch::Device::Cpu)?)
+}

@@ -381,6 +381,42 @@ impl<'m> Tracer<'m> {
         self.grid_with_progress(spec, &mut progress::ignore)
     }
 
+    /// The `k` most probable next tokens of one restored cell — token `t` (a prompt position)
+    /// restored at `layer` (for MLP and attention: the window `spec` centres there) while the
+    /// subject is corrupted — as `(token id, mean probability over the noise samples)`, most
+    /// probable first. The cell's grid value is the answer's probability in this
+    /// distribution. Severed specs are not supported.
+    ///
+    /// # Errors
+    /// `t` or `layer` out of range, a severed spec; model errors.
+    pub fn restored_top_k(
+        &self,
+        spec: &GridSpec,
+        t: usize,
+        layer: usize,
+        k: usize,
+    ) -> Result<Vec<(i64, f64)>> {
+        let n_layers = self.model.config().n_layers;
+        if t >= self.prompt.len() || layer >= n_layers {
+            return Err(Error::InvalidInput(format!(
+                "cell (token {t}, layer {layer}) is outside the grid ({} tokens, {n_layers} layers)",
+                self.prompt.len()
+            )));
+        }
+        if spec.sever.is_some() {
+            return Err(Error::InvalidInput(
+                "the restored distribution of a severed cell is not supported".into(),
+            ));
+        }
+        let _guard = gpt_core::tch::no_grad_guard();
+        let p = crate::naive::cell_distribution(self, spec, t, layer)?;
+        let k = k.min(p.size().first().copied().unwrap_or(0).max(0) as usize);
+        let (values, ids) = p.f_topk(k as i64, -1, true, true)?;
+        let values = Vec::<f64>::try_from(&values.f_to_kind(Kind::Double)?)?;
+        let ids = Vec::<i64>::try_from(&ids)?;
+        Ok(ids.into_iter().zip(values).collect())
+    }
+
     /// [`Tracer::grid`], reporting token rows to `progress` before the first row and after
     /// each (a long prompt can take minutes: callers show progress). The stage is
     /// [`GridSpec::stage`], e.g. `"hidden trace"`.

@@ -55,6 +55,24 @@ fn check_model(model: &Transformer, tokenizer: &gpt_core::Tokenizer, prompt: &st
         spec.schedule = Schedule::Naive;
         let naive = tracer.grid(&spec).expect("naive");
         assert_grids_close(&fast, &naive, 1e-5);
+        // A cell's restored distribution holds the cell's value as the answer's probability.
+        let vocab = gpt_core::HookableModel::config(model).vocab_size;
+        for (r, l) in [(0, 0), (naive.rows.len() - 1, naive.n_layers - 1), (1, 2)] {
+            let top = tracer
+                .restored_top_k(&spec, naive.rows[r], l, vocab)
+                .expect("restored top-k");
+            assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+            let p = top
+                .iter()
+                .find(|(id, _)| *id == naive.answer.id)
+                .map(|(_, p)| *p)
+                .expect("answer in the distribution");
+            assert!(
+                (p - naive.scores[r][l]).abs() < 1e-5,
+                "{kind:?} cell ({r}, {l}): {p} vs {}",
+                naive.scores[r][l]
+            );
+        }
     }
     for sever in [Sever::Mlp, Sever::Attn] {
         let mut spec = GridSpec::new(TraceKind::Hidden);

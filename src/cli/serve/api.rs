@@ -290,13 +290,12 @@ pub async fn trace(
         }
         Some(names) => names
             .iter()
-            .map(|n| match n.as_str() {
-                "hidden" => Ok(TraceKind::Hidden),
-                "mlp" => Ok(TraceKind::Mlp),
-                "attn" => Ok(TraceKind::Attn),
-                other => Err(ApiError::bad(format!(
-                    "`kinds` has {other:?}; the kinds are hidden, mlp and attn"
-                ))),
+            .map(|n| {
+                parse_kind(n).map_err(|_| {
+                    ApiError::bad(format!(
+                        "`kinds` has {n:?}; the kinds are hidden, mlp and attn"
+                    ))
+                })
             })
             .collect::<Result<_, _>>()?,
     };
@@ -312,6 +311,83 @@ pub async fn trace(
         }),
     )?;
     events(rx).await
+}
+
+/// Body of `POST /api/trace/cell`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellBody {
+    prompt: String,
+    subject: String,
+    #[serde(default)]
+    occurrence: usize,
+    /// `hidden`, `mlp` or `attn`.
+    kind: String,
+    /// The prompt position (a grid row's token index).
+    token: usize,
+    layer: usize,
+    #[serde(default = "ten")]
+    samples: usize,
+    #[serde(default = "one")]
+    seed: u64,
+    #[serde(default = "five")]
+    k: usize,
+}
+
+/// `POST /api/trace/cell`: the top-k next tokens of one restored cell (the same noise as
+/// the trace with the same inputs), `{"kind", "token", "layer", "top": [{"id", "text",
+/// "probability"}]}`.
+pub async fn cell(
+    State(state): State<AppState>,
+    body: Result<Json<CellBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    text("prompt", &b.prompt)?;
+    text("subject", &b.subject)?;
+    let kind = parse_kind(&b.kind).map_err(|_| {
+        ApiError::bad(format!(
+            "`kind` is {:?}; the kinds are hidden, mlp and attn",
+            b.kind
+        ))
+    })?;
+    if b.samples == 0 || b.samples > MAX_SAMPLES {
+        return Err(ApiError::bad(format!(
+            "`samples` is {}; give 1 to {MAX_SAMPLES}",
+            b.samples
+        )));
+    }
+    if b.k == 0 || b.k > MAX_TOP {
+        return Err(ApiError::bad(format!(
+            "`k` is {}; give 1 to {MAX_TOP}",
+            b.k
+        )));
+    }
+    result(submit(
+        &state,
+        Task::Cell {
+            trace: TraceTask {
+                prompt: b.prompt,
+                subject: b.subject,
+                occurrence: b.occurrence,
+                kinds: vec![kind],
+                samples: b.samples,
+                seed: b.seed,
+            },
+            token: b.token,
+            layer: b.layer,
+            k: b.k,
+        },
+    )?)
+    .await
+}
+
+fn parse_kind(name: &str) -> Result<TraceKind, ()> {
+    match name {
+        "hidden" => Ok(TraceKind::Hidden),
+        "mlp" => Ok(TraceKind::Mlp),
+        "attn" => Ok(TraceKind::Attn),
+        _ => Err(()),
+    }
 }
 
 /// Body of `POST /api/edit`.

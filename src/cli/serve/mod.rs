@@ -56,6 +56,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .route("/api/predict", post(api::predict))
         .route("/api/tokens", post(api::tokens))
         .route("/api/trace", post(api::trace))
+        .route("/api/trace/cell", post(api::cell))
         .route("/api/edit", post(api::edit))
         .route("/api/undo", post(api::undo))
         .route("/api/edits", get(api::edits))

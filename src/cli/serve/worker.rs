@@ -99,6 +99,17 @@ pub enum Task {
     },
     /// A causal trace.
     Trace(TraceTask),
+    /// The top-k next tokens of one restored cell of a trace.
+    Cell {
+        /// The trace the cell belongs to (its `kinds` holds the cell's kind).
+        trace: TraceTask,
+        /// The prompt position restored.
+        token: usize,
+        /// The layer (for MLP and attention: the window's centre).
+        layer: usize,
+        /// How many tokens.
+        k: usize,
+    },
     /// An edit.
     Edit(EditTask),
     /// Undo edit `id` (later edits stay).
@@ -218,6 +229,26 @@ impl Worker {
                 })));
             }
             Task::Trace(t) => self.trace(t, replies)?,
+            Task::Cell {
+                trace,
+                token,
+                layer,
+                k,
+            } => {
+                let kind = trace.kinds.first().copied().unwrap_or(TraceKind::Hidden);
+                let tracer = self.tracer(&trace)?;
+                let top = tracer.restored_top_k(&GridSpec::new(kind), token, layer, k)?;
+                let tok = &self.loaded.tokenizer;
+                let top = top
+                    .into_iter()
+                    .map(|(id, p)| {
+                        Ok(json!({ "id": id, "text": tok.token_text(id)?, "probability": p }))
+                    })
+                    .collect::<anyhow::Result<Vec<Value>>>()?;
+                reply(Reply::Result(json!({
+                    "kind": kind.name(), "token": token, "layer": layer, "top": top,
+                })));
+            }
             Task::Edit(e) => {
                 let result = self.edit(e, replies)?;
                 reply(Reply::Result(result));
@@ -283,7 +314,9 @@ impl Worker {
         })
     }
 
-    fn trace(&mut self, t: TraceTask, replies: &Replies) -> Result<(), Failure> {
+    /// The tracer of `t`: the same noise (σ of the subject's embeddings, seed) as every
+    /// other request with the same inputs, so a cell asked for later matches its grid.
+    fn tracer(&self, t: &TraceTask) -> anyhow::Result<Tracer<'_>> {
         let loaded = &self.loaded;
         let prompt =
             SubjectPrompt::with_occurrence(&loaded.tokenizer, &t.prompt, &t.subject, t.occurrence)?;
@@ -295,7 +328,17 @@ impl Worker {
             sigma,
             seed: t.seed,
         };
-        let tracer = Tracer::new(&loaded.model, &loaded.tokenizer, prompt, setup, None)?;
+        Ok(Tracer::new(
+            &loaded.model,
+            &loaded.tokenizer,
+            prompt,
+            setup,
+            None,
+        )?)
+    }
+
+    fn trace(&mut self, t: TraceTask, replies: &Replies) -> Result<(), Failure> {
+        let tracer = self.tracer(&t)?;
         for kind in t.kinds {
             let mut progress = |p: &gpt_core::progress::Progress| {
                 let _gone = replies.send(Reply::Progress(json!({
