@@ -224,3 +224,14 @@ fn json_round_trip_keeps_nan() {
     assert_eq!(min.palette, Palette::Purples);
     assert!(min.to_svg().is_ok());
 }
+
+#[test]
+fn bar_marks_draw_a_line_across_the_colour_bar_only_within_range() {
+    let plain = small_heatmap().to_svg().unwrap();
+    let mut marked = small_heatmap();
+    marked.bar_marks = vec![0.3, 99.0];
+    let svg = marked.to_svg().unwrap();
+    let lines = |s: &str| s.matches("<line").count();
+    // 0.3 is inside the colour range: one more line; 99 is outside: none.
+    assert_eq!(lines(&svg), lines(&plain) + 1);
+}

@@ -69,6 +69,7 @@ pub fn small_heatmap() -> Heatmap {
         palette: Palette::Purples,
         vmin: Some(0.05),
         vmax: None,
+        bar_marks: Vec::new(),
     }
 }
 
