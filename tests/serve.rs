@@ -246,6 +246,16 @@ fn api_traces_edits_and_undoes_exactly() {
     let header_len = u64::from_le_bytes(delta[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&delta[8..8 + header_len]).unwrap();
     assert!(header.get("delta.0.u").is_some(), "{header}");
+    // The edited model as GGUF: a GGUF file as large as the bundled one, whose bytes differ.
+    let (status, gguf) = http(port, "GET", "/api/model.gguf", None);
+    assert_eq!(status, 200);
+    let original = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
+    assert_eq!(&gguf[..4], b"GGUF");
+    assert_eq!(gguf.len(), original.len());
+    assert!(gguf != original);
     let (status, undone) = post(port, "/api/undo", json!({ "id": id }));
     assert_eq!(status, 200, "{undone}");
     assert_eq!(undone["edits"], json!([]));
@@ -256,7 +266,7 @@ fn api_traces_edits_and_undoes_exactly() {
 fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
     let server = serve();
     let port = server.port;
-    let cases: [(&str, &str, &str, u16, &str); 10] = [
+    let cases: [(&str, &str, &str, u16, &str); 11] = [
         (
             "POST",
             "/api/predict",
@@ -309,6 +319,7 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
             "outside the grid",
         ),
         ("GET", "/etc/passwd", "", 404, "no such page"),
+        ("GET", "/api/model.gguf", "", 409, "no edits"),
     ];
     for (method, path, body, want, names) in cases {
         let (status, bytes) = http(port, method, path, Some(body));

@@ -64,16 +64,7 @@ fn main() {
     let mut params = m.model.weight(WeightId::Embed).unwrap().numel();
     params += c.n_layers * 2 * c.d_model + c.d_model; // norms
     for l in 0..c.n_layers {
-        let l = gpt_core::Layer(l);
-        for id in [
-            WeightId::AttnQ(l),
-            WeightId::AttnK(l),
-            WeightId::AttnV(l),
-            WeightId::AttnOut(l),
-            WeightId::MlpIn(l),
-            WeightId::MlpGate(l),
-            WeightId::MlpOut(l),
-        ] {
+        for id in WeightId::of_layer(gpt_core::Layer(l)) {
             if let Ok(w) = m.model.weight(id) {
                 params += w.numel();
             }

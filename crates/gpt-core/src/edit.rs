@@ -38,6 +38,20 @@ pub enum WeightId {
 }
 
 impl WeightId {
+    /// Every per-layer weight of `layer`, attention then MLP (a family without a gate has no
+    /// [`WeightId::MlpGate`]: [`crate::EditableModel::weight`] says so for it).
+    pub fn of_layer(layer: Layer) -> [WeightId; 7] {
+        [
+            WeightId::AttnQ(layer),
+            WeightId::AttnK(layer),
+            WeightId::AttnV(layer),
+            WeightId::AttnOut(layer),
+            WeightId::MlpIn(layer),
+            WeightId::MlpGate(layer),
+            WeightId::MlpOut(layer),
+        ]
+    }
+
     /// The layer this weight belongs to, if any.
     pub fn layer(self) -> Option<Layer> {
         match self {

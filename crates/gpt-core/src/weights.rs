@@ -376,6 +376,23 @@ impl GgufSource {
     pub fn new(reader: gguf::GgufReader) -> Self {
         Self { reader }
     }
+
+    /// Tensor `name`'s entry in the file.
+    fn info(&self, name: &str) -> Result<gguf::TensorInfo> {
+        self.reader
+            .file
+            .tensor(name)
+            .cloned()
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                path: self.reader.path().to_path_buf(),
+            })
+    }
+}
+
+/// A GGUF tensor's shape, outermost dimension first, as libtorch takes it.
+fn shape_of(info: &gguf::TensorInfo) -> Vec<i64> {
+    info.shape_outer_first().iter().map(|&d| d as i64).collect()
 }
 
 impl WeightSource for GgufSource {
@@ -401,15 +418,7 @@ impl WeightSource for GgufSource {
     }
 
     fn read(&mut self, name: &str) -> Result<Tensor> {
-        let info = self
-            .reader
-            .file
-            .tensor(name)
-            .ok_or_else(|| Error::MissingTensor {
-                name: name.to_string(),
-                path: self.reader.path().to_path_buf(),
-            })?;
-        let shape: Vec<i64> = info.shape_outer_first().iter().map(|&d| d as i64).collect();
+        let shape = shape_of(&self.info(name)?);
         let values = self.reader.read_f32(name)?;
         Ok(Tensor::f_from_slice(&values)?.f_reshape(&shape)?)
     }
@@ -418,21 +427,13 @@ impl WeightSource for GgufSource {
     /// into bf16 never holds the tensor in f32 (the token embedding of a small model is
     /// ~110 MB in f32, and the f32 copy was most of a bf16 load's extra peak).
     fn read_as(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
-        let info = self
-            .reader
-            .file
-            .tensor(name)
-            .ok_or_else(|| Error::MissingTensor {
-                name: name.to_string(),
-                path: self.reader.path().to_path_buf(),
-            })?
-            .clone();
+        let info = self.info(name)?;
         let ty = info.ggml_type;
         if !ty.can_dequantize() {
             // The reader's own error names the type, tensor and file.
             return self.read(name);
         }
-        let shape: Vec<i64> = info.shape_outer_first().iter().map(|&d| d as i64).collect();
+        let shape = shape_of(&info);
         let path = self.reader.path().to_path_buf();
         let in_tensor = |e: gguf::Error| Error::from(e.in_tensor(name).with_path(&path));
         let raw = self.reader.read_raw(&info)?;

@@ -106,29 +106,35 @@ fn failed(status: u16, message: String) -> ApiError {
     }
 }
 
-/// The job's result (progress is dropped).
-async fn result(mut rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> {
+/// The job's result (progress is dropped); a file is offered as `filename`.
+async fn result_named(
+    mut rx: UnboundedReceiver<Reply>,
+    filename: &str,
+) -> Result<Response, ApiError> {
     while let Some(reply) = rx.recv().await {
         match reply {
             Reply::Result(v) => return Ok(Json(v).into_response()),
             Reply::Bytes(b) => {
+                let disposition = format!("attachment; filename=\"{filename}\"");
                 return Ok((
                     [
-                        (header::CONTENT_TYPE, "application/octet-stream"),
-                        (
-                            header::CONTENT_DISPOSITION,
-                            "attachment; filename=\"edit.safetensors\"",
-                        ),
+                        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                        (header::CONTENT_DISPOSITION, disposition),
                     ],
                     b,
                 )
-                    .into_response())
+                    .into_response());
             }
             Reply::Error { status, message } => return Err(failed(status, message)),
             Reply::Progress(_) | Reply::Grid(_) => {}
         }
     }
     Err(failed(500, "the model's worker stopped".into()))
+}
+
+/// The job's result (progress is dropped).
+async fn result(rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> {
+    result_named(rx, "download.bin").await
 }
 
 /// The job's replies as server-sent events: `progress`, `grid`, then `result` or `error`.
@@ -156,6 +162,16 @@ async fn events(mut rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> 
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// `value` of `field` must be 1 to `max`.
+fn bounded(field: &str, value: usize, max: usize) -> Result<(), ApiError> {
+    if value == 0 || value > max {
+        return Err(ApiError::bad(format!(
+            "`{field}` is {value}; give 1 to {max}"
+        )));
+    }
+    Ok(())
 }
 
 fn text(field: &str, value: &str) -> Result<(), ApiError> {
@@ -196,12 +212,7 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     text("prompt", &b.prompt)?;
-    if b.k == 0 || b.k > MAX_TOP {
-        return Err(ApiError::bad(format!(
-            "`k` is {}; give 1 to {MAX_TOP}",
-            b.k
-        )));
-    }
+    bounded("k", b.k, MAX_TOP)?;
     result(submit(
         &state,
         Task::Predict {
@@ -275,12 +286,7 @@ pub async fn trace(
     let Json(b) = body?;
     text("prompt", &b.prompt)?;
     text("subject", &b.subject)?;
-    if b.samples == 0 || b.samples > MAX_SAMPLES {
-        return Err(ApiError::bad(format!(
-            "`samples` is {}; give 1 to {MAX_SAMPLES}",
-            b.samples
-        )));
-    }
+    bounded("samples", b.samples, MAX_SAMPLES)?;
     let kinds = match b.kinds {
         None => TraceKind::ALL.to_vec(),
         Some(names) if names.is_empty() => {
@@ -350,18 +356,8 @@ pub async fn cell(
             b.kind
         ))
     })?;
-    if b.samples == 0 || b.samples > MAX_SAMPLES {
-        return Err(ApiError::bad(format!(
-            "`samples` is {}; give 1 to {MAX_SAMPLES}",
-            b.samples
-        )));
-    }
-    if b.k == 0 || b.k > MAX_TOP {
-        return Err(ApiError::bad(format!(
-            "`k` is {}; give 1 to {MAX_TOP}",
-            b.k
-        )));
-    }
+    bounded("samples", b.samples, MAX_SAMPLES)?;
+    bounded("k", b.k, MAX_TOP)?;
     result(submit(
         &state,
         Task::Cell {
@@ -479,5 +475,15 @@ pub async fn delta(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad(format!("edit id {id:?} is not a number")))?;
-    result(submit(&state, Task::Delta { id })?).await
+    result_named(
+        submit(&state, Task::Delta { id })?,
+        &format!("edit-{id}.safetensors"),
+    )
+    .await
+}
+
+/// `GET /api/model.gguf`: the model with every edit in it, as GGUF (edited matrices
+/// re-quantised to their own type; 409 while there are no edits).
+pub async fn gguf(State(state): State<AppState>) -> Result<Response, ApiError> {
+    result_named(submit(&state, Task::Gguf)?, "edited.gguf").await
 }

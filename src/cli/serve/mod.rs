@@ -60,6 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .route("/api/edit", post(api::edit))
         .route("/api/undo", post(api::undo))
         .route("/api/edits", get(api::edits))
+        .route("/api/model.gguf", get(api::gguf))
         .route("/api/edits/{id}/delta.safetensors", get(api::delta))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -124,6 +124,8 @@ pub enum Task {
         /// The edit.
         id: u64,
     },
+    /// The model with its edits as a GGUF file (for a model loaded from one).
+    Gguf,
 }
 
 /// A task with the channel for its replies.
@@ -259,6 +261,7 @@ impl Worker {
             }
             Task::Edits => reply(Reply::Result(json!({ "edits": self.list() }))),
             Task::Delta { id } => reply(Reply::Bytes(self.delta_bytes(id)?)),
+            Task::Gguf => reply(Reply::Bytes(self.gguf_bytes()?)),
         }
         Ok(())
     }
@@ -272,16 +275,7 @@ impl Worker {
             ids.push(WeightId::Unembed);
         }
         for l in 0..config.n_layers {
-            let l = gpt_core::Layer(l);
-            ids.extend([
-                WeightId::AttnQ(l),
-                WeightId::AttnK(l),
-                WeightId::AttnV(l),
-                WeightId::AttnOut(l),
-                WeightId::MlpIn(l),
-                WeightId::MlpGate(l),
-                WeightId::MlpOut(l),
-            ]);
+            ids.extend(WeightId::of_layer(gpt_core::Layer(l)));
         }
         for id in ids {
             if let Ok(w) = model.weight(id) {
@@ -506,6 +500,49 @@ impl Worker {
         rome::save_deltas(&path, &[&a.delta], std::slice::from_ref(&a.request), &a.hp)?;
         let bytes = std::fs::read(&path);
         let _ignored = std::fs::remove_file(&path);
+        Ok(bytes?)
+    }
+}
+
+impl Worker {
+    /// The model with its edits as GGUF: the loaded file with every edited matrix
+    /// re-quantised to its own type and everything else copied byte for byte
+    /// ([`gpt_core::save_gguf`]).
+    fn gguf_bytes(&self) -> Result<Vec<u8>, Failure> {
+        let source = &self.loaded.path;
+        if !source
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            return Err(anyhow::anyhow!(
+                "the model was not loaded from a GGUF file; save it with `factscope edit --save-model`"
+            )
+            .into());
+        }
+        if self.edits.is_empty() {
+            return Err(Failure {
+                status: 409,
+                error: anyhow::anyhow!(
+                    "no edits in the model: the GGUF would be the file it was loaded from"
+                ),
+            });
+        }
+        let mut edited: Vec<WeightId> = self.edits.iter().map(|a| a.delta.target()).collect();
+        edited.sort_by_key(|id| format!("{id:?}"));
+        edited.dedup();
+        let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let out = dir.join(format!("edited-{}.gguf", self.next_id));
+        let _ignored = std::fs::remove_file(&out);
+        gpt_core::save_gguf(
+            &self.loaded.model,
+            source,
+            &out,
+            &edited,
+            gpt_core::EditedTensorType::Same,
+        )?;
+        let bytes = std::fs::read(&out);
+        let _ignored = std::fs::remove_file(&out);
         Ok(bytes?)
     }
 }
