@@ -308,7 +308,7 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
             "/api/edit",
             r#"{"prompt": "a b", "subject": "a", "target": "c", "method": "magic"}"#,
             400,
-            "`method`",
+            "`method` is \"magic\"; the methods are rome, r-rome, memit",
         ),
         ("POST", "/api/undo", r#"{"id": 99}"#, 404, "no edit 99"),
         (

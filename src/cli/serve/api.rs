@@ -12,7 +12,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use causal_trace::TraceKind;
-use rome::RomeVariant;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -395,14 +394,14 @@ pub struct EditBody {
     target: String,
     #[serde(default)]
     occurrence: usize,
-    /// `rome` (default) or `r-rome`.
+    /// `rome` (default), `r-rome`, `memit`, `alphaedit`, `emmet` or `ft`.
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
     checks: Vec<String>,
 }
 
-/// `POST /api/edit`: a ROME edit, as server-sent events (`progress`, then `result` with the
+/// `POST /api/edit`: an edit (ROME by default), as server-sent events (`progress`, then `result` with the
 /// top-5 before and after for the prompt and each check prompt, and the greedy
 /// continuations).
 pub async fn edit(
@@ -413,14 +412,22 @@ pub async fn edit(
     text("prompt", &b.prompt)?;
     text("subject", &b.subject)?;
     text("target", &b.target)?;
-    let variant = match b.method.as_deref() {
-        None | Some("rome") => RomeVariant::Original,
-        Some("r-rome") => RomeVariant::RRome,
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "`method` is {other:?}; the explorer edits with rome or r-rome (the other methods: `factscope edit`)"
-            )))
-        }
+    use crate::cli::evaluate::EvalMethod;
+    const METHODS: [EvalMethod; 6] = [
+        EvalMethod::Rome,
+        EvalMethod::RRome,
+        EvalMethod::Memit,
+        EvalMethod::AlphaEdit,
+        EvalMethod::Emmet,
+        EvalMethod::Ft,
+    ];
+    let name = b.method.as_deref().unwrap_or("rome");
+    let Some(method) = METHODS.into_iter().find(|m| m.name() == name) else {
+        let names: Vec<&str> = METHODS.iter().map(|m| m.name()).collect();
+        return Err(ApiError::bad(format!(
+            "`method` is {name:?}; the methods are {}",
+            names.join(", ")
+        )));
     };
     if b.checks.len() > MAX_CHECKS {
         return Err(ApiError::bad(format!(
@@ -438,7 +445,7 @@ pub async fn edit(
             subject: b.subject,
             occurrence: b.occurrence,
             target: b.target,
-            variant,
+            method,
             checks: b.checks,
         }),
     )?;

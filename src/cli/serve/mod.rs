@@ -45,10 +45,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let loaded = args.model.load()?;
     let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
-    let worker = worker::Worker::new(loaded);
+    // The worker is made on its thread: the editors it builds later need not be `Send`.
     std::thread::Builder::new()
         .name("model".into())
-        .spawn(move || worker.run(queue))
+        .spawn(move || worker::Worker::new(loaded).run(queue))
         .context("starting the model's thread")?;
     let app = Router::new()
         .route("/", get(api::page))

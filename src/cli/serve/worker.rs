@@ -13,7 +13,7 @@ use gpt_core::{
     generate, EditUndo, EditableModel, GenerateOptions, HookableModel, LoadedModel, Sampling,
     WeightDelta, WeightId,
 };
-use rome::{compute_rome, context_templates, RewriteRequest, RomeHparams, RomeVariant, Schedule};
+use rome::RewriteRequest;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -70,8 +70,8 @@ pub struct EditTask {
     pub occurrence: usize,
     /// The new target.
     pub target: String,
-    /// ROME or r-ROME.
-    pub variant: RomeVariant,
+    /// The editing method.
+    pub method: crate::cli::evaluate::EvalMethod,
     /// Further prompts to show before and after (paraphrases, neighbours).
     pub checks: Vec<String>,
 }
@@ -142,10 +142,14 @@ struct Applied {
     id: u64,
     request: RewriteRequest,
     method: &'static str,
-    hp: RomeHparams,
-    delta: WeightDelta,
-    undo: EditUndo,
-    norm: f64,
+    /// The method's hyperparameters.
+    hparams: Value,
+    /// The weight changes, in the order applied (MEMIT: one per layer).
+    deltas: Vec<WeightDelta>,
+    /// Their undo records, in the same order.
+    undos: Vec<EditUndo>,
+    /// `‖ΔW‖_F` of each change.
+    norms: Vec<f64>,
     seconds: f64,
 }
 
@@ -154,8 +158,9 @@ pub struct Worker {
     loaded: LoadedModel,
     edits: Vec<Applied>,
     next_id: u64,
-    /// Key statistics per layer (from the per-user cache, computed on first use).
-    stats: HashMap<usize, rome::KeyStats>,
+    /// One editor per method, built on first use (with its key statistics, from the
+    /// per-user cache or computed then).
+    editors: HashMap<&'static str, (Box<dyn gpt_core::Editor>, Value)>,
 }
 
 /// An error that names a status: 422 unless said otherwise.
@@ -180,7 +185,7 @@ impl Worker {
             loaded,
             edits: Vec::new(),
             next_id: 1,
-            stats: HashMap::new(),
+            editors: HashMap::new(),
         }
     }
 
@@ -356,17 +361,25 @@ impl Worker {
             let _gone = replies.send(Reply::Progress(json!({ "stage": name })));
         };
         let request = request_of(&e)?;
-        let config = self.loaded.model.config().clone();
-        let hp = crate::cli::edit::rome_hparams("auto", None, e.variant, &config)?;
-        if !self.stats.contains_key(&hp.layer) {
-            stage("key statistics (first edit at this layer; cached on disk afterwards)");
-            let stats = crate::cli::edit::key_stats_for(&self.loaded, hp.layer, None)?;
-            self.stats.insert(hp.layer, stats);
+        let method = e.method.name();
+        if !self.editors.contains_key(method) {
+            stage(&format!(
+                "preparing {method} (key statistics: from the per-user cache, or computed once)"
+            ));
+            let settings = crate::cli::evaluate::EditorSettings {
+                preset: "auto",
+                layer: None,
+                stats: None,
+                target_cache: None,
+                // Edits here can be undone one by one: AlphaEdit protects C's keys only, not
+                // those of earlier edits that may be gone.
+                history_updates: false,
+            };
+            let (editor, hparams) =
+                crate::cli::evaluate::build_editor(e.method, &settings, &self.loaded)?;
+            let editor = editor.ok_or_else(|| anyhow::anyhow!("method `none` edits nothing"))?;
+            self.editors.insert(method, (editor, hparams));
         }
-        let c = match self.stats.get(&hp.layer) {
-            Some(stats) => stats.c()?,
-            None => return Err(anyhow::anyhow!("no key statistics for layer {}", hp.layer).into()),
-        };
         let shown: Vec<String> = std::iter::once(request.filled())
             .chain(e.checks.iter().cloned())
             .collect();
@@ -374,37 +387,45 @@ impl Worker {
         let continuation_before = self.continuation(&shown[0])?;
         stage("computing the edit");
         let started = Instant::now();
-        let templates = context_templates(
-            &self.loaded.model,
+        let Some((editor, hparams)) = self.editors.get_mut(method) else {
+            return Err(anyhow::anyhow!("no editor for {method}").into());
+        };
+        let hparams = hparams.clone();
+        // `compute` leaves the model as it found it, on success and on error: the weights
+        // change only below, and a failed apply undoes what it applied.
+        let deltas = editor.compute(
+            &mut self.loaded.model,
             &self.loaded.tokenizer,
-            &hp.context_template_length_params,
-            hp.template_seed,
+            std::slice::from_ref(&request),
         )?;
-        let edit = compute_rome(
-            &self.loaded.model,
-            &self.loaded.tokenizer,
-            &request,
-            &hp,
-            Some(&c),
-            &templates,
-            Schedule::Fast,
-        )?;
-        // The model is untouched until here: a failure above leaves the weights as they were.
-        let undo = self.loaded.model.apply(&edit.delta)?;
+        let mut undos = Vec::with_capacity(deltas.len());
+        let mut norms = Vec::with_capacity(deltas.len());
+        for d in &deltas {
+            match self.apply(d) {
+                Ok((undo, norm)) => {
+                    undos.push(undo);
+                    norms.push(norm);
+                }
+                Err(err) => {
+                    for u in undos.iter().rev() {
+                        self.loaded.model.undo(u)?;
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
         let seconds = started.elapsed().as_secs_f64();
         let id = self.next_id;
         self.next_id += 1;
+        let norm = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
         self.edits.push(Applied {
             id,
             request,
-            method: match e.variant {
-                RomeVariant::RRome => "r-rome",
-                _ => "rome",
-            },
-            hp,
-            delta: edit.delta,
-            undo,
-            norm: edit.delta_norm,
+            method,
+            hparams,
+            deltas,
+            undos,
+            norms,
             seconds,
         });
         stage("comparing");
@@ -417,13 +438,20 @@ impl Worker {
             .collect();
         Ok(json!({
             "id": id,
+            "method": method,
             "seconds": seconds,
-            "norm": edit.delta_norm,
-            "losses": edit.losses,
+            "norm": norm,
             "prompts": prompts,
             "continuation": { "before": continuation_before, "after": continuation_after },
             "edits": self.list(),
         }))
+    }
+
+    /// Applies `delta`: its undo record and `‖ΔW‖_F`.
+    fn apply(&mut self, delta: &WeightDelta) -> anyhow::Result<(EditUndo, f64)> {
+        let shape = self.loaded.model.weight(delta.target())?.size();
+        let norm = delta.to_dense(&shape)?.f_norm()?.f_double_value(&[])?;
+        Ok((self.loaded.model.apply(delta)?, norm))
     }
 
     fn predict_all(&self, prompts: &[String]) -> anyhow::Result<Vec<gpt_core::Prediction>> {
@@ -459,11 +487,17 @@ impl Worker {
         };
         let mut later = self.edits.split_off(at);
         for a in later.iter().rev() {
-            self.loaded.model.undo(&a.undo)?;
+            for u in a.undos.iter().rev() {
+                self.loaded.model.undo(u)?;
+            }
         }
         later.remove(0);
         for mut a in later {
-            a.undo = self.loaded.model.apply(&a.delta)?;
+            a.undos = a
+                .deltas
+                .iter()
+                .map(|d| self.loaded.model.apply(d))
+                .collect::<gpt_core::Result<_>>()?;
             self.edits.push(a);
         }
         Ok(())
@@ -473,14 +507,19 @@ impl Worker {
         self.edits
             .iter()
             .map(|a| {
+                let layers: Vec<usize> = a
+                    .deltas
+                    .iter()
+                    .filter_map(|d| d.target().layer().map(|l| l.0))
+                    .collect();
                 json!({
                     "id": a.id,
                     "method": a.method,
-                    "layer": a.hp.layer,
+                    "layers": layers,
                     "prompt": a.request.filled(),
                     "subject": a.request.subject,
                     "target": a.request.target,
-                    "norm": a.norm,
+                    "norm": a.norms.iter().map(|n| n * n).sum::<f64>().sqrt(),
                     "seconds": a.seconds,
                 })
             })
@@ -497,7 +536,8 @@ impl Worker {
         let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("edit-{id}.safetensors"));
-        rome::save_deltas(&path, &[&a.delta], std::slice::from_ref(&a.request), &a.hp)?;
+        let deltas: Vec<&WeightDelta> = a.deltas.iter().collect();
+        rome::save_deltas(&path, &deltas, std::slice::from_ref(&a.request), &a.hparams)?;
         let bytes = std::fs::read(&path);
         let _ignored = std::fs::remove_file(&path);
         Ok(bytes?)
@@ -527,7 +567,11 @@ impl Worker {
                 ),
             });
         }
-        let mut edited: Vec<WeightId> = self.edits.iter().map(|a| a.delta.target()).collect();
+        let mut edited: Vec<WeightId> = self
+            .edits
+            .iter()
+            .flat_map(|a| a.deltas.iter().map(WeightDelta::target))
+            .collect();
         edited.sort_by_key(|id| format!("{id:?}"));
         edited.dedup();
         let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
