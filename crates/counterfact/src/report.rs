@@ -65,7 +65,7 @@ pub fn report_html(
 .scroll{overflow-x:auto}table{border-collapse:collapse;margin:1em 0;font-size:14px}caption{text-align:left;font-weight:600;padding:.3em 0}\
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px;white-space:normal}\
-table.details td{text-align:left;white-space:normal}dl.glossary{font-size:13px;color:#333}dl.glossary dt{font-weight:600;float:left;clear:left;width:6em}dl.glossary dd{margin:0 0 .3em 6.5em}\
+table.details{table-layout:fixed;width:100%}table.details th{width:9em}table.details td{text-align:left;white-space:normal;overflow-wrap:anywhere}dl.glossary{font-size:13px;color:#333}dl.glossary dt{font-weight:600;float:left;clear:left;width:6em}dl.glossary dd{margin:0 0 .3em 6.5em}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
@@ -158,15 +158,23 @@ figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weig
             "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
             worst.min(edited.len())
         ));
-        h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the first fluency sample after the edit.</p>");
+        h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the start of the first fluency sample after the edit (all of it on hover).</p>");
         h.push_str("<div class=\"scroll\"><table><caption>Worst cases by efficacy magnitude (EM) after the edit</caption><thead><tr><th scope=\"col\">case</th><th scope=\"col\">subject</th><th scope=\"col\">prompt</th><th scope=\"col\">new</th><th scope=\"col\">true</th><th scope=\"col\">EM pre</th><th scope=\"col\">EM post</th><th scope=\"col\">PS pre</th><th scope=\"col\">PS post</th><th scope=\"col\">NS pre</th><th scope=\"col\">NS post</th><th scope=\"col\">generated after the edit</th></tr></thead><tbody>");
         for r in edited.iter().take(worst) {
             let post = r.post.as_ref();
-            let text = r
-                .generation
-                .as_ref()
-                .and_then(|g| g.texts.first())
-                .map_or("–".to_string(), |t| escape(t));
+            // The first 160 characters (the whole text on hover): the table stays readable.
+            let text = r.generation.as_ref().and_then(|g| g.texts.first()).map_or(
+                "–".to_string(),
+                |t| {
+                    let short: String = t.chars().take(160).collect();
+                    let more = if short.len() < t.len() { "…" } else { "" };
+                    format!(
+                        "<span title=\"{}\">{}{more}</span>",
+                        escape(t),
+                        escape(&short)
+                    )
+                },
+            );
             h.push_str(&format!(
                 "<tr id=\"case-{id}\"><td>{id}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td></tr>",
                 escape(&r.request.subject),
