@@ -12,6 +12,8 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "setup-browser.sh: installing chromium (Debian)" >&2
 if ! apt-get install -y -qq chromium >/dev/null 2>&1; then
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq chromium >/dev/null
+    if ! { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; then
+        # Not fatal: scripts/test.sh then leaves the browser test out and says so.
+        echo "setup-browser.sh: could not install chromium: the browser test will not be built" >&2
+    fi
 fi
