@@ -377,6 +377,11 @@ pub fn table_notes(summaries: &[&Summary]) -> Vec<&'static str> {
     if columns.contains(&"ES") {
         notes.push("ES, PS, NS (and S, their harmonic mean) are rates in percent; EM, PM, NM are mean differences p(new) − p(true) in percentage points; intervals are 95%: bootstrap over cases, for rates widened to at least the Wilson interval; GE is the paper's ×100 n-gram entropy; RS is not available (no Wikipedia snippets).");
     }
+    let ge_after = summaries.iter().any(|s| s.metrics.contains_key("GE"));
+    let ge_before = summaries.first().is_some_and(|s| s.pre.contains_key("GE"));
+    if columns.contains(&"GE") && ge_after && !ge_before {
+        notes.push("The unedited row has no GE: the unedited model's texts are generated only with `evaluate --pre-generation` (or by a `--method none` run of the same cases).");
+    }
     if columns.contains(&"efficacy") {
         notes.push("zsRE: token-level top-1 accuracy under teacher forcing, in percent with 95% intervals (bootstrap, widened to at least Wilson's): Efficacy of the new answer after the question, Paraphrase after its rephrasing, Specificity of an unrelated question's answer after it.");
     }
