@@ -466,7 +466,7 @@ pub fn write_summary(
 ) -> anyhow::Result<Summary> {
     let (summary, records) = summarise_dir(dir, boot)?;
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
-    let (settings, _) = counterfact::read_run(dir)?;
+    let settings = counterfact::read_settings(dir)?;
     let mut details = super::common::invocation_details();
     details.extend(counterfact::report::run_details(&settings, &summary));
     let mut figures = curve_figures(&summary)?;

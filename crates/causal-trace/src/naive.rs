@@ -14,12 +14,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     let c = model.config();
     let n = tracer.setup.samples;
     let len = tracer.prompt.len();
-    let batch = TokenBatch::pad(
-        &vec![tracer.prompt.ids.clone(); n + 1],
-        Default::default(),
-        0,
-        model.device(),
-    )?;
+    let batch = clean_and_corrupted_rows(tracer)?;
     let span = tracer.prompt.subject_range.clone();
     // Severed traces: a first pass records the frozen module's corrupted outputs (the
     // reference's two-pass rule; with common random numbers its values are the corrupted run's).
@@ -40,10 +35,7 @@ pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Resul
     };
     let mut row = Vec::with_capacity(c.n_layers);
     for layer in 0..c.n_layers {
-        let points: Vec<HookPoint> = spec
-            .layers_for(layer, c.n_layers)
-            .map(|l| HookPoint::block(l, spec.kind.site()))
-            .collect();
+        let points = restored_points(spec, layer, c.n_layers);
         let mut freeze = Vec::new();
         if let (Some(sever), Some(frozen)) = (spec.sever, frozen.as_ref()) {
             for l in 0..c.n_layers {
@@ -83,35 +75,39 @@ pub(crate) fn cell_distribution(
     layer: usize,
 ) -> Result<gpt_core::tch::Tensor> {
     let model = tracer.model;
-    let c = model.config();
     let n = tracer.setup.samples;
-    let batch = TokenBatch::pad(
-        &vec![tracer.prompt.ids.clone(); n + 1],
-        Default::default(),
-        0,
-        model.device(),
-    )?;
-    let points: Vec<HookPoint> = spec
-        .layers_for(layer, c.n_layers)
-        .map(|l| HookPoint::block(l, spec.kind.site()))
-        .collect();
+    let batch = clean_and_corrupted_rows(tracer)?;
+    let points = restored_points(spec, layer, model.config().n_layers);
     let span = tracer.prompt.subject_range.clone();
     let mut hooks = (
         corrupt_embed(&tracer.corrupted_embed, span, 1),
         restore_from_row0(&points, t as i64, n + 1),
     );
+    // `[rows, vocab]`: the last position only.
     let logits = model
         .forward_with(&batch, ForwardOptions::last(), &mut hooks)?
         .logits()?;
-    // `[rows, vocab]`, or `[rows, 1, vocab]` where the model keeps the position axis.
-    let logits = if logits.dim() == 3 {
-        logits.f_select(1, -1)?
-    } else {
-        logits
-    };
     Ok(logits
         .f_narrow(0, 1, n as i64)?
         .f_softmax(-1, gpt_core::tch::Kind::Float)?
         .f_mean_dim(0, false, gpt_core::tch::Kind::Float)?
         .f_to_device(gpt_core::tch::Device::Cpu)?)
+}
+
+/// The prompt `1 + samples` times: row 0 stays clean, the others get the corruption.
+fn clean_and_corrupted_rows(tracer: &Tracer<'_>) -> Result<TokenBatch> {
+    Ok(TokenBatch::pad(
+        &vec![tracer.prompt.ids.clone(); tracer.setup.samples + 1],
+        Default::default(),
+        0,
+        tracer.model.device(),
+    )?)
+}
+
+/// The hook points a cell at `layer` restores: the window `spec` centres there (one layer
+/// for hidden states).
+fn restored_points(spec: &GridSpec, layer: usize, n_layers: usize) -> Vec<HookPoint> {
+    spec.layers_for(layer, n_layers)
+        .map(|l| HookPoint::block(l, spec.kind.site()))
+        .collect()
 }

@@ -63,7 +63,7 @@ pub use dataset::{load_cases, CaseKind, EditCase, LoadedCases, Probe};
 pub use error::{Error, Result};
 pub use metrics::{score_cases, CaseMetrics, CaseNll, CaseTop1, PairNll, TokenHits};
 pub use probability::{score_items, score_items_naive, BatchLimits, ItemScore, ScoreItem};
-pub use record::{read_run, CaseRecord, RunDir, RunSettings, SequentialSettings};
+pub use record::{read_run, read_settings, CaseRecord, RunDir, RunSettings, SequentialSettings};
 pub use retention::{RetentionProbe, RetentionScores};
 pub use runner::{run_cases, RunOptions, RunOutcome, CASES_STAGE};
 pub use sequential::{

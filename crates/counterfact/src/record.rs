@@ -217,15 +217,7 @@ impl RunDir {
 /// # Errors
 /// [`Error::Run`] for a folder without a run or corrupt records.
 pub fn read_run(dir: &Path) -> Result<(RunSettings, Vec<CaseRecord>)> {
-    let settings_path = dir.join(SETTINGS);
-    let text = std::fs::read_to_string(&settings_path).map_err(|e| Error::Run {
-        path: dir.to_path_buf(),
-        reason: format!("no run here ({SETTINGS}: {e})"),
-    })?;
-    let settings: RunSettings = serde_json::from_str(&text).map_err(|e| Error::Run {
-        path: settings_path.clone(),
-        reason: format!("not a run's settings: {e}"),
-    })?;
+    let settings = read_settings(dir)?;
     let mut seen = BTreeSet::new();
     let mut records = Vec::new();
     for file in RunDir::record_files(dir)? {
@@ -237,6 +229,22 @@ pub fn read_run(dir: &Path) -> Result<(RunSettings, Vec<CaseRecord>)> {
     }
     records.sort_by_key(|r| r.case_id);
     Ok((settings, records))
+}
+
+/// A run's settings (`run.json`), without its records.
+///
+/// # Errors
+/// [`Error::Run`] for a folder without a run or an unreadable `run.json`.
+pub fn read_settings(dir: &Path) -> Result<RunSettings> {
+    let settings_path = dir.join(SETTINGS);
+    let text = std::fs::read_to_string(&settings_path).map_err(|e| Error::Run {
+        path: dir.to_path_buf(),
+        reason: format!("no run here ({SETTINGS}: {e})"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Run {
+        path: settings_path,
+        reason: format!("not a run's settings: {e}"),
+    })
 }
 
 /// The complete records of one file; a last line cut short by a kill is ignored.

@@ -81,7 +81,8 @@ impl<'a> Loader<'a> {
         self.fetch(name, Kind::Float)
     }
 
-    /// The tensor `name` in `kind` where the source can read it so cheaply, else stored.
+    /// The tensor `name` in `kind` where the source can read it so cheaply (GGUF, block by
+    /// block), else in its stored dtype.
     fn fetch(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
         if !self.source.contains(name) {
             return Err(Error::MissingTensor {
@@ -89,11 +90,7 @@ impl<'a> Loader<'a> {
                 path: self.source.path().to_path_buf(),
             });
         }
-        let t = if kind == Kind::Float {
-            self.source.read(name)?
-        } else {
-            self.source.read_as(name, kind)?
-        };
+        let t = self.source.read_as(name, kind)?;
         self.read.insert(name.to_string());
         Ok(t)
     }

@@ -105,22 +105,19 @@ fn failed(status: u16, message: String) -> ApiError {
     }
 }
 
-/// The job's result (progress is dropped); a file is offered as `filename`.
-async fn result_named(
-    mut rx: UnboundedReceiver<Reply>,
-    filename: &str,
-) -> Result<Response, ApiError> {
+/// The job's result (progress is dropped): JSON, or a file to download.
+async fn result(mut rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> {
     while let Some(reply) = rx.recv().await {
         match reply {
             Reply::Result(v) => return Ok(Json(v).into_response()),
-            Reply::Bytes(b) => {
-                let disposition = format!("attachment; filename=\"{filename}\"");
+            Reply::File { name, bytes } => {
+                let disposition = format!("attachment; filename=\"{name}\"");
                 return Ok((
                     [
                         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                         (header::CONTENT_DISPOSITION, disposition),
                     ],
-                    b,
+                    bytes,
                 )
                     .into_response());
             }
@@ -129,11 +126,6 @@ async fn result_named(
         }
     }
     Err(failed(500, "the model's worker stopped".into()))
-}
-
-/// The job's result (progress is dropped).
-async fn result(rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> {
-    result_named(rx, "download.bin").await
 }
 
 /// The job's replies as server-sent events: `progress`, `grid`, then `result` or `error`.
@@ -151,7 +143,9 @@ async fn events(mut rx: UnboundedReceiver<Reply>) -> Result<Response, ApiError> 
             Reply::Progress(v) => ("progress", v),
             Reply::Grid(v) => ("grid", v),
             Reply::Result(v) => ("result", v),
-            Reply::Bytes(b) => ("result", json!({ "bytes": b.len() })),
+            Reply::File { name, bytes } => {
+                ("result", json!({ "file": name, "bytes": bytes.len() }))
+            }
             Reply::Error { status, message } => {
                 ("error", json!({ "status": status, "error": message }))
             }
@@ -283,9 +277,6 @@ pub async fn trace(
     body: Result<Json<TraceBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
-    text("prompt", &b.prompt)?;
-    text("subject", &b.subject)?;
-    bounded("samples", b.samples, MAX_SAMPLES)?;
     let kinds = match b.kinds {
         None => TraceKind::ALL.to_vec(),
         Some(names) if names.is_empty() => {
@@ -296,7 +287,7 @@ pub async fn trace(
         Some(names) => names
             .iter()
             .map(|n| {
-                parse_kind(n).map_err(|_| {
+                n.parse::<TraceKind>().map_err(|_| {
                     ApiError::bad(format!(
                         "`kinds` has {n:?}; the kinds are hidden, mlp and attn"
                     ))
@@ -304,18 +295,30 @@ pub async fn trace(
             })
             .collect::<Result<_, _>>()?,
     };
-    let rx = submit(
-        &state,
-        Task::Trace(TraceTask {
-            prompt: b.prompt,
-            subject: b.subject,
-            occurrence: b.occurrence,
-            kinds,
-            samples: b.samples,
-            seed: b.seed,
-        }),
-    )?;
-    events(rx).await
+    let task = trace_task(b.prompt, b.subject, b.occurrence, kinds, b.samples, b.seed)?;
+    events(submit(&state, Task::Trace(task))?).await
+}
+
+/// A trace's inputs, checked: the prompt and subject as texts, the samples in range.
+fn trace_task(
+    prompt: String,
+    subject: String,
+    occurrence: usize,
+    kinds: Vec<TraceKind>,
+    samples: usize,
+    seed: u64,
+) -> Result<TraceTask, ApiError> {
+    text("prompt", &prompt)?;
+    text("subject", &subject)?;
+    bounded("samples", samples, MAX_SAMPLES)?;
+    Ok(TraceTask {
+        prompt,
+        subject,
+        occurrence,
+        kinds,
+        samples,
+        seed,
+    })
 }
 
 /// Body of `POST /api/trace/cell`.
@@ -347,42 +350,31 @@ pub async fn cell(
     body: Result<Json<CellBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
-    text("prompt", &b.prompt)?;
-    text("subject", &b.subject)?;
-    let kind = parse_kind(&b.kind).map_err(|_| {
+    let kind = b.kind.parse::<TraceKind>().map_err(|_| {
         ApiError::bad(format!(
             "`kind` is {:?}; the kinds are hidden, mlp and attn",
             b.kind
         ))
     })?;
-    bounded("samples", b.samples, MAX_SAMPLES)?;
     bounded("k", b.k, MAX_TOP)?;
+    let trace = trace_task(
+        b.prompt,
+        b.subject,
+        b.occurrence,
+        vec![kind],
+        b.samples,
+        b.seed,
+    )?;
     result(submit(
         &state,
         Task::Cell {
-            trace: TraceTask {
-                prompt: b.prompt,
-                subject: b.subject,
-                occurrence: b.occurrence,
-                kinds: vec![kind],
-                samples: b.samples,
-                seed: b.seed,
-            },
+            trace,
             token: b.token,
             layer: b.layer,
             k: b.k,
         },
     )?)
     .await
-}
-
-fn parse_kind(name: &str) -> Result<TraceKind, ()> {
-    match name {
-        "hidden" => Ok(TraceKind::Hidden),
-        "mlp" => Ok(TraceKind::Mlp),
-        "attn" => Ok(TraceKind::Attn),
-        _ => Err(()),
-    }
 }
 
 /// Body of `POST /api/edit`.
@@ -413,17 +405,15 @@ pub async fn edit(
     text("subject", &b.subject)?;
     text("target", &b.target)?;
     use crate::cli::evaluate::EvalMethod;
-    const METHODS: [EvalMethod; 6] = [
-        EvalMethod::Rome,
-        EvalMethod::RRome,
-        EvalMethod::Memit,
-        EvalMethod::AlphaEdit,
-        EvalMethod::Emmet,
-        EvalMethod::Ft,
-    ];
+    use clap::ValueEnum;
+    // The editing methods of `evaluate --method`, without `none`.
+    let methods = EvalMethod::value_variants()
+        .iter()
+        .copied()
+        .filter(|&m| m != EvalMethod::None);
     let name = b.method.as_deref().unwrap_or("rome");
-    let Some(method) = METHODS.into_iter().find(|m| m.name() == name) else {
-        let names: Vec<&str> = METHODS.iter().map(|m| m.name()).collect();
+    let Some(method) = methods.clone().find(|m| m.name() == name) else {
+        let names: Vec<&str> = methods.map(EvalMethod::name).collect();
         return Err(ApiError::bad(format!(
             "`method` is {name:?}; the methods are {}",
             names.join(", ")
@@ -482,15 +472,11 @@ pub async fn delta(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad(format!("edit id {id:?} is not a number")))?;
-    result_named(
-        submit(&state, Task::Delta { id })?,
-        &format!("edit-{id}.safetensors"),
-    )
-    .await
+    result(submit(&state, Task::Delta { id })?).await
 }
 
 /// `GET /api/model.gguf`: the model with every edit in it, as GGUF (edited matrices
 /// re-quantised to their own type; 409 while there are no edits).
 pub async fn gguf(State(state): State<AppState>) -> Result<Response, ApiError> {
-    result_named(submit(&state, Task::Gguf)?, "edited.gguf").await
+    result(submit(&state, Task::Gguf)?).await
 }

@@ -43,6 +43,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.host
         );
     }
+    // Bound before the model loads: a port in use is said at once, not after the load.
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("listening on {addr} (--host, --port)"))?;
+    listener.set_nonblocking(true)?;
     let loaded = args.model.load()?;
     let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
     // The worker is made on its thread: the editors it builds later need not be `Send`.
@@ -71,10 +76,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the server's runtime")?;
     runtime.block_on(async move {
-        let addr = SocketAddr::new(args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr} (--host, --port)"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let bound = listener.local_addr()?;
         println!("factscope serve: listening on http://{bound}/ (Ctrl-C stops)");
         std::io::stdout().flush()?;

@@ -7,12 +7,10 @@ use std::ops::ControlFlow;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use anyhow::Context;
+use std::path::Path;
+
 use causal_trace::{GridSpec, SubjectPrompt, TraceKind, TraceSetup, Tracer};
-use gpt_core::{
-    generate, EditUndo, EditableModel, GenerateOptions, HookableModel, LoadedModel, Sampling,
-    WeightDelta, WeightId,
-};
+use gpt_core::{EditUndo, EditableModel, HookableModel, LoadedModel, WeightDelta, WeightId};
 use rome::RewriteRequest;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -27,8 +25,13 @@ pub enum Reply {
     Grid(Value),
     /// The job's result.
     Result(Value),
-    /// A file to download.
-    Bytes(Vec<u8>),
+    /// A file to download, with the name to offer it under.
+    File {
+        /// The file name (no path).
+        name: String,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
     /// The job failed: an HTTP status and what went wrong.
     Error {
         /// 404 (no such edit), 422 (the model cannot do what was asked), 500.
@@ -148,8 +151,8 @@ struct Applied {
     deltas: Vec<WeightDelta>,
     /// Their undo records, in the same order.
     undos: Vec<EditUndo>,
-    /// `‖ΔW‖_F` of each change.
-    norms: Vec<f64>,
+    /// `‖ΔW‖_F` of all its changes together (`√Σ‖ΔW_l‖²`).
+    norm: f64,
     seconds: f64,
 }
 
@@ -196,13 +199,11 @@ impl Worker {
                 continue; // the client left while the job waited
             }
             if let Err(f) = self.handle(job.task, &job.replies) {
-                let cancelled = f.error.chain().any(|c| c.to_string().contains("cancelled"));
-                if !cancelled || !job.replies.is_closed() {
-                    let _gone = job.replies.send(Reply::Error {
-                        status: f.status,
-                        message: crate::describe(&f.error),
-                    });
-                }
+                // A cancelled job's client is gone: the send then fails, which is fine.
+                let _gone = job.replies.send(Reply::Error {
+                    status: f.status,
+                    message: crate::describe(&f.error),
+                });
             }
         }
     }
@@ -214,8 +215,7 @@ impl Worker {
         match task {
             Task::Model => reply(Reply::Result(self.describe_model())),
             Task::Predict { prompt, k } => {
-                let p = gpt_core::top_k(&self.loaded.model, &self.loaded.tokenizer, &prompt, k)
-                    .with_context(|| format!("prompt {prompt:?}"))?;
+                let p = crate::cli::predict::predict(&self.loaded, &prompt, k)?;
                 reply(Reply::Result(serde_json::to_value(p)?));
             }
             Task::Tokens {
@@ -265,8 +265,14 @@ impl Worker {
                 reply(Reply::Result(json!({ "undone": id, "edits": self.list() })));
             }
             Task::Edits => reply(Reply::Result(json!({ "edits": self.list() }))),
-            Task::Delta { id } => reply(Reply::Bytes(self.delta_bytes(id)?)),
-            Task::Gguf => reply(Reply::Bytes(self.gguf_bytes()?)),
+            Task::Delta { id } => reply(Reply::File {
+                name: format!("edit-{id}.safetensors"),
+                bytes: self.delta_bytes(id)?,
+            }),
+            Task::Gguf => reply(Reply::File {
+                name: "edited.gguf".into(),
+                bytes: self.gguf_bytes()?,
+            }),
         }
         Ok(())
     }
@@ -398,26 +404,11 @@ impl Worker {
             &self.loaded.tokenizer,
             std::slice::from_ref(&request),
         )?;
-        let mut undos = Vec::with_capacity(deltas.len());
-        let mut norms = Vec::with_capacity(deltas.len());
-        for d in &deltas {
-            match self.apply(d) {
-                Ok((undo, norm)) => {
-                    undos.push(undo);
-                    norms.push(norm);
-                }
-                Err(err) => {
-                    for u in undos.iter().rev() {
-                        self.loaded.model.undo(u)?;
-                    }
-                    return Err(err.into());
-                }
-            }
-        }
+        let norm = self.norm(&deltas)?;
+        let undos = self.apply_all(&deltas)?;
         let seconds = started.elapsed().as_secs_f64();
         let id = self.next_id;
         self.next_id += 1;
-        let norm = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
         self.edits.push(Applied {
             id,
             request,
@@ -425,7 +416,7 @@ impl Worker {
             hparams,
             deltas,
             undos,
-            norms,
+            norm,
             seconds,
         });
         stage("comparing");
@@ -447,57 +438,73 @@ impl Worker {
         }))
     }
 
-    /// Applies `delta`: its undo record and `‖ΔW‖_F`.
-    fn apply(&mut self, delta: &WeightDelta) -> anyhow::Result<(EditUndo, f64)> {
-        let shape = self.loaded.model.weight(delta.target())?.size();
-        let norm = delta.to_dense(&shape)?.f_norm()?.f_double_value(&[])?;
-        Ok((self.loaded.model.apply(delta)?, norm))
+    /// `‖ΔW‖_F` of `deltas` together: `√Σ‖ΔW_l‖²`.
+    fn norm(&self, deltas: &[WeightDelta]) -> anyhow::Result<f64> {
+        let mut sum = 0.0;
+        for d in deltas {
+            let shape = self.loaded.model.weight(d.target())?.size();
+            sum += d.to_dense(&shape)?.f_norm()?.f_double_value(&[])?.powi(2);
+        }
+        Ok(sum.sqrt())
+    }
+
+    /// Applies `deltas` in order, their undo records; on a failure the ones applied are
+    /// undone (the weights are as they were).
+    fn apply_all(&mut self, deltas: &[WeightDelta]) -> anyhow::Result<Vec<EditUndo>> {
+        let mut undos = Vec::with_capacity(deltas.len());
+        for d in deltas {
+            match self.loaded.model.apply(d) {
+                Ok(undo) => undos.push(undo),
+                Err(e) => {
+                    gpt_core::undo_all(&mut self.loaded.model, &undos)?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(undos)
     }
 
     fn predict_all(&self, prompts: &[String]) -> anyhow::Result<Vec<gpt_core::Prediction>> {
         prompts
             .iter()
-            .map(|p| {
-                gpt_core::top_k(&self.loaded.model, &self.loaded.tokenizer, p, 5)
-                    .with_context(|| format!("prompt {p:?}"))
-            })
+            .map(|p| crate::cli::predict::predict(&self.loaded, p, 5))
             .collect()
     }
 
-    /// The greedy continuation of `prompt` (24 tokens at most).
+    /// The greedy continuation of `prompt` (24 new tokens at most, to the end of the turn).
     fn continuation(&self, prompt: &str) -> anyhow::Result<String> {
-        let ids = self.loaded.tokenizer.encode(prompt)?.ids;
-        let options = GenerateOptions {
-            max_new_tokens: 24,
-            sampling: Sampling::Greedy,
-            stop_tokens: self.loaded.end_ids(),
-        };
-        let new = generate(&self.loaded.model, &ids, &options)?;
-        crate::cli::common::decode_continuation(&self.loaded, new)
+        let texts = counterfact::fluency::greedy_continuations(
+            &self.loaded.model,
+            &self.loaded.tokenizer,
+            &[prompt.to_string()],
+            24,
+            1,
+        )?;
+        Ok(texts.into_iter().next().unwrap_or_default())
+    }
+
+    /// The position of edit `id` in the list, or a 404 naming it.
+    fn position(&self, id: u64) -> Result<usize, Failure> {
+        self.edits
+            .iter()
+            .position(|a| a.id == id)
+            .ok_or_else(|| Failure {
+                status: 404,
+                error: anyhow::anyhow!("no edit {id} in the model (see /api/edits)"),
+            })
     }
 
     /// Undoes edit `id` exactly: the edits after it are undone too (newest first, each
     /// restoring the weights it saved), then applied again in order.
     fn undo(&mut self, id: u64) -> Result<(), Failure> {
-        let Some(at) = self.edits.iter().position(|a| a.id == id) else {
-            return Err(Failure {
-                status: 404,
-                error: anyhow::anyhow!("no edit {id} in the model (see /api/edits)"),
-            });
-        };
+        let at = self.position(id)?;
         let mut later = self.edits.split_off(at);
         for a in later.iter().rev() {
-            for u in a.undos.iter().rev() {
-                self.loaded.model.undo(u)?;
-            }
+            gpt_core::undo_all(&mut self.loaded.model, &a.undos)?;
         }
         later.remove(0);
         for mut a in later {
-            a.undos = a
-                .deltas
-                .iter()
-                .map(|d| self.loaded.model.apply(d))
-                .collect::<gpt_core::Result<_>>()?;
+            a.undos = self.apply_all(&a.deltas)?;
             self.edits.push(a);
         }
         Ok(())
@@ -519,7 +526,7 @@ impl Worker {
                     "prompt": a.request.filled(),
                     "subject": a.request.subject,
                     "target": a.request.target,
-                    "norm": a.norms.iter().map(|n| n * n).sum::<f64>().sqrt(),
+                    "norm": a.norm,
                     "seconds": a.seconds,
                 })
             })
@@ -527,24 +534,18 @@ impl Worker {
     }
 
     fn delta_bytes(&self, id: u64) -> Result<Vec<u8>, Failure> {
-        let Some(a) = self.edits.iter().find(|a| a.id == id) else {
-            return Err(Failure {
-                status: 404,
-                error: anyhow::anyhow!("no edit {id} in the model (see /api/edits)"),
-            });
-        };
-        let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("edit-{id}.safetensors"));
+        let a = &self.edits[self.position(id)?];
         let deltas: Vec<&WeightDelta> = a.deltas.iter().collect();
-        rome::save_deltas(&path, &deltas, std::slice::from_ref(&a.request), &a.hparams)?;
-        let bytes = std::fs::read(&path);
-        let _ignored = std::fs::remove_file(&path);
-        Ok(bytes?)
+        Ok(scratch_file("edit.safetensors", |path| {
+            Ok(rome::save_deltas(
+                path,
+                &deltas,
+                std::slice::from_ref(&a.request),
+                &a.hparams,
+            )?)
+        })?)
     }
-}
 
-impl Worker {
     /// The model with its edits as GGUF: the loaded file with every edited matrix
     /// re-quantised to its own type and everything else copied byte for byte
     /// ([`gpt_core::save_gguf`]).
@@ -572,23 +573,35 @@ impl Worker {
             .iter()
             .flat_map(|a| a.deltas.iter().map(WeightDelta::target))
             .collect();
-        edited.sort_by_key(|id| format!("{id:?}"));
+        edited.sort();
         edited.dedup();
-        let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let out = dir.join(format!("edited-{}.gguf", self.next_id));
-        let _ignored = std::fs::remove_file(&out);
-        gpt_core::save_gguf(
-            &self.loaded.model,
-            source,
-            &out,
-            &edited,
-            gpt_core::EditedTensorType::Same,
-        )?;
-        let bytes = std::fs::read(&out);
-        let _ignored = std::fs::remove_file(&out);
-        Ok(bytes?)
+        Ok(scratch_file("edited.gguf", |out| {
+            gpt_core::save_gguf(
+                &self.loaded.model,
+                source,
+                out,
+                &edited,
+                gpt_core::EditedTensorType::Same,
+            )?;
+            Ok(())
+        })?)
     }
+}
+
+/// The bytes of a file that `write` makes at the path it is given: a fresh name in this
+/// server's own temporary folder (requests never name paths), removed again after reading.
+fn scratch_file(
+    name: &str,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("factscope-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    // A file left by an earlier, failed request: the writers refuse to replace files.
+    let _ignored = std::fs::remove_file(&path);
+    let written = write(&path).and_then(|()| Ok(std::fs::read(&path)?));
+    let _ignored = std::fs::remove_file(&path);
+    written
 }
 
 /// The rewrite request of an edit: the prompt with the chosen occurrence of the subject
