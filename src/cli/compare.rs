@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use counterfact::{markdown_table, summarise_dir, Bootstrap, Summary};
+use counterfact::{markdown_table, summarize_dir, Bootstrap, Summary};
 
 use super::common::check_out_dir;
 use super::evaluate::write_outputs;
@@ -32,7 +32,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
     let mut summaries: Vec<Summary> = Vec::new();
     for dir in &args.runs {
-        let (mut summary, records) = summarise_dir(dir, Bootstrap::default())?;
+        let (mut summary, records) = summarize_dir(dir, Bootstrap::default())?;
         if records.is_empty() {
             bail!("{}: the run has no finished cases yet", dir.display());
         }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use counterfact::report::{report_html, Figure as ReportFigure};
 use counterfact::{
-    load_cases, markdown_table, run_cases, run_sequential, summarise_dir, Bootstrap,
+    load_cases, markdown_table, run_cases, run_sequential, summarize_dir, Bootstrap,
     RetentionProbe, RunDir, RunOptions, RunSettings, SequentialOptions, Summary,
 };
 use gpt_core::{Editor, HookableModel};
@@ -464,7 +464,7 @@ pub fn write_summary(
     worst: usize,
     extra: &[ReportFigure],
 ) -> anyhow::Result<Summary> {
-    let (summary, records) = summarise_dir(dir, boot)?;
+    let (summary, records) = summarize_dir(dir, boot)?;
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
     let settings = counterfact::read_settings(dir)?;
     let mut details = super::common::invocation_details();

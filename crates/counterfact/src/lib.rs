@@ -23,7 +23,7 @@
 //!
 //! # Example
 //! ```no_run
-//! use counterfact::{load_cases, read_run, run_cases, summarise_run, Bootstrap, RunDir, RunOptions, RunSettings};
+//! use counterfact::{load_cases, read_run, run_cases, summarize_run, Bootstrap, RunDir, RunOptions, RunSettings};
 //! use gpt_core::{load_model, LoadOptions};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut m = load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), LoadOptions::default())?;
@@ -40,7 +40,7 @@
 //! run_cases(&mut m.model, &m.tokenizer, Some(&mut editor), &cases[..10], &done,
 //!           &RunOptions::default(), &dir, &mut gpt_core::progress::ignore)?;
 //! let (settings, records) = read_run(dir.path())?;
-//! let summary = summarise_run(&settings, &records, Bootstrap::default());
+//! let summary = summarize_run(&settings, &records, Bootstrap::default());
 //! println!("ES {:?}", summary.metrics.get("ES"));
 //! # Ok(()) }
 //! ```
@@ -71,5 +71,5 @@ pub use sequential::{
     SequentialState,
 };
 pub use summary::{
-    markdown_table, summarise, summarise_dir, summarise_run, Bootstrap, Interval, Summary,
+    markdown_table, summarize, summarize_dir, summarize_run, Bootstrap, Interval, Summary,
 };

@@ -33,7 +33,7 @@ use crate::metrics::{score_cases, CaseMetrics};
 use crate::record::{CaseRecord, RunDir};
 use crate::retention::{RetentionProbe, RetentionScores};
 use crate::runner::{fluency_of, named, record, RunOptions};
-use crate::summary::{summarise, Bootstrap, Summary};
+use crate::summary::{summarize, Bootstrap, Summary};
 
 /// The folder of a run folder that holds a sequential run's state.
 pub const SEQUENTIAL_DIR: &str = "sequential";
@@ -92,7 +92,7 @@ pub struct CurvePoint {
 
 impl CurvePoint {
     fn new(edits: usize, metrics: &[&CaseMetrics], retention: Option<RetentionScores>) -> Self {
-        let table = summarise(
+        let table = summarize(
             metrics,
             Bootstrap {
                 resamples: 0,

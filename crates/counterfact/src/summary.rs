@@ -213,7 +213,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Means and bootstrap intervals of every metric present in `cases` (plus S when ES, PS and
 /// NS all are): resampling cases with replacement `boot.resamples` times.
-pub fn summarise(cases: &[&CaseMetrics], boot: Bootstrap) -> MetricTable {
+pub fn summarize(cases: &[&CaseMetrics], boot: Bootstrap) -> MetricTable {
     let mut table = MetricTable::new();
     let n = cases.len();
     if n == 0 {
@@ -290,7 +290,7 @@ pub fn summarise(cases: &[&CaseMetrics], boot: Bootstrap) -> MetricTable {
 }
 
 /// The summary of a run's records.
-pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Bootstrap) -> Summary {
+pub fn summarize_run(settings: &RunSettings, records: &[CaseRecord], boot: Bootstrap) -> Summary {
     let post: Vec<&CaseMetrics> = records
         .iter()
         .map(|r| r.post.as_ref().unwrap_or(&r.pre))
@@ -321,15 +321,15 @@ pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Boots
         n: records.len(),
         method: settings.method.clone(),
         model: settings.model.clone(),
-        metrics: summarise(&post, boot),
-        pre: summarise(&pre, boot),
+        metrics: summarize(&post, boot),
+        pre: summarize(&pre, boot),
         seconds_per_case: records.iter().map(|r| r.case_seconds).sum::<f64>() / n,
         edit_seconds_per_case: (!edit.is_empty())
             .then(|| edit.iter().sum::<f64>() / edit.len() as f64),
         unavailable,
         per_relation: relations
             .into_iter()
-            .map(|(k, v)| (k, summarise(&v, boot)))
+            .map(|(k, v)| (k, summarize(&v, boot)))
             .collect(),
         bootstrap: boot,
         label: None,
@@ -344,12 +344,12 @@ pub fn summarise_run(settings: &RunSettings, records: &[CaseRecord], boot: Boots
 ///
 /// # Errors
 /// As [`crate::read_run`] and [`crate::SequentialState::read`].
-pub fn summarise_dir(
+pub fn summarize_dir(
     dir: &std::path::Path,
     boot: Bootstrap,
 ) -> crate::Result<(Summary, Vec<CaseRecord>)> {
     let (settings, records) = crate::record::read_run(dir)?;
-    let mut summary = summarise_run(&settings, &records, boot);
+    let mut summary = summarize_run(&settings, &records, boot);
     if let Some(state) = crate::sequential::SequentialState::read(dir)? {
         state.annotate(&mut summary);
     }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use counterfact::fluency::{fluency, ngram_entropy, words};
 use counterfact::{
-    load_cases, read_run, run_cases, score_cases, score_items, score_items_naive, summarise,
-    summarise_run, BatchLimits, Bootstrap, CaseMetrics, CaseNll, EditCase, Error, PairNll, RunDir,
+    load_cases, read_run, run_cases, score_cases, score_items, score_items_naive, summarize,
+    summarize_run, BatchLimits, Bootstrap, CaseMetrics, CaseNll, EditCase, Error, PairNll, RunDir,
     RunOptions, RunSettings, ScoreItem,
 };
 use gpt_core::progress::{self, Progress};
@@ -252,7 +252,7 @@ fn metric_formulas() {
         ns: Some(1.0),
         ..CaseMetrics::default()
     };
-    let table = summarise(&[&a, &b], Bootstrap::default());
+    let table = summarize(&[&a, &b], Bootstrap::default());
     let s = table["S"];
     let expected = 3.0 / (1.0 / 1.0 + 1.0 / 0.5 + 1.0 / 0.75);
     assert!((s.mean - expected).abs() < 1e-12, "{s:?}");
@@ -260,7 +260,7 @@ fn metric_formulas() {
     assert_eq!(table["PS"].mean, 0.5);
     assert!(table["PS"].lo < 0.5 && table["PS"].hi > 0.5);
     // Seeded: the same intervals again.
-    assert_eq!(summarise(&[&a, &b], Bootstrap::default()), table);
+    assert_eq!(summarize(&[&a, &b], Bootstrap::default()), table);
 }
 
 #[test]
@@ -482,7 +482,7 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
         assert_eq!(a.post, b.post, "case {}", a.case_id);
         assert_eq!(a.generation, b.generation);
     }
-    let summary = summarise_run(&s, &part_records, Bootstrap::default());
+    let summary = summarize_run(&s, &part_records, Bootstrap::default());
     assert_eq!(summary.n, 3);
     assert!(summary.metrics.contains_key("S") && summary.pre.contains_key("ES"));
     assert!(summary.unavailable.contains_key("RS"));

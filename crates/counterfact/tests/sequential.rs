@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use counterfact::sequential::{state_dir, EDITS_STAGE};
 use counterfact::{
     apply_checkpoint, load_cases, read_run, run_sequential, score_cases, score_items_naive,
-    summarise_dir, BatchLimits, Bootstrap, EditCase, RetentionProbe, RunDir, RunOptions,
+    summarize_dir, BatchLimits, Bootstrap, EditCase, RetentionProbe, RunDir, RunOptions,
     RunSettings, ScoreItem, SequentialOptions, SequentialSettings, SequentialState,
 };
 use gpt_core::progress::{self, Progress};
@@ -226,7 +226,7 @@ fn sequential_runs_keep_edits_resume_bit_exactly_and_restore_the_model() {
         assert_eq!(rp.nll, p.nll, "case {}", r.case_id);
         assert!(rp.ge.is_some());
     }
-    let (summary, _) = summarise_dir(&full, Bootstrap::default()).unwrap();
+    let (summary, _) = summarize_dir(&full, Bootstrap::default()).unwrap();
     let json = serde_json::to_value(&summary).unwrap();
     assert_eq!(json["sequential"]["edits"], 5);
     assert_eq!(json["sequential"]["batch"], 2);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use counterfact::report::report_html;
 use counterfact::{
     load_cases, markdown_table, read_run, run_cases, score_cases, score_items, score_items_naive,
-    summarise, summarise_run, BatchLimits, Bootstrap, CaseKind, CaseTop1, Error, RunDir,
+    summarize, summarize_run, BatchLimits, Bootstrap, CaseKind, CaseTop1, Error, RunDir,
     RunOptions, RunSettings, ScoreItem, TokenHits,
 };
 use gpt_core::progress;
@@ -316,7 +316,7 @@ fn zsre_metric_formulas() {
         neighborhood: vec![h(1, 2)],
     }
     .metrics();
-    let table = summarise(&[&a, &b], Bootstrap::default());
+    let table = summarize(&[&a, &b], Bootstrap::default());
     assert_eq!(table["efficacy"].mean, 0.5);
     assert_eq!(table["paraphrase"].mean, 0.25);
     assert_eq!(table["specificity"].mean, 0.25);
@@ -423,7 +423,7 @@ fn zsre_runs_summarise_efficacy_paraphrase_and_specificity() {
         assert!(r.generation.is_none() && r.pre.ge.is_none());
         assert!(r.pre.efficacy.is_some() && r.pre.top1.is_some());
         assert_eq!(r.post.is_some(), method == "ft");
-        let summary = summarise_run(&s, &records, Bootstrap::default());
+        let summary = summarize_run(&s, &records, Bootstrap::default());
         assert!(summary.has_zsre());
         assert!(summary.unavailable.is_empty(), "{:?}", summary.unavailable);
         let json = serde_json::to_value(&summary).unwrap();

@@ -110,6 +110,13 @@ impl SubjectPrompt {
     pub fn last_subject_token(&self) -> usize {
         self.subject_range.end.saturating_sub(1)
     }
+
+    /// [`Sites`](crate::Sites) at the last subject token in every row: where ROME reads its
+    /// key, ready for a [`SiteWrite`](crate::SiteWrite) or a hook (a token index is a `usize`,
+    /// a site position an `i64` because negative positions count from the end).
+    pub fn last_subject_site(&self) -> crate::Sites {
+        crate::Sites::position(self.last_subject_token() as i64)
+    }
 }
 
 /// A token with its text: a prediction, an answer, a target's first token.

@@ -16,7 +16,7 @@ use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     apply_edits, load_hf_tokenizer, undo_all, Architecture, EditableModel, Editor, HookPoint,
-    HookableModel, Layer, RandomInit, Sites, SubjectPrompt, TokenBatch, Tokenizer, Transformer,
+    HookableModel, Layer, RandomInit, SubjectPrompt, TokenBatch, Tokenizer, Transformer,
     WeightDelta, WeightId,
 };
 use rome::{
@@ -126,7 +126,7 @@ fn distances(
             let batch = TokenBatch::single(&p.ids, Device::Cpu).unwrap();
             let point = HookPoint::resid_post(layer);
             let (_, cache) = m.run_with_cache(&batch, &|q| q == point).unwrap();
-            let site = Sites::position(p.last_subject_token() as i64);
+            let site = p.last_subject_site();
             let h = read_sites(point, cache.try_get(point).unwrap(), &site)
                 .unwrap()
                 .squeeze_dim(0)

@@ -13,7 +13,7 @@ use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     load_hf_tokenizer, Architecture, EditableModel, HookPoint, HookableModel, Layer, RandomInit,
-    Sites, SubjectPrompt, TokenBatch, Tokenizer, Transformer, WeightId,
+    SubjectPrompt, TokenBatch, Tokenizer, Transformer, WeightId,
 };
 use rome::{
     compute_rome, context_templates, load_deltas, save_deltas, Corpus, Error, KeyStats,
@@ -76,7 +76,7 @@ fn key_and_output(m: &Transformer, tok: &Tokenizer, text: &str, layer: usize) ->
             q == HookPoint::mlp_post(layer) || q == HookPoint::mlp_out(layer)
         })
         .unwrap();
-    let site = Sites::position(p.last_subject_token() as i64);
+    let site = p.last_subject_site();
     let k = read_sites(
         HookPoint::mlp_post(layer),
         cache.try_get(HookPoint::mlp_post(layer)).unwrap(),
@@ -600,7 +600,7 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
             let batch = TokenBatch::single(&p.ids, Device::Cpu).unwrap();
             let point = HookPoint::resid_post(last);
             let (_, cache) = m.run_with_cache(&batch, &|q| q == point).unwrap();
-            let site = Sites::position(p.last_subject_token() as i64);
+            let site = p.last_subject_site();
             read_sites(point, cache.try_get(point).unwrap(), &site)
                 .unwrap()
                 .squeeze_dim(0)
