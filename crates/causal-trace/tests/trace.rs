@@ -73,7 +73,7 @@ fn zero_noise_gives_the_clean_score_everywhere() {
 #[test]
 fn restoring_the_last_state_restores_the_clean_score() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let m = model(arch, &tok, 2);
         let prompt = SubjectPrompt::new(&tok, PROMPT, "Eiffel Tower").unwrap();
         let tracer = Tracer::new(&m, &tok, prompt, setup(gaussian(1.0)), None).unwrap();

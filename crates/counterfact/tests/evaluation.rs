@@ -190,7 +190,7 @@ fn the_three_schemas_load_and_bad_records_are_named() {
 #[test]
 fn batched_scores_equal_one_pass_per_pair() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let m = model(arch, &tok, Kind::Double);
         let texts = [
             ("The Eiffel Tower is located in", " Rome"),

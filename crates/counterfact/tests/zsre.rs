@@ -234,7 +234,7 @@ fn greedy(m: &Transformer, prompt: &[i64], n: usize) -> Vec<i64> {
 #[test]
 fn batched_top1_hits_equal_one_pass_per_item() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let m = model(arch, &tok, Kind::Double);
         let prompt = |p: &str| tok.encode(p).unwrap().ids;
         let mut items: Vec<ScoreItem> = [

@@ -28,8 +28,9 @@ impl Default for RandomInit {
     }
 }
 
-/// A small config of either architecture for tests: 2 layers, `d_model` 16, 4 heads
-/// (2 KV heads for Llama), `d_mlp` 32, vocabulary 64, context 32.
+/// A small config of any architecture for tests: 2 layers, `d_model` 16, 4 heads
+/// (2 KV heads for Llama), `d_mlp` 32, vocabulary 64, context 32; GPT-NeoX and GPT-J rotate
+/// half of each head, NeoX with its parallel residual.
 pub fn tiny_config(arch: Architecture) -> ModelConfig {
     let llama = arch == Architecture::Llama;
     let sizes = Sizes {
@@ -43,16 +44,25 @@ pub fn tiny_config(arch: Architecture) -> ModelConfig {
         n_ctx: 32,
         norm_eps: 1e-5,
     };
-    let family = if llama {
-        ModelConfig::llama("llama", sizes)
-    } else {
-        ModelConfig::gpt2(sizes)
+    let family = match arch {
+        Architecture::Llama => ModelConfig::llama("llama", sizes),
+        Architecture::Gpt2 => ModelConfig::gpt2(sizes),
+        Architecture::GptNeox => {
+            ModelConfig::neox(sizes, rotary_dim_for(sizes.d_head), Activation::Gelu)
+        }
+        Architecture::GptJ => ModelConfig::gptj(sizes, rotary_dim_for(sizes.d_head)),
     };
     ModelConfig {
         arch,
         eos_token_id: Some(0),
         ..family
     }
+}
+
+/// The rotary width of GPT-NeoX and GPT-J test configs: half of `d_head`, even (rotary
+/// dimensions come in pairs) and at least one pair.
+pub(crate) fn rotary_dim_for(d_head: usize) -> usize {
+    (d_head / 2 / 2 * 2).max(2).min(d_head - d_head % 2)
 }
 
 /// The config of GPT-2 XL (48 layers, `d_model` 1600, 25 heads, `d_mlp` 6400, vocabulary
@@ -87,12 +97,6 @@ impl Transformer {
         kind: Kind,
     ) -> Result<Self> {
         config.validate(std::path::Path::new("<random>"))?;
-        if !matches!(config.arch, Architecture::Gpt2 | Architecture::Llama) {
-            return Err(crate::error::Error::InvalidInput(format!(
-                "random weights are drawn for GPT-2 and Llama configs, not {:?}",
-                config.arch
-            )));
-        }
         let _guard = tch::no_grad_guard();
         // A generator local to this call (ChaCha8, as the noise of causal tracing): no global
         // state, so concurrent calls and other users of libtorch's generator cannot change
@@ -120,7 +124,22 @@ impl Transformer {
                 bias: if bias { Some(vec(out, 0.0)?) } else { None },
             })
         };
-        let gpt2 = config.arch == Architecture::Gpt2;
+        let arch = config.arch;
+        let gpt2 = arch == Architecture::Gpt2;
+        // Which parts each family has (what its loader in `crate::families` reads). The draw
+        // order of GPT-2 and Llama is that of the first version, so their seeds keep giving
+        // the same weights.
+        let gelu_mlp = arch != Architecture::Llama;
+        let out_bias = match arch {
+            Architecture::Gpt2 => true,
+            Architecture::GptNeox => config.qkv_bias,
+            Architecture::Llama | Architecture::GptJ => false,
+        };
+        let layout = match arch {
+            Architecture::GptJ => BlockLayout::ParallelSharedNorm,
+            Architecture::GptNeox if config.parallel_attn_mlp => BlockLayout::Parallel,
+            _ => BlockLayout::Sequential,
+        };
         let norm = |d: usize| -> Result<Norm> {
             let plus_one = config.norm == NormKind::RmsNormPlusOne;
             Ok(if config.norm == NormKind::LayerNorm {
@@ -148,7 +167,7 @@ impl Transformer {
         };
         let mut blocks = Vec::with_capacity(config.n_layers);
         for _ in 0..config.n_layers {
-            let mlp = if gpt2 {
+            let mlp = if gelu_mlp {
                 Mlp::Gelu {
                     fc_in: linear(dm, d, true)?,
                     fc_out: linear(d, dm, true)?,
@@ -162,22 +181,29 @@ impl Transformer {
                     gelu: config.activation == Activation::GeluTanh,
                 }
             };
-            blocks.push(Block {
-                ln1: norm(d)?,
-                attn: Attention {
-                    q: linear(q_out, d, config.qkv_bias)?,
-                    k: linear(kv_out, d, config.qkv_bias)?,
-                    v: linear(kv_out, d, config.qkv_bias)?,
-                    o: linear(d, q_out, gpt2)?,
-                    qk_norms: if config.qk_norm {
-                        Some((norm(dh)?, norm(dh)?))
-                    } else {
-                        None
-                    },
+            let ln1 = norm(d)?;
+            let attn = Attention {
+                q: linear(q_out, d, config.qkv_bias)?,
+                k: linear(kv_out, d, config.qkv_bias)?,
+                v: linear(kv_out, d, config.qkv_bias)?,
+                o: linear(d, q_out, out_bias)?,
+                qk_norms: if config.qk_norm {
+                    Some((norm(dh)?, norm(dh)?))
+                } else {
+                    None
                 },
-                ln2: norm(d)?,
+            };
+            let ln2 = if layout == BlockLayout::ParallelSharedNorm {
+                ln1.shared()
+            } else {
+                norm(d)?
+            };
+            blocks.push(Block {
+                ln1,
+                attn,
+                ln2,
                 mlp,
-                layout: BlockLayout::Sequential,
+                layout,
                 post_norms: if config.post_norms {
                     Some((norm(d)?, norm(d)?))
                 } else {
@@ -195,8 +221,12 @@ impl Transformer {
             pos_embed,
             blocks,
             ln_final: norm(d)?,
+            unembed_bias: if arch == Architecture::GptJ {
+                Some(vec(config.vocab_size, 0.0)?)
+            } else {
+                None
+            },
             unembed,
-            unembed_bias: None,
         };
         Transformer::new(config.clone(), device, kind, parts)
     }

@@ -35,17 +35,17 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Architecture, ModelConfig};
 use crate::hook::{BlockSite, HookPoint};
 use crate::model::HookableModel;
-use crate::random::{tiny_config, RandomInit};
+use crate::random::{rotary_dim_for, tiny_config, RandomInit};
 use crate::transformer::Transformer;
 
-/// Either architecture family.
+/// Every architecture family that loads (GPT-2, Llama, GPT-NeoX, GPT-J).
 pub fn arb_architecture() -> impl Strategy<Value = Architecture> {
-    prop_oneof![Just(Architecture::Gpt2), Just(Architecture::Llama)]
+    proptest::sample::select(Architecture::ALL.to_vec())
 }
 
-/// Small random configs of either architecture: 1–3 layers, 1–4 query heads of size 2–8
-/// (Llama: key/value heads dividing the query heads), `d_mlp` 8–40, vocabulary 64,
-/// context 32.
+/// Small random configs of every architecture: 1–3 layers, 1–4 query heads of size 2–8
+/// (Llama: key/value heads dividing the query heads; GPT-NeoX and GPT-J: half of each head
+/// rotated; NeoX: parallel or sequential residual), `d_mlp` 8–40, vocabulary 64, context 32.
 pub fn arb_config() -> impl Strategy<Value = ModelConfig> {
     (
         arb_architecture(),
@@ -55,18 +55,26 @@ pub fn arb_config() -> impl Strategy<Value = ModelConfig> {
         1usize..=5,
         any::<bool>(),
     )
-        .prop_map(|(arch, n_layers, n_heads, d_head, mlp_mult, grouped)| {
+        .prop_map(|(arch, n_layers, n_heads, d_head, mlp_mult, variant)| {
             let mut c = tiny_config(arch);
             c.n_layers = n_layers;
             c.n_heads = n_heads;
             c.d_head = d_head;
             c.d_model = n_heads * d_head;
             c.d_mlp = 8 * mlp_mult;
-            c.n_kv_heads = if arch == Architecture::Llama && grouped && n_heads > 1 {
+            // `variant` picks the one choice each family has: grouped key/value heads in
+            // Llama, the parallel residual in NeoX.
+            c.n_kv_heads = if arch == Architecture::Llama && variant && n_heads > 1 {
                 n_heads / 2
             } else {
                 n_heads
             };
+            if c.rotary_dim.is_some() {
+                c.rotary_dim = Some(rotary_dim_for(d_head));
+            }
+            if arch == Architecture::GptNeox {
+                c.parallel_attn_mlp = variant;
+            }
             c
         })
 }

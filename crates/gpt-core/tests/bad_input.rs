@@ -927,7 +927,7 @@ fn empty_prompt() {
 
 #[test]
 fn prompt_longer_than_context() {
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let model = tiny(arch);
         let ids: Vec<i64> = (0..33).collect();
         let err = model.forward(&single(&ids)).unwrap_err();
@@ -987,7 +987,7 @@ fn prompt_longer_than_context() {
 
 #[test]
 fn token_id_outside_vocabulary() {
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let model = tiny(arch);
         for bad in [64i64, -1, i64::MAX, i64::MIN] {
             let err = model.forward(&single(&[1, bad, 2])).unwrap_err();
@@ -1052,7 +1052,7 @@ fn attention_mask_of_wrong_shape() {
 
 #[test]
 fn weight_of_missing_layer() {
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut model = tiny(arch);
         let err = model.weight(WeightId::MlpOut(Layer(99))).unwrap_err();
         assert!(

@@ -1,4 +1,4 @@
-//! Property tests of gpt-core over random-weight tiny GPT-2 and Llama models: hook names,
+//! Property tests of gpt-core over random-weight tiny GPT-2, Llama, GPT-NeoX and GPT-J models: hook names,
 //! no-op interventions, cache and patch, hook order, exact edit undo, padding, KV-cache
 //! decoding, stop/replace semantics, autograd through interventions, resuming passes with
 //! `forward_blocks`, reduced precision and seed reproducibility.
@@ -23,6 +23,7 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 
 const VOCAB: i64 = 64;
+
 const TOL_F32: f64 = 1e-4;
 
 /// `cases` cases, or `PROPTEST_CASES` when set (for longer local runs).
@@ -73,8 +74,9 @@ fn tol(kind: Kind) -> f64 {
     }
 }
 
+/// Every family that loads (the strategy downstream crates get).
 fn arch() -> impl Strategy<Value = Architecture> {
-    prop_oneof![Just(Architecture::Gpt2), Just(Architecture::Llama)]
+    gpt_core::testing::arb_architecture()
 }
 
 fn padding() -> impl Strategy<Value = Padding> {
@@ -382,7 +384,10 @@ proptest! {
         let points = model.hook_points();
         prop_assert!(points.windows(2).all(|w| w[0] < w[1]), "hook_points() not strictly sorted");
         prop_assert_eq!(points.contains(&HookPoint::PosEmbed), arch == Architecture::Gpt2);
-        prop_assert_eq!(points.len(), 2 + 7 * 2 + usize::from(arch == Architecture::Gpt2));
+        // Seven sites per block; a parallel block has no `hook_resid_mid` (there is no
+        // residual between its attention and its MLP).
+        let per_block = if tiny_config(arch).parallel_attn_mlp { 6 } else { 7 };
+        prop_assert_eq!(points.len(), 2 + per_block * 2 + usize::from(arch == Architecture::Gpt2));
 
         let batch = TokenBatch::pad(&seqs, padding, 0, Device::Cpu)?;
         let (b, t) = (seqs.len() as i64, batch.len() as i64);
@@ -791,7 +796,7 @@ proptest! {
 /// weights stay out of the graph.
 #[test]
 fn gradient_at_block_0_mlp_out() {
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let model = model(arch, 7);
         let point: HookPoint = "blocks.0.hook_mlp_out".parse().unwrap();
         let batch = TokenBatch::single(&[1, 2, 3, 4], Device::Cpu).unwrap();

@@ -176,7 +176,7 @@ fn threshold_keeping(c: &Tensor, keep: i64) -> f64 {
 #[test]
 fn alphaedit_writes_facts_jointly_in_the_null_space_and_leaves_the_model_alone() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 9);
         let layers = vec![0, 1];
         let cs = second_moments(&m, &tok, &layers);
@@ -285,7 +285,7 @@ fn alphaedit_writes_facts_jointly_in_the_null_space_and_leaves_the_model_alone()
 #[test]
 fn alphaedit_with_identity_projector_and_no_history_is_memit_with_l2_identity() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 4);
         let layers = vec![0, 1];
         let (l2, lambda) = (0.5, 20_000.0);
@@ -353,7 +353,7 @@ fn alphaedit_with_identity_projector_and_no_history_is_memit_with_l2_identity() 
 #[test]
 fn emmet_writes_facts_jointly_and_leaves_the_model_alone() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 9);
         // One layer, as EMMET's presets edit.
         let layers = vec![1];
@@ -419,7 +419,7 @@ fn emmet_writes_facts_jointly_and_leaves_the_model_alone() {
 #[test]
 fn emmet_with_one_layer_and_one_request_is_romes_rank_one_update() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 3);
         let layer = 1;
         let c = second_moments(&m, &tok, &[layer]).pop().unwrap();

@@ -508,7 +508,7 @@ fn target_logp(m: &Transformer, tok: &Tokenizer, prompt: &str, target: &str) -> 
 #[test]
 fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 9);
         let layers = vec![0, 1];
         let cs = second_moments(&m, &tok, &layers);
@@ -639,7 +639,7 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
 #[test]
 fn ft_l_stays_within_its_constraint_and_raises_the_target() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let m = model(arch, &tok, 5);
         let hp = rome::FtHparams {
             norm_constraint: 0.05,
@@ -735,7 +735,7 @@ fn editors_write_requests_and_undo_bit_exactly() {
 #[test]
 fn memit_targets_fitted_together_equal_one_request_at_a_time() {
     let tok = tokenizer();
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let mut m = model(arch, &tok, 9);
         let layers = vec![0, 1];
         let cs = second_moments(&m, &tok, &layers);

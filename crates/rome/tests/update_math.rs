@@ -154,7 +154,7 @@ proptest! {
     /// bit; an out-of-order undo is an error that changes nothing and loses no record.
     #[test]
     fn edits_apply_and_undo_exactly(
-        arch in prop_oneof![Just(Architecture::Gpt2), Just(Architecture::Llama)],
+        arch in gpt_core::testing::arb_architecture(),
         layers in prop::collection::vec(0usize..2, 1..4),
         seed in 0i64..1000,
     ) {

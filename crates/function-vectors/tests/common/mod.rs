@@ -43,7 +43,7 @@ pub fn tiny(arch: Architecture, kind: Kind) -> (Transformer, Tokenizer) {
     (model, tokenizer)
 }
 
-pub const ARCHS: [Architecture; 2] = [Architecture::Gpt2, Architecture::Llama];
+pub const ARCHS: [Architecture; 4] = Architecture::ALL;
 
 /// A small word task (opposites), `n` pairs.
 pub fn word_task(n: usize) -> Task {

@@ -41,6 +41,17 @@ pub enum Architecture {
     GptJ,
 }
 
+impl Architecture {
+    /// Every family this crate loads (and draws random weights for), in a fixed order: what
+    /// tests iterate over so that a new family is tested wherever the others are.
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Gpt2,
+        Architecture::Llama,
+        Architecture::GptNeox,
+        Architecture::GptJ,
+    ];
+}
+
 /// The MLP's nonlinearity.
 ///
 /// A GELU MLP (GPT-2, GPT-NeoX, GPT-J) takes [`Activation::GeluTanh`] or [`Activation::Gelu`];

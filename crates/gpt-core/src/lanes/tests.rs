@@ -216,7 +216,7 @@ fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
 
 #[test]
 fn lanes_equal_full_passes() {
-    for arch in [Architecture::Gpt2, Architecture::Llama] {
+    for arch in Architecture::ALL {
         let m = model(arch);
         for (b, len, t) in [(1usize, 6usize, 5usize), (1, 6, 2), (2, 5, 0), (3, 7, 3)] {
             let tokens = batch(b, len);

@@ -53,6 +53,27 @@ pub(crate) fn reduction_kind(kind: Kind) -> Kind {
 }
 
 impl Norm {
+    /// The same norm again, sharing its tensors (GPT-J's one norm per block is both `ln1`
+    /// and `ln2`).
+    pub(crate) fn shared(&self) -> Norm {
+        match self {
+            Norm::Layer { weight, bias, eps } => Norm::Layer {
+                weight: weight.shallow_clone(),
+                bias: bias.shallow_clone(),
+                eps: *eps,
+            },
+            Norm::Rms {
+                weight,
+                eps,
+                plus_one,
+            } => Norm::Rms {
+                weight: weight.shallow_clone(),
+                eps: *eps,
+                plus_one: *plus_one,
+            },
+        }
+    }
+
     /// `x: [.., d]` → `[.., d]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {

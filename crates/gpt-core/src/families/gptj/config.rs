@@ -52,16 +52,10 @@ impl GptjHfConfig {
             .rotary_dim
             .ok_or_else(|| bad("GPT-J without rotary_dim is not supported".into()))?;
         Ok(ModelConfig {
-            // GPT-J's tables use base 10000 (fixed in transformers' `create_sinusoidal_positions`).
-            rope_theta: Some(10000.0),
-            rotary_dim: Some(rotary_dim),
-            parallel_attn_mlp: true,
             tied_embeddings: self.tie_word_embeddings,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
-            ..ModelConfig::with_sizes(
-                Architecture::GptJ,
-                "gptj",
+            ..ModelConfig::gptj(
                 Sizes {
                     n_layers: self.n_layer,
                     d_model: self.n_embd,
@@ -73,9 +67,29 @@ impl GptjHfConfig {
                     n_ctx: self.n_positions,
                     norm_eps: self.layer_norm_epsilon,
                 },
+                rotary_dim,
+            )
+        })
+    }
+}
+
+impl ModelConfig {
+    /// GPT-J of `sizes`: one LayerNorm feeding attention and MLP in parallel, tanh-GELU MLP,
+    /// rotary positions (base 10000, fixed in transformers' `create_sinusoidal_positions`) on
+    /// the first `rotary_dim` dimensions of each head, no q/k/v bias, untied. The one place
+    /// that states the family's fixed facts.
+    pub(crate) fn gptj(sizes: Sizes, rotary_dim: usize) -> Self {
+        ModelConfig {
+            rope_theta: Some(10000.0),
+            rotary_dim: Some(rotary_dim),
+            parallel_attn_mlp: true,
+            ..Self::with_sizes(
+                Architecture::GptJ,
+                "gptj",
+                sizes,
                 NormKind::LayerNorm,
                 Activation::GeluTanh,
             )
-        })
+        }
     }
 }

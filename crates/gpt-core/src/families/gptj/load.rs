@@ -4,7 +4,7 @@
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::families::tensors::{layer_norm, linear, unembed};
-use crate::transformer::{Attention, Block, BlockLayout, Mlp, Norm, TransformerParts};
+use crate::transformer::{Attention, Block, BlockLayout, Mlp, TransformerParts};
 use crate::weights::Loader;
 
 /// Per-layer buffers a GPT-J checkpoint may hold besides its weights (block-relative names):
@@ -12,26 +12,6 @@ use crate::weights::Loader;
 /// Older transformers saved these buffers (EleutherAI's GPT-J checkpoint holds them); the
 /// model builds its own mask, so they carry nothing it needs.
 pub(crate) const BUFFERS: &[&str] = &["attn.bias", "attn.masked_bias"];
-
-/// The same norm again, sharing its tensors (GPT-J's one norm per block).
-fn shared(norm: &Norm) -> Norm {
-    match norm {
-        Norm::Layer { weight, bias, eps } => Norm::Layer {
-            weight: weight.shallow_clone(),
-            bias: bias.shallow_clone(),
-            eps: *eps,
-        },
-        Norm::Rms {
-            weight,
-            eps,
-            plus_one,
-        } => Norm::Rms {
-            weight: weight.shallow_clone(),
-            eps: *eps,
-            plus_one: *plus_one,
-        },
-    }
-}
 
 /// Loads GPT-J weights from a Hugging Face `GPTJForCausalLM` checkpoint.
 pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<TransformerParts> {
@@ -44,7 +24,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
     for i in 0..config.n_layers {
         let b = format!("transformer.h.{i}");
         let ln1 = layer_norm(loader, &format!("{b}.ln_1"), d, eps)?;
-        let ln2 = shared(&ln1);
+        let ln2 = ln1.shared();
         blocks.push(Block {
             ln1,
             attn: Attention {

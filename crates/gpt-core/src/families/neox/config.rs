@@ -92,15 +92,12 @@ impl NeoxHfConfig {
                 },
             )
             .map_err(bad)?,
-            rotary_dim: Some(rotary_dim),
             parallel_attn_mlp: self.use_parallel_residual,
             tied_embeddings: self.tie_word_embeddings,
             qkv_bias: self.attention_bias,
             bos_token_id: self.bos_token_id.and_then(|t| t.first()),
             eos_token_id: self.eos_token_id.and_then(|t| t.first()),
-            ..ModelConfig::with_sizes(
-                Architecture::GptNeox,
-                "gpt_neox",
+            ..ModelConfig::neox(
                 Sizes {
                     n_layers: self.num_hidden_layers,
                     d_model: self.hidden_size,
@@ -112,9 +109,32 @@ impl NeoxHfConfig {
                     n_ctx: self.max_position_embeddings,
                     norm_eps: self.layer_norm_eps,
                 },
-                NormKind::LayerNorm,
+                rotary_dim,
                 activation,
             )
         })
+    }
+}
+
+impl ModelConfig {
+    /// GPT-NeoX of `sizes`: LayerNorm, an MLP of `activation` (exact GELU in Pythia), rotary
+    /// positions (base 10000) on the first `rotary_dim` dimensions of each head, biases on
+    /// q/k/v and the output, attention and MLP in parallel (transformers' default
+    /// `use_parallel_residual`), untied. The one place that states the family's fixed facts;
+    /// the reader sets what its file says on top.
+    pub(crate) fn neox(sizes: Sizes, rotary_dim: usize, activation: Activation) -> Self {
+        ModelConfig {
+            rope_theta: Some(10000.0),
+            rotary_dim: Some(rotary_dim),
+            parallel_attn_mlp: true,
+            qkv_bias: true,
+            ..Self::with_sizes(
+                Architecture::GptNeox,
+                "gpt_neox",
+                sizes,
+                NormKind::LayerNorm,
+                activation,
+            )
+        }
     }
 }
