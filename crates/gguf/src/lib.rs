@@ -49,6 +49,7 @@ mod error;
 mod file;
 mod metadata;
 mod quant;
+mod quant_k;
 mod reader;
 mod rewrite;
 mod source;

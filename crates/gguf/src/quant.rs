@@ -1,11 +1,13 @@
 //! Quantisation of f32 values to ggml's block types, as ggml's reference
 //! `quantize_row_*_ref` functions do it (the inverse of [`crate::dequantize`] up to each
-//! type's rounding): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0. K-quants are not
-//! written.
+//! type's rounding): F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0; and the K-quants
+//! Q4_K, Q5_K and Q6_K (those llama.cpp's Q4_K_M / Q5_K_M files are made of) in closed form
+//! ([`crate::quant_k`]). Q2_K and Q3_K are read, not written.
 
 use half::f16;
 
 use crate::error::{Error, Result};
+use crate::quant_k::{q4_k, q5_k, q6_k, QK_K};
 use crate::types::GgmlType;
 
 /// Whether [`quantize`] can write `ty`.
@@ -20,6 +22,9 @@ pub fn can_quantize(ty: GgmlType) -> bool {
             | GgmlType::Q5_0
             | GgmlType::Q5_1
             | GgmlType::Q8_0
+            | GgmlType::Q4K
+            | GgmlType::Q5K
+            | GgmlType::Q6K
     )
 }
 
@@ -60,6 +65,9 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q5_0 => values.chunks_exact(32).for_each(|b| q5_0(b, &mut out)),
         GgmlType::Q5_1 => values.chunks_exact(32).for_each(|b| q5_1(b, &mut out)),
         GgmlType::Q8_0 => values.chunks_exact(32).for_each(|b| q8_0(b, &mut out)),
+        GgmlType::Q4K => values.chunks_exact(QK_K).for_each(|b| q4_k(b, &mut out)),
+        GgmlType::Q5K => values.chunks_exact(QK_K).for_each(|b| q5_k(b, &mut out)),
+        GgmlType::Q6K => values.chunks_exact(QK_K).for_each(|b| q6_k(b, &mut out)),
         _ => return Err(Error::UnsupportedType { ty, tensor: None }),
     }
     Ok(out)

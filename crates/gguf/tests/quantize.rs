@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use gguf::write::Writer;
 use gguf::{dequantize, quantize, rewrite, GgmlType, GgufFile, MetadataValue, Replacement};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// The largest error one element of `block` may have after a round trip through `ty`: half a
 /// step (a whole step for the symmetric types, whose one clamped code is a step short), plus
@@ -66,6 +67,131 @@ proptest! {
     }
 }
 
+/// The largest error an element of sub-block `j` of the 256-element super-block `x` may have
+/// after a round trip through a K-quant (the bounds stated in `gguf`'s `quant_k`), with a
+/// margin of 2⁻⁹ for f16 rounding and 1e-6 of the block's magnitude for f32 arithmetic.
+fn k_bounds(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    let up = 1.0 + 1.0 / 512.0;
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let slack = 1e-6 * amax + 1e-30;
+    match ty {
+        GgmlType::Q4K | GgmlType::Q5K => {
+            let top = if ty == GgmlType::Q4K { 15.0 } else { 31.0 };
+            let subs: Vec<(f32, f32)> = x
+                .chunks(32)
+                .map(|s| {
+                    s.iter()
+                        .fold((0f32, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)))
+                })
+                .collect();
+            let dmin = subs.iter().fold(0f32, |m, &(lo, _)| m.max(-lo)) / 63.0 * up;
+            let scales: Vec<f32> = subs
+                .iter()
+                .map(|&(lo, hi)| (hi - lo + dmin) / top * up)
+                .collect();
+            let d = scales.iter().fold(0f32, |m, &v| m.max(v)) / 63.0 * up;
+            scales.iter().map(|s| (s + d) / 2.0 * up + slack).collect()
+        }
+        GgmlType::Q6K => {
+            let scales: Vec<f32> = x
+                .chunks(16)
+                .map(|s| s.iter().fold(0f32, |m, v| m.max(v.abs())) / 32.0)
+                .collect();
+            let d = scales.iter().fold(0f32, |m, &v| m.max(v)) / 128.0 * up;
+            scales.iter().map(|s| (s + 16.0 * d) * up + slack).collect()
+        }
+        _ => unreachable!("not a K-quant: {ty}"),
+    }
+}
+
+const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+
+/// Checks `x` → `ty` → back against [`k_bounds`], returning the worst error over its bound.
+fn k_round_trip(ty: GgmlType, x: &[f32]) -> Result<f32, TestCaseError> {
+    let bytes = quantize(ty, x).unwrap();
+    prop_assert_eq!(bytes.len() as u64, ty.bytes_for(x.len() as u64).unwrap());
+    let y = dequantize(ty, &bytes, x.len()).unwrap();
+    let sub = if ty == GgmlType::Q6K { 16 } else { 32 };
+    let mut worst = 0f32;
+    for (b, (xb, yb)) in x.chunks(256).zip(y.chunks(256)).enumerate() {
+        let bounds = k_bounds(ty, xb);
+        for (i, (a, c)) in xb.iter().zip(yb).enumerate() {
+            let limit = bounds[i / sub];
+            prop_assert!(
+                (a - c).abs() <= limit,
+                "{ty}: block {b} element {i}: {a} → {c} (bound {limit})"
+            );
+            if limit > 0.0 {
+                worst = worst.max((a - c).abs() / limit);
+            }
+        }
+    }
+    Ok(worst)
+}
+
+proptest! {
+    /// K-quants: sub-blocks of very different spreads and signs in one super-block (what the
+    /// shared super-block scale must serve), at three magnitudes.
+    #[test]
+    fn k_quant_round_trips_stay_within_their_bounds(
+        values in prop::collection::vec(-100.0f32..100.0, 512),
+        spreads in prop::collection::vec(prop::sample::select(vec![0.0f32, 1e-3, 0.1, 1.0]), 32),
+        shifts in prop::collection::vec(-1.0f32..1.0, 32),
+        scale in prop::sample::select(vec![1e-3f32, 1.0, 30.0]),
+        t in 0usize..3,
+    ) {
+        let x: Vec<f32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v * spreads[i / 16] + 100.0 * shifts[i / 16]) * scale)
+            .collect();
+        k_round_trip(K_TYPES[t], &x)?;
+    }
+}
+
+/// K-quants on edge super-blocks: zeros stay zero, constants, one extreme value, all
+/// negative, all positive; and Q6_K's worst case (an element of the sub-block's largest
+/// magnitude with the opposite sign) is within its bound.
+#[test]
+fn k_quant_edge_blocks() {
+    let blocks: Vec<Vec<f32>> = vec![
+        vec![0.0; 256],
+        vec![0.25; 256],
+        (0..256).map(|i| if i == 7 { -50.0 } else { 0.5 }).collect(),
+        (0..256).map(|i| -1.0 - i as f32 / 256.0).collect(),
+        (0..256).map(|i| 3.0 + (i % 7) as f32).collect(),
+        (0..256)
+            .map(|i| {
+                if i % 16 == 0 {
+                    -2.0
+                } else if i % 16 == 1 {
+                    2.0
+                } else {
+                    0.1
+                }
+            })
+            .collect(),
+    ];
+    for ty in K_TYPES {
+        for (n, x) in blocks.iter().enumerate() {
+            let worst = k_round_trip(ty, x)
+                .map_err(|e| format!("{ty} block {n}: {e}"))
+                .unwrap();
+            assert!(worst <= 1.0, "{ty} block {n}: {worst}");
+        }
+        let y = dequantize(ty, &quantize(ty, &blocks[0]).unwrap(), 256).unwrap();
+        assert!(y.iter().all(|&v| v == 0.0), "{ty}: zeros stay zero");
+        let y = dequantize(ty, &quantize(ty, &blocks[1]).unwrap(), 256).unwrap();
+        assert!(
+            y.iter().all(|&v| (v - 0.25).abs() < 0.25 / 30.0),
+            "{ty}: {:?}",
+            &y[..4]
+        );
+    }
+    let e = quantize(GgmlType::Q4K, &[1.0; 255]).unwrap_err();
+    assert!(e.to_string().contains("whole number"), "{e}");
+}
+
 #[test]
 fn edge_blocks_and_bad_input() {
     for ty in TYPES {
@@ -87,7 +213,7 @@ fn edge_blocks_and_bad_input() {
     assert!(e.to_string().contains("whole number"), "{e}");
     let e = quantize(GgmlType::Q8_0, &[f32::NAN; 32]).unwrap_err();
     assert!(e.to_string().contains("NaN"), "{e}");
-    let e = quantize(GgmlType::Q6K, &[0.0; 256]).unwrap_err();
+    let e = quantize(GgmlType::Q3K, &[0.0; 256]).unwrap_err();
     assert!(e.to_string().contains("unsupported"), "{e}");
 }
 

@@ -68,8 +68,8 @@ fn gguf_name(arch: Architecture, id: WeightId) -> Option<String> {
 ///
 /// Supported: Llama- and GPT-2-family GGUF files, edits of the MLP matrices and of the
 /// attention output (and Llama's value projection) — those llama.cpp stores unpermuted;
-/// `Same` needs a type this crate quantises (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0;
-/// K-quants are not written: use `F16`).
+/// `Same` needs a type this crate quantises (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+/// Q4_K, Q5_K, Q6_K; Q2_K and Q3_K are not written: use `F16`).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for an existing `out`, a source that is not the model's GGUF

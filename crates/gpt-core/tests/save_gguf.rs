@@ -119,3 +119,71 @@ fn edited_models_go_back_to_gguf_with_only_the_edit_changed() {
     assert!(e.to_string().contains("not supported"), "{e}");
     assert!(!dir.path().join("q.gguf").exists());
 }
+
+/// A K-quant source: the bundled file with `blk.4.ffn_down.weight` stored as Q4_K and
+/// `blk.5.ffn_down.weight` as Q6_K (their rows of 1536 are whole 256-element super-blocks,
+/// as in llama.cpp's Q4_K_M files). An edit of both is written back in the same K-quant
+/// types, the file keeps its size, and it loads back to the edited weights within the
+/// rounding `save_gguf` reports.
+#[test]
+fn edits_of_k_quant_matrices_are_written_back_in_their_k_quant() {
+    let source = bundled();
+    let src_bytes = std::fs::read(&source).unwrap();
+    let src = gguf::GgufFile::from_bytes(&src_bytes).unwrap();
+    let mut replace = std::collections::BTreeMap::new();
+    for (name, ty) in [
+        ("blk.4.ffn_down.weight", gguf::GgmlType::Q4K),
+        ("blk.5.ffn_down.weight", gguf::GgmlType::Q6K),
+    ] {
+        let values = src.tensor_f32(&src_bytes, name).unwrap();
+        let data = gguf::quantize(ty, &values).unwrap();
+        replace.insert(name.to_string(), gguf::Replacement { ty, data });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let k_source = dir.path().join("k.gguf");
+    std::fs::write(&k_source, gguf::rewrite(&src_bytes, &replace).unwrap()).unwrap();
+    let k_bytes = std::fs::read(&k_source).unwrap();
+
+    let mut m = load_model(&k_source, LoadOptions::default()).unwrap();
+    let targets = [WeightId::MlpOut(Layer(4)), WeightId::MlpOut(Layer(5))];
+    let mut edited = Vec::new();
+    for target in targets {
+        let w = m.model.weight(target).unwrap();
+        let (out, inp) = (w.size()[0], w.size()[1]);
+        let u = Tensor::randn([out], (Kind::Float, Device::Cpu));
+        let v = Tensor::randn([inp], (Kind::Float, Device::Cpu)) * 0.02;
+        let _undo = m
+            .model
+            .apply(&WeightDelta::RankOne { target, u, v })
+            .unwrap();
+        edited.push(m.model.weight(target).unwrap().copy());
+    }
+    let path = dir.path().join("edited.gguf");
+    let report = save_gguf(&m.model, &k_source, &path, &targets, EditedTensorType::Same).unwrap();
+    let types: Vec<(&str, &str)> = report
+        .iter()
+        .map(|r| (r.source_type.as_str(), r.saved_type.as_str()))
+        .collect();
+    assert_eq!(types, [("Q4_K", "Q4_K"), ("Q6_K", "Q6_K")]);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bytes.len(),
+        k_bytes.len(),
+        "a K-quant file stays the same size"
+    );
+    let back = load_model(&path, LoadOptions::default()).unwrap();
+    for ((target, want), r) in targets.iter().zip(&edited).zip(&report) {
+        let got = back.model.weight(*target).unwrap();
+        let err = (got - want).abs().max().double_value(&[]);
+        assert!(
+            err <= r.max_abs_error + 1e-6,
+            "{target}: {err} vs {}",
+            r.max_abs_error
+        );
+        // Each type's rounding, relative to the matrix: Q4_K's 4-bit steps, Q6_K's 6-bit.
+        let scale = want.abs().max().double_value(&[]);
+        let limit = if r.saved_type == "Q4_K" { 0.15 } else { 0.05 };
+        assert!(err < limit * scale, "{target}: {err} of {scale}");
+        assert!(r.error_over_edit.is_finite() && r.error_over_edit > 0.0);
+    }
+}
