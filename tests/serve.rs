@@ -1,7 +1,9 @@
 //! `factscope serve` against the bundled model: the JSON API on an ephemeral port (predict,
-//! tokens, trace as server-sent events, edit, edits, delta download, exact undo, and bad
-//! requests answered 4xx with a JSON error naming the field), and with the `browser-tests`
-//! feature a trace link opened in headless Chromium, driven over the DevTools protocol.
+//! tokens, trace as server-sent events, edit, edits, delta download, exact undo; bad
+//! requests, empty fields, 100 KB and 2 MB bodies answered 4xx with a JSON error naming the
+//! field; concurrent clients answered in full or `busy`), and with the `browser-tests`
+//! feature a trace link and an edit link (then its undo button) opened in headless Chromium,
+//! driven over the DevTools protocol.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -104,6 +106,31 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8
         r.read_to_end(&mut out).unwrap();
     }
     (status, out)
+}
+
+/// Posts a body of `size` bytes to `/api/predict`, tolerating the server closing the
+/// connection before it is all sent: the status, if the server's answer could be read.
+fn refused_body(port: u16, size: usize) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    );
+    let _ = s.write_all(head.as_bytes());
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        if s.write_all(&chunk[..chunk.len().min(size - sent)]).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
 }
 
 fn post(port: u16, path: &str, body: Value) -> (u16, Value) {
@@ -266,7 +293,21 @@ fn api_traces_edits_and_undoes_exactly() {
 fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
     let server = serve();
     let port = server.port;
-    let cases: [(&str, &str, &str, u16, &str); 11] = [
+    let cases: [(&str, &str, &str, u16, &str); 13] = [
+        (
+            "POST",
+            "/api/predict",
+            r#"{"prompt": "  "}"#,
+            400,
+            "`prompt` is empty",
+        ),
+        (
+            "POST",
+            "/api/edit",
+            r#"{"prompt": "a b", "subject": "a", "target": ""}"#,
+            400,
+            "`target` is empty",
+        ),
         (
             "POST",
             "/api/predict",
@@ -335,8 +376,191 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
     let huge = "x".repeat(100_000);
     let (status, _) = http(port, "POST", "/api/predict", Some(&huge));
     assert_eq!(status, 413);
+    // 2 MB: the server answers 413 as soon as the headers announce it and closes, so the
+    // client may not even get to send it all (a broken pipe), and where the close resets
+    // the connection the answer itself can be lost — either way it is refused unread (a
+    // body that was read would get 400: it is not JSON).
+    let answer = refused_body(port, 2_000_000);
+    assert!(matches!(answer, Some(413) | None), "{answer:?}");
+    // Concurrent requests: 12 at once (predictions and one-kind traces) from as many
+    // clients. One job runs at a time with a queue of four, so each is answered either
+    // in full or with 503 `busy` — never dropped or garbled.
+    let clients: Vec<_> = (0..12)
+        .map(|i| {
+            std::thread::spawn(move || {
+                if i % 3 == 0 {
+                    let body = json!({ "prompt": PROMPT, "subject": SUBJECT, "kinds": ["mlp"], "samples": 2 });
+                    let (status, events) = events(port, "/api/trace", body);
+                    let done = events.iter().any(|(name, _)| name == "result");
+                    (status, done, events.len())
+                } else {
+                    let (status, p) = post(port, "/api/predict", json!({ "prompt": PROMPT, "k": 1 }));
+                    let done = p["top"][0]["text"] == " Paris";
+                    let busy = p["error"].as_str().is_some_and(|e| e.contains("busy"));
+                    (status, done || (status == 503 && busy), 1)
+                }
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, bool, usize)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for (i, &(status, complete, _)) in answers.iter().enumerate() {
+        assert!(
+            (status == 200 && complete) || status == 503,
+            "client {i}: {answers:?}"
+        );
+    }
+    assert!(answers.iter().any(|a| a.0 == 200), "{answers:?}");
     // Still serving after all of it.
     assert_eq!(top1(port, PROMPT).0, " Paris");
+}
+
+/// Headless Chromium on a page, driven over the DevTools protocol (tungstenite), closed when
+/// dropped.
+#[cfg(feature = "browser-tests")]
+struct Browser {
+    chromium: Child,
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+#[cfg(feature = "browser-tests")]
+impl Browser {
+    /// Starts Chromium on `url` and waits until the page has loaded with `loaded_when` in its
+    /// query (a promise must not wait in a page that is still navigating: the navigation
+    /// would destroy the context it runs in).
+    fn open(url: &str, loaded_when: &str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut chromium = Command::new("/usr/bin/chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1100,1600",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting /usr/bin/chromium (install it: apt-get install chromium)");
+        let stderr = BufReader::new(chromium.stderr.take().unwrap());
+        let ws = stderr
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("DevTools listening on ").nth(1).map(str::to_string))
+            .expect("Chromium's DevTools address");
+        let devtools_port: u16 = ws
+            .split(':')
+            .nth(2)
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let (_, targets) = http(devtools_port, "GET", "/json/list", None);
+        let targets: Value = serde_json::from_slice(&targets).unwrap();
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap()
+            .to_string();
+        let (socket, _) = tungstenite::connect(page).unwrap();
+        let mut browser = Browser {
+            chromium,
+            socket,
+            next_id: 1,
+            _profile: profile,
+        };
+        let mut loaded = false;
+        for _ in 0..200 {
+            let v = browser.eval("location.search + ' ' + document.readyState");
+            let v = v.as_str().unwrap_or_default();
+            if v.contains(loaded_when) && v.ends_with("complete") {
+                loaded = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(loaded, "the page did not load");
+        browser
+    }
+
+    /// One DevTools call; its reply.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({ "id": id, "method": method, "params": params });
+        self.socket
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            let reply: Value = match self.socket.read().unwrap() {
+                tungstenite::Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+                _ => continue,
+            };
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page (a promise is awaited).
+    fn eval(&mut self, expression: &str) -> Value {
+        let reply = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+        );
+        reply["result"]["result"]["value"].clone()
+    }
+
+    /// The JSON an expression's promise resolves to (as a string), parsed.
+    fn eval_json(&mut self, expression: &str) -> Value {
+        let v = self.eval(expression);
+        serde_json::from_str(v.as_str().unwrap_or_else(|| panic!("{v}"))).unwrap()
+    }
+
+    /// Saves a screenshot to `target/{name}`.
+    fn screenshot(&mut self, name: &str) {
+        use base64::Engine;
+        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        if let Some(data) = shot["result"]["data"].as_str() {
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            let _ = std::fs::write(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target")
+                    .join(name),
+                png,
+            );
+        }
+    }
+}
+
+#[cfg(feature = "browser-tests")]
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.chromium.kill();
+        let _ = self.chromium.wait();
+    }
+}
+
+/// A page link with `prompt`, `subject` and `run`.
+#[cfg(feature = "browser-tests")]
+fn link(port: u16, extra: &str) -> String {
+    format!(
+        "http://127.0.0.1:{port}/?prompt={}&subject={}&{extra}",
+        PROMPT.replace(' ', "%20"),
+        SUBJECT.replace(' ', "%20")
+    )
 }
 
 /// Opens a trace link in headless Chromium and waits, through the DevTools protocol, for
@@ -345,92 +569,8 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
 #[cfg(feature = "browser-tests")]
 #[test]
 fn a_trace_link_draws_three_heatmaps_in_chromium() {
-    use base64::Engine;
     let server = serve();
-    let url = format!(
-        "http://127.0.0.1:{}/?prompt={}&subject={}&samples=2&run=trace",
-        server.port,
-        PROMPT.replace(' ', "%20"),
-        SUBJECT.replace(' ', "%20")
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let mut chromium = Command::new("/usr/bin/chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-            "--window-size=1100,1600",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(&url)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting /usr/bin/chromium (install it: apt-get install chromium)");
-    let stderr = BufReader::new(chromium.stderr.take().unwrap());
-    let ws = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("DevTools listening on ").nth(1).map(str::to_string))
-        .expect("Chromium's DevTools address");
-    let devtools_port: u16 = ws
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    let (_, targets) = http(devtools_port, "GET", "/json/list", None);
-    let targets: Value = serde_json::from_slice(&targets).unwrap();
-    let page = targets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "page")
-        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-        .unwrap()
-        .to_string();
-    let (mut socket, _) = tungstenite::connect(page).unwrap();
-    let mut call = |id: u64, method: &str, params: Value| -> Value {
-        let msg = json!({ "id": id, "method": method, "params": params });
-        socket
-            .send(tungstenite::Message::text(msg.to_string()))
-            .unwrap();
-        loop {
-            let reply: Value = match socket.read().unwrap() {
-                tungstenite::Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
-                _ => continue,
-            };
-            if reply["id"] == id {
-                return reply;
-            }
-        }
-    };
-    // The page must have loaded before a promise can wait in it (a navigation would
-    // destroy the context the promise runs in).
-    let mut loaded = false;
-    for i in 0..200u64 {
-        let r = call(
-            100 + i,
-            "Runtime.evaluate",
-            json!({ "expression": "location.search + ' ' + document.readyState", "returnByValue": true }),
-        );
-        let v = r["result"]["result"]["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if v.contains("run=trace") && v.ends_with("complete") {
-            loaded = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(loaded, "the page did not load");
+    let mut page = Browser::open(&link(server.port, "samples=2&run=trace"), "run=trace");
     // Waits (in the page) until three heatmaps are drawn, or 300 s pass.
     let wait = r##"new Promise((resolve) => {
         const t0 = Date.now();
@@ -450,29 +590,8 @@ fn a_trace_link_draws_three_heatmaps_in_chromium() {
         };
         poll();
     })"##;
-    let reply = call(
-        1,
-        "Runtime.evaluate",
-        json!({ "expression": wait, "awaitPromise": true, "returnByValue": true }),
-    );
-    let seen: Value = serde_json::from_str(
-        reply["result"]["result"]["value"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{reply}")),
-    )
-    .unwrap();
-    let shot = call(2, "Page.captureScreenshot", json!({ "format": "png" }));
-    if let Some(data) = shot["result"]["data"].as_str() {
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .unwrap();
-        let _ = std::fs::write(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/serve-trace.png"),
-            png,
-        );
-    }
-    let _ = chromium.kill();
-    let _ = chromium.wait();
+    let seen = page.eval_json(wait);
+    page.screenshot("serve-trace.png");
     assert_eq!(seen["kinds"], json!(["hidden", "mlp", "attn"]), "{seen}");
     // 10 tokens × 30 layers per heatmap.
     assert_eq!(seen["cells"], 900, "{seen}");
@@ -485,4 +604,84 @@ fn a_trace_link_draws_three_heatmaps_in_chromium() {
         seen["status"].as_str().unwrap().starts_with("traced"),
         "{seen}"
     );
+}
+
+/// Opens an edit link in headless Chromium: the page edits the model (ROME, " Rome"), shows
+/// the prompt's top tokens before and after and lists the edit; clicking its undo button
+/// removes it, and the server's model predicts " Paris" again. Saves
+/// `target/serve-edit.png` (after the edit) and `target/serve-undo.png`.
+#[cfg(feature = "browser-tests")]
+#[test]
+fn an_edit_link_edits_and_its_undo_button_restores_in_chromium() {
+    let server = serve();
+    let (before, p_before) = top1(server.port, PROMPT);
+    assert_eq!(before, " Paris");
+    let mut page = Browser::open(&link(server.port, "target=Rome&run=edit"), "run=edit");
+    // Waits until the edit's result is shown (or an error, or 300 s).
+    let wait_edit = r##"new Promise((resolve) => {
+        const t0 = Date.now();
+        const poll = () => {
+            const status = document.getElementById("status").textContent;
+            if (status.startsWith("edited") || document.getElementById("status").classList.contains("error") || Date.now() - t0 > 300000) {
+                const rows = Array.from(document.querySelectorAll("#compare tbody tr")).map((r) => Array.from(r.cells).map((c) => c.textContent));
+                resolve(JSON.stringify({
+                    status,
+                    rows,
+                    edits: Array.from(document.querySelectorAll("#edits button[data-undo]")).map((b) => b.dataset.undo),
+                    continuation: document.getElementById("continuations").textContent,
+                    gguf_hidden: document.getElementById("gguf").hidden,
+                }));
+            } else { setTimeout(poll, 250); }
+        };
+        poll();
+    })"##;
+    let edited = page.eval_json(wait_edit);
+    page.screenshot("serve-edit.png");
+    assert!(
+        edited["status"].as_str().unwrap().starts_with("edited"),
+        "{edited}"
+    );
+    let first = &edited["rows"][0];
+    assert_eq!(first[0], PROMPT, "{edited}");
+    assert!(
+        first[1].as_str().unwrap().starts_with("\" Paris\""),
+        "{edited}"
+    );
+    assert!(
+        first[2].as_str().unwrap().starts_with("\" Rome\""),
+        "{edited}"
+    );
+    assert_eq!(edited["edits"], json!(["1"]), "{edited}");
+    assert_eq!(edited["gguf_hidden"], false, "{edited}");
+    assert!(
+        edited["continuation"].as_str().unwrap().contains("Rome"),
+        "{edited}"
+    );
+    assert_eq!(top1(server.port, PROMPT).0, " Rome");
+    // Undo from the page.
+    let undo = r##"new Promise((resolve) => {
+        document.querySelector('#edits button[data-undo="1"]').click();
+        const t0 = Date.now();
+        const poll = () => {
+            const status = document.getElementById("status").textContent;
+            if (status.includes("undone") || Date.now() - t0 > 60000) {
+                resolve(JSON.stringify({
+                    status,
+                    edits: document.getElementById("edits").textContent,
+                    note: document.getElementById("edit-note").textContent,
+                    gguf_hidden: document.getElementById("gguf").hidden,
+                }));
+            } else { setTimeout(poll, 100); }
+        };
+        poll();
+    })"##;
+    let undone = page.eval_json(undo);
+    page.screenshot("serve-undo.png");
+    assert_eq!(undone["status"], "edit 1 undone", "{undone}");
+    assert_eq!(undone["edits"], "none", "{undone}");
+    assert!(undone["note"].as_str().unwrap().contains("Undone"), "{undone}");
+    assert_eq!(undone["gguf_hidden"], true, "no edits, no GGUF download");
+    let (after, p_after) = top1(server.port, PROMPT);
+    assert_eq!(after, " Paris");
+    assert_eq!(p_after, p_before, "undo restores the weights exactly");
 }
