@@ -679,7 +679,10 @@ fn an_edit_link_edits_and_its_undo_button_restores_in_chromium() {
     page.screenshot("serve-undo.png");
     assert_eq!(undone["status"], "edit 1 undone", "{undone}");
     assert_eq!(undone["edits"], "none", "{undone}");
-    assert!(undone["note"].as_str().unwrap().contains("Undone"), "{undone}");
+    assert!(
+        undone["note"].as_str().unwrap().contains("Undone"),
+        "{undone}"
+    );
     assert_eq!(undone["gguf_hidden"], true, "no edits, no GGUF download");
     let (after, p_after) = top1(server.port, PROMPT);
     assert_eq!(after, " Paris");

@@ -19,7 +19,7 @@ use crate::trace::{GridSpec, TraceKind, Tracer};
 
 /// Scores of every layer for token `t`.
 pub(crate) fn token_row(tracer: &Tracer<'_>, spec: &GridSpec, t: usize) -> Result<Vec<f64>> {
-    let model = tracer.model;
+    let model = tracer.resumable()?;
     let c = model.config();
     let (n_layers, n) = (c.n_layers, tracer.setup.samples);
     let len = tracer.prompt.len();

@@ -5,8 +5,8 @@ use std::cell::Cell;
 use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
-    check_finite, ActivationCache, BaseRun, BlockSite, ForwardOptions, HookPoint, ResumableModel,
-    TokenBatch, Tokenizer,
+    check_finite, ActivationCache, BaseRun, BlockSite, ForwardOptions, HookPoint, HookableModel,
+    ResumableModel, TokenBatch, Tokenizer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +209,10 @@ pub struct TraceGrid {
 
 /// A prompt with its clean and corrupted runs done, ready to compute grids.
 pub struct Tracer<'m> {
-    pub(crate) model: &'m dyn ResumableModel,
+    pub(crate) model: &'m dyn HookableModel,
+    /// The same model where it resumes passes (the fast schedule needs it); `None` for a
+    /// tracer of [`Tracer::for_hookable`].
+    pub(crate) resumable: Option<&'m dyn ResumableModel>,
     pub(crate) prompt: SubjectPrompt,
     pub(crate) setup: TraceSetup,
     pub(crate) noise: Corruption,
@@ -251,6 +254,55 @@ impl<'m> Tracer<'m> {
         setup: TraceSetup,
         metric: Option<Box<dyn Metric + 'm>>,
     ) -> Result<Self> {
+        Self::build(
+            model.as_hookable(),
+            Some(model),
+            tokenizer,
+            prompt,
+            setup,
+            metric,
+        )
+    }
+
+    /// As [`Tracer::new`] for a model that only runs hooked passes (a
+    /// [`HookableModel`] that is not a [`ResumableModel`], e.g. your own wrapper): its grids
+    /// use [`Schedule::Naive`] (one full pass per cell); asking for the fast schedule is an
+    /// error.
+    ///
+    /// # Errors
+    /// As [`Tracer::new`].
+    pub fn for_hookable(
+        model: &'m dyn HookableModel,
+        tokenizer: &Tokenizer,
+        prompt: SubjectPrompt,
+        setup: TraceSetup,
+        metric: Option<Box<dyn Metric + 'm>>,
+    ) -> Result<Self> {
+        Self::build(model, None, tokenizer, prompt, setup, metric)
+    }
+
+    /// The model as a [`ResumableModel`], for the fast schedule.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a tracer of [`Tracer::for_hookable`].
+    pub(crate) fn resumable(&self) -> Result<&'m dyn ResumableModel> {
+        self.resumable.ok_or_else(|| {
+            Error::InvalidInput(
+                "the fast schedule resumes passes from cached states, which needs a ResumableModel; \
+                 this tracer was made with Tracer::for_hookable: use Schedule::Naive"
+                    .into(),
+            )
+        })
+    }
+
+    fn build(
+        model: &'m dyn HookableModel,
+        resumable: Option<&'m dyn ResumableModel>,
+        tokenizer: &Tokenizer,
+        prompt: SubjectPrompt,
+        setup: TraceSetup,
+        metric: Option<Box<dyn Metric + 'm>>,
+    ) -> Result<Self> {
         if setup.samples == 0 {
             return Err(Error::InvalidInput("samples must be at least 1".into()));
         }
@@ -273,7 +325,7 @@ impl<'m> Tracer<'m> {
         );
         let ids = Tensor::f_from_slice(&prompt.ids)?.f_to_device(device)?;
         let clean_subject = model.embed_tokens(&ids)?.f_narrow(0, b, e - b)?;
-        let corrupted_embed = noise.corrupt(model.as_hookable(), &clean_subject, n, setup.seed)?;
+        let corrupted_embed = noise.corrupt(model, &clean_subject, n, setup.seed)?;
 
         let flops = Cell::new(0);
         let t = prompt.len();
@@ -332,6 +384,7 @@ impl<'m> Tracer<'m> {
             mean_score(metric.as_ref(), &corrupted_logits.f_to_kind(Kind::Float)?)?;
         Ok(Self {
             model,
+            resumable,
             prompt,
             setup,
             noise,

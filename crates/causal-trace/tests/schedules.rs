@@ -202,3 +202,50 @@ fn fast_equals_naive_on_bundled_model() {
     assert!((last - fast.clean_score).abs() < 1e-4);
     assert!(fast.corrupted_score < fast.clean_score);
 }
+
+/// A model that only runs hooked passes (a `HookableModel`, not a `ResumableModel`) traces
+/// with the naive schedule — the same grid as the full model's naive and fast grids — and
+/// is told plainly that the fast schedule needs more.
+#[test]
+fn a_hookable_only_model_traces_with_the_naive_schedule() {
+    let tokenizer = load_hf_tokenizer(&fixture("tiny-llama")).expect("tokenizer");
+    let mut config = tiny_config(Architecture::Llama);
+    config.vocab_size = tokenizer.vocab_size();
+    let model = Transformer::random(
+        &config,
+        RandomInit { seed: 5, std: 0.5 },
+        Device::Cpu,
+        Kind::Float,
+    )
+    .expect("model");
+    let setup = TraceSetup {
+        samples: 2,
+        corruption: Corruption::Gaussian {
+            level: NoiseLevel::Std(0.5),
+        },
+        sigma: None,
+        seed: 3,
+    };
+    let prompt = |t: &gpt_core::Tokenizer| {
+        SubjectPrompt::new(t, "The Eiffel Tower is in", "Eiffel Tower").expect("prompt")
+    };
+    let hookable: &dyn gpt_core::HookableModel = &model;
+    let only = Tracer::for_hookable(
+        hookable,
+        &tokenizer,
+        prompt(&tokenizer),
+        setup.clone(),
+        None,
+    )
+    .expect("tracer");
+    let full = Tracer::new(&model, &tokenizer, prompt(&tokenizer), setup, None).expect("tracer");
+    let mut spec = GridSpec::new(TraceKind::Mlp);
+    spec.window = 2;
+    let fast = full.grid(&spec).expect("fast");
+    let err = only.grid(&spec).unwrap_err().to_string();
+    assert!(err.contains("Schedule::Naive"), "{err}");
+    spec.schedule = Schedule::Naive;
+    let naive = only.grid(&spec).expect("naive");
+    assert_eq!(naive.scores, full.grid(&spec).expect("naive").scores);
+    assert_grids_close(&fast, &naive, 1e-5);
+}

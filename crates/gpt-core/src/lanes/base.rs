@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hook::HookPoint;
 use crate::input::TokenBatch;
 use crate::intervention::Intervention;
-use crate::model::{ForwardOptions, KvCache, ResumableModel};
+use crate::model::{ForwardOptions, HookableModel, KvCache};
 
 /// One forward pass recorded for resumption: the residual entering every block, the keys
 /// and values of every position, and each row's last logits.
@@ -27,11 +27,13 @@ pub struct BaseRun {
 impl BaseRun {
     /// Runs `batch` once without gradients under `hooks` (e.g. a corruption of the
     /// embeddings; pass [`NoHooks`](crate::NoHooks) for none), recording what resumption
-    /// needs plus the points `record` accepts, as the hooks leave them.
+    /// needs plus the points `record` accepts, as the hooks leave them. One ordinary pass:
+    /// any [`HookableModel`] records a base run; resuming lanes from it needs a
+    /// [`ResumableModel`](crate::ResumableModel).
     ///
     /// # Errors
     /// Model and intervention errors; a pass stopped by `hooks`.
-    pub fn new<M: ResumableModel + ?Sized>(
+    pub fn new<M: HookableModel + ?Sized>(
         model: &M,
         batch: &TokenBatch,
         hooks: &mut dyn Intervention,
