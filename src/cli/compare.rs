@@ -8,7 +8,7 @@ use clap::Args;
 use counterfact::{markdown_table, summarize_dir, Bootstrap, Summary};
 
 use super::common::check_out_dir;
-use super::evaluate::write_outputs;
+use super::evaluate::{write_outputs, Outputs};
 
 /// Arguments of `factscope compare`.
 #[derive(Args, Debug)]
@@ -63,15 +63,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         }
         write_outputs(
             out,
-            "compare",
-            "compare.html",
-            title,
-            &details,
-            &refs,
-            &[],
-            &[],
-            0,
-            "",
+            &Outputs {
+                stem: "compare",
+                page: "compare.html",
+                title,
+                details: &details,
+                summaries: &refs,
+                extra: &[],
+                records: &[],
+                worst: 0,
+                extra_markdown: "",
+            },
         )?;
     }
     if args.json {

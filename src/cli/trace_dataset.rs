@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use causal_trace::dataset::{
-    load_known_facts, run_dataset, DatasetRun, KindSummary, TokenCategory,
+    load_known_facts, run_dataset, DatasetReport, DatasetRun, KindSummary, KnownFact, TokenCategory,
 };
 use causal_trace::noise::{Corruption, NoiseLevel};
 use causal_trace::TraceKind;
@@ -58,15 +58,18 @@ pub struct TraceDatasetArgs {
     severed: bool,
 }
 
+/// The model's name in figure titles: the file or folder name up to its first dot.
 fn model_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     stem.split('.').next().unwrap_or(stem).to_string()
 }
 
+/// A score to four decimals, or `n/a` when there is none.
 fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))
 }
 
+/// The best average indirect effect of a token category with its layer, or `n/a`.
 fn best(k: &KindSummary, cat: TokenCategory) -> String {
     let c = k.category(cat);
     match (c.best_layer, c.best_aie) {
@@ -77,43 +80,11 @@ fn best(k: &KindSummary, cat: TokenCategory) -> String {
 
 /// Runs `factscope trace-dataset`.
 pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
-    if args.samples == 0 {
-        bail!("--samples must be at least 1");
-    }
-    if !(args.noise_scale.is_finite() && args.noise_scale >= 0.0) {
-        bail!(
-            "--noise-scale {} must be a finite number >= 0",
-            args.noise_scale
-        );
-    }
+    check_args(&args)?;
     let facts = load_known_facts(&args.facts)?;
-    // Check where results go before any work, so an unusable --out loses nothing, and claim
-    // every output name (the one output-folder rule: a user's file is never replaced).
-    let mut names: Vec<String> = vec!["cases".into(), "summary.json".into()];
-    for ext in ["svg", "png"] {
-        for kind in TraceKind::ALL {
-            names.push(format!("avg_{}.{ext}", kind.name()));
-            names.push(format!("lines_{}.{ext}", kind.name()));
-        }
-        names.push(format!("severed.{ext}"));
-    }
-    super::common::claim_outputs(&args.out, args.force, &names)?;
+    claim_out(&args)?;
     let loaded = args.model.load()?;
-    let mut facts = facts;
-    let mut sigma = None;
-    let mut limit = args.limit;
-    if let Some(shard) = args.shard {
-        // ROME's σ is over every fact of the file; fix it before taking the shard.
-        let subjects: Vec<String> = facts.iter().map(|f| f.subject.clone()).collect();
-        sigma = Some(causal_trace::noise::embedding_std(
-            &loaded.model,
-            &loaded.tokenizer,
-            &subjects,
-        )?);
-        facts.truncate(args.limit.unwrap_or(facts.len()));
-        facts = counterfact::dataset::shard(&facts, shard.k, shard.n)?;
-        limit = None;
-    }
+    let (facts, sigma, limit) = select_facts(&args, &loaded, facts)?;
     let options = DatasetRun {
         samples: args.samples,
         noise: Corruption::Gaussian {
@@ -128,7 +99,6 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         model_name: model_name(&loaded.path),
         severed: args.severed,
     };
-
     let mut view = ProgressView::new("");
     let start = Instant::now();
     let report = run_dataset(
@@ -147,8 +117,77 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         )
     })?;
     view.finish();
-    let wall = start.elapsed().as_secs_f64();
+    let done = Done {
+        args: &args,
+        report: &report,
+        facts: facts.len(),
+        wall: start.elapsed().as_secs_f64(),
+    };
+    print_counts(&done);
+    print_effects(&report);
+    print_redone(&done);
+    Ok(())
+}
 
+/// Refuses sample counts and noise scales no trace can use, before anything is read.
+fn check_args(args: &TraceDatasetArgs) -> anyhow::Result<()> {
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if !(args.noise_scale.is_finite() && args.noise_scale >= 0.0) {
+        bail!(
+            "--noise-scale {} must be a finite number >= 0",
+            args.noise_scale
+        );
+    }
+    Ok(())
+}
+
+/// Checks where results go before any work, so an unusable --out loses nothing, and claims
+/// every output name (the one output-folder rule: a user's file is never replaced).
+fn claim_out(args: &TraceDatasetArgs) -> anyhow::Result<()> {
+    let mut names: Vec<String> = vec!["cases".into(), "summary.json".into()];
+    for ext in ["svg", "png"] {
+        for kind in TraceKind::ALL {
+            names.push(format!("avg_{}.{ext}", kind.name()));
+            names.push(format!("lines_{}.{ext}", kind.name()));
+        }
+        names.push(format!("severed.{ext}"));
+    }
+    super::common::claim_outputs(&args.out, args.force, &names)
+}
+
+/// The facts to trace, the noise σ fixed in advance (with --shard) and the limit left for
+/// the library: without --shard all facts, σ from them and --limit; with it, this shard of
+/// the first --limit facts, σ over every fact of the file (ROME's) and no further limit.
+fn select_facts(
+    args: &TraceDatasetArgs,
+    loaded: &gpt_core::LoadedModel,
+    mut facts: Vec<KnownFact>,
+) -> anyhow::Result<(Vec<KnownFact>, Option<f64>, Option<usize>)> {
+    let Some(shard) = args.shard else {
+        return Ok((facts, None, args.limit));
+    };
+    // ROME's σ is over every fact of the file; fix it before taking the shard.
+    let subjects: Vec<String> = facts.iter().map(|f| f.subject.clone()).collect();
+    let sigma = causal_trace::noise::embedding_std(&loaded.model, &loaded.tokenizer, &subjects)?;
+    facts.truncate(args.limit.unwrap_or(facts.len()));
+    let facts = counterfact::dataset::shard(&facts, shard.k, shard.n)?;
+    Ok((facts, Some(sigma), None))
+}
+
+/// What the printing steps read: the arguments, the run's report, the number of facts
+/// traced (or reused) and the run's wall time.
+struct Done<'a> {
+    args: &'a TraceDatasetArgs,
+    report: &'a DatasetReport,
+    facts: usize,
+    wall: f64,
+}
+
+/// Prints how many facts are known, the time taken, the noise and the first failures.
+fn print_counts(done: &Done<'_>) {
+    let (args, report) = (done.args, done.report);
     let s = &report.summary;
     println!(
         "{}: known {}/{} ({} not known, {} failed)",
@@ -168,7 +207,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
     };
     println!(
         "traced {} cases in {:.1} s{per_case}; reused {}; total {:.1} s",
-        report.traced, report.trace_seconds, report.reused, wall
+        report.traced, report.trace_seconds, report.reused, done.wall
     );
     if let Some(scale) = report.noise.scale() {
         // σ (the std of the embeddings of all the file's subjects) from the resolved scale.
@@ -176,7 +215,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
         println!(
             "noise: {}, σ over the {} subjects of the file, {} samples, seed {}",
             report.noise.describe(sigma),
-            facts.len(),
+            done.facts,
             args.samples,
             args.seed
         );
@@ -190,6 +229,12 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             s.failures.len() - 5
         );
     }
+}
+
+/// Prints the averages: the total effect, each kind's best AIE at the last subject token and
+/// at the last token, and the severed comparison.
+fn print_effects(report: &DatasetReport) {
+    let s = &report.summary;
     if let Some(k) = s.kinds.first() {
         // Clean and corrupted scores belong to the prompt, so every kind has the same ATE.
         let te = &k.total_effect;
@@ -229,6 +274,12 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
             peak(&sev.attn_severed)
         );
     }
+}
+
+/// Prints the cases of an earlier run traced again (their files failed validation) and
+/// what was written where.
+fn print_redone(done: &Done<'_>) {
+    let report = done.report;
     if !report.redone.is_empty() {
         println!(
             "traced again {} case(s) whose results from an earlier run failed validation:",
@@ -244,8 +295,7 @@ pub fn run(args: TraceDatasetArgs) -> anyhow::Result<()> {
     println!(
         "wrote {} files to {} (per-case results in {})",
         report.written.len(),
-        args.out.display(),
-        args.out.join("cases").display()
+        done.args.out.display(),
+        done.args.out.join("cases").display()
     );
-    Ok(())
 }
