@@ -101,6 +101,35 @@ pub struct LoadedCases {
 /// seen before and records of different kinds in one file (a known fact among edit cases,
 /// a zsRE record among CounterFact records, …).
 pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
+    let (text, records) = read_records(path)?;
+    let mut loaded = LoadedCases {
+        fingerprint: gpt_core::fingerprint::Fnv64::hex_of(text.as_bytes()),
+        ..LoadedCases::default()
+    };
+    let mut seen = Seen::default();
+    for (index, record) in records.iter().enumerate() {
+        let parsed =
+            parse_record(path, index, record).and_then(|case| seen.check(path, index, case));
+        match parsed {
+            Ok(case) => {
+                seen.ids.insert(case.case_id, index);
+                loaded.cases.push(case);
+            }
+            Err(e) if skip_bad => loaded.skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if loaded.cases.is_empty() {
+        return Err(Error::Dataset {
+            path: path.to_path_buf(),
+            reason: format!("none of its {} records is usable", records.len()),
+        });
+    }
+    Ok(loaded)
+}
+
+/// The text of the file at `path` and its records: a non-empty JSON list.
+fn read_records(path: &Path) -> Result<(String, Vec<Value>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Dataset {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -121,75 +150,64 @@ pub fn load_cases(path: &Path, skip_bad: bool) -> Result<LoadedCases> {
             reason: "the list of cases is empty".into(),
         });
     }
-    let mut loaded = LoadedCases {
-        fingerprint: gpt_core::fingerprint::Fnv64::hex_of(text.as_bytes()),
-        ..LoadedCases::default()
-    };
-    // Record index of each case id, and of the first record's kind (CounterFact edit cases,
-    // known facts, zsRE records): a summary keyed by case id would silently drop a
-    // duplicate, and a file mixing kinds has metrics that exist only for some of its cases.
-    let mut ids: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    let mut first_of_kind: Option<(CaseKind, usize)> = None;
-    for (index, record) in records.iter().enumerate() {
-        let parsed = parse_record(path, index, record).and_then(|case| {
-            let field = match case.kind {
-                CaseKind::KnownFact => "known_id",
-                // zsRE records have no id: theirs is their index, never a duplicate.
-                CaseKind::CounterFact | CaseKind::Zsre => "case_id",
-            };
-            let bad = |reason: String| Error::Record {
+    Ok((text, records))
+}
+
+/// What the records read so far were: the record index of each case id, and of the first
+/// record's kind (CounterFact edit cases, known facts, zsRE records). A summary keyed by
+/// case id would silently drop a duplicate, and a file mixing kinds has metrics that exist
+/// only for some of its cases.
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashMap<u64, usize>,
+    first_of_kind: Option<(CaseKind, usize)>,
+}
+
+impl Seen {
+    /// `case`, the record at `index`, unless it is of another kind than the first record or
+    /// its id was seen before. The first record's kind is noted here.
+    fn check(&mut self, path: &Path, index: usize, case: EditCase) -> Result<EditCase> {
+        let field = match case.kind {
+            CaseKind::KnownFact => "known_id",
+            // zsRE records have no id: theirs is their index, never a duplicate.
+            CaseKind::CounterFact | CaseKind::Zsre => "case_id",
+        };
+        // The kind first: ids of different kinds are different things (a zsRE record's id
+        // is its index), so a clash between them is not the problem to report.
+        match self.first_of_kind {
+            Some((kind, first)) if kind != case.kind => {
+                let hint = if CaseKind::Zsre == kind || CaseKind::Zsre == case.kind {
+                    "give zsRE records and CounterFact or known-facts records in separate files"
+                } else {
+                    "give edit cases and known facts in separate files"
+                };
+                return Err(Error::Record {
+                    path: path.to_path_buf(),
+                    index,
+                    field: "(record)".into(),
+                    reason: format!(
+                        "{} in a file whose record {first} is {}; {hint}",
+                        case.kind.describe(),
+                        kind.describe()
+                    ),
+                });
+            }
+            None => self.first_of_kind = Some((case.kind, index)),
+            _ => {}
+        }
+        if let Some(&earlier) = self.ids.get(&case.case_id) {
+            return Err(Error::Record {
                 path: path.to_path_buf(),
                 index,
                 field: field.into(),
-                reason,
-            };
-            // The kind first: ids of different kinds are different things (a zsRE record's
-            // id is its index), so a clash between them is not the problem to report.
-            match first_of_kind {
-                Some((kind, first)) if kind != case.kind => {
-                    let hint = if CaseKind::Zsre == kind || CaseKind::Zsre == case.kind {
-                        "give zsRE records and CounterFact or known-facts records in separate files"
-                    } else {
-                        "give edit cases and known facts in separate files"
-                    };
-                    return Err(Error::Record {
-                        path: path.to_path_buf(),
-                        index,
-                        field: "(record)".into(),
-                        reason: format!(
-                            "{} in a file whose record {first} is {}; {hint}",
-                            case.kind.describe(),
-                            kind.describe()
-                        ),
-                    });
-                }
-                None => first_of_kind = Some((case.kind, index)),
-                _ => {}
-            }
-            if let Some(&earlier) = ids.get(&case.case_id) {
-                return Err(bad(format!(
+                reason: format!(
                     "{} is also the id of record {earlier}; ids must be unique",
                     case.case_id
-                )));
-            }
-            Ok(case)
-        });
-        match parsed {
-            Ok(case) => {
-                ids.insert(case.case_id, index);
-                loaded.cases.push(case);
-            }
-            Err(e) if skip_bad => loaded.skipped.push(e),
-            Err(e) => return Err(e),
+                ),
+            });
         }
+        Ok(case)
     }
-    if loaded.cases.is_empty() {
-        return Err(Error::Dataset {
-            path: path.to_path_buf(),
-            reason: format!("none of its {} records is usable", records.len()),
-        });
-    }
-    Ok(loaded)
 }
 
 /// Field access that names the record and field on failure.

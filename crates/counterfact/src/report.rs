@@ -2,7 +2,7 @@
 //! SVG (bars with intervals, causal traces), and the worst cases. No scripts, no network.
 
 use crate::record::CaseRecord;
-use crate::summary::{cell, metric_title, table_metrics, Summary};
+use crate::summary::{cell, metric_title, table_metrics, MetricTable, Summary};
 
 /// Escapes text for HTML.
 pub fn escape(text: &str) -> String {
@@ -57,6 +57,33 @@ pub fn report_html(
     worst: usize,
 ) -> String {
     let mut h = String::new();
+    head(&mut h, title);
+    if !details.is_empty() {
+        details_table(&mut h, details);
+    }
+    let columns = table_metrics(summaries);
+    summary_table(&mut h, summaries, &columns);
+    glossary(&mut h, &columns);
+    for f in figures {
+        h.push_str(&format!(
+            "<figure role=\"img\" aria-label=\"{}\"><figcaption>{}</figcaption>{}</figure>",
+            escape(&f.title),
+            escape(&f.title),
+            f.svg
+        ));
+    }
+    let mut edited: Vec<&CaseRecord> = records.iter().filter(|r| r.post.is_some()).collect();
+    if edited.iter().any(|r| r.pre.top1.is_some()) {
+        worst_zsre(&mut h, &mut edited, worst);
+    } else if !edited.is_empty() && worst > 0 {
+        worst_counterfact(&mut h, &mut edited, worst);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The page's head (its style sheet: no scripts, no external files) and its heading.
+fn head(h: &mut String, title: &str) {
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     h.push_str(&format!("<title>{}</title>", escape(title)));
@@ -69,51 +96,51 @@ table.details{table-layout:fixed;width:100%}table.details th{width:9em}table.det
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
-    if !details.is_empty() {
-        h.push_str("<h2>How this run was made</h2><div class=\"scroll\"><table class=\"details\"><caption>Run details</caption><tbody>");
-        for (label, value) in details {
-            h.push_str(&format!(
-                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-                escape(label),
-                escape(value)
-            ));
-        }
-        h.push_str("</tbody></table></div>");
+}
+
+/// "How this run was made": one row per detail.
+fn details_table(h: &mut String, details: &[(String, String)]) {
+    h.push_str("<h2>How this run was made</h2><div class=\"scroll\"><table class=\"details\"><caption>Run details</caption><tbody>");
+    for (label, value) in details {
+        h.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+            escape(label),
+            escape(value)
+        ));
     }
-    let columns = table_metrics(summaries);
-    h.push_str("<h2>Summary</h2><div class=\"scroll\"><table><caption>Scores after the edit, with the unedited model on the same cases as the first row</caption><thead><tr><th scope=\"col\">run</th><th scope=\"col\">n</th>");
-    for m in &columns {
-        h.push_str(&format!("<th scope=\"col\">{}</th>", metric_title(m)));
+    h.push_str("</tbody></table></div>");
+}
+
+/// Opens a scrolling table with `caption` and column `headers` (both markup), up to its
+/// body.
+fn open_table<'a>(h: &mut String, caption: &str, headers: impl IntoIterator<Item = &'a str>) {
+    h.push_str(&format!(
+        "<div class=\"scroll\"><table><caption>{caption}</caption><thead><tr>"
+    ));
+    for header in headers {
+        h.push_str(&format!("<th scope=\"col\">{header}</th>"));
     }
-    h.push_str("<th scope=\"col\">s/case</th></tr></thead><tbody>");
-    let row =
-        |h: &mut String, name: &str, n: usize, t: &crate::summary::MetricTable, s: Option<f64>| {
-            h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
-            for m in &columns {
-                // "mean [lo, hi]": the interval on a second, smaller line.
-                let c = cell(t, m);
-                match c.split_once(" [") {
-                    Some((mean, ci)) => h.push_str(&format!(
-                        "<td>{}<br><small>[{}</small></td>",
-                        escape(mean),
-                        escape(ci)
-                    )),
-                    None => h.push_str(&format!("<td>{}</td>", escape(&c))),
-                }
-            }
-            h.push_str(&format!(
-                "<td>{}</td></tr>",
-                s.map_or("–".into(), |s| format!("{s:.2}"))
-            ));
-        };
+    h.push_str("</tr></thead><tbody>");
+}
+
+/// The summary: the unedited row (of the first summary), one row per summary in the
+/// `columns`, then the models and the tables' notes.
+fn summary_table(h: &mut String, summaries: &[&Summary], columns: &[&str]) {
+    h.push_str("<h2>Summary</h2>");
+    let titles = columns.iter().map(|m| metric_title(m));
+    open_table(
+        h,
+        "Scores after the edit, with the unedited model on the same cases as the first row",
+        ["run", "n"].into_iter().chain(titles).chain(["s/case"]),
+    );
     if let Some(first) = summaries.first() {
-        row(&mut h, "unedited", first.n, &first.pre, None);
+        summary_row(h, columns, ("unedited", first.n), &first.pre, None);
     }
     for s in summaries {
-        row(
-            &mut h,
-            s.display_name(),
-            s.n,
+        summary_row(
+            h,
+            columns,
+            (s.display_name(), s.n),
             &s.metrics,
             Some(s.seconds_per_case),
         );
@@ -128,6 +155,38 @@ figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weig
     for note in crate::summary::table_notes(summaries) {
         h.push_str(&format!("<p class=\"note\">{}</p>", escape(note)));
     }
+}
+
+/// One row of the summary: the run's name and case count, `table`'s cell of each column,
+/// the seconds per case.
+fn summary_row(
+    h: &mut String,
+    columns: &[&str],
+    (name, n): (&str, usize),
+    table: &MetricTable,
+    seconds: Option<f64>,
+) {
+    h.push_str(&format!("<tr><td>{}</td><td>{n}</td>", escape(name)));
+    for m in columns {
+        // "mean [lo, hi]": the interval on a second, smaller line.
+        let c = cell(table, m);
+        match c.split_once(" [") {
+            Some((mean, ci)) => h.push_str(&format!(
+                "<td>{}<br><small>[{}</small></td>",
+                escape(mean),
+                escape(ci)
+            )),
+            None => h.push_str(&format!("<td>{}</td>", escape(&c))),
+        }
+    }
+    h.push_str(&format!(
+        "<td>{}</td></tr>",
+        seconds.map_or("–".into(), |s| format!("{s:.2}"))
+    ));
+}
+
+/// What the summary's `columns` (and seconds per case) mean.
+fn glossary(h: &mut String, columns: &[&str]) {
     h.push_str("<dl class=\"glossary\">");
     for (name, meaning) in GLOSSARY
         .iter()
@@ -140,60 +199,70 @@ figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weig
         ));
     }
     h.push_str("</dl>");
-    for f in figures {
+}
+
+/// The `worst` CounterFact cases of `edited` by efficacy magnitude after the edit, with
+/// the start of the first generated text.
+fn worst_counterfact(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
+    let em = |r: &CaseRecord| r.post.as_ref().and_then(|m| m.em).unwrap_or(f64::INFINITY);
+    edited.sort_by(|a, b| em(a).total_cmp(&em(b)));
+    h.push_str(&format!(
+        "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
+        worst.min(edited.len())
+    ));
+    h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the start of the first fluency sample after the edit (all of it on hover).</p>");
+    open_table(
+        h,
+        "Worst cases by efficacy magnitude (EM) after the edit",
+        [
+            "case",
+            "subject",
+            "prompt",
+            "new",
+            "true",
+            "EM pre",
+            "EM post",
+            "PS pre",
+            "PS post",
+            "NS pre",
+            "NS post",
+            "generated after the edit",
+        ],
+    );
+    for r in edited.iter().take(worst) {
+        let post = r.post.as_ref();
+        let text = r
+            .generation
+            .as_ref()
+            .and_then(|g| g.texts.first())
+            .map_or("–".to_string(), |t| text_start(t));
         h.push_str(&format!(
-            "<figure role=\"img\" aria-label=\"{}\"><figcaption>{}</figcaption>{}</figure>",
-            escape(&f.title),
-            escape(&f.title),
-            f.svg
+            "<tr id=\"case-{id}\"><td>{id}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td></tr>",
+            escape(&r.request.subject),
+            escape(&r.request.filled()),
+            escape(&r.request.target),
+            escape(&r.target_true),
+            pct(r.pre.em),
+            pct(post.and_then(|m| m.em)),
+            pct(r.pre.ps),
+            pct(post.and_then(|m| m.ps)),
+            pct(r.pre.ns),
+            pct(post.and_then(|m| m.ns)),
+            id = r.case_id,
         ));
     }
-    let mut edited: Vec<&CaseRecord> = records.iter().filter(|r| r.post.is_some()).collect();
-    if edited.iter().any(|r| r.pre.top1.is_some()) {
-        worst_zsre(&mut h, &mut edited, worst);
-    } else if !edited.is_empty() && worst > 0 {
-        let em = |r: &CaseRecord| r.post.as_ref().and_then(|m| m.em).unwrap_or(f64::INFINITY);
-        edited.sort_by(|a, b| em(a).total_cmp(&em(b)));
-        h.push_str(&format!(
-            "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
-            worst.min(edited.len())
-        ));
-        h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the start of the first fluency sample after the edit (all of it on hover).</p>");
-        h.push_str("<div class=\"scroll\"><table><caption>Worst cases by efficacy magnitude (EM) after the edit</caption><thead><tr><th scope=\"col\">case</th><th scope=\"col\">subject</th><th scope=\"col\">prompt</th><th scope=\"col\">new</th><th scope=\"col\">true</th><th scope=\"col\">EM pre</th><th scope=\"col\">EM post</th><th scope=\"col\">PS pre</th><th scope=\"col\">PS post</th><th scope=\"col\">NS pre</th><th scope=\"col\">NS post</th><th scope=\"col\">generated after the edit</th></tr></thead><tbody>");
-        for r in edited.iter().take(worst) {
-            let post = r.post.as_ref();
-            // The first 160 characters (the whole text on hover): the table stays readable.
-            let text = r.generation.as_ref().and_then(|g| g.texts.first()).map_or(
-                "–".to_string(),
-                |t| {
-                    let short: String = t.chars().take(160).collect();
-                    let more = if short.len() < t.len() { "…" } else { "" };
-                    format!(
-                        "<span title=\"{}\">{}{more}</span>",
-                        escape(t),
-                        escape(&short)
-                    )
-                },
-            );
-            h.push_str(&format!(
-                "<tr id=\"case-{id}\"><td>{id}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td></tr>",
-                escape(&r.request.subject),
-                escape(&r.request.filled()),
-                escape(&r.request.target),
-                escape(&r.target_true),
-                pct(r.pre.em),
-                pct(post.and_then(|m| m.em)),
-                pct(r.pre.ps),
-                pct(post.and_then(|m| m.ps)),
-                pct(r.pre.ns),
-                pct(post.and_then(|m| m.ns)),
-                id = r.case_id,
-            ));
-        }
-        h.push_str("</tbody></table></div>");
-    }
-    h.push_str("</body></html>\n");
-    h
+    h.push_str("</tbody></table></div>");
+}
+
+/// The first 160 characters of `text` (the whole text on hover): the table stays readable.
+fn text_start(text: &str) -> String {
+    let short: String = text.chars().take(160).collect();
+    let more = if short.len() < text.len() { "…" } else { "" };
+    format!(
+        "<span title=\"{}\">{}{more}</span>",
+        escape(text),
+        escape(&short)
+    )
 }
 
 /// The `worst` zsRE cases of `edited` by efficacy after the edit.
@@ -212,7 +281,21 @@ fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
         "<h2>The {} worst cases (lowest Efficacy after the edit)</h2>",
         worst.min(edited.len())
     ));
-    h.push_str("<div class=\"scroll\"><table><caption>Worst cases by Efficacy after the edit</caption><thead><tr><th scope=\"col\">case</th><th scope=\"col\">question</th><th scope=\"col\">new</th><th scope=\"col\">true</th><th scope=\"col\">Efficacy pre</th><th scope=\"col\">Efficacy post</th><th scope=\"col\">Paraphrase post</th><th scope=\"col\">Specificity pre</th><th scope=\"col\">Specificity post</th></tr></thead><tbody>");
+    open_table(
+        h,
+        "Worst cases by Efficacy after the edit",
+        [
+            "case",
+            "question",
+            "new",
+            "true",
+            "Efficacy pre",
+            "Efficacy post",
+            "Paraphrase post",
+            "Specificity pre",
+            "Specificity post",
+        ],
+    );
     for r in edited.iter().take(worst) {
         let post = r.post.as_ref();
         h.push_str(&format!(

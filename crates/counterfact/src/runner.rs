@@ -98,17 +98,7 @@ pub fn run_cases<'e, M: EditModel>(
     out: &RunDir,
     progress: &mut ProgressFn<'_>,
 ) -> Result<RunOutcome> {
-    if options.batch == 0 {
-        return Err(Error::InvalidInput("--batch must be at least 1".into()));
-    }
-    if editor.is_some() {
-        if let Some(c) = cases.iter().find(|c| !c.has_edit()) {
-            return Err(Error::InvalidInput(format!(
-                "case {} has no new target (a known-facts record): only method `none` can run it",
-                c.case_id
-            )));
-        }
-    }
+    check_run(cases, options, editor.is_some())?;
     let todo: Vec<&EditCase> = cases
         .iter()
         .filter(|c| !done.contains(&c.case_id))
@@ -134,12 +124,8 @@ pub fn run_cases<'e, M: EditModel>(
     }
     for cases in todo.chunks(chunk) {
         let started = Instant::now();
-        let mut pre_all = score_cases(&*model, tokenizer, cases, options.limits)?;
-        let mut pre_texts = vec![None; cases.len()];
-        if editor.is_none() || options.pre_generation {
-            pre_texts = fluency_of(&*model, tokenizer, cases, options, &mut pre_all)
-                .map_err(|e| named(&cases.iter().map(|c| c.case_id).collect::<Vec<_>>(), e))?;
-        }
+        let generate = editor.is_none() || options.pre_generation;
+        let (pre_all, pre_texts) = score_before(&*model, tokenizer, cases, options, generate)?;
         let pre_seconds = started.elapsed().as_secs_f64() / cases.len() as f64;
         for ((group, pre), texts) in cases
             .chunks(options.batch)
@@ -179,6 +165,40 @@ pub fn run_cases<'e, M: EditModel>(
     Ok(outcome)
 }
 
+/// Refuses a batch of 0 and, for an editing run (`edits`), cases that cannot be edited.
+fn check_run(cases: &[EditCase], options: &RunOptions, edits: bool) -> Result<()> {
+    if options.batch == 0 {
+        return Err(Error::InvalidInput("--batch must be at least 1".into()));
+    }
+    if edits {
+        if let Some(c) = cases.iter().find(|c| !c.has_edit()) {
+            return Err(Error::InvalidInput(format!(
+                "case {} has no new target (a known-facts record): only method `none` can run it",
+                c.case_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The unedited model's metrics of `cases` and, when `generate`, its texts (else none).
+fn score_before<M: EditModel>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    cases: &[&EditCase],
+    options: &RunOptions,
+    generate: bool,
+) -> Result<(Vec<CaseMetrics>, Vec<Option<Generation>>)> {
+    let mut pre = score_cases(model, tokenizer, cases, options.limits)?;
+    let mut texts = vec![None; cases.len()];
+    if generate {
+        texts = fluency_of(model, tokenizer, cases, options, &mut pre)
+            .map_err(|e| named(&cases.iter().map(|c| c.case_id).collect::<Vec<_>>(), e))?;
+    }
+    Ok((pre, texts))
+}
+
+/// `e`, naming the cases it happened to.
 pub(crate) fn named(case_ids: &[u64], e: Error) -> Error {
     Error::Case {
         case_ids: case_ids.to_vec(),

@@ -8,7 +8,7 @@
 //! `hook_mlp_out` of the layer, which is exactly what `W + ΔW` computes.
 
 use gpt_core::intervention::{HookAction, Intervention, StopAt};
-use gpt_core::tch::{Kind, Tensor};
+use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     target_tokens, BlocksInput, CacheHook, EditableModel, HookPoint, Layer, Padding,
     ResumableModel, RewriteRequest, TokenBatch, Tokenizer, WeightDelta, WeightId,
@@ -116,82 +116,27 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
     requests: &[RewriteRequest],
     hp: &FtHparams,
 ) -> Result<FtEdit> {
-    let config = model.config();
-    hp.validate(config.n_layers)?;
+    hp.validate(model.config().n_layers)?;
     if requests.is_empty() {
         return Err(Error::InvalidInput(
             "FT-L needs at least one request".into(),
         ));
     }
     gpt_core::check_joint_requests(requests)?;
-    let device = model.device();
-    // Each row: prompt + target[..T−1]; row i reads target token j at (prompt_len + j − 1).
-    // Each read is weighted 1 / (tokens of its target · requests), so each request counts
-    // once and the loss is the mean over requests of each target's mean NLL.
-    let (mut seqs, mut read_rows, mut read_pos, mut targets, mut weights) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, r) in requests.iter().enumerate() {
-        r.validate()?;
-        let prompt = tokenizer.encode(&r.filled())?.ids;
-        let target = target_tokens(tokenizer, &r.target)?;
-        let weight = 1.0 / (target.len() as f64 * requests.len() as f64);
-        for (j, &t) in target.iter().enumerate() {
-            read_rows.push(i as i64);
-            read_pos.push((prompt.len() + j - 1) as i64);
-            targets.push(t);
-            weights.push(weight);
-        }
-        seqs.push([prompt, target[..target.len() - 1].to_vec()].concat());
-    }
-    let batch = TokenBatch::pad(&seqs, Padding::Right, 0, device)?;
-    let rows_t = Tensor::f_from_slice(&read_rows)?.f_to_device(device)?;
-    let pos_t = Tensor::f_from_slice(&read_pos)?.f_to_device(device)?;
-    let targets_t = Tensor::f_from_slice(&targets)?
-        .f_to_device(device)?
-        .f_unsqueeze(1)?;
-    let weights_t = Tensor::f_from_slice(&weights)?
-        .f_to_device(device)?
-        .f_to_kind(Kind::Float)?;
-
-    // Nothing below block L changes: its input is computed once.
-    let resid = {
-        let _guard = gpt_core::tch::no_grad_guard();
-        let point = HookPoint::resid_pre(hp.layer);
-        let mut rec = (CacheHook::new(|p| p == point), StopAt(point));
-        let _ = model.forward_hooked(&batch, &mut rec)?;
-        rec.0.into_cache().try_get(point)?.shallow_clone()
+    let batch = FtBatch::new(tokenizer, requests, model.device())?;
+    let resid = block_input(model, &batch.tokens, hp.layer)?;
+    let run = FtRun {
+        model,
+        hp,
+        batch,
+        resid,
     };
-
     let w = model.weight(WeightId::MlpOut(Layer(hp.layer)))?;
     let mut delta = w.f_zeros_like()?.f_set_requires_grad(true)?;
     let mut adam = Adam::new(&delta, hp.lr)?;
     let mut losses = Vec::new();
     for step in 0..hp.num_steps {
-        let mut hook = AddLinear {
-            layer: hp.layer,
-            delta: &delta,
-            post: None,
-        };
-        let out = model
-            .forward_blocks(
-                BlocksInput {
-                    layers: hp.layer..config.n_layers,
-                    resid: resid.shallow_clone(),
-                    positions: batch.positions.shallow_clone(),
-                    past: None,
-                    attention_mask: Some(batch.attention_mask.shallow_clone()),
-                    last_position_only: false,
-                },
-                &mut hook,
-            )?
-            .resid()?;
-        let picked = out.f_index(&[Some(&rows_t), Some(&pos_t)])?;
-        let logp = model.unembed(&picked)?.f_log_softmax(-1, Kind::Float)?;
-        let nll = logp
-            .f_gather(1, &targets_t, false)?
-            .f_squeeze_dim(1)?
-            .f_neg()?;
-        let loss = nll.f_mul(&weights_t)?.f_sum(Kind::Float)?;
+        let loss = run.loss(&delta)?;
         let value = loss.f_double_value(&[])?;
         losses.push(value);
         if !value.is_finite() {
@@ -223,4 +168,114 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
         },
         losses,
     })
+}
+
+/// The token batch FT-L trains on and which logits it reads.
+///
+/// Each row is prompt + target[..T−1]; row i reads target token j at (prompt_len + j − 1).
+/// Each read is weighted 1 / (tokens of its target · requests), so each request counts
+/// once and the loss is the mean over requests of each target's mean NLL.
+struct FtBatch {
+    /// The rows, right-padded.
+    tokens: TokenBatch,
+    /// `[reads]`: the row of each read.
+    rows: Tensor,
+    /// `[reads]`: the position of each read.
+    positions: Tensor,
+    /// `[reads, 1]`: the token each read should predict.
+    targets: Tensor,
+    /// `[reads]` f32: the weight of each read.
+    weights: Tensor,
+}
+
+impl FtBatch {
+    fn new(tokenizer: &Tokenizer, requests: &[RewriteRequest], device: Device) -> Result<Self> {
+        let (mut seqs, mut read_rows, mut read_pos, mut targets, mut weights) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, r) in requests.iter().enumerate() {
+            r.validate()?;
+            let prompt = tokenizer.encode(&r.filled())?.ids;
+            let target = target_tokens(tokenizer, &r.target)?;
+            let weight = 1.0 / (target.len() as f64 * requests.len() as f64);
+            for (j, &t) in target.iter().enumerate() {
+                read_rows.push(i as i64);
+                read_pos.push((prompt.len() + j - 1) as i64);
+                targets.push(t);
+                weights.push(weight);
+            }
+            seqs.push([prompt, target[..target.len() - 1].to_vec()].concat());
+        }
+        Ok(Self {
+            tokens: TokenBatch::pad(&seqs, Padding::Right, 0, device)?,
+            rows: Tensor::f_from_slice(&read_rows)?.f_to_device(device)?,
+            positions: Tensor::f_from_slice(&read_pos)?.f_to_device(device)?,
+            targets: Tensor::f_from_slice(&targets)?
+                .f_to_device(device)?
+                .f_unsqueeze(1)?,
+            weights: Tensor::f_from_slice(&weights)?
+                .f_to_device(device)?
+                .f_to_kind(Kind::Float)?,
+        })
+    }
+}
+
+/// The input of block `layer` for `batch`, `[batch, pos, d_model]`: nothing below the
+/// fine-tuned block changes, so it is computed once.
+fn block_input<M: EditableModel + ?Sized>(
+    model: &M,
+    batch: &TokenBatch,
+    layer: usize,
+) -> Result<Tensor> {
+    let _guard = gpt_core::tch::no_grad_guard();
+    let point = HookPoint::resid_pre(layer);
+    let mut rec = (CacheHook::new(|p| p == point), StopAt(point));
+    let _ = model.forward_hooked(batch, &mut rec)?;
+    Ok(rec.0.into_cache().try_get(point)?.shallow_clone())
+}
+
+/// What every FT-L step reads: the model, the settings, the batch and its input to the
+/// fine-tuned block.
+struct FtRun<'a, M: ?Sized> {
+    model: &'a M,
+    hp: &'a FtHparams,
+    batch: FtBatch,
+    /// `[batch, pos, d_model]`: the input of block `hp.layer`.
+    resid: Tensor,
+}
+
+impl<M: EditableModel + ResumableModel + ?Sized> FtRun<'_, M> {
+    /// The weighted NLL (a scalar, with a graph back to `delta`) of the targets with `delta`
+    /// added to the fine-tuned matrix, from the fine-tuned block up.
+    fn loss(&self, delta: &Tensor) -> Result<Tensor> {
+        let (hp, batch) = (self.hp, &self.batch);
+        let mut hook = AddLinear {
+            layer: hp.layer,
+            delta,
+            post: None,
+        };
+        let out = self
+            .model
+            .forward_blocks(
+                BlocksInput {
+                    layers: hp.layer..self.model.config().n_layers,
+                    resid: self.resid.shallow_clone(),
+                    positions: batch.tokens.positions.shallow_clone(),
+                    past: None,
+                    attention_mask: Some(batch.tokens.attention_mask.shallow_clone()),
+                    last_position_only: false,
+                },
+                &mut hook,
+            )?
+            .resid()?;
+        let picked = out.f_index(&[Some(&batch.rows), Some(&batch.positions)])?;
+        let logp = self
+            .model
+            .unembed(&picked)?
+            .f_log_softmax(-1, Kind::Float)?;
+        let nll = logp
+            .f_gather(1, &batch.targets, false)?
+            .f_squeeze_dim(1)?
+            .f_neg()?;
+        Ok(nll.f_mul(&batch.weights)?.f_sum(Kind::Float)?)
+    }
 }

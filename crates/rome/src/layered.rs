@@ -6,7 +6,9 @@
 
 use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
-use gpt_core::{EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId};
+use gpt_core::{
+    EditUndo, EditableModel, HookPoint, Layer, ResumableModel, Tokenizer, WeightDelta, WeightId,
+};
 
 use crate::delta::{optimize_deltas, DeltaSpec};
 use crate::error::{Error, Result};
@@ -117,93 +119,195 @@ pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
     solve: &mut LayerSolve<'_>,
     progress: &mut ProgressFn<'_>,
 ) -> Result<Layered> {
-    let n_layers = model.config().n_layers;
-    if requests.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "{} needs at least one request",
-            spec.method
-        )));
+    let setup = Setup::new(
+        model.config().n_layers,
+        tokenizer,
+        requests,
+        spec,
+        templates,
+    )?;
+    let (z, losses) = target_residuals(&*model, &setup, progress)?;
+    let mut updates = LayerUpdates::default();
+    let result = updates.apply(model, &setup, &z, solve, progress);
+    // Leave the model as it was, whatever happened.
+    for undo in updates.undos.iter().rev() {
+        model.undo(undo)?;
     }
-    gpt_core::check_joint_requests(requests)?;
-    if spec.layers.is_empty() || spec.layers.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::InvalidInput(format!(
-            "{} layers {:?} must be non-empty and strictly ascending",
-            spec.method, spec.layers
-        )));
-    }
-    let last = *spec.layers.last().unwrap_or(&0);
-    let mut z_hp = spec.z.clone();
-    z_hp.layer = last;
-    z_hp.validate(n_layers)?;
-    (spec.check)()?;
-    for r in requests {
-        r.validate()?;
-    }
-    // Each request's prompts: the templates filled in (the bare prompt first).
-    let prompts = requests
-        .iter()
-        .map(|r| {
-            templates
-                .iter()
-                .map(|t| locate(tokenizer, t, r))
-                .collect::<Result<Vec<_>>>()
+    result?;
+    Ok(Layered {
+        deltas: updates.deltas,
+        z,
+        losses,
+        keys_after: updates.keys_after,
+    })
+}
+
+/// What every step of a layered run reads: the checked inputs, each request located in
+/// every template, and the z settings at the last edited layer.
+struct Setup<'a> {
+    tokenizer: &'a Tokenizer,
+    requests: &'a [RewriteRequest],
+    spec: &'a LayeredSpec<'a>,
+    templates: &'a [String],
+    /// Each request's prompts: the templates filled in (the bare prompt first).
+    prompts: Vec<Vec<Located>>,
+    /// The z settings, `layer` set to [`Setup::last`].
+    z_hp: RomeHparams,
+    /// The last edited layer, at whose output z sits.
+    last: usize,
+}
+
+impl<'a> Setup<'a> {
+    /// Checks the requests, the layers and the method's inputs (in that order, so the first
+    /// error is the same whichever method runs) and locates the prompts.
+    fn new(
+        n_layers: usize,
+        tokenizer: &'a Tokenizer,
+        requests: &'a [RewriteRequest],
+        spec: &'a LayeredSpec<'a>,
+        templates: &'a [String],
+    ) -> Result<Self> {
+        if requests.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{} needs at least one request",
+                spec.method
+            )));
+        }
+        gpt_core::check_joint_requests(requests)?;
+        if spec.layers.is_empty() || spec.layers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::InvalidInput(format!(
+                "{} layers {:?} must be non-empty and strictly ascending",
+                spec.method, spec.layers
+            )));
+        }
+        let last = *spec.layers.last().unwrap_or(&0);
+        let mut z_hp = spec.z.clone();
+        z_hp.layer = last;
+        z_hp.validate(n_layers)?;
+        (spec.check)()?;
+        for r in requests {
+            r.validate()?;
+        }
+        let prompts = requests
+            .iter()
+            .map(|r| {
+                templates
+                    .iter()
+                    .map(|t| locate(tokenizer, t, r))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            tokenizer,
+            requests,
+            spec,
+            templates,
+            prompts,
+            z_hp,
+            last,
         })
-        .collect::<Result<Vec<_>>>()?;
-    // Target residuals z at the last layer's output.
-    let targets = |done: usize| {
+    }
+
+    /// The first stage's progress: `done` target residuals of all.
+    fn targets_progress(&self, done: usize) -> Progress {
         Progress::new(
-            spec.targets_stage,
+            self.spec.targets_stage,
             done as u64,
-            Some(requests.len() as u64),
+            Some(self.requests.len() as u64),
             "requests",
         )
-    };
-    // Cached targets first (by content: the model's state, layer, request, settings).
-    let state = match spec.cache {
-        Some(_) => Some(TargetCache::model_state(&*model)?),
+    }
+
+    /// The second stage's progress: `done` layers of all.
+    fn layers_progress(&self, done: usize) -> Progress {
+        Progress::new(
+            self.spec.layers_stage,
+            done as u64,
+            Some(self.spec.layers.len() as u64),
+            "layers",
+        )
+    }
+}
+
+/// A target residual `z` (f64, on the model's device) and its z losses.
+type Target = (Tensor, Vec<f64>);
+
+/// The target residuals z at the last layer's output, `[n, d_model]` f64 on the CPU, and
+/// the z losses of each request: from the cache where it has them, else optimised.
+fn target_residuals<M: EditableModel + ResumableModel + ?Sized>(
+    model: &M,
+    setup: &Setup<'_>,
+    progress: &mut ProgressFn<'_>,
+) -> Result<(Tensor, Vec<Vec<f64>>)> {
+    // Looked up by content (the model's state, layer, request, settings), so the state is
+    // fingerprinted once for all requests.
+    let state = match setup.spec.cache {
+        Some(_) => Some(TargetCache::model_state(model)?),
         None => None,
     };
-    let mut found: Vec<Option<(Tensor, Vec<f64>)>> = Vec::with_capacity(requests.len());
-    for r in requests {
-        found.push(match (spec.cache, &state) {
-            (Some(cache), Some(state)) => cache.get(state, last, r, &z_hp, templates)?,
+    let mut found: Vec<Option<Target>> = Vec::with_capacity(setup.requests.len());
+    for r in setup.requests {
+        found.push(match (setup.spec.cache, &state) {
+            (Some(cache), Some(state)) => {
+                cache.get(state, setup.last, r, &setup.z_hp, setup.templates)?
+            }
             _ => None,
         });
     }
+    fit_missing(model, setup, state.as_deref(), &mut found, progress)?;
+    let (mut zs, mut losses) = (Vec::new(), Vec::new());
+    for (z, l) in found.into_iter().flatten() {
+        zs.push(z.f_to_device(Device::Cpu)?);
+        losses.push(l);
+    }
+    let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
+    Ok((z, losses))
+}
+
+/// Optimises the target residuals `found` lacks, [`TARGET_BATCH`] at a time, and stores
+/// them in the cache (`state`: the model's, when there is a cache).
+fn fit_missing<M: ResumableModel + ?Sized>(
+    model: &M,
+    setup: &Setup<'_>,
+    state: Option<&str>,
+    found: &mut [Option<Target>],
+    progress: &mut ProgressFn<'_>,
+) -> Result<()> {
+    let (requests, last) = (setup.requests, setup.last);
     let missing: Vec<usize> = (0..requests.len())
         .filter(|&i| found[i].is_none())
         .collect();
     let specs: Vec<DeltaSpec<'_>> = missing
         .iter()
         .map(|&i| DeltaSpec {
-            tokenizer,
+            tokenizer: setup.tokenizer,
             request: &requests[i],
-            hp: &z_hp,
-            key_prompts: &prompts[i],
+            hp: &setup.z_hp,
+            key_prompts: &setup.prompts[i],
             point: HookPoint::resid_post(last),
             layer: last,
             schedule: Schedule::Fast,
         })
         .collect();
     let mut done = requests.len() - missing.len();
-    progress::report(progress, targets(done))?;
+    progress::report(progress, setup.targets_progress(done))?;
     for (chunk, indices) in specs.chunks(TARGET_BATCH).zip(missing.chunks(TARGET_BATCH)) {
         let before = done;
         let mut reported = before;
-        let fits = optimize_deltas(&*model, chunk, &mut |finished| {
+        let fits = optimize_deltas(model, chunk, &mut |finished| {
             // Every request of a chunk is done at its end: that is reported once, below.
             if before + finished > reported && finished < chunk.len() {
                 reported = before + finished;
-                progress::report(progress, targets(reported))?;
+                progress::report(progress, setup.targets_progress(reported))?;
             }
             Ok(())
         })?;
         for (fit, &i) in fits.into_iter().zip(indices) {
             let z = fit.target_init.f_add(&fit.delta)?.f_to_kind(Kind::Double)?;
-            if let (Some(cache), Some(state)) = (spec.cache, &state) {
+            if let (Some(cache), Some(state)) = (setup.spec.cache, state) {
                 cache.put(
                     state,
-                    (last, &requests[i], &z_hp, templates),
+                    (last, &requests[i], &setup.z_hp, setup.templates),
                     &z,
                     &fit.losses,
                 )?;
@@ -211,33 +315,39 @@ pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
             found[i] = Some((z, fit.losses));
         }
         done += chunk.len();
-        progress::report(progress, targets(done))?;
+        progress::report(progress, setup.targets_progress(done))?;
     }
-    let (mut zs, mut losses) = (Vec::new(), Vec::new());
-    for (z, l) in found.into_iter().flatten() {
-        zs.push(z.f_to_device(Device::Cpu)?);
-        losses.push(l);
-    }
-    let z = Tensor::f_stack(&zs, 0)?.f_to_device(Device::Cpu)?; // [n, d_model]
-    let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();
+    Ok(())
+}
 
-    let mut deltas = Vec::new();
-    let mut keys_after = Vec::new();
-    let mut undos = Vec::new();
-    let layers = |done: usize| {
-        Progress::new(
-            spec.layers_stage,
-            done as u64,
-            Some(spec.layers.len() as u64),
-            "layers",
-        )
-    };
-    let result = (|| -> Result<()> {
-        progress::report(progress, layers(0))?;
+/// The per-layer changes of a layered run as they are made, with their undo records (so
+/// the caller can restore the model whether or not every layer was done).
+#[derive(Default)]
+struct LayerUpdates {
+    deltas: Vec<WeightDelta>,
+    undos: Vec<EditUndo>,
+    keys_after: Vec<Tensor>,
+}
+
+impl LayerUpdates {
+    /// Layer by layer: the keys with the model as edited so far, the remaining residual
+    /// towards `z` (`[n, d_model]`) spread over the layers left, `solve`'s change applied;
+    /// then, if the spec asks, every layer's keys again.
+    fn apply<M: EditableModel + ResumableModel + ?Sized>(
+        &mut self,
+        model: &mut M,
+        setup: &Setup<'_>,
+        z: &Tensor,
+        solve: &mut LayerSolve<'_>,
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<()> {
+        let (spec, prompts) = (setup.spec, &setup.prompts);
+        let bare: Vec<Located> = prompts.iter().map(|p| p[0].clone()).collect();
+        progress::report(progress, setup.layers_progress(0))?;
         for (i, &layer) in spec.layers.iter().enumerate() {
             // Keys of every request with the model as edited so far.
-            let keys = request_keys(&*model, layer, &prompts)?;
-            let current = residuals_at(&*model, last, &bare)?
+            let keys = request_keys(&*model, layer, prompts)?;
+            let current = residuals_at(&*model, setup.last, &bare)?
                 .f_to_kind(Kind::Double)?
                 .f_to_device(Device::Cpu)?;
             let remaining = (spec.layers.len() - i) as f64;
@@ -250,27 +360,16 @@ pub(crate) fn compute_layered<M: EditableModel + ResumableModel + ?Sized>(
                 target: WeightId::MlpOut(Layer(layer)),
                 delta: dw,
             };
-            undos.push(model.apply(&delta)?);
-            deltas.push(delta);
-            progress::report(progress, layers(i + 1))?;
+            self.undos.push(model.apply(&delta)?);
+            self.deltas.push(delta);
+            progress::report(progress, setup.layers_progress(i + 1))?;
         }
         if spec.keys_after {
             // With every layer changed, as the reference's `cache_c` update sees the model.
             for &layer in spec.layers {
-                keys_after.push(request_keys(&*model, layer, &prompts)?);
+                self.keys_after.push(request_keys(&*model, layer, prompts)?);
             }
         }
         Ok(())
-    })();
-    // Leave the model as it was, whatever happened.
-    for undo in undos.iter().rev() {
-        model.undo(undo)?;
     }
-    result?;
-    Ok(Layered {
-        deltas,
-        z,
-        losses,
-        keys_after,
-    })
 }

@@ -157,6 +157,21 @@ pub struct RomeEdit {
     pub templates: Vec<String>,
 }
 
+/// The key second moment the update uses, `[d_mlp, d_mlp]` f64 on the CPU: `c` with
+/// `mom2_adjustment`, else the identity.
+fn update_moment(hp: &RomeHparams, c: Option<&Tensor>, d_mlp: i64) -> Result<Tensor> {
+    let c = match (hp.mom2_adjustment, c) {
+        (true, Some(c)) => c.f_to_kind(Kind::Double)?,
+        (true, None) => {
+            return Err(Error::InvalidInput(
+                "mom2_adjustment needs the key statistics C".into(),
+            ))
+        }
+        (false, _) => Tensor::f_eye(d_mlp, (Kind::Double, Device::Cpu))?,
+    };
+    Ok(c.f_to_device(Device::Cpu)?)
+}
+
 /// Computes one ROME edit of `request` (never changing the model): the weight change of
 /// `blocks.{hp.layer}.mlp.W_out` that makes the model continue the request's prompt with
 /// its target. `c` is the key second moment `E[k kᵀ]` of that layer (`None` with
@@ -211,17 +226,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let (target_init, delta, losses) = (fit.target_init, fit.delta, fit.losses);
     let v_star = target_init.f_add(&delta)?.f_to_kind(Kind::Double)?;
 
-    let d_mlp = config.d_mlp as i64;
-    let c = match (hp.mom2_adjustment, c) {
-        (true, Some(c)) => c.f_to_kind(Kind::Double)?,
-        (true, None) => {
-            return Err(Error::InvalidInput(
-                "mom2_adjustment needs the key statistics C".into(),
-            ))
-        }
-        (false, _) => Tensor::f_eye(d_mlp, (Kind::Double, Device::Cpu))?,
-    }
-    .f_to_device(Device::Cpu)?;
+    let c = update_moment(hp, c, config.d_mlp as i64)?;
     let k_star_cpu = k_star.f_to_device(Device::Cpu)?;
     let (k, residual) = match hp.variant {
         // W′k = v* at the bare prompt's key: the residual there is δ.

@@ -384,11 +384,37 @@ fn compute_key_stats(
     checkpoint: Option<&Path>,
     progress: &mut ProgressFn<'_>,
 ) -> Result<KeyStats> {
-    let c = model.config();
-    if options.layer >= c.n_layers {
+    check_options(model, corpus, options)?;
+    let _guard = gpt_core::tch::no_grad_guard();
+    let mut stats = start_or_resume(model, corpus, options, checkpoint)?;
+    let pass = Pass {
+        model,
+        tokenizer,
+        corpus,
+        options,
+    };
+    progress::report(progress, pass.progress(&stats.meta))?;
+    while !stats.meta.complete {
+        pass.advance(&mut stats)?;
+        if let Some(path) = checkpoint {
+            stats.save(path)?;
+        }
+        match progress::report(progress, pass.progress(&stats.meta)) {
+            // Nothing is left to stop once the run is complete.
+            Err(cancelled) if !stats.meta.complete => return Err(cancelled.into()),
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+/// Refuses a layer out of range, zero sizes, an empty corpus and a budget of 0 tokens.
+fn check_options(model: &dyn EditableModel, corpus: &Corpus, options: &StatsOptions) -> Result<()> {
+    let n_layers = model.config().n_layers;
+    if options.layer >= n_layers {
         return Err(gpt_core::Error::LayerOutOfRange {
             layer: options.layer,
-            n_layers: c.n_layers,
+            n_layers,
         }
         .into());
     }
@@ -405,12 +431,22 @@ fn compute_key_stats(
             "a token budget of 0 counts no key: give at least 1 token, or no budget".into(),
         ));
     }
-    let _guard = gpt_core::tch::no_grad_guard();
-    let fingerprint = model_fingerprint(model, options.layer)?;
+    Ok(())
+}
+
+/// The statistics to continue: the checkpoint's when there is one (refused when it was
+/// computed from anything else), else none counted yet.
+fn start_or_resume(
+    model: &dyn EditableModel,
+    corpus: &Corpus,
+    options: &StatsOptions,
+    checkpoint: Option<&Path>,
+) -> Result<KeyStats> {
+    let d_mlp = model.config().d_mlp;
     let fresh = StatsMeta {
-        model: fingerprint,
+        model: model_fingerprint(model, options.layer)?,
         layer: options.layer,
-        d_mlp: c.d_mlp,
+        d_mlp,
         corpus: corpus.fingerprint.clone(),
         corpus_source: corpus.source.clone(),
         texts: 0,
@@ -420,44 +456,58 @@ fn compute_key_stats(
         complete: false,
         dtype: "f64".into(),
     };
-    let mut stats = match checkpoint.filter(|p| p.exists()) {
-        Some(path) => {
-            let previous = KeyStats::load(path)?;
-            let same = |m: &StatsMeta| StatsMeta {
-                texts: 0,
-                tokens: 0,
-                complete: false,
-                corpus_source: String::new(),
-                ..m.clone()
-            };
-            if same(&previous.meta) != same(&fresh) {
-                return Err(Error::Stats {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "it holds statistics of another model, layer, corpus or setting ({} layer {} corpus {} max length {} budget {:?}); refusing to continue or overwrite it",
-                        previous.meta.model, previous.meta.layer, previous.meta.corpus, previous.meta.max_length, previous.meta.max_tokens
-                    ),
-                });
-            }
-            previous
-        }
-        None => KeyStats {
+    let Some(path) = checkpoint.filter(|p| p.exists()) else {
+        return Ok(KeyStats {
             meta: fresh,
-            moment: SecondMoment::new(c.d_mlp)?,
-        },
+            moment: SecondMoment::new(d_mlp)?,
+        });
     };
-    let total = corpus.len();
-    let at = |meta: &StatsMeta| {
+    let previous = KeyStats::load(path)?;
+    // What must match: everything but the progress and where the corpus was read from.
+    let same = |m: &StatsMeta| StatsMeta {
+        texts: 0,
+        tokens: 0,
+        complete: false,
+        corpus_source: String::new(),
+        ..m.clone()
+    };
+    if same(&previous.meta) != same(&fresh) {
+        return Err(Error::Stats {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it holds statistics of another model, layer, corpus or setting ({} layer {} corpus {} max length {} budget {:?}); refusing to continue or overwrite it",
+                previous.meta.model, previous.meta.layer, previous.meta.corpus, previous.meta.max_length, previous.meta.max_tokens
+            ),
+        });
+    }
+    Ok(previous)
+}
+
+/// What a statistics pass over the corpus reads: the model, the corpus and the settings.
+struct Pass<'a> {
+    model: &'a dyn EditableModel,
+    tokenizer: &'a Tokenizer,
+    corpus: &'a Corpus,
+    options: &'a StatsOptions,
+}
+
+impl Pass<'_> {
+    /// The progress of statistics `meta`: documents consumed, tokens counted.
+    fn progress(&self, meta: &StatsMeta) -> Progress {
         Progress::new(
             STATS_STAGE,
             meta.texts as u64,
-            Some(total as u64),
+            Some(self.corpus.len() as u64),
             "documents",
         )
         .with_count("tokens", meta.tokens)
-    };
-    progress::report(progress, at(&stats.meta))?;
-    while !stats.meta.complete {
+    }
+
+    /// Adds the next `checkpoint_every` documents (within the token budget) to `stats`, or
+    /// marks them complete when the corpus or the budget is used up.
+    fn advance(&self, stats: &mut KeyStats) -> Result<()> {
+        let options = self.options;
+        let total = self.corpus.len();
         let budget_left = options
             .max_tokens
             .map(|m| m.saturating_sub(stats.meta.tokens));
@@ -465,49 +515,52 @@ fn compute_key_stats(
         let end = (start + options.checkpoint_every).min(total);
         if start >= total || budget_left == Some(0) {
             stats.meta.complete = true;
-        } else {
-            // Never longer than the model's context.
-            let max_length = options.max_length.min(c.n_ctx);
-            let mut seqs = tokenize(tokenizer, &corpus.documents[start..end], max_length)?;
-            // Documents consumed: all of the chunk, or, when the budget runs out inside it,
-            // only those up to the one that used its last tokens — so the provenance
-            // (`texts`) names exactly the documents the statistics come from.
-            let mut consumed = end;
-            if let Some(mut left) = budget_left {
-                for (i, s) in seqs.iter_mut().enumerate() {
-                    if left == 0 {
-                        s.clear();
-                        continue;
-                    }
-                    let take = (s.len() as u64).min(left);
-                    s.truncate(take as usize);
-                    left -= take;
-                    if left == 0 {
-                        consumed = start + i + 1;
-                    }
-                }
-            }
-            let n = accumulate(
-                model,
-                options.layer,
-                seqs,
-                options.batch_tokens,
-                &mut stats.moment,
-            )?;
-            stats.meta.tokens += n;
-            stats.meta.texts = consumed;
-            if options.max_tokens.is_some_and(|m| stats.meta.tokens >= m) {
-                stats.meta.complete = true;
-            }
+            return Ok(());
         }
-        if let Some(path) = checkpoint {
-            stats.save(path)?;
+        // Never longer than the model's context.
+        let max_length = options.max_length.min(self.model.config().n_ctx);
+        let mut seqs = tokenize(
+            self.tokenizer,
+            &self.corpus.documents[start..end],
+            max_length,
+        )?;
+        let consumed = match budget_left {
+            Some(left) => spend_budget(&mut seqs, left).map_or(end, |i| start + i + 1),
+            None => end,
+        };
+        let n = accumulate(
+            self.model,
+            options.layer,
+            seqs,
+            options.batch_tokens,
+            &mut stats.moment,
+        )?;
+        stats.meta.tokens += n;
+        stats.meta.texts = consumed;
+        if options.max_tokens.is_some_and(|m| stats.meta.tokens >= m) {
+            stats.meta.complete = true;
         }
-        match progress::report(progress, at(&stats.meta)) {
-            // Nothing is left to stop once the run is complete.
-            Err(cancelled) if !stats.meta.complete => return Err(cancelled.into()),
-            _ => {}
+        Ok(())
+    }
+}
+
+/// Truncates `seqs` to `left` tokens in all (those after the budget runs out are emptied);
+/// returns the index of the one that used the last token, if the budget ran out. Documents
+/// consumed are then only those up to it, so the provenance (`texts`) names exactly the
+/// documents the statistics come from.
+fn spend_budget(seqs: &mut [Vec<i64>], mut left: u64) -> Option<usize> {
+    let mut last = None;
+    for (i, s) in seqs.iter_mut().enumerate() {
+        if left == 0 {
+            s.clear();
+            continue;
+        }
+        let take = (s.len() as u64).min(left);
+        s.truncate(take as usize);
+        left -= take;
+        if left == 0 {
+            last = Some(i);
         }
     }
-    Ok(stats)
+    last
 }

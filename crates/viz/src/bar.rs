@@ -4,17 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chrome::{
-    draw_x_label, draw_x_ticks, draw_y_ticks, fit_centre, widest, x_axis_height, Area, Legend,
-    Scale, Swatch, TitleBlock, AXIS_COLOR, LABEL_SIZE, PAD, TICK_GAP, TICK_LEN, TICK_SIZE,
-};
-use crate::color::{default_series_color, Rgb};
+use crate::axes::{Axes, AxesText};
+use crate::chrome::{draw_y_ticks, label_step, widest, Area, Scale, Swatch, AXIS_COLOR, TICK_SIZE};
+use crate::color::Rgb;
 use crate::error::{Error, Result};
 use crate::figure::Figure;
-use crate::font::text_width;
-use crate::label::{clean_text, title_lines};
-use crate::line::{finite_range, series_name};
-use crate::svg::{Anchor, SvgDoc, TextStyle};
+use crate::label::clean_text;
+use crate::series::{
+    check_band, finite_range, series_colors, series_legend, series_methods, series_name,
+};
+use crate::svg::SvgDoc;
 use crate::ticks::ticks_within;
 
 const FIGURE: &str = "bar plot";
@@ -56,19 +55,9 @@ impl BarSeries {
             color: None,
         }
     }
-
-    /// The series with error bars `(lower, upper)`.
-    pub fn with_band(mut self, lower: Vec<f64>, upper: Vec<f64>) -> Self {
-        self.band = Some((lower, upper));
-        self
-    }
-
-    /// The series in colour `color`.
-    pub fn with_color(mut self, color: Rgb) -> Self {
-        self.color = Some(color);
-        self
-    }
 }
+
+series_methods!(BarSeries, "The series with error bars `(lower, upper)`.");
 
 /// A grouped bar plot: categories along x, within each one bar per series.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -123,19 +112,10 @@ impl BarPlot {
             let r = finite_range(&s.values);
             any_value |= r.is_some();
             widen(r);
+            check_band(FIGURE, i, &s.name, s.band.as_ref(), n)?;
             if let Some((lower, upper)) = &s.band {
-                for (bound, v) in [("lower", lower), ("upper", upper)] {
-                    if v.len() != n {
-                        return Err(Error::BandLength {
-                            figure: FIGURE,
-                            series: series_name(i, &s.name),
-                            bound,
-                            expected: n,
-                            found: v.len(),
-                        });
-                    }
-                    widen(finite_range(v));
-                }
+                widen(finite_range(lower));
+                widen(finite_range(upper));
             }
         }
         match range {
@@ -151,74 +131,25 @@ impl BarPlot {
 impl Figure for BarPlot {
     fn to_svg(&self) -> Result<String> {
         let (lo, hi) = self.value_range()?;
-        let n = self.categories.len();
-        let k = self.series.len();
-        let title = TitleBlock::new(title_lines(&self.title));
-        let x_label = clean_text(&self.x_label);
-        let y_label = clean_text(&self.y_label);
         let categories: Vec<String> = self.categories.iter().map(|c| clean_text(c)).collect();
-        let colors: Vec<Rgb> = self
-            .series
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.color.unwrap_or_else(|| default_series_color(i)))
-            .collect();
-        let legend = Legend::new(
-            self.series
-                .iter()
-                .zip(&colors)
-                .map(|(s, c)| (clean_text(&s.name), *c))
-                .collect(),
-            Swatch::Square,
-        );
-
-        // Y range: 5% headroom away from zero on the sides with data.
-        let span = if hi > lo { hi - lo } else { 1.0 };
-        let y_hi = if hi > 0.0 || lo >= 0.0 {
-            hi + 0.05 * span
-        } else {
-            0.0
-        };
-        let y_lo = if lo < 0.0 { lo - 0.05 * span } else { 0.0 };
+        let colors = series_colors(&self.series);
+        let (y_lo, y_hi) = y_range(lo, hi);
         let y_ticks = ticks_within(y_lo, y_hi, 6);
-        let y_tick_labels = y_ticks.labels();
-
-        // Group sizes and which categories get a label.
-        let group_w = (TARGET_PLOT_W / n as f64)
-            .clamp(k as f64 * 4.0 + 4.0, MAX_GROUP_W)
-            .max(MIN_PLOT_W / n as f64);
-        let plot_w = group_w * n as f64;
-        let bar_w = group_w * FILL / k as f64;
-        let widest_cat = widest(&categories, TICK_SIZE);
-        let step = [1usize, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-            .into_iter()
-            .find(|&s| s as f64 * group_w >= widest_cat + 6.0)
-            .unwrap_or(n.max(1));
-
-        let has_y_label = !y_label.trim().is_empty();
-        let left_w = widest(&y_tick_labels, TICK_SIZE)
-            + TICK_LEN
-            + TICK_GAP
-            + if has_y_label {
-                LABEL_SIZE * 1.2 + 8.0
-            } else {
-                0.0
-            };
-        let right_w = legend.width().max(widest_cat / 2.0);
-        let content_w = left_w + plot_w + right_w;
-        let width = (content_w + 2.0 * PAD)
-            .max(title.width() + 2.0 * PAD)
-            .ceil();
-        let offset = ((width - content_w) / 2.0).floor();
-        let plot = Area {
-            x: (offset + left_w).round(),
-            y: (PAD + title.height()).round(),
-            w: plot_w,
-            h: PLOT_H,
-        };
-        let height = (plot.bottom() + x_axis_height(!x_label.trim().is_empty()))
-            .max(plot.y + legend.height())
-            + PAD;
+        let groups = Groups::new(&categories, self.series.len());
+        let text = AxesText::new(
+            &self.title,
+            &self.x_label,
+            &self.y_label,
+            series_legend(&self.series, &colors, Swatch::Square),
+        );
+        // Category labels are centred on their groups: half the widest may stick out.
+        let axes = Axes::new(
+            text,
+            &y_ticks.labels(),
+            (groups.plot_w, PLOT_H),
+            groups.widest_label / 2.0,
+        );
+        let plot = axes.plot;
         let ys = Scale {
             lo: y_lo,
             hi: y_hi,
@@ -226,71 +157,103 @@ impl Figure for BarPlot {
             px_hi: plot.y,
         };
 
-        let mut doc = SvgDoc::new(width, height);
-        title.draw(
-            &mut doc,
-            fit_centre(plot.centre_x(), title.width(), width),
-            PAD,
-        );
+        let mut doc = axes.start();
         draw_y_ticks(&mut doc, plot, ys, &y_ticks, true);
-
-        let zero = ys.map(0.0);
         for (si, (s, color)) in self.series.iter().zip(&colors).enumerate() {
-            for (ci, &v) in s.values.iter().enumerate() {
-                let x =
-                    plot.x + ci as f64 * group_w + group_w * (1.0 - FILL) / 2.0 + si as f64 * bar_w;
-                if v.is_finite() {
-                    let y = ys.map(v);
-                    doc.rect(x, y.min(zero), bar_w, (y - zero).abs(), *color, None);
-                }
-                if let Some((lower, upper)) = &s.band {
-                    let (l, u) = (lower[ci], upper[ci]);
-                    if l.is_finite() && u.is_finite() {
-                        let cx = x + bar_w / 2.0;
-                        let cap = (bar_w * 0.3).clamp(1.5, 6.0);
-                        let (yl, yu) = (ys.map(l), ys.map(u));
-                        doc.line(cx, yl, cx, yu, ERROR_BAR_COLOR, 1.0);
-                        doc.line(cx - cap, yl, cx + cap, yl, ERROR_BAR_COLOR, 1.0);
-                        doc.line(cx - cap, yu, cx + cap, yu, ERROR_BAR_COLOR, 1.0);
-                    }
-                }
-            }
+            groups.draw_series(&mut doc, plot, ys, (si, s), *color);
         }
         if y_lo < 0.0 {
+            let zero = ys.map(0.0);
             doc.line(plot.x, zero, plot.right(), zero, AXIS_COLOR, 1.0);
         }
-        doc.rect_paint(
-            plot.x,
-            plot.y,
-            plot.w,
-            plot.h,
-            "none",
-            Some((AXIS_COLOR, 1.0)),
-        );
-
-        let ticks: Vec<(f64, String)> = (0..n)
-            .step_by(step)
-            .map(|c| (plot.x + (c as f64 + 0.5) * group_w, categories[c].clone()))
+        let ticks: Vec<(f64, String)> = (0..categories.len())
+            .step_by(groups.label_step)
+            .map(|c| (plot.x + (c as f64 + 0.5) * groups.w, categories[c].clone()))
             .collect();
-        draw_x_ticks(&mut doc, plot, &ticks);
-        if !x_label.trim().is_empty() {
-            let w = text_width(&x_label, LABEL_SIZE);
-            draw_x_label(
-                &mut doc,
-                fit_centre(plot.centre_x(), w, width),
-                plot,
-                &x_label,
-            );
+        Ok(axes.finish(doc, &ticks))
+    }
+}
+
+/// The y axis' range for values from `lo` to `hi` (0 included): 5% headroom away from zero
+/// on the sides with data.
+fn y_range(lo: f64, hi: f64) -> (f64, f64) {
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let y_hi = if hi > 0.0 || lo >= 0.0 {
+        hi + 0.05 * span
+    } else {
+        0.0
+    };
+    let y_lo = if lo < 0.0 { lo - 0.05 * span } else { 0.0 };
+    (y_lo, y_hi)
+}
+
+/// The sizes of the category groups along x, and which categories get a label.
+struct Groups {
+    /// Width of one group.
+    w: f64,
+    /// Width of one bar.
+    bar_w: f64,
+    /// Width of the plot: all groups.
+    plot_w: f64,
+    /// Width of the widest category label.
+    widest_label: f64,
+    /// Every this many categories get a label, so labels never overlap.
+    label_step: usize,
+}
+
+impl Groups {
+    /// Groups for `categories` (cleaned labels) of `k` bars each: as near
+    /// [`TARGET_PLOT_W`] in all as the bounds allow.
+    fn new(categories: &[String], k: usize) -> Self {
+        let n = categories.len();
+        let w = (TARGET_PLOT_W / n as f64)
+            .clamp(k as f64 * 4.0 + 4.0, MAX_GROUP_W)
+            .max(MIN_PLOT_W / n as f64);
+        let widest_label = widest(categories, TICK_SIZE);
+        Self {
+            w,
+            bar_w: w * FILL / k as f64,
+            plot_w: w * n as f64,
+            widest_label,
+            label_step: label_step(1, w, widest_label).unwrap_or(n.max(1)),
         }
-        if has_y_label {
-            doc.text(
-                plot.x - left_w + LABEL_SIZE * 0.6,
-                plot.centre_y(),
-                &y_label,
-                TextStyle::new(LABEL_SIZE, Anchor::Middle).vertical(),
-            );
+    }
+
+    /// Draws the bars (and error bars) of series `s`, the `si`-th of each group, in
+    /// `color`; non-finite values draw nothing.
+    fn draw_series(
+        &self,
+        doc: &mut SvgDoc,
+        plot: Area,
+        ys: Scale,
+        (si, s): (usize, &BarSeries),
+        color: Rgb,
+    ) {
+        let zero = ys.map(0.0);
+        for (ci, &v) in s.values.iter().enumerate() {
+            let x =
+                plot.x + ci as f64 * self.w + self.w * (1.0 - FILL) / 2.0 + si as f64 * self.bar_w;
+            if v.is_finite() {
+                let y = ys.map(v);
+                doc.rect(x, y.min(zero), self.bar_w, (y - zero).abs(), color, None);
+            }
+            if let Some((lower, upper)) = &s.band {
+                self.draw_error_bar(doc, x, ys, (lower[ci], upper[ci]));
+            }
         }
-        legend.draw(&mut doc, plot.right(), plot.y);
-        Ok(doc.finish())
+    }
+
+    /// Draws an error bar from `l` to `u` (when both are finite) with caps, over the bar
+    /// whose left edge is at `x`.
+    fn draw_error_bar(&self, doc: &mut SvgDoc, x: f64, ys: Scale, (l, u): (f64, f64)) {
+        if !(l.is_finite() && u.is_finite()) {
+            return;
+        }
+        let cx = x + self.bar_w / 2.0;
+        let cap = (self.bar_w * 0.3).clamp(1.5, 6.0);
+        let (yl, yu) = (ys.map(l), ys.map(u));
+        doc.line(cx, yl, cx, yu, ERROR_BAR_COLOR, 1.0);
+        doc.line(cx - cap, yl, cx + cap, yl, ERROR_BAR_COLOR, 1.0);
+        doc.line(cx - cap, yu, cx + cap, yu, ERROR_BAR_COLOR, 1.0);
     }
 }

@@ -278,3 +278,72 @@ impl Legend {
         }
     }
 }
+
+/// Width of a page holding `content_w` of content, the `title` and at least `min_width`:
+/// the widest of them plus the margins, rounded up to a whole pixel.
+pub(crate) fn page_width(content_w: f64, title: &TitleBlock, min_width: f64) -> f64 {
+    (content_w + 2.0 * PAD)
+        .max(title.width() + 2.0 * PAD)
+        .max(min_width)
+        .ceil()
+}
+
+/// The `w` × `h` area of content `content_w` wide centred on a page `width` wide, `left_w`
+/// right of the content's left edge, below the title. Whole pixels, so frames stay sharp.
+pub(crate) fn content_area(
+    width: f64,
+    content_w: f64,
+    left_w: f64,
+    title: &TitleBlock,
+    size: (f64, f64),
+) -> Area {
+    let offset = ((width - content_w) / 2.0).floor();
+    Area {
+        x: (offset + left_w).round(),
+        y: (PAD + title.height()).round(),
+        w: size.0,
+        h: size.1,
+    }
+}
+
+/// A page `width` × `height` with `title` drawn at the top, centred over `centre_x` as far
+/// as the page allows.
+pub(crate) fn start_page(width: f64, height: f64, title: &TitleBlock, centre_x: f64) -> SvgDoc {
+    let mut doc = SvgDoc::new(width, height);
+    title.draw(&mut doc, fit_centre(centre_x, title.width(), width), PAD);
+    doc
+}
+
+/// Draws the frame around `area`.
+pub(crate) fn draw_frame(doc: &mut SvgDoc, area: Area) {
+    doc.rect_paint(
+        area.x,
+        area.y,
+        area.w,
+        area.h,
+        "none",
+        Some((AXIS_COLOR, 1.0)),
+    );
+}
+
+/// Draws `label` (unless blank) under the x tick labels of `area`, centred on it as far as
+/// a page `width` wide allows.
+pub(crate) fn draw_centred_x_label(doc: &mut SvgDoc, area: Area, width: f64, label: &str) {
+    if label.trim().is_empty() {
+        return;
+    }
+    let w = text_width(label, LABEL_SIZE);
+    draw_x_label(doc, fit_centre(area.centre_x(), w, width), area, label);
+}
+
+/// The steps between labelled categories tried, smallest first.
+const LABEL_STEPS: [usize; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+/// The smallest step of at least `start` at which labels `widest` wide, one every step of
+/// slots `slot_w` wide, keep a gap between them; `None` when no step tried is wide enough.
+pub(crate) fn label_step(start: usize, slot_w: f64, widest: f64) -> Option<usize> {
+    LABEL_STEPS
+        .into_iter()
+        .filter(|&s| s >= start)
+        .find(|&s| s as f64 * slot_w >= widest + 6.0)
+}

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chrome::{
-    draw_x_label, draw_x_ticks, fit_centre, widest, x_axis_height, Area, TitleBlock, AXIS_COLOR,
-    LABEL_SIZE, PAD, TICK_GAP, TICK_LEN, TICK_SIZE,
+    content_area, draw_centred_x_label, draw_frame, draw_x_ticks, label_step, page_width,
+    start_page, widest, x_axis_height, Area, TitleBlock, AXIS_COLOR, LABEL_SIZE, PAD, TICK_GAP,
+    TICK_LEN, TICK_SIZE,
 };
 use crate::color::{Palette, Rgb, MISSING_COLOR};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::figure::Figure;
 use crate::font::text_width;
 use crate::label::{clean_text, title_lines, token_label};
 use crate::svg::{Anchor, SvgDoc, TextStyle};
-use crate::ticks::ticks_within;
+use crate::ticks::{ticks_within, Ticks};
 
 const FIGURE: &str = "heatmap";
 /// Width of one cell, unless the grid would be narrower than [`MIN_GRID_W`].
@@ -200,17 +201,8 @@ impl Heatmap {
             .map(|i| text_width(&self.col_label(i), TICK_SIZE))
             .fold(0.0, f64::max);
         let start = if cols <= 10 { 1 } else { 5 };
-        let mut step = start;
-        for candidate in [1usize, 2, 5, 10, 20, 50, 100, 200, 500, 1000] {
-            if candidate < start {
-                continue;
-            }
-            step = candidate;
-            if candidate as f64 * cell_w >= widest_label + 6.0 {
-                break;
-            }
-        }
-        step
+        // Past the widest step tried, labels may overlap: columns are then too many to read.
+        label_step(start, cell_w, widest_label).unwrap_or(1000)
     }
 }
 
@@ -226,16 +218,65 @@ fn span_pad(v: f64) -> f64 {
 impl Figure for Heatmap {
     fn to_svg(&self) -> Result<String> {
         let (vmin, vmax) = self.color_range()?;
-        let rows = self.values.len();
+        let layout = Layout::new(self, vmin, vmax);
+        let grid = layout.grid;
+        let mut doc = start_page(layout.width, layout.height, &layout.title, grid.centre_x());
+        self.draw_cells(&mut doc, &layout, (vmin, vmax));
+        self.draw_marks(&mut doc, &layout);
+        draw_frame(&mut doc, grid);
+        // Row labels (tokens) with tick marks.
+        for (r, label) in layout.row_labels.iter().enumerate() {
+            let y = grid.y + (r as f64 + 0.5) * layout.cell_h;
+            doc.line(grid.x - TICK_LEN, y, grid.x, y, AXIS_COLOR, 1.0);
+            doc.text(
+                grid.x - TICK_LEN - TICK_GAP,
+                y,
+                label,
+                TextStyle::new(ROW_LABEL_SIZE, Anchor::End),
+            );
+        }
         let cols = self.values.first().map_or(0, Vec::len);
+        let step = self.col_tick_step(cols, layout.cell_w);
+        let x_ticks: Vec<(f64, String)> = (0..cols)
+            .step_by(step)
+            .map(|c| (grid.x + (c as f64 + 0.5) * layout.cell_w, self.col_label(c)))
+            .collect();
+        draw_x_ticks(&mut doc, grid, &x_ticks);
+        draw_centred_x_label(&mut doc, grid, layout.width, &layout.x_label);
+        self.draw_colorbar(&mut doc, &layout, (vmin, vmax));
+        Ok(doc.finish())
+    }
+}
 
-        let title = TitleBlock::new(title_lines(&self.title));
-        let row_labels = self.display_row_labels();
-        let x_label = clean_text(&self.x_label);
-        let bar_label = clean_text(&self.colorbar_label);
-        let has_bar_label = !bar_label.trim().is_empty();
+/// Where everything of a heatmap goes, and the texts it draws.
+struct Layout {
+    title: TitleBlock,
+    row_labels: Vec<String>,
+    x_label: String,
+    bar_label: String,
+    /// The colour bar's ticks and their labels.
+    bar_ticks: (Ticks, Vec<String>),
+    cell_w: f64,
+    cell_h: f64,
+    /// The cells.
+    grid: Area,
+    /// The colour bar, as tall as the grid.
+    bar: Area,
+    width: f64,
+    height: f64,
+}
 
-        // Sizes: the colour bar is as tall as the grid.
+impl Layout {
+    /// Sizes `map`'s cells so that the colour bar (colour range `vmin..vmax`) gets its
+    /// height and its label fits beside it, and centres grid and bar on the page.
+    fn new(map: &Heatmap, vmin: f64, vmax: f64) -> Self {
+        let rows = map.values.len();
+        let cols = map.values.first().map_or(0, Vec::len);
+        let title = TitleBlock::new(title_lines(&map.title));
+        let row_labels = map.display_row_labels();
+        let x_label = clean_text(&map.x_label);
+        let bar_label = clean_text(&map.colorbar_label);
+
         let cell_w = CELL_W.max(MIN_GRID_W / cols as f64).round();
         let bar_label_w = text_width(&bar_label, LABEL_SIZE);
         let cell_h = CELL_H
@@ -244,51 +285,54 @@ impl Figure for Heatmap {
             .ceil();
         let grid_w = cols as f64 * cell_w;
         let grid_h = rows as f64 * cell_h;
-        let bar_h = grid_h;
-        let bar_ticks = ticks_within(vmin, vmax, (bar_h / 35.0).clamp(3.0, 6.0) as usize);
+        let bar_ticks = ticks_within(vmin, vmax, (grid_h / 35.0).clamp(3.0, 6.0) as usize);
         let bar_tick_labels = bar_ticks.labels();
-        let row_label_w = widest(&row_labels, ROW_LABEL_SIZE);
 
-        let left_w = row_label_w + TICK_LEN + TICK_GAP;
+        let left_w = widest(&row_labels, ROW_LABEL_SIZE) + TICK_LEN + TICK_GAP;
         let right_w = BAR_GAP
             + BAR_W
             + TICK_LEN
             + TICK_GAP
             + widest(&bar_tick_labels, TICK_SIZE)
-            + if has_bar_label {
-                8.0 + LABEL_SIZE * 1.2
-            } else {
+            + if bar_label.trim().is_empty() {
                 0.0
+            } else {
+                8.0 + LABEL_SIZE * 1.2
             };
         let content_w = left_w + grid_w + right_w;
-        let width = (content_w + 2.0 * PAD)
-            .max(title.width() + 2.0 * PAD)
-            .max(text_width(&x_label, LABEL_SIZE) + 2.0 * PAD)
-            .ceil();
-        let offset = ((width - content_w) / 2.0).floor();
-
-        let grid = Area {
-            x: (offset + left_w).round(),
-            y: (PAD + title.height()).round(),
-            w: grid_w,
-            h: grid_h,
-        };
+        let width = page_width(
+            content_w,
+            &title,
+            text_width(&x_label, LABEL_SIZE) + 2.0 * PAD,
+        );
+        let grid = content_area(width, content_w, left_w, &title, (grid_w, grid_h));
         let bar = Area {
             x: grid.right() + BAR_GAP,
             y: grid.y,
             w: BAR_W,
-            h: bar_h,
+            h: grid_h,
         };
         let height = grid.bottom() + x_axis_height(!x_label.trim().is_empty()) + PAD;
+        Self {
+            title,
+            row_labels,
+            x_label,
+            bar_label,
+            bar_ticks: (bar_ticks, bar_tick_labels),
+            cell_w,
+            cell_h,
+            grid,
+            bar,
+            width,
+            height,
+        }
+    }
+}
 
-        let mut doc = SvgDoc::new(width, height);
-        title.draw(
-            &mut doc,
-            fit_centre(grid.centre_x(), title.width(), width),
-            PAD,
-        );
-
-        // Cells.
+impl Heatmap {
+    /// Draws one cell per value, coloured by `range`; non-finite values grey.
+    fn draw_cells(&self, doc: &mut SvgDoc, layout: &Layout, (vmin, vmax): (f64, f64)) {
+        let (grid, cell_w, cell_h) = (layout.grid, layout.cell_w, layout.cell_h);
         doc.open_group(r#"shape-rendering="crispEdges""#);
         for (r, row) in self.values.iter().enumerate() {
             for (c, &v) in row.iter().enumerate() {
@@ -308,7 +352,12 @@ impl Figure for Heatmap {
             }
         }
         doc.close_group();
-        // Marked cells: an outline inset by half its width, so neighbours' marks stay apart.
+    }
+
+    /// Outlines the marked cells, inset by half the outline's width so that neighbours'
+    /// marks stay apart.
+    fn draw_marks(&self, doc: &mut SvgDoc, layout: &Layout) {
+        let (grid, cell_w, cell_h) = (layout.grid, layout.cell_w, layout.cell_h);
         for &(r, c) in &self.marked_cells {
             let w = (cell_w.min(cell_h) / 6.0).clamp(1.0, 2.5);
             doc.rect_paint(
@@ -320,45 +369,13 @@ impl Figure for Heatmap {
                 Some((MARK_COLOR, w)),
             );
         }
-        doc.rect_paint(
-            grid.x,
-            grid.y,
-            grid.w,
-            grid.h,
-            "none",
-            Some((AXIS_COLOR, 1.0)),
-        );
+    }
 
-        // Row labels (tokens) with tick marks.
-        for (r, label) in row_labels.iter().enumerate() {
-            let y = grid.y + (r as f64 + 0.5) * cell_h;
-            doc.line(grid.x - TICK_LEN, y, grid.x, y, AXIS_COLOR, 1.0);
-            doc.text(
-                grid.x - TICK_LEN - TICK_GAP,
-                y,
-                label,
-                TextStyle::new(ROW_LABEL_SIZE, Anchor::End),
-            );
-        }
-
-        // Column ticks and x label.
-        let step = self.col_tick_step(cols, cell_w);
-        let x_ticks: Vec<(f64, String)> = (0..cols)
-            .step_by(step)
-            .map(|c| (grid.x + (c as f64 + 0.5) * cell_w, self.col_label(c)))
-            .collect();
-        draw_x_ticks(&mut doc, grid, &x_ticks);
-        if !x_label.trim().is_empty() {
-            let w = text_width(&x_label, LABEL_SIZE);
-            draw_x_label(
-                &mut doc,
-                fit_centre(grid.centre_x(), w, width),
-                grid,
-                &x_label,
-            );
-        }
-
-        // Colour bar.
+    /// Draws the colour bar for colour range `range`: the gradient, the bar marks within
+    /// it, the ticks and the label.
+    fn draw_colorbar(&self, doc: &mut SvgDoc, layout: &Layout, (vmin, vmax): (f64, f64)) {
+        let bar = layout.bar;
+        let (bar_ticks, bar_tick_labels) = &layout.bar_ticks;
         doc.vertical_gradient("colorbar", &self.palette.stops());
         doc.rect_paint(
             bar.x,
@@ -377,7 +394,7 @@ impl Figure for Heatmap {
             let y = to_y(v);
             doc.line(bar.x - TICK_LEN, y, bar.right(), y, AXIS_COLOR, 2.0);
         }
-        for (v, label) in bar_ticks.values.iter().zip(&bar_tick_labels) {
+        for (v, label) in bar_ticks.values.iter().zip(bar_tick_labels) {
             let y = to_y(*v);
             doc.line(bar.right(), y, bar.right() + TICK_LEN, y, AXIS_COLOR, 1.0);
             doc.text(
@@ -387,20 +404,19 @@ impl Figure for Heatmap {
                 TextStyle::new(TICK_SIZE, Anchor::Start),
             );
         }
-        if has_bar_label {
+        if !layout.bar_label.trim().is_empty() {
             let x = bar.right()
                 + TICK_LEN
                 + TICK_GAP
-                + widest(&bar_tick_labels, TICK_SIZE)
+                + widest(bar_tick_labels, TICK_SIZE)
                 + 8.0
                 + LABEL_SIZE * 0.5;
             doc.text(
                 x,
                 bar.centre_y(),
-                &bar_label,
+                &layout.bar_label,
                 TextStyle::new(LABEL_SIZE, Anchor::Middle).vertical(),
             );
         }
-        Ok(doc.finish())
     }
 }

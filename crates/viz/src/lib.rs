@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod axes;
 mod bar;
 mod chrome;
 mod color;
@@ -49,6 +50,7 @@ mod line;
 mod nan_serde;
 mod render;
 mod save;
+mod series;
 mod svg;
 mod ticks;
 

@@ -3,17 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chrome::{
-    draw_x_label, draw_x_ticks, draw_y_ticks, fit_centre, widest, x_axis_height, Area, Legend,
-    Scale, Swatch, TitleBlock, AXIS_COLOR, GRID_COLOR, LABEL_SIZE, PAD, TICK_GAP, TICK_LEN,
-    TICK_SIZE,
-};
-use crate::color::{default_series_color, Rgb};
+use crate::axes::{Axes, AxesText};
+use crate::chrome::{draw_y_ticks, Scale, Swatch, GRID_COLOR, TICK_SIZE};
+use crate::color::Rgb;
 use crate::error::{Error, Result};
 use crate::figure::Figure;
 use crate::font::text_width;
-use crate::label::{clean_text, title_lines};
-use crate::svg::{Anchor, SvgDoc, TextStyle};
+use crate::series::{
+    check_band, finite_range, series_colors, series_legend, series_methods, series_name,
+};
+use crate::svg::SvgDoc;
 use crate::ticks::{padded_range, ticks_within};
 
 const FIGURE: &str = "line plot";
@@ -61,19 +60,9 @@ impl Series {
             color: None,
         }
     }
-
-    /// The series with a band `(lower, upper)`.
-    pub fn with_band(mut self, lower: Vec<f64>, upper: Vec<f64>) -> Self {
-        self.band = Some((lower, upper));
-        self
-    }
-
-    /// The series in colour `color`.
-    pub fn with_color(mut self, color: Rgb) -> Self {
-        self.color = Some(color);
-        self
-    }
 }
+
+series_methods!(Series, "The series with a band `(lower, upper)`.");
 
 /// A line plot of one or more series, each with an optional band, and a
 /// legend on the right for named series.
@@ -88,27 +77,6 @@ pub struct LinePlot {
     pub x_label: String,
     /// The y axis label.
     pub y_label: String,
-}
-
-/// How a series is named in errors: `series[1] "MLP"`.
-pub(crate) fn series_name(i: usize, name: &str) -> String {
-    if name.is_empty() {
-        format!("series[{i}]")
-    } else {
-        format!("series[{i}] {name:?}")
-    }
-}
-
-/// Smallest and largest finite value, if any.
-pub(crate) fn finite_range<'a>(values: impl IntoIterator<Item = &'a f64>) -> Option<(f64, f64)> {
-    values
-        .into_iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        })
 }
 
 fn merge(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> Option<(f64, f64)> {
@@ -174,17 +142,9 @@ impl LinePlot {
                 y_range,
                 finite_range((0..n).filter(|&j| ok(j)).map(|j| &s.y[j])),
             );
+            check_band(FIGURE, i, &s.name, s.band.as_ref(), n)?;
             if let Some((lower, upper)) = &s.band {
-                for (bound, v) in [("lower", lower), ("upper", upper)] {
-                    if v.len() != n {
-                        return Err(Error::BandLength {
-                            figure: FIGURE,
-                            series: series_name(i, &s.name),
-                            bound,
-                            expected: n,
-                            found: v.len(),
-                        });
-                    }
+                for v in [lower, upper] {
                     let in_x = (0..n).filter(|&j| s.x[j].is_finite()).map(|j| &v[j]);
                     y_range = merge(y_range, finite_range(in_x));
                 }
@@ -203,58 +163,29 @@ impl LinePlot {
 impl Figure for LinePlot {
     fn to_svg(&self) -> Result<String> {
         let ((x_lo, x_hi), (y_lo, y_hi)) = self.data_range()?;
-        let title = TitleBlock::new(title_lines(&self.title));
-        let x_label = clean_text(&self.x_label);
-        let y_label = clean_text(&self.y_label);
-        let colors: Vec<Rgb> = self
-            .series
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.color.unwrap_or_else(|| default_series_color(i)))
-            .collect();
-        let legend = Legend::new(
-            self.series
-                .iter()
-                .zip(&colors)
-                .map(|(s, c)| (clean_text(&s.name), *c))
-                .collect(),
-            Swatch::Line,
-        );
-
+        let colors = series_colors(&self.series);
         let (x_lo, x_hi) = padded_range(x_lo, x_hi, X_PAD);
         let (y_lo, y_hi) = padded_range(y_lo, y_hi, 0.05);
         let x_ticks = ticks_within(x_lo, x_hi, 7);
         let y_ticks = ticks_within(y_lo, y_hi, 6);
-        let y_tick_labels = y_ticks.labels();
         let x_tick_labels = x_ticks.labels();
-
-        let has_y_label = !y_label.trim().is_empty();
-        let left_w = widest(&y_tick_labels, TICK_SIZE)
-            + TICK_LEN
-            + TICK_GAP
-            + if has_y_label {
-                LABEL_SIZE * 1.2 + 8.0
-            } else {
-                0.0
-            };
+        // The last x tick label is centred on the plot's right edge: half of it sticks out.
         let last_tick_overhang = x_tick_labels
             .last()
             .map_or(0.0, |l| text_width(l, TICK_SIZE) / 2.0);
-        let right_w = legend.width().max(last_tick_overhang);
-        let content_w = left_w + PLOT_W + right_w;
-        let width = (content_w + 2.0 * PAD)
-            .max(title.width() + 2.0 * PAD)
-            .ceil();
-        let offset = ((width - content_w) / 2.0).floor();
-        let plot = Area {
-            x: (offset + left_w).round(),
-            y: (PAD + title.height()).round(),
-            w: PLOT_W,
-            h: PLOT_H,
-        };
-        let height = (plot.bottom() + x_axis_height(!x_label.trim().is_empty()))
-            .max(plot.y + legend.height())
-            + PAD;
+        let text = AxesText::new(
+            &self.title,
+            &self.x_label,
+            &self.y_label,
+            series_legend(&self.series, &colors, Swatch::Line),
+        );
+        let axes = Axes::new(
+            text,
+            &y_ticks.labels(),
+            (PLOT_W, PLOT_H),
+            last_tick_overhang,
+        );
+        let plot = axes.plot;
         let xs = Scale {
             lo: x_lo,
             hi: x_hi,
@@ -268,64 +199,23 @@ impl Figure for LinePlot {
             px_hi: plot.y,
         };
 
-        let mut doc = SvgDoc::new(width, height);
-        title.draw(
-            &mut doc,
-            fit_centre(plot.centre_x(), title.width(), width),
-            PAD,
-        );
+        let mut doc = axes.start();
         for &v in &x_ticks.values {
             let x = xs.map(v);
             doc.line(x, plot.y, x, plot.bottom(), GRID_COLOR, 1.0);
         }
         draw_y_ticks(&mut doc, plot, ys, &y_ticks, true);
-
         // Data, clipped to the plot.
         doc.clip_rect("plot-area", plot.x, plot.y, plot.w, plot.h);
         doc.open_group(r#"clip-path="url(#plot-area)""#);
+        // Every band below every line, so no band hides a line.
         for (s, color) in self.series.iter().zip(&colors) {
-            if let Some((lower, upper)) = &s.band {
-                let ok =
-                    |j: usize| s.x[j].is_finite() && lower[j].is_finite() && upper[j].is_finite();
-                for run in runs(s.x.len(), ok) {
-                    let mut pts: Vec<(f64, f64)> = run
-                        .iter()
-                        .map(|&j| (xs.map(s.x[j]), ys.map(upper[j])))
-                        .collect();
-                    pts.extend(
-                        run.iter()
-                            .rev()
-                            .map(|&j| (xs.map(s.x[j]), ys.map(lower[j]))),
-                    );
-                    doc.polygon(&pts, *color, BAND_OPACITY);
-                }
-            }
+            draw_band(&mut doc, s, *color, xs, ys);
         }
         for (s, color) in self.series.iter().zip(&colors) {
-            let ok = |j: usize| s.x[j].is_finite() && s.y[j].is_finite();
-            let n_ok = (0..s.x.len()).filter(|&j| ok(j)).count();
-            for run in runs(s.x.len(), ok) {
-                let pts: Vec<(f64, f64)> = run
-                    .iter()
-                    .map(|&j| (xs.map(s.x[j]), ys.map(s.y[j])))
-                    .collect();
-                doc.polyline(&pts, *color, 2.0);
-                if n_ok <= MAX_MARKED_POINTS || pts.len() == 1 {
-                    for (x, y) in pts {
-                        doc.circle(x, y, 2.6, *color);
-                    }
-                }
-            }
+            draw_line(&mut doc, s, *color, xs, ys);
         }
         doc.close_group();
-        doc.rect_paint(
-            plot.x,
-            plot.y,
-            plot.w,
-            plot.h,
-            "none",
-            Some((AXIS_COLOR, 1.0)),
-        );
 
         let ticks: Vec<(f64, String)> = x_ticks
             .values
@@ -333,25 +223,45 @@ impl Figure for LinePlot {
             .map(|&v| xs.map(v))
             .zip(x_tick_labels)
             .collect();
-        draw_x_ticks(&mut doc, plot, &ticks);
-        if !x_label.trim().is_empty() {
-            let w = text_width(&x_label, LABEL_SIZE);
-            draw_x_label(
-                &mut doc,
-                fit_centre(plot.centre_x(), w, width),
-                plot,
-                &x_label,
-            );
+        Ok(axes.finish(doc, &ticks))
+    }
+}
+
+/// Draws the band of `s` (if any), one polygon per run of finite points.
+fn draw_band(doc: &mut SvgDoc, s: &Series, color: Rgb, xs: Scale, ys: Scale) {
+    let Some((lower, upper)) = &s.band else {
+        return;
+    };
+    let ok = |j: usize| s.x[j].is_finite() && lower[j].is_finite() && upper[j].is_finite();
+    for run in runs(s.x.len(), ok) {
+        let mut pts: Vec<(f64, f64)> = run
+            .iter()
+            .map(|&j| (xs.map(s.x[j]), ys.map(upper[j])))
+            .collect();
+        pts.extend(
+            run.iter()
+                .rev()
+                .map(|&j| (xs.map(s.x[j]), ys.map(lower[j]))),
+        );
+        doc.polygon(&pts, color, BAND_OPACITY);
+    }
+}
+
+/// Draws the line of `s`, one polyline per run of finite points, with point markers when
+/// it has few points (and for a run of one point, which a polyline cannot show).
+fn draw_line(doc: &mut SvgDoc, s: &Series, color: Rgb, xs: Scale, ys: Scale) {
+    let ok = |j: usize| s.x[j].is_finite() && s.y[j].is_finite();
+    let n_ok = (0..s.x.len()).filter(|&j| ok(j)).count();
+    for run in runs(s.x.len(), ok) {
+        let pts: Vec<(f64, f64)> = run
+            .iter()
+            .map(|&j| (xs.map(s.x[j]), ys.map(s.y[j])))
+            .collect();
+        doc.polyline(&pts, color, 2.0);
+        if n_ok <= MAX_MARKED_POINTS || pts.len() == 1 {
+            for (x, y) in pts {
+                doc.circle(x, y, 2.6, color);
+            }
         }
-        if has_y_label {
-            doc.text(
-                plot.x - left_w + LABEL_SIZE * 0.6,
-                plot.centre_y(),
-                &y_label,
-                TextStyle::new(LABEL_SIZE, Anchor::Middle).vertical(),
-            );
-        }
-        legend.draw(&mut doc, plot.right(), plot.y);
-        Ok(doc.finish())
     }
 }
