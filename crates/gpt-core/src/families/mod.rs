@@ -150,7 +150,7 @@ pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
         Architecture::Gpt2 => gpt2::hf_tensors(t),
         Architecture::Llama => llama::hf_tensors(t),
         Architecture::GptNeox | Architecture::GptJ => Err(Error::InvalidInput(format!(
-            "writing {:?} models as a Hugging Face folder is not implemented; save the weight changes with --save-delta instead",
+            "writing {:?} models as a Hugging Face folder is not implemented (GPT-2 and Llama are); save the weight changes themselves instead",
             t.config.arch
         ))),
     }
