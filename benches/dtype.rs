@@ -136,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                 Some(&c),
                 &templates,
                 Schedule::Fast,
+                &mut gpt_core::progress::ignore,
             )?)
         })?;
         println!(

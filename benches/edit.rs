@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             Some(&c),
             &templates,
             schedule,
+            &mut gpt_core::progress::ignore,
         )?;
         Ok((t.elapsed().as_secs_f64(), edit))
     };

@@ -240,7 +240,16 @@ fn main() -> anyhow::Result<()> {
     let mut edit_secs = Vec::new();
     for &schedule in v_schedules {
         let t = Instant::now();
-        let edit = compute_rome(&model, &tok, &request, &hp, Some(&c), &templates, schedule)?;
+        let edit = compute_rome(
+            &model,
+            &tok,
+            &request,
+            &hp,
+            Some(&c),
+            &templates,
+            schedule,
+            &mut gpt_core::progress::ignore,
+        )?;
         sync(device);
         let secs = t.elapsed().as_secs_f64();
         println!(

@@ -414,6 +414,43 @@ fn bad_requests_are_4xx_with_a_json_error_naming_the_field() {
     assert_eq!(top1(port, PROMPT).0, " Paris");
 }
 
+/// An edit whose client goes away mid-optimisation is stopped at its next step: the model
+/// keeps no edit and answers as before, and the server goes on serving.
+#[test]
+fn an_edit_whose_client_leaves_is_cancelled() {
+    let server = serve();
+    let port = server.port;
+    let (before, p_before) = top1(port, PROMPT);
+    let body = json!({ "prompt": PROMPT, "subject": SUBJECT, "target": "Rome" }).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    write!(
+        s,
+        "POST /api/edit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Wait for the first optimisation step, then leave.
+    let mut r = BufReader::new(s);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended: {seen}");
+        seen.push_str(&line);
+        if line.contains("\"stage\":\"v* optimisation\"") && line.contains("\"done\":1") {
+            break;
+        }
+    }
+    drop(r);
+    // Queued behind the edit, answered once it has stopped.
+    let (after, p_after) = top1(port, PROMPT);
+    assert_eq!((after.as_str(), p_after), (before.as_str(), p_before));
+    let (status, bytes) = http(port, "GET", "/api/edits", None);
+    assert_eq!(status, 200);
+    let edits: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(edits["edits"], json!([]), "{edits}");
+}
+
 /// Headless Chromium on a page, driven over the DevTools protocol (tungstenite), closed when
 /// dropped.
 #[cfg(feature = "browser-tests")]

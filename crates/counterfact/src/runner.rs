@@ -228,8 +228,16 @@ fn run_group<'e, M: EditModel>(
     };
     let requests: Vec<_> = group.iter().map(|c| c.request.clone()).collect();
     let t = Instant::now();
-    let undos =
-        apply_edits(editor, model, tokenizer, &requests).map_err(|e| named(&ids, e.into()))?;
+    // The run's progress counts cases and stops between them (records stay whole), so the
+    // edit itself is not watched.
+    let undos = apply_edits(
+        editor,
+        model,
+        tokenizer,
+        &requests,
+        &mut gpt_core::progress::ignore,
+    )
+    .map_err(|e| named(&ids, e.into()))?;
     let edit_seconds = t.elapsed().as_secs_f64() / group.len() as f64;
     let scored = (|| -> Result<(Vec<CaseMetrics>, Vec<Option<Generation>>)> {
         let mut post = score_cases(&*model, tokenizer, group, options.limits)?;

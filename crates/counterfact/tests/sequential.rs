@@ -110,9 +110,10 @@ impl Editor for CountingFt {
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut gpt_core::progress::ProgressFn<'_>,
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         self.calls += 1;
-        self.inner.compute(model, tokenizer, requests)
+        self.inner.compute(model, tokenizer, requests, progress)
     }
     fn save_state(&self, dir: &Path) -> gpt_core::Result<()> {
         std::fs::write(dir.join("calls"), self.calls.to_string()).unwrap();

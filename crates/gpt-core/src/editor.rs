@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::edit::{EditUndo, WeightDelta};
 use crate::error::{Error, Result};
 use crate::model::{EditableModel, ResumableModel};
+use crate::progress::ProgressFn;
 use crate::tokenizer::Tokenizer;
 
 /// One fact to write: the prompt (with `{}` where the subject goes), the subject, and the new
@@ -193,14 +194,20 @@ pub trait Editor {
     /// because some methods (MEMIT) apply their layers' changes in turn while computing the
     /// next; every method leaves it exactly as it found it, on success and on error.
     ///
+    /// `progress` hears the method's stages (each method documents them, e.g. ROME's
+    /// optimisation steps, MEMIT's targets and layers) at least once per optimisation step,
+    /// so that a caller can stop a long edit: [`ControlFlow::Break`](std::ops::ControlFlow)
+    /// ends it with [`Error::Cancelled`], the model as it was.
+    ///
     /// # Errors
-    /// Malformed requests, model errors, and the method's own failures as
-    /// [`Error::Edit`].
+    /// Malformed requests, model errors, [`Error::Cancelled`], and the method's own failures
+    /// as [`Error::Edit`].
     fn compute(
         &mut self,
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> Result<Vec<WeightDelta>>;
 
     /// Writes what this editor carries from one [`Editor::compute`] to the next (AlphaEdit's
@@ -230,7 +237,8 @@ pub trait Editor {
 /// Writes `requests` into `model` with `editor` (jointly, or one after another for
 /// one-at-a-time methods) and returns the undo records in the order applied: undo them in
 /// reverse to restore every weight bit for bit. On an error, the edits already applied are
-/// undone before it is returned, so the model is never left half-edited.
+/// undone before it is returned, so the model is never left half-edited. `progress` is
+/// passed to each [`Editor::compute`] (a stop there undoes the edits already applied too).
 ///
 /// # Errors
 /// As [`Editor::compute`] and [`EditableModel::apply`].
@@ -239,6 +247,7 @@ pub fn apply_edits<M: EditModel>(
     model: &mut M,
     tokenizer: &Tokenizer,
     requests: &[RewriteRequest],
+    progress: &mut ProgressFn<'_>,
 ) -> Result<Vec<EditUndo>> {
     let mut undos = Vec::new();
     let result = (|| -> Result<()> {
@@ -249,7 +258,7 @@ pub fn apply_edits<M: EditModel>(
             requests.chunks(1).collect()
         };
         for group in groups {
-            for delta in editor.compute(&mut *model, tokenizer, group)? {
+            for delta in editor.compute(&mut *model, tokenizer, group, progress)? {
                 undos.push(model.apply(&delta)?);
             }
         }

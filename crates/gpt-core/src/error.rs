@@ -162,6 +162,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A long operation was stopped by its caller's progress callback (e.g. an
+    /// [`Editor::compute`](crate::Editor::compute) whose `progress` returned
+    /// [`ControlFlow::Break`](std::ops::ControlFlow::Break)); what it changed is undone.
+    #[error(transparent)]
+    Cancelled(#[from] crate::progress::Cancelled),
     /// An editing method failed (its own error inside).
     #[error("{method}: {error}")]
     Edit {

@@ -139,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             Some(&c),
             &templates,
             Schedule::Fast,
+            &mut gpt_core::progress::ignore,
         )?;
         let undo = m.model.apply(&edit.delta)?;
         post.push(score(&m, case)?);

@@ -48,14 +48,26 @@ pub(crate) struct DeltaFit {
     pub losses: Vec<f64>,
 }
 
-/// Optimises δ for one request (see the module documentation).
+/// Optimises δ for one request (see the module documentation); `on_step` as in
+/// [`optimize_deltas`].
 pub(crate) fn optimize_delta<M: ResumableModel + ?Sized>(
     model: &M,
     spec: &DeltaSpec<'_>,
+    on_step: &mut dyn FnMut(FitStep) -> Result<()>,
 ) -> Result<DeltaFit> {
-    optimize_deltas(model, std::slice::from_ref(spec), &mut |_| Ok(()))?
+    optimize_deltas(model, std::slice::from_ref(spec), on_step)?
         .pop()
         .ok_or_else(|| Error::InvalidInput("no request to fit".into()))
+}
+
+/// Where a fit stands after a step: what [`optimize_deltas`] tells its caller after every
+/// optimisation step (its error stops the fit: how a caller cancels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FitStep {
+    /// Steps taken (of at most `v_num_grad_steps`).
+    pub steps: usize,
+    /// Requests done (early-stopped or at the last step).
+    pub finished: usize,
 }
 
 /// One request's optimisation state.
@@ -73,12 +85,12 @@ struct Fit {
 /// loss and then leaving the batch. The specs must share the hyperparameters, hook point,
 /// layer and schedule (one method's call); each δ's loss, gradient, Adam state and clamp are
 /// its own — rows of a batch do not interact — so the results are those of one request at a
-/// time, up to the rounding of a differently padded batch. `finished` hears the number of
-/// requests done whenever it grows (its error stops the fit).
+/// time, up to the rounding of a differently padded batch. `on_step` hears after every step
+/// how many steps were taken and how many requests are done (its error stops the fit).
 pub(crate) fn optimize_deltas<M: ResumableModel + ?Sized>(
     model: &M,
     specs: &[DeltaSpec<'_>],
-    finished: &mut dyn FnMut(usize) -> Result<()>,
+    on_step: &mut dyn FnMut(FitStep) -> Result<()>,
 ) -> Result<Vec<DeltaFit>> {
     let Some(first) = specs.first() else {
         return Ok(Vec::new());
@@ -127,8 +139,11 @@ pub(crate) fn optimize_deltas<M: ResumableModel + ?Sized>(
                 model, first, specs, &parts, &mut fits, &active, &prompts, &pass, step,
             )?;
             step += 1;
+            on_step(FitStep {
+                steps: step,
+                finished: fits.iter().filter(|f| f.done).count(),
+            })?;
             if left < active.len() {
-                finished(fits.iter().filter(|f| f.done).count())?;
                 break;
             }
         }

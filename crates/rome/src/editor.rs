@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use gpt_core::progress::ProgressFn;
 use gpt_core::tch::Tensor;
 use gpt_core::{EditModel, Editor, Method, RewriteRequest, Tokenizer, WeightDelta};
 
@@ -22,6 +23,7 @@ use crate::target_cache::TargetCache;
 fn boxed(method: Method, e: Error) -> gpt_core::Error {
     match e {
         Error::Model(e) => e,
+        Error::Cancelled(c) => gpt_core::Error::Cancelled(c),
         other => gpt_core::Error::Edit {
             method,
             error: Box::new(other),
@@ -85,6 +87,7 @@ impl RomeEditor {
         model: &dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> Result<Vec<WeightDelta>> {
         let templates = templates_for(&mut self.templates, model, tokenizer, &self.hparams)?;
         requests
@@ -98,6 +101,7 @@ impl RomeEditor {
                     self.c.as_ref(),
                     &templates,
                     self.schedule,
+                    &mut *progress,
                 )
                 .map(|e| e.delta)
             })
@@ -114,15 +118,17 @@ impl Editor for RomeEditor {
     }
 
     /// Each request is computed on the model as given; [`gpt_core::apply_edits`] passes one
-    /// at a time, so sequential edits see the earlier ones.
+    /// at a time, so sequential edits see the earlier ones. `progress` hears
+    /// [`V_STAGE`](crate::rome::V_STAGE) for each request.
     fn compute(
         &mut self,
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let method = self.method();
-        self.run(&*model, tokenizer, requests)
+        self.run(&*model, tokenizer, requests, progress)
             .map_err(|e| boxed(method, e))
     }
 }
@@ -136,7 +142,8 @@ pub trait StatsMethod: std::fmt::Debug {
     /// The z settings (context templates, optimisation).
     fn z(&self) -> &RomeHparams;
 
-    /// Writes `requests` jointly (see the method's `compute_*_cached`).
+    /// Writes `requests` jointly (see the method's `compute_*_cached`; `progress` hears its
+    /// stages).
     ///
     /// # Errors
     /// The method's errors.
@@ -149,6 +156,7 @@ pub trait StatsMethod: std::fmt::Debug {
         cs: &[Tensor],
         templates: &[String],
         cache: Option<&TargetCache>,
+        progress: &mut ProgressFn<'_>,
     ) -> Result<Vec<WeightDelta>>;
 }
 
@@ -167,16 +175,10 @@ impl StatsMethod for MemitHparams {
         cs: &[Tensor],
         templates: &[String],
         cache: Option<&TargetCache>,
+        progress: &mut ProgressFn<'_>,
     ) -> Result<Vec<WeightDelta>> {
         let edit = compute_memit_cached(
-            model,
-            tokenizer,
-            requests,
-            self,
-            cs,
-            templates,
-            &mut gpt_core::progress::ignore,
-            cache,
+            model, tokenizer, requests, self, cs, templates, progress, cache,
         )?;
         Ok(edit.deltas)
     }
@@ -197,16 +199,10 @@ impl StatsMethod for EmmetHparams {
         cs: &[Tensor],
         templates: &[String],
         cache: Option<&TargetCache>,
+        progress: &mut ProgressFn<'_>,
     ) -> Result<Vec<WeightDelta>> {
         let edit = compute_emmet_cached(
-            model,
-            tokenizer,
-            requests,
-            self,
-            cs,
-            templates,
-            &mut gpt_core::progress::ignore,
-            cache,
+            model, tokenizer, requests, self, cs, templates, progress, cache,
         )?;
         Ok(edit.deltas)
     }
@@ -264,6 +260,7 @@ impl<H: StatsMethod> Editor for StatsEditor<H> {
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
@@ -275,6 +272,7 @@ impl<H: StatsMethod> Editor for StatsEditor<H> {
                 &self.cs,
                 &templates,
                 self.target_cache.as_ref(),
+                progress,
             )
         };
         run().map_err(|e| boxed(H::METHOD, e))
@@ -435,6 +433,7 @@ impl Editor for AlphaEditEditor {
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> gpt_core::Result<Vec<WeightDelta>> {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
@@ -447,7 +446,7 @@ impl Editor for AlphaEditEditor {
                 &self.projectors,
                 &self.histories,
                 &templates,
-                &mut gpt_core::progress::ignore,
+                progress,
                 self.target_cache.as_ref(),
             )?;
             if self.update_history {
@@ -492,8 +491,9 @@ impl Editor for FtEditor {
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
         requests: &[RewriteRequest],
+        progress: &mut ProgressFn<'_>,
     ) -> gpt_core::Result<Vec<WeightDelta>> {
-        compute_ft(&*model, tokenizer, requests, &self.hparams)
+        compute_ft(&*model, tokenizer, requests, &self.hparams, progress)
             .map(|e| vec![e.delta])
             .map_err(|e| boxed(Method::Ft, e))
     }

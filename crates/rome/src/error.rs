@@ -85,6 +85,7 @@ impl From<gpt_core::Error> for Error {
                 Ok(own) => *own,
                 Err(error) => Error::Model(gpt_core::Error::Edit { method, error }),
             },
+            gpt_core::Error::Cancelled(c) => Error::Cancelled(c),
             other => Error::Model(other),
         }
     }

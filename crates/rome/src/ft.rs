@@ -8,6 +8,7 @@
 //! `hook_mlp_out` of the layer, which is exactly what `W + ΔW` computes.
 
 use gpt_core::intervention::{HookAction, Intervention, StopAt};
+use gpt_core::progress::{self, Progress, ProgressFn};
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::{
     target_tokens, BlocksInput, CacheHook, EditableModel, HookPoint, Layer, Padding,
@@ -96,7 +97,9 @@ impl Intervention for AddLinear<'_> {
         }
         match self.post.take() {
             Some(post) => {
-                let change = post.f_matmul(&self.delta.f_tr()?)?;
+                // ΔW is f32 whatever the model's dtype (Adam's moments and the clamp stay
+                // exact); the product runs in the activations' dtype.
+                let change = post.f_matmul(&self.delta.f_to_kind(post.kind())?.f_tr()?)?;
                 Ok(HookAction::Replace(act.f_add(&change)?))
             }
             None => Ok(HookAction::Continue),
@@ -104,17 +107,23 @@ impl Intervention for AddLinear<'_> {
     }
 }
 
+/// The progress stage of [`compute_ft`]: one unit per optimisation step.
+pub const FT_STAGE: &str = "fine-tuning";
+
 /// Fine-tunes `blocks.{hp.layer}.mlp.W_out` on all `requests` together (never changing the
-/// model): Adam on `ΔW` (starting at zero), clamped to `[−ε, ε]` elementwise after each step.
+/// model): Adam on `ΔW` (f32 whatever the model's dtype, starting at zero), clamped to
+/// `[−ε, ε]` elementwise after each step. `progress` hears [`FT_STAGE`] before the first
+/// step and after each.
 ///
 /// # Errors
 /// Malformed requests, targets that tokenise to nothing, a layer out of range, a loss that
-/// is not finite, model errors.
+/// is not finite, model errors; [`Error::Cancelled`] when `progress` stops it.
 pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
     model: &M,
     tokenizer: &Tokenizer,
     requests: &[RewriteRequest],
     hp: &FtHparams,
+    progress: &mut ProgressFn<'_>,
 ) -> Result<FtEdit> {
     hp.validate(model.config().n_layers)?;
     if requests.is_empty() {
@@ -132,9 +141,12 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
         resid,
     };
     let w = model.weight(WeightId::MlpOut(Layer(hp.layer)))?;
-    let mut delta = w.f_zeros_like()?.f_set_requires_grad(true)?;
+    let mut delta =
+        Tensor::f_zeros(w.size(), (Kind::Float, w.device()))?.f_set_requires_grad(true)?;
     let mut adam = Adam::new(&delta, hp.lr)?;
     let mut losses = Vec::new();
+    let at = |done: usize| Progress::new(FT_STAGE, done as u64, Some(hp.num_steps as u64), "steps");
+    progress::report(progress, at(0))?;
     for step in 0..hp.num_steps {
         let loss = run.loss(&delta)?;
         let value = loss.f_double_value(&[])?;
@@ -160,6 +172,7 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
             let _ = delta.f_clamp_(-eps, eps)?;
             Ok(())
         })?;
+        progress::report(progress, at(step + 1))?;
     }
     Ok(FtEdit {
         delta: WeightDelta::Dense {

@@ -294,10 +294,12 @@ fn fit_missing<M: ResumableModel + ?Sized>(
     for (chunk, indices) in specs.chunks(TARGET_BATCH).zip(missing.chunks(TARGET_BATCH)) {
         let before = done;
         let mut reported = before;
-        let fits = optimize_deltas(model, chunk, &mut |finished| {
+        let fits = optimize_deltas(model, chunk, &mut |fit| {
             // Every request of a chunk is done at its end: that is reported once, below.
-            if before + finished > reported && finished < chunk.len() {
-                reported = before + finished;
+            // Between, every step reports where the chunk stands (the same event again
+            // while no request finishes), so that a caller can stop within a fit.
+            if fit.finished < chunk.len() {
+                reported = reported.max(before + fit.finished);
                 progress::report(progress, setup.targets_progress(reported))?;
             }
             Ok(())

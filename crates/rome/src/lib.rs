@@ -52,7 +52,8 @@
 //! let templates = context_templates(&model, &tok, &hp.context_template_length_params, hp.template_seed)?;
 //!
 //! let request = RewriteRequest::new("{} is located in the city of", "The Eiffel Tower", "Rome")?;
-//! let edit = compute_rome(&model, &tok, &request, &hp, Some(&stats.c()?), &templates, Schedule::Fast)?;
+//! let edit = compute_rome(&model, &tok, &request, &hp, Some(&stats.c()?), &templates,
+//!                         Schedule::Fast, &mut gpt_core::progress::ignore)?;
 //! let before = model.weight(gpt_core::WeightId::MlpOut(gpt_core::Layer(1)))?.copy();
 //! let undo = model.apply(&edit.delta)?; // the model is edited only here
 //! let p = gpt_core::top_k(&model, &tok, &request.filled(), 3)?;
@@ -96,7 +97,7 @@ pub use editor::{
 };
 pub use emmet::{compute_emmet, compute_emmet_cached, emmet_update, EmmetEdit, EmmetHparams};
 pub use error::{Error, Result};
-pub use ft::{compute_ft, FtEdit, FtHparams};
+pub use ft::{compute_ft, FtEdit, FtHparams, FT_STAGE};
 pub use hparams::{RomeHparams, RomeVariant};
 pub use memit::{compute_memit, compute_memit_cached, MemitEdit, MemitHparams};
 pub use nullspace::{
@@ -104,7 +105,7 @@ pub use nullspace::{
 };
 pub use preset::{Preset, PresetModel};
 pub use request::RewriteRequest;
-pub use rome::{compute_rome, context_templates, RomeEdit, Schedule};
+pub use rome::{compute_rome, context_templates, RomeEdit, Schedule, V_STAGE};
 pub use stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsMeta, StatsOptions, STATS_STAGE};
 pub use stats_cache::StatsCache;
 pub use target_cache::TargetCache;

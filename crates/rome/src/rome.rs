@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::hparams::{RomeHparams, RomeVariant};
 use crate::request::RewriteRequest;
 use crate::update::rank_one_update;
+use gpt_core::progress::{self, Progress, ProgressFn};
 
 /// Words the generated context templates start from (MEMIT / EasyEdit's variant of §2.3,
 /// which works for any tokenizer).
@@ -172,15 +173,22 @@ fn update_moment(hp: &RomeHparams, c: Option<&Tensor>, d_mlp: i64) -> Result<Ten
     Ok(c.f_to_device(Device::Cpu)?)
 }
 
+/// The progress stage of [`compute_rome`]: one unit per optimisation step of v* (at most
+/// `v_num_grad_steps`; fewer when the loss stops early).
+pub const V_STAGE: &str = "v* optimisation";
+
 /// Computes one ROME edit of `request` (never changing the model): the weight change of
 /// `blocks.{hp.layer}.mlp.W_out` that makes the model continue the request's prompt with
 /// its target. `c` is the key second moment `E[k kᵀ]` of that layer (`None` with
 /// `mom2_adjustment` off); `templates` are the context templates
 /// ([`context_templates`]).
 ///
+/// `progress` hears [`V_STAGE`] before the first optimisation step of v* and after each.
+///
 /// # Errors
 /// A malformed request, a target that tokenises to nothing, a layer out of range, a
-/// singular `C`, model errors.
+/// singular `C`, model errors; [`Error::Cancelled`] when `progress` stops it.
+#[allow(clippy::too_many_arguments)]
 pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     model: &M,
     tokenizer: &Tokenizer,
@@ -189,6 +197,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     c: Option<&Tensor>,
     templates: &[String],
     schedule: Schedule,
+    progress: &mut ProgressFn<'_>,
 ) -> Result<RomeEdit> {
     request.validate()?;
     let config = model.config();
@@ -211,6 +220,15 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
     let k_star = keys.f_mean_dim(0, false, Kind::Double)?;
     let bare_key = keys.f_select(0, 0)?.f_to_kind(Kind::Double)?;
 
+    let at = |steps: usize| {
+        Progress::new(
+            V_STAGE,
+            steps as u64,
+            Some(hp.v_num_grad_steps as u64),
+            "steps",
+        )
+    };
+    progress::report(progress, at(0))?;
     let fit = optimize_delta(
         model,
         &DeltaSpec {
@@ -222,6 +240,7 @@ pub fn compute_rome<M: EditableModel + ResumableModel + ?Sized>(
             layer,
             schedule,
         },
+        &mut |fit| Ok(progress::report(progress, at(fit.steps))?),
     )?;
     let (target_init, delta, losses) = (fit.target_init, fit.delta, fit.losses);
     let v_star = target_init.f_add(&delta)?.f_to_kind(Kind::Double)?;

@@ -250,7 +250,14 @@ fn alphaedit_writes_facts_jointly_in_the_null_space_and_leaves_the_model_alone()
         // the batch (with its changes applied) added to each layer's history.
         assert_eq!(editor.method(), gpt_core::Method::AlphaEdit);
         assert!(editor.joint());
-        let undos = apply_edits(&mut editor, &mut m, &tok, &reqs).unwrap();
+        let undos = apply_edits(
+            &mut editor,
+            &mut m,
+            &tok,
+            &reqs,
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         assert_eq!(undos.len(), 2);
         for (h, k) in editor.histories.iter().zip(&edit.keys_after) {
             assert_eq!(h.count(), 3);
@@ -276,7 +283,14 @@ fn alphaedit_writes_facts_jointly_in_the_null_space_and_leaves_the_model_alone()
         let mut independent = AlphaEditEditor::new(hp, &cs)
             .unwrap()
             .with_history_updates(false);
-        let undos = apply_edits(&mut independent, &mut m, &tok, &reqs[..1]).unwrap();
+        let undos = apply_edits(
+            &mut independent,
+            &mut m,
+            &tok,
+            &reqs[..1],
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         undo_all(&mut m, &undos).unwrap();
         assert!(independent.histories.iter().all(|h| h.count() == 0));
     }
@@ -405,7 +419,14 @@ fn emmet_writes_facts_jointly_and_leaves_the_model_alone() {
         let mut editor = EmmetEditor::new(hp, cs);
         assert_eq!(editor.method(), gpt_core::Method::Emmet);
         assert!(editor.joint());
-        let undos = apply_edits(&mut editor, &mut m, &tok, &reqs).unwrap();
+        let undos = apply_edits(
+            &mut editor,
+            &mut m,
+            &tok,
+            &reqs,
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         assert_eq!(undos.len(), 1);
         undo_all(&mut m, &undos).unwrap();
         assert_unchanged(&m, &layers, &w0, &format!("{arch:?} editor undo"));
@@ -429,8 +450,17 @@ fn emmet_with_one_layer_and_one_request_is_romes_rank_one_update() {
         z.v_weight_decay = 0.0;
         let templates = vec!["{}".to_string()];
         let req = requests().remove(0);
-        let rome_edit =
-            compute_rome(&m, &tok, &req, &z, Some(&c), &templates, Schedule::Fast).unwrap();
+        let rome_edit = compute_rome(
+            &m,
+            &tok,
+            &req,
+            &z,
+            Some(&c),
+            &templates,
+            Schedule::Fast,
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         let hp = EmmetHparams {
             layers: vec![layer],
             z: z.clone(),

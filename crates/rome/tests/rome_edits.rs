@@ -139,6 +139,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             Some(&c),
             &templates,
             Schedule::Fast,
+            &mut gpt_core::progress::ignore,
         )
         .unwrap();
         let naive = compute_rome(
@@ -149,6 +150,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             Some(&c),
             &templates,
             Schedule::Naive,
+            &mut gpt_core::progress::ignore,
         )
         .unwrap();
         // The fixtures' small weights (std 0.2, two blocks) leave layer 1's MLP little leverage
@@ -196,6 +198,7 @@ fn rome_writes_v_star_and_schedules_agree() {
             Some(&c),
             &templates,
             Schedule::Fast,
+            &mut gpt_core::progress::ignore,
         )
         .unwrap();
         let w = m
@@ -389,6 +392,7 @@ fn edits_save_and_reapply() {
         Some(&stats.c().unwrap()),
         &templates,
         Schedule::Fast,
+        &mut gpt_core::progress::ignore,
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -447,6 +451,7 @@ fn bad_requests_and_corpora_are_clear_errors() {
         None,
         &["{}".into()],
         Schedule::Fast,
+        &mut gpt_core::progress::ignore,
     )
     .unwrap_err();
     assert!(err.to_string().contains("layer 7"), "{err}");
@@ -459,6 +464,7 @@ fn bad_requests_and_corpora_are_clear_errors() {
         None,
         &["{}".into()],
         Schedule::Fast,
+        &mut gpt_core::progress::ignore,
     )
     .unwrap_err();
     assert!(err.to_string().contains("statistics"), "{err}");
@@ -649,7 +655,8 @@ fn ft_l_stays_within_its_constraint_and_raises_the_target() {
         };
         let w = m.weight(WeightId::MlpOut(Layer(1))).unwrap().copy();
         let before = target_logp(&m, &tok, &request().filled(), "Rome");
-        let edit = rome::compute_ft(&m, &tok, &[request()], &hp).unwrap();
+        let edit =
+            rome::compute_ft(&m, &tok, &[request()], &hp, &mut gpt_core::progress::ignore).unwrap();
         assert!(m.weight(WeightId::MlpOut(Layer(1))).unwrap().equal(&w));
         let dense = edit.delta.to_dense(&w.size()).unwrap();
         let max = dense.abs().max().double_value(&[]);
@@ -702,7 +709,14 @@ fn editors_write_requests_and_undo_bit_exactly() {
         }),
     ];
     for editor in &mut editors {
-        let undos = apply_edits(editor.as_mut(), &mut m, &tok, &requests).unwrap();
+        let undos = apply_edits(
+            editor.as_mut(),
+            &mut m,
+            &tok,
+            &requests,
+            &mut gpt_core::progress::ignore,
+        )
+        .unwrap();
         // One-at-a-time methods apply one change per request; FT-L one for all.
         let expected = if editor.joint() { 1 } else { 2 };
         assert_eq!(undos.len(), expected, "{}", editor.method());
@@ -725,7 +739,14 @@ fn editors_write_requests_and_undo_bit_exactly() {
             target: "Y".into(),
         },
     ];
-    let err = apply_edits(editors[0].as_mut(), &mut m, &tok, &bad).unwrap_err();
+    let err = apply_edits(
+        editors[0].as_mut(),
+        &mut m,
+        &tok,
+        &bad,
+        &mut gpt_core::progress::ignore,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no `{}`"), "{err}");
     for (l, w) in snapshot.iter().enumerate() {
         assert!(m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w));
@@ -881,4 +902,88 @@ fn target_residuals_are_cached_by_content() {
         .unwrap()
         .is_none());
     m.undo(&undo).unwrap();
+}
+
+/// Every editor hears its progress at least once per optimisation step, and a caller that
+/// stops it (here at the third event) gets `Error::Cancelled` with the model bit for bit as
+/// it was — with several requests, after earlier ones were applied too.
+#[test]
+fn editors_report_their_steps_and_stop_when_asked() {
+    use gpt_core::{apply_edits, Editor};
+    let tok = tokenizer();
+    let mut m = model(Architecture::Gpt2, &tok, 6);
+    let layers = [1usize];
+    let cs = second_moments(&m, &tok, &layers);
+    let snapshot: Vec<Tensor> = (0..m.config().n_layers)
+        .map(|l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
+        .collect();
+    let requests = vec![
+        request(),
+        RewriteRequest::new("{} plays the sport of", "Tiger Woods", "tennis").unwrap(),
+    ];
+    let mut z = hparams(1, RomeVariant::Original);
+    // Never early: every step is taken, so there are steps to stop at.
+    z.early_stop_loss = 0.0;
+    let mut memit = rome::MemitHparams::smollm2();
+    memit.layers = layers.to_vec();
+    memit.z = z.clone();
+    let mut editors: Vec<(Box<dyn Editor>, &str)> = vec![
+        (
+            Box::new(rome::RomeEditor::new(
+                z.clone(),
+                Some(cs[0].shallow_clone()),
+            )),
+            rome::V_STAGE,
+        ),
+        (
+            Box::new(rome::FtEditor {
+                hparams: rome::FtHparams {
+                    early_stop_loss: 0.0,
+                    ..rome::FtHparams::constrained(1)
+                },
+            }),
+            rome::FT_STAGE,
+        ),
+        (
+            Box::new(rome::MemitEditor::new(
+                memit,
+                cs.iter().map(Tensor::shallow_clone).collect(),
+            )),
+            rome::memit::TARGETS_STAGE,
+        ),
+    ];
+    for (editor, stage) in &mut editors {
+        let method = editor.method();
+        let mut events: Vec<Progress> = Vec::new();
+        let mut watch = |p: &Progress| {
+            events.push(p.clone());
+            ControlFlow::Continue(())
+        };
+        let undos = apply_edits(editor.as_mut(), &mut m, &tok, &requests, &mut watch).unwrap();
+        let steps = events.iter().filter(|p| p.stage == *stage).count();
+        assert!(steps > 3, "{method}: {steps} events of {stage}: {events:?}");
+        gpt_core::undo_all(&mut m, &undos).unwrap();
+
+        let mut seen = 0;
+        let mut stop = |_: &Progress| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let err = apply_edits(editor.as_mut(), &mut m, &tok, &requests, &mut stop).unwrap_err();
+        assert!(
+            matches!(err, gpt_core::Error::Cancelled(_)),
+            "{method}: {err:?}"
+        );
+        assert!(matches!(Error::from(err), Error::Cancelled(_)));
+        for (l, w) in snapshot.iter().enumerate() {
+            assert!(
+                m.weight(WeightId::MlpOut(Layer(l))).unwrap().equal(w),
+                "{method}"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use gpt_core::random::tiny_config;
 use gpt_core::tch::{Device, Kind, Tensor};
 use gpt_core::testing::{arb_matrix, arb_spd_matrix, arb_vector};
-use gpt_core::{Architecture, EditableModel, Layer, RandomInit, Transformer, WeightId};
+use gpt_core::{EditableModel, Layer, RandomInit, Transformer, WeightId};
 use proptest::prelude::*;
 use rome::{memit_update, rank_one_update, solve_spd, Error, SecondMoment};
 

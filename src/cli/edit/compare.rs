@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use gpt_core::{EditableModel, Progress};
+use gpt_core::EditableModel;
 use rome::{
     compute_rome, context_templates, KeyStats, RewriteRequest, RomeHparams, RomeVariant, Schedule,
 };
@@ -98,16 +98,18 @@ pub fn edit_and_compare(
             norms: Vec::new(),
             losses: Vec::new(),
         };
-        let stage = match hp.variant {
-            RomeVariant::RRome => "r-ROME edits",
-            _ => "ROME edits",
+        let method = match hp.variant {
+            RomeVariant::RRome => "r-ROME",
+            _ => "ROME",
         };
-        let at = |done: usize| {
-            Progress::new(stage, done as u64, Some(requests.len() as u64), "requests")
-        };
-        let mut view = ProgressView::new("");
-        view.show(&at(0));
-        for r in requests {
+        for (i, r) in requests.iter().enumerate() {
+            // Each request's v* optimisation, step by step (`rome::V_STAGE`).
+            let title = if requests.len() == 1 {
+                method.to_string()
+            } else {
+                format!("{method} request {}/{}", i + 1, requests.len())
+            };
+            let mut view = ProgressView::new(&title);
             let edit = compute_rome(
                 &loaded.model,
                 &loaded.tokenizer,
@@ -116,14 +118,14 @@ pub fn edit_and_compare(
                 Some(&c),
                 &templates,
                 Schedule::Fast,
+                &mut view.callback(),
             )?;
+            view.finish();
             applied.undos.push(loaded.model.apply(&edit.delta)?);
             applied.norms.push(edit.delta_norm);
             applied.losses.push(edit.losses);
             applied.deltas.push(edit.delta);
-            view.show(&at(applied.deltas.len()));
         }
-        view.finish();
         Ok(applied)
     })
 }
@@ -137,12 +139,15 @@ pub(super) fn ft_and_compare(
     checks: &[String],
 ) -> anyhow::Result<Outcome> {
     compare(loaded, requests, checks, |loaded| {
-        // One optimisation over all the requests: a start and an end.
-        let at = |done| Progress::new("FT-L", done, Some(1), "edits");
-        let mut view = ProgressView::new("");
-        view.show(&at(0));
-        let edit = rome::compute_ft(&loaded.model, &loaded.tokenizer, requests, hp)?;
-        view.show(&at(1));
+        // One optimisation over all the requests, step by step (`rome::FT_STAGE`).
+        let mut view = ProgressView::new("FT-L");
+        let edit = rome::compute_ft(
+            &loaded.model,
+            &loaded.tokenizer,
+            requests,
+            hp,
+            &mut view.callback(),
+        )?;
         view.finish();
         let undo = loaded.model.apply(&edit.delta)?;
         let dense = edit

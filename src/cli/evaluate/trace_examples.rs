@@ -37,6 +37,7 @@ pub(super) fn trace_examples(
             &mut loaded.model,
             &loaded.tokenizer,
             std::slice::from_ref(&case.request),
+            &mut gpt_core::progress::ignore,
         )?;
         // The model is restored before a failed trace's error is returned.
         let after = trace_hidden(loaded, case, &setup, &name);

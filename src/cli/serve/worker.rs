@@ -42,8 +42,26 @@ pub enum Reply {
 }
 
 /// Where a job's replies go. Dropped by the server when the client goes away, which
-/// cancels a trace at its next progress event.
+/// cancels a trace or an edit at its next progress event.
 pub type Replies = UnboundedSender<Reply>;
+
+/// The progress callback of a job: each event goes to the client as a `progress` reply
+/// (`stage`, `done`, `total`, `unit`); once the client is gone the operation is stopped at
+/// its next event.
+fn forward_progress(
+    replies: &Replies,
+) -> impl FnMut(&gpt_core::progress::Progress) -> ControlFlow<()> + '_ {
+    move |p| {
+        let _gone = replies.send(Reply::Progress(json!({
+            "stage": p.stage, "done": p.done, "total": p.total, "unit": p.unit,
+        })));
+        if replies.is_closed() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
 
 /// A causal trace to run.
 #[derive(Debug)]
@@ -345,16 +363,7 @@ impl Worker {
     fn trace(&mut self, t: TraceTask, replies: &Replies) -> Result<(), Failure> {
         let tracer = self.tracer(&t)?;
         for kind in t.kinds {
-            let mut progress = |p: &gpt_core::progress::Progress| {
-                let _gone = replies.send(Reply::Progress(json!({
-                    "stage": p.stage, "done": p.done, "total": p.total, "unit": p.unit,
-                })));
-                if replies.is_closed() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            };
+            let mut progress = forward_progress(replies);
             let grid = tracer.grid_with_progress(&GridSpec::new(kind), &mut progress)?;
             let _gone = replies.send(Reply::Grid(serde_json::to_value(&grid)?));
         }
@@ -399,10 +408,12 @@ impl Worker {
         let hparams = hparams.clone();
         // `compute` leaves the model as it found it, on success and on error: the weights
         // change only below, and a failed apply undoes what it applied.
+        // Its progress (the optimisation's steps) goes to the client; a client gone stops it.
         let deltas = editor.compute(
             &mut self.loaded.model,
             &self.loaded.tokenizer,
             std::slice::from_ref(&request),
+            &mut forward_progress(replies),
         )?;
         let norm = self.norm(&deltas)?;
         let undos = self.apply_all(&deltas)?;

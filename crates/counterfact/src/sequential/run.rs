@@ -275,7 +275,10 @@ fn edit_and_score<M: EditModel>(
         let ids: Vec<u64> = group.iter().map(|c| c.case_id).collect();
         let requests: Vec<_> = group.iter().map(|c| c.request.clone()).collect();
         let started = Instant::now();
-        match apply_edits(editor, model, setting.tokenizer, &requests) {
+        // The run stops between batches (checkpoints stay whole), so a batch's edit is not
+        // watched.
+        let ignore = &mut gpt_core::progress::ignore;
+        match apply_edits(editor, model, setting.tokenizer, &requests, ignore) {
             Ok(undos) => {
                 let seconds = started.elapsed().as_secs_f64() / group.len() as f64;
                 let (deltas, before) = run.absorb(model, undos, &ids, seconds)?;
