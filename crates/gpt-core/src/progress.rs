@@ -5,7 +5,9 @@
 //!
 //! A long operation takes `progress: &mut ProgressFn<'_>` and calls it once before its first
 //! unit of work (`done` is then what is already done: 0, or what an earlier, resumed run
-//! did) and after every unit (a chunk of documents, a case, a token row, a prompt). The
+//! did) and after every unit (a chunk of documents, a case, a token row, a prompt); where a
+//! unit is long, also within it when one of its [`counts`](Progress::counts) moves (the
+//! optimisation steps of a batch of edit targets), `done` unchanged. The
 //! callback returns [`ControlFlow::Continue`] to go on or [`ControlFlow::Break`] to stop
 //! there: the operation then leaves what it wrote consistent (checkpoints, records, case
 //! files, the model's weights) and returns its crate's `Cancelled` error, which wraps

@@ -105,7 +105,8 @@ fn request_keys<M: ResumableModel + ?Sized>(
 /// Runs the shared loop for all `requests` together, solving each layer with `solve`, and
 /// leaves the model as it was (the per-layer changes are applied while later layers are
 /// computed, then undone). `templates` are the context templates (the bare `"{}"` first).
-/// `progress` hears of the spec's two stages, each before its first unit and after each.
+/// `progress` hears of the spec's two stages, each before its first unit and after each, and
+/// the targets' also after every optimisation step (with its `steps` count).
 ///
 /// # Errors
 /// Malformed requests, layers out of range or not ascending, model errors, `solve`'s
@@ -296,11 +297,12 @@ fn fit_missing<M: ResumableModel + ?Sized>(
         let mut reported = before;
         let fits = optimize_deltas(model, chunk, &mut |fit| {
             // Every request of a chunk is done at its end: that is reported once, below.
-            // Between, every step reports where the chunk stands (the same event again
-            // while no request finishes), so that a caller can stop within a fit.
+            // Between, every step reports where the chunk stands with its `steps` count
+            // (so that a caller can stop within a fit).
             if fit.finished < chunk.len() {
                 reported = reported.max(before + fit.finished);
-                progress::report(progress, setup.targets_progress(reported))?;
+                let event = setup.targets_progress(reported);
+                progress::report(progress, event.with_count("steps", fit.steps as u64))?;
             }
             Ok(())
         })?;

@@ -100,7 +100,8 @@ pub(crate) fn check_per_layer(what: &str, count: usize, layers: &[usize]) -> Res
 /// holds `C = E[k kᵀ]` of each edited layer, in `hp.layers` order; `templates` are the
 /// context templates (the bare `"{}"` first). `progress` hears of [`TARGETS_STAGE`] (one
 /// `z` optimised per request, the long part) and then [`LAYERS_STAGE`] (one update per
-/// layer), each before its first unit and after each.
+/// layer), each before its first unit and after each (the targets also after every
+/// optimisation step, with its `steps` count: where a caller can stop).
 ///
 /// # Errors
 /// Malformed requests, layers out of range or not ascending, statistics of the wrong

@@ -550,8 +550,8 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
             &mut progress::watch(|p| stages.push((p.stage.to_string(), p.done))),
         )
         .unwrap();
-        // Targets are fitted together: reports before the first, whenever a request
-        // stops early, and at the end; then one per layer.
+        // Targets are fitted together: reports before the first, after every optimisation
+        // step (with its `steps` count), and at the end; then one per layer.
         let targets: Vec<u64> = stages
             .iter()
             .filter(|(s, _)| s == rome::memit::TARGETS_STAGE)
@@ -560,7 +560,7 @@ fn memit_writes_several_facts_at_once_and_leaves_the_model_alone() {
         assert!(
             targets.first() == Some(&0)
                 && targets.last() == Some(&3)
-                && targets.windows(2).all(|w| w[0] < w[1]),
+                && targets.windows(2).all(|w| w[0] <= w[1]),
             "{stages:?}"
         );
         let updates = (0..=layers.len() as u64).map(|i| (rome::memit::LAYERS_STAGE.to_string(), i));
