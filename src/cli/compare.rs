@@ -72,6 +72,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 extra: &[],
                 records: &[],
                 worst: 0,
+                cases: &[],
                 extra_markdown: "",
             },
         )?;

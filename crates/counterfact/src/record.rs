@@ -76,6 +76,10 @@ pub struct CaseRecord {
     pub case_seconds: f64,
     /// The generated texts (after the edit, or unedited for `none`) and their seed.
     pub generation: Option<Generation>,
+    /// The unedited model's texts from the same prompts and seeds, when the run generated
+    /// them before editing ([`RunOptions::pre_generation`](crate::runner::RunOptions)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_generation: Option<Generation>,
 }
 
 /// Texts generated for the fluency test.

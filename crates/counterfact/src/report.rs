@@ -1,7 +1,8 @@
 //! A self-contained HTML report of one or more runs: the summary table, figures given as
 //! SVG (bars with intervals, causal traces), and the worst cases. No scripts, no network.
 
-use crate::record::CaseRecord;
+use crate::dataset::EditCase;
+use crate::record::{CaseRecord, Generation};
 use crate::summary::{cell, metric_title, table_metrics, MetricTable, Summary};
 
 /// Escapes text for HTML.
@@ -43,19 +44,42 @@ const GLOSSARY: [(&str, &str); 14] = [
     ("s/case", "Wall seconds per case: the edit, the scoring and the generation."),
 ];
 
-/// The report page: how the run was made (`details`: label and value rows, e.g. date,
-/// command, version, model, data, hyperparameters), `summaries` in a table (the first's
-/// unedited scores as a row) with a glossary of its columns, the figures, and the `worst`
-/// cases of `records` by efficacy magnitude after the edit (zsRE cases: by efficacy, the new
-/// answer's token accuracy). Works at phone width: wide tables scroll, figures shrink.
-pub fn report_html(
-    title: &str,
-    details: &[(String, String)],
-    summaries: &[&Summary],
-    figures: &[Figure],
-    records: &[CaseRecord],
-    worst: usize,
-) -> String {
+/// What a report page shows (see [`report_html`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Report<'a> {
+    /// The page's title.
+    pub title: &'a str,
+    /// How the run was made: label and value rows (date, command, version, model, data,
+    /// hyperparameters).
+    pub details: &'a [(String, String)],
+    /// The runs, side by side (the first's unedited scores as a row).
+    pub summaries: &'a [&'a Summary],
+    /// Figures, in order.
+    pub figures: &'a [Figure],
+    /// The per-case records the worst cases are taken from.
+    pub records: &'a [CaseRecord],
+    /// How many worst cases to list (0: none).
+    pub worst: usize,
+    /// The cases the records came from, for the worst cases' paraphrase and neighbourhood
+    /// prompts (empty: those are left out).
+    pub cases: &'a [EditCase],
+}
+
+/// The report page: how the run was made, the summaries in a table with a glossary of its
+/// columns, the figures, and the `worst` cases of `records` by efficacy magnitude after the
+/// edit (zsRE cases: by efficacy, the new answer's token accuracy) — scores before and after,
+/// then each case's prompts, generated texts before and after, and its record. Works at
+/// phone width: wide tables scroll, figures shrink.
+pub fn report_html(report: &Report<'_>) -> String {
+    let Report {
+        title,
+        details,
+        summaries,
+        figures,
+        records,
+        worst,
+        cases,
+    } = *report;
     let mut h = String::new();
     head(&mut h, title);
     if !details.is_empty() {
@@ -73,10 +97,13 @@ pub fn report_html(
         ));
     }
     let mut edited: Vec<&CaseRecord> = records.iter().filter(|r| r.post.is_some()).collect();
-    if edited.iter().any(|r| r.pre.top1.is_some()) {
-        worst_zsre(&mut h, &mut edited, worst);
-    } else if !edited.is_empty() && worst > 0 {
-        worst_counterfact(&mut h, &mut edited, worst);
+    if !edited.is_empty() && worst > 0 {
+        if edited.iter().any(|r| r.pre.top1.is_some()) {
+            worst_zsre(&mut h, &mut edited, worst);
+        } else {
+            worst_counterfact(&mut h, &mut edited, worst);
+        }
+        case_details(&mut h, &edited[..worst.min(edited.len())], cases);
     }
     h.push_str("</body></html>\n");
     h
@@ -93,7 +120,7 @@ fn head(h: &mut String, title: &str) {
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:420px;white-space:normal}\
 table.details{table-layout:fixed;width:100%}table.details th{width:9em}table.details td{text-align:left;white-space:normal;overflow-wrap:anywhere}dl.glossary{font-size:13px;color:#333}dl.glossary dt{font-weight:600;float:left;clear:left;width:6em}dl.glossary dd{margin:0 0 .3em 6.5em}\
-figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}details{margin:.4em 0;font-size:14px}summary{cursor:pointer}dl.case dt{font-weight:600;margin-top:.4em}dl.case dd{margin-left:1.5em}dl.case pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px;background:#f7f7f7;padding:.5em}figcaption{font-weight:600;margin-bottom:.5em}.note{color:#555;font-size:13px}</style></head><body>",
     );
     h.push_str(&format!("<h1>{}</h1>", escape(title)));
 }
@@ -210,7 +237,7 @@ fn worst_counterfact(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
         "<h2>The {} worst cases (lowest p(new) − p(true) after the edit)</h2>",
         worst.min(edited.len())
     ));
-    h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated text is the start of the first fluency sample after the edit (all of it on hover).</p>");
+    h.push_str("<p class=\"note\">Scores before the edit are given beside those after it: a neighbourhood that already failed before the edit is not the method's doing. The generated texts are the start of the first fluency sample before and after the edit (all of it on hover); each case's prompts, all its texts and its record follow the table (click a case).</p>");
     open_table(
         h,
         "Worst cases by efficacy magnitude (EM) after the edit",
@@ -226,18 +253,20 @@ fn worst_counterfact(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
             "PS post",
             "NS pre",
             "NS post",
+            "generated before the edit",
             "generated after the edit",
         ],
     );
     for r in edited.iter().take(worst) {
         let post = r.post.as_ref();
-        let text = r
-            .generation
-            .as_ref()
-            .and_then(|g| g.texts.first())
-            .map_or("–".to_string(), |t| text_start(t));
+        let first = |g: &Option<Generation>| {
+            g.as_ref()
+                .and_then(|g| g.texts.first())
+                .map_or("–".to_string(), |t| text_start(t))
+        };
+        let (before, text) = (first(&r.pre_generation), first(&r.generation));
         h.push_str(&format!(
-            "<tr id=\"case-{id}\"><td>{id}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td></tr>",
+            "<tr id=\"case-{id}\"><td><a href=\"#case-{id}-details\">{id}</a></td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{before}</td><td class=\"text\">{text}</td></tr>",
             escape(&r.request.subject),
             escape(&r.request.filled()),
             escape(&r.request.target),
@@ -299,8 +328,7 @@ fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
     for r in edited.iter().take(worst) {
         let post = r.post.as_ref();
         h.push_str(&format!(
-            "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.case_id,
+            "<tr id=\"case-{id}\"><td><a href=\"#case-{id}-details\">{id}</a></td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.request.filled()),
             escape(&r.request.target),
             escape(&r.target_true),
@@ -309,9 +337,78 @@ fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
             pct(post.and_then(|m| m.paraphrase)),
             pct(r.pre.specificity),
             pct(post.and_then(|m| m.specificity)),
+            id = r.case_id,
         ));
     }
     h.push_str("</tbody></table></div>");
+}
+
+/// One folding block per listed case (`id="case-{id}-details"`, the tables link to it): the
+/// rewrite, the paraphrase and neighbourhood prompts of its case in `cases` (for zsRE: the
+/// rephrased question and the unrelated question with its answer), every generated text
+/// before and after the edit, and the record as JSON.
+fn case_details(h: &mut String, shown: &[&CaseRecord], cases: &[EditCase]) {
+    let by_id: std::collections::HashMap<u64, &EditCase> =
+        cases.iter().map(|c| (c.case_id, c)).collect();
+    h.push_str("<h3>The cases in detail</h3>");
+    for r in shown {
+        let id = r.case_id;
+        h.push_str(&format!(
+            "<details id=\"case-{id}-details\"><summary>case {id}: {} → {} (was {})</summary><dl class=\"case\"><dt>rewrite</dt><dd>{}</dd>",
+            escape(&r.request.subject),
+            escape(&r.request.target),
+            escape(&r.target_true),
+            escape(&r.request.filled()),
+        ));
+        if let Some(case) = by_id.get(&id) {
+            list(
+                h,
+                "paraphrases",
+                case.paraphrase_prompts.iter().map(|p| escape(p)),
+            );
+            list(
+                h,
+                "neighbourhood (true object)",
+                case.neighborhood
+                    .iter()
+                    .map(|n| format!("{} → {}", escape(&n.prompt), escape(&n.true_target))),
+            );
+        }
+        let texts = |g: &Option<Generation>| -> Vec<String> {
+            g.as_ref()
+                .map(|g| g.texts.iter().map(|t| escape(t)).collect())
+                .unwrap_or_default()
+        };
+        let before = texts(&r.pre_generation);
+        if before.is_empty() {
+            h.push_str("<dt>generated before the edit</dt><dd>not generated in this run (the unedited model generates only when asked to: pre-generation)</dd>");
+        } else {
+            list(h, "generated before the edit", before.into_iter());
+        }
+        list(
+            h,
+            "generated after the edit",
+            texts(&r.generation).into_iter(),
+        );
+        let json = serde_json::to_string_pretty(r).unwrap_or_default();
+        h.push_str(&format!(
+            "<dt>record</dt><dd><pre>{}</pre></dd></dl></details>",
+            escape(&json)
+        ));
+    }
+}
+
+/// A `<dt>` with its items as a list (`–` for none); items are markup.
+fn list(h: &mut String, label: &str, items: impl Iterator<Item = String>) {
+    let items: Vec<String> = items.map(|i| format!("<li>{i}</li>")).collect();
+    if items.is_empty() {
+        h.push_str(&format!("<dt>{label}</dt><dd>–</dd>"));
+    } else {
+        h.push_str(&format!(
+            "<dt>{label}</dt><dd><ul>{}</ul></dd>",
+            items.concat()
+        ));
+    }
 }
 
 /// What the quantisation named in a GGUF file name means (`…Q4_1.gguf` → Q4_1's blocks),

@@ -250,10 +250,13 @@ fn run_group<'e, M: EditModel>(
     let each = started.elapsed().as_secs_f64() / group.len() as f64;
     Ok(group
         .iter()
-        .zip(pre)
+        .zip(pre.iter().zip(pre_texts))
         .zip(post.into_iter().zip(texts))
-        .map(|((case, pre), (post, generation))| {
-            record(
+        .map(|((case, (pre, pre_text)), (post, generation))| CaseRecord {
+            // The unedited texts, when made, go beside the edited ones (the report shows
+            // both).
+            pre_generation: pre_text.clone(),
+            ..record(
                 case,
                 pre.clone(),
                 Some(post),
@@ -283,6 +286,7 @@ pub(crate) fn record(
         edit_seconds,
         case_seconds,
         generation,
+        pre_generation: None,
     }
 }
 

@@ -559,3 +559,71 @@ fn method_none_scores_known_facts_and_shards_share_a_folder() {
     let e = score_cases(&m, &tok, &[&bad], BatchLimits::default()).unwrap_err();
     assert!(e.to_string().to_lowercase().contains("target"), "{e}");
 }
+
+/// With pre-generation, each edited case's record keeps the unedited model's texts beside
+/// the edited ones (the same prompts and seeds: the texts differ only by the edit), and the
+/// report's worst cases show both, with the case's paraphrase and neighbourhood prompts.
+#[test]
+fn pre_generation_texts_are_kept_and_reported_beside_the_edited_ones() {
+    let tok = tokenizer();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = compact_cases(dir.path());
+    let mut m = model(Architecture::Llama, &tok, Kind::Float);
+    let mut editor = rome::FtEditor {
+        hparams: rome::FtHparams {
+            norm_constraint: 0.05,
+            lr: 0.05,
+            num_steps: 5,
+            ..rome::FtHparams::constrained(1)
+        },
+    };
+    let options = RunOptions {
+        generation_length: 16,
+        pre_generation: true,
+        ..RunOptions::default()
+    };
+    let out = dir.path().join("pre");
+    let (run, done) = RunDir::open(&out, &settings("ft"), (0, 1), false).unwrap();
+    run_cases(
+        &mut m,
+        &tok,
+        Some(&mut editor),
+        &cases,
+        &done,
+        &options,
+        &run,
+        &mut progress::ignore,
+    )
+    .unwrap();
+    let (settings, records) = read_run(&out).unwrap();
+    for r in &records {
+        let before = r.pre_generation.as_ref().expect("unedited texts");
+        let after = r.generation.as_ref().expect("edited texts");
+        assert_eq!(before.seed, after.seed);
+        assert_eq!(before.texts.len(), after.texts.len());
+        assert!(
+            r.pre.ge.is_some(),
+            "the unedited GE comes from the same texts"
+        );
+    }
+    let summary = counterfact::summarize_run(&settings, &records, Default::default());
+    let html = counterfact::report::report_html(&counterfact::report::Report {
+        title: "pre-generation",
+        details: &[],
+        summaries: &[&summary],
+        figures: &[],
+        records: &records,
+        worst: 3,
+        cases: &cases,
+    });
+    let esc = counterfact::report::escape;
+    for (c, r) in cases.iter().zip(&records) {
+        assert!(html.contains(&format!("id=\"case-{}-details\"", c.case_id)));
+        assert!(html.contains(&esc(&c.paraphrase_prompts[0])), "{html}");
+        assert!(html.contains(&esc(&c.neighborhood[0].prompt)), "{html}");
+        let first_before = &r.pre_generation.as_ref().unwrap().texts[0];
+        assert!(html.contains(&esc(first_before)), "{first_before}");
+    }
+    assert!(html.contains(">generated before the edit</th>"));
+    assert!(!html.contains("not generated in this run"));
+}

@@ -457,7 +457,15 @@ fn zsre_runs_summarise_efficacy_paraphrase_and_specificity() {
             !md.contains("| ES |") && !md.contains("RS is not available"),
             "{md}"
         );
-        let html = report_html("zsRE", &[], &[&summary], &[], &records, 2);
+        let html = report_html(&counterfact::report::Report {
+            title: "zsRE",
+            details: &[],
+            summaries: &[&summary],
+            figures: &[],
+            records: &records,
+            worst: 2,
+            cases: &cases,
+        });
         for heading in [
             ">Efficacy</th>",
             ">Paraphrase</th>",
@@ -472,5 +480,20 @@ fn zsre_runs_summarise_efficacy_paraphrase_and_specificity() {
             html.contains("worst cases (lowest Efficacy after the edit)"),
             method == "ft"
         );
+        if method == "ft" {
+            // Each listed case in detail: its rephrased and unrelated questions, its record.
+            let shown: Vec<_> = cases
+                .iter()
+                .filter(|c| html.contains(&format!("id=\"case-{}-details\"", c.case_id)))
+                .collect();
+            assert_eq!(shown.len(), 2, "{html}");
+            for c in shown {
+                let esc = counterfact::report::escape;
+                assert!(html.contains(&esc(&c.paraphrase_prompts[0])), "{html}");
+                assert!(html.contains(&esc(&c.neighborhood[0].prompt)), "{html}");
+                assert!(html.contains(&format!("href=\"#case-{}-details\"", c.case_id)));
+            }
+            assert!(html.contains("<pre>{"), "the records as JSON");
+        }
     }
 }

@@ -220,7 +220,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..Bootstrap::default()
     };
-    let summary = write_summary(&args.out, boot, args.worst, &scored.traces)?;
+    let summary = write_summary(&args.out, boot, args.worst, &scored.traces, &selected.cases)?;
     print_summary(&args, &scored.did, &summary)
 }
 

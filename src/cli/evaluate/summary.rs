@@ -4,19 +4,20 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use counterfact::report::{report_html, Figure as ReportFigure};
+use counterfact::report::{report_html, Figure as ReportFigure, Report};
 use counterfact::{markdown_table, summarize_dir, Bootstrap, Summary};
 use viz::{BarPlot, BarSeries, Figure};
 
 use super::sequential::{curve_figures, sequential_markdown};
 
 /// Summarises every shard's records in `dir` into `summary.json`, `summary.md`, bars and
-/// `report.html`.
+/// `report.html` (the worst cases with their prompts from `cases`).
 pub fn write_summary(
     dir: &Path,
     boot: Bootstrap,
     worst: usize,
     extra: &[ReportFigure],
+    cases: &[counterfact::EditCase],
 ) -> anyhow::Result<Summary> {
     let (summary, records) = summarize_dir(dir, boot)?;
     factscope_common::write_json_atomic(&dir.join("summary.json"), &summary)?;
@@ -41,6 +42,7 @@ pub fn write_summary(
             extra: &figures,
             records: &records,
             worst,
+            cases,
             extra_markdown: &sequential_markdown(&summary),
         },
     )?;
@@ -65,6 +67,8 @@ pub struct Outputs<'a> {
     pub records: &'a [counterfact::CaseRecord],
     /// How many worst cases the report lists.
     pub worst: usize,
+    /// The cases of the records, for the worst cases' prompts (empty: left out).
+    pub cases: &'a [counterfact::EditCase],
     /// Markdown appended to the table.
     pub extra_markdown: &'a str,
 }
@@ -98,14 +102,15 @@ pub fn write_outputs(dir: &Path, o: &Outputs<'_>) -> anyhow::Result<()> {
         });
     }
     figures.extend(o.extra.iter().cloned());
-    let html = report_html(
-        o.title,
-        o.details,
-        o.summaries,
-        &figures,
-        o.records,
-        o.worst,
-    );
+    let html = report_html(&Report {
+        title: o.title,
+        details: o.details,
+        summaries: o.summaries,
+        figures: &figures,
+        records: o.records,
+        worst: o.worst,
+        cases: o.cases,
+    });
     write(o.page.to_string(), html.as_bytes())
 }
 
