@@ -133,7 +133,7 @@ impl RunDir {
                 return Err(Error::Run {
                     path: dir.to_path_buf(),
                     reason: format!(
-                        "it holds another run ({}); use a new --out folder",
+                        "it holds another run ({}), which continues only in its own folder",
                         differences(&theirs, settings)
                     ),
                 });
@@ -149,7 +149,7 @@ impl RunDir {
             return Err(Error::Run {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "it already holds this run's records ({}): pass --resume to continue it",
+                    "it already holds this run's records ({}), continued only when resuming",
                     records.display()
                 ),
             });

@@ -168,7 +168,9 @@ pub fn run_cases<'e, M: EditModel>(
 /// Refuses a batch of 0 and, for an editing run (`edits`), cases that cannot be edited.
 fn check_run(cases: &[EditCase], options: &RunOptions, edits: bool) -> Result<()> {
     if options.batch == 0 {
-        return Err(Error::InvalidInput("--batch must be at least 1".into()));
+        return Err(Error::InvalidInput(
+            "the batch size (`RunOptions::batch`) must be at least 1".into(),
+        ));
     }
     if edits {
         if let Some(c) = cases.iter().find(|c| !c.has_edit()) {

@@ -202,7 +202,18 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     };
     let settings = scoring::run_settings(&args, &loaded, &selected, hparams, probe.as_ref())?;
     let shard = selected.shard;
-    let (dir, done) = RunDir::open(&args.out, &settings, (shard.k, shard.n), args.resume)?;
+    let (dir, done) =
+        RunDir::open(&args.out, &settings, (shard.k, shard.n), args.resume).map_err(|e| {
+            // The library says what is wrong with the folder; the flags to change are ours.
+            let hint = match (&e, args.resume) {
+                (counterfact::Error::Run { .. }, false) => {
+                    " (use a new --out folder, or --resume to continue this run)"
+                }
+                (counterfact::Error::Run { .. }, true) => " (use a new --out folder)",
+                _ => "",
+            };
+            anyhow::Error::new(e).context(format!("--out {}{hint}", args.out.display()))
+        })?;
     let job = Job {
         args: &args,
         cases: &selected.cases,
