@@ -13,6 +13,7 @@ use crate::emmet::{compute_emmet_cached, EmmetHparams};
 use crate::error::{Error, Result};
 use crate::ft::{compute_ft, FtHparams};
 use crate::hparams::{RomeHparams, RomeVariant};
+use crate::layered::LayeredEdit;
 use crate::memit::{compute_memit_cached, MemitHparams};
 use crate::nullspace::{KeyHistory, NullSpaceProjector};
 use crate::rome::{compute_rome, context_templates, Schedule};
@@ -142,13 +143,16 @@ pub trait StatsMethod: std::fmt::Debug {
     /// The z settings (context templates, optimisation).
     fn z(&self) -> &RomeHparams;
 
-    /// Writes `requests` jointly (see the method's `compute_*_cached`; `progress` hears its
-    /// stages).
+    /// The edited layers, ascending.
+    fn layers(&self) -> &[usize];
+
+    /// Writes `requests` jointly: the method's `compute_*_cached` (`cs`: `C` of each edited
+    /// layer; `progress` hears its stages).
     ///
     /// # Errors
     /// The method's errors.
     #[allow(clippy::too_many_arguments)]
-    fn compute_deltas(
+    fn compute(
         &self,
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
@@ -157,7 +161,7 @@ pub trait StatsMethod: std::fmt::Debug {
         templates: &[String],
         cache: Option<&TargetCache>,
         progress: &mut ProgressFn<'_>,
-    ) -> Result<Vec<WeightDelta>>;
+    ) -> Result<LayeredEdit>;
 }
 
 impl StatsMethod for MemitHparams {
@@ -167,7 +171,11 @@ impl StatsMethod for MemitHparams {
         &self.z
     }
 
-    fn compute_deltas(
+    fn layers(&self) -> &[usize] {
+        &self.layers
+    }
+
+    fn compute(
         &self,
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
@@ -176,11 +184,10 @@ impl StatsMethod for MemitHparams {
         templates: &[String],
         cache: Option<&TargetCache>,
         progress: &mut ProgressFn<'_>,
-    ) -> Result<Vec<WeightDelta>> {
-        let edit = compute_memit_cached(
+    ) -> Result<LayeredEdit> {
+        compute_memit_cached(
             model, tokenizer, requests, self, cs, templates, progress, cache,
-        )?;
-        Ok(edit.deltas)
+        )
     }
 }
 
@@ -191,7 +198,11 @@ impl StatsMethod for EmmetHparams {
         &self.z
     }
 
-    fn compute_deltas(
+    fn layers(&self) -> &[usize] {
+        &self.layers
+    }
+
+    fn compute(
         &self,
         model: &mut dyn EditModel,
         tokenizer: &Tokenizer,
@@ -200,11 +211,10 @@ impl StatsMethod for EmmetHparams {
         templates: &[String],
         cache: Option<&TargetCache>,
         progress: &mut ProgressFn<'_>,
-    ) -> Result<Vec<WeightDelta>> {
-        let edit = compute_emmet_cached(
+    ) -> Result<LayeredEdit> {
+        compute_emmet_cached(
             model, tokenizer, requests, self, cs, templates, progress, cache,
-        )?;
-        Ok(edit.deltas)
+        )
     }
 }
 
@@ -265,7 +275,7 @@ impl<H: StatsMethod> Editor for StatsEditor<H> {
         let mut run = || -> Result<Vec<WeightDelta>> {
             let templates =
                 templates_for(&mut self.templates, &*model, tokenizer, self.hparams.z())?;
-            self.hparams.compute_deltas(
+            let edit = self.hparams.compute(
                 model,
                 tokenizer,
                 requests,
@@ -273,7 +283,8 @@ impl<H: StatsMethod> Editor for StatsEditor<H> {
                 &templates,
                 self.target_cache.as_ref(),
                 progress,
-            )
+            )?;
+            Ok(edit.deltas)
         };
         run().map_err(|e| boxed(H::METHOD, e))
     }

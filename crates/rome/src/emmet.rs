@@ -5,12 +5,12 @@
 
 use gpt_core::progress::ProgressFn;
 use gpt_core::tch::{Kind, Tensor};
-use gpt_core::{EditableModel, ResumableModel, Tokenizer, WeightDelta};
+use gpt_core::{EditableModel, ResumableModel, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
-use crate::layered::{compute_layered, LayeredSpec};
+use crate::layered::{compute_layered, LayeredEdit, LayeredSpec};
 use crate::memit::{check_per_layer, MemitHparams};
 use crate::request::RewriteRequest;
 use crate::target_cache::TargetCache;
@@ -73,16 +73,8 @@ impl EmmetHparams {
     }
 }
 
-/// The result of an EMMET run.
-#[derive(Debug)]
-pub struct EmmetEdit {
-    /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
-    pub deltas: Vec<WeightDelta>,
-    /// `[n, d_model]`: the target residuals.
-    pub z: Tensor,
-    /// The z losses of each request.
-    pub losses: Vec<Vec<f64>>,
-}
+/// The result of an EMMET run: one dense change per layer and how they were found.
+pub type EmmetEdit = LayeredEdit;
 
 /// Computes EMMET's changes for all `requests` together (never leaving the model changed).
 /// `cs` holds `C = E[k kᵀ]` of each edited layer, in `hp.layers` order; `templates` are the
@@ -146,11 +138,7 @@ pub fn compute_emmet_cached<M: EditableModel + ResumableModel + ?Sized>(
     let run = compute_layered(
         model, tokenizer, requests, &spec, templates, &mut solve, progress,
     )?;
-    Ok(EmmetEdit {
-        deltas: run.deltas,
-        z: run.z,
-        losses: run.losses,
-    })
+    Ok(run.into())
 }
 
 /// EMMET's update for one layer:

@@ -53,6 +53,28 @@ pub(crate) struct LayeredSpec<'a> {
 }
 
 /// The result of a layered run.
+/// The result of a layered method without key history (MEMIT, EMMET): one dense change per
+/// layer and how they were found.
+#[derive(Debug)]
+pub struct LayeredEdit {
+    /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
+    pub deltas: Vec<WeightDelta>,
+    /// `[n, d_model]`: the target residuals.
+    pub z: Tensor,
+    /// The z losses of each request.
+    pub losses: Vec<Vec<f64>>,
+}
+
+impl From<Layered> for LayeredEdit {
+    fn from(run: Layered) -> Self {
+        Self {
+            deltas: run.deltas,
+            z: run.z,
+            losses: run.losses,
+        }
+    }
+}
+
 pub(crate) struct Layered {
     /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
     pub deltas: Vec<WeightDelta>,

@@ -76,7 +76,7 @@ mod error;
 pub mod ft;
 pub mod hparams;
 mod layered;
-pub use layered::TARGET_BATCH;
+pub use layered::{LayeredEdit, TARGET_BATCH};
 pub mod memit;
 pub mod nullspace;
 pub mod preset;

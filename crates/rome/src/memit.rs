@@ -5,12 +5,12 @@
 
 use gpt_core::progress::ProgressFn;
 use gpt_core::tch::Tensor;
-use gpt_core::{EditableModel, ResumableModel, Tokenizer, WeightDelta};
+use gpt_core::{EditableModel, ResumableModel, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hparams::RomeHparams;
-use crate::layered::{compute_layered, LayeredSpec};
+use crate::layered::{compute_layered, LayeredEdit, LayeredSpec};
 use crate::request::RewriteRequest;
 use crate::target_cache::TargetCache;
 use crate::update::memit_update;
@@ -74,15 +74,7 @@ impl MemitHparams {
 }
 
 /// The result of a MEMIT run: one dense change per layer and how they were found.
-#[derive(Debug)]
-pub struct MemitEdit {
-    /// The changes of `blocks.{l}.mlp.W_out`, in layer order.
-    pub deltas: Vec<WeightDelta>,
-    /// `[n, d_model]`: the target residuals.
-    pub z: Tensor,
-    /// The z losses of each request.
-    pub losses: Vec<Vec<f64>>,
-}
+pub type MemitEdit = LayeredEdit;
 
 /// Checks that there is one statistics tensor per edited layer.
 pub(crate) fn check_per_layer(what: &str, count: usize, layers: &[usize]) -> Result<()> {
@@ -152,9 +144,5 @@ pub fn compute_memit_cached<M: EditableModel + ResumableModel + ?Sized>(
     let run = compute_layered(
         model, tokenizer, requests, &spec, templates, &mut solve, progress,
     )?;
-    Ok(MemitEdit {
-        deltas: run.deltas,
-        z: run.z,
-        losses: run.losses,
-    })
+    Ok(run.into())
 }

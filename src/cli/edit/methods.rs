@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use gpt_core::HookableModel;
-use rome::RomeVariant;
+use rome::{RomeVariant, StatsMethod};
 
 use super::compare::{edit_and_compare, ft_and_compare, layered_and_compare, Outcome};
 use super::setup::{
@@ -70,49 +70,36 @@ fn edit_ft(cx: &Context<'_>, loaded: &mut gpt_core::LoadedModel) -> anyhow::Resu
 fn edit_memit(cx: &Context<'_>, loaded: &mut gpt_core::LoadedModel) -> anyhow::Result<Edited> {
     let args = cx.args;
     let (hp, cs) = memit_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
-    let outcome = layered_and_compare(
-        loaded,
-        cx.requests,
-        &hp.z,
-        &args.check,
-        |loaded, templates, progress| {
-            let e = rome::compute_memit(
-                &mut loaded.model,
-                &loaded.tokenizer,
-                cx.requests,
-                &hp,
-                &cs,
-                templates,
-                progress,
-            )?;
-            Ok((e.deltas, e.losses))
-        },
-    )?;
-    Ok(Edited {
-        outcome,
-        layers: hp.layers.clone(),
-        hparams: serde_json::to_value(&hp)?,
-        kept: None,
-    })
+    edit_with_stats(cx, loaded, &hp, &cs)
 }
 
 /// EMMET: all requests at once with equality constraints.
 fn edit_emmet(cx: &Context<'_>, loaded: &mut gpt_core::LoadedModel) -> anyhow::Result<Edited> {
     let args = cx.args;
     let (hp, cs) = emmet_setup(loaded, &args.preset, args.layer, args.stats.as_deref())?;
+    edit_with_stats(cx, loaded, &hp, &cs)
+}
+
+/// A joint method of key statistics `cs` (MEMIT, EMMET): all requests at once.
+fn edit_with_stats<H: StatsMethod + serde::Serialize>(
+    cx: &Context<'_>,
+    loaded: &mut gpt_core::LoadedModel,
+    hp: &H,
+    cs: &[gpt_core::tch::Tensor],
+) -> anyhow::Result<Edited> {
     let outcome = layered_and_compare(
         loaded,
         cx.requests,
-        &hp.z,
-        &args.check,
+        hp.z(),
+        &cx.args.check,
         |loaded, templates, progress| {
-            let e = rome::compute_emmet(
+            let e = hp.compute(
                 &mut loaded.model,
                 &loaded.tokenizer,
                 cx.requests,
-                &hp,
-                &cs,
+                cs,
                 templates,
+                None,
                 progress,
             )?;
             Ok((e.deltas, e.losses))
@@ -120,8 +107,8 @@ fn edit_emmet(cx: &Context<'_>, loaded: &mut gpt_core::LoadedModel) -> anyhow::R
     )?;
     Ok(Edited {
         outcome,
-        layers: hp.layers.clone(),
-        hparams: serde_json::to_value(&hp)?,
+        layers: hp.layers().to_vec(),
+        hparams: serde_json::to_value(hp)?,
         kept: None,
     })
 }
