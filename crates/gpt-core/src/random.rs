@@ -1,6 +1,8 @@
 //! Random-weight models at any configured size: hermetic tests, property tests and
 //! benchmarks at paper scale (e.g. GPT-2 XL shapes) without downloading weights.
 
+use std::cell::RefCell;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -98,136 +100,179 @@ impl Transformer {
     ) -> Result<Self> {
         config.validate(std::path::Path::new("<random>"))?;
         let _guard = tch::no_grad_guard();
-        // A generator local to this call (ChaCha8, as the noise of causal tracing): no global
-        // state, so concurrent calls and other users of libtorch's generator cannot change
-        // the weights a seed gives.
-        let rng = std::cell::RefCell::new(ChaCha8Rng::seed_from_u64(init.seed as u64));
-        let normal = |n: usize, std: f64, mean: f64| -> Result<Tensor> {
-            let mut rng = rng.borrow_mut();
-            let values: Vec<f32> = (0..n)
-                .map(|_| {
-                    let z: f64 = rng.sample(StandardNormal);
-                    (mean + std * z) as f32
-                })
-                .collect();
-            Ok(Tensor::f_from_slice(&values)?
-                .f_to_kind(kind)?
-                .f_to_device(device)?)
+        let draw = Draw {
+            rng: RefCell::new(ChaCha8Rng::seed_from_u64(init.seed as u64)),
+            std: init.std,
+            device,
+            kind,
+            config,
         };
-        let mat = |rows: usize, cols: usize| -> Result<Tensor> {
-            Ok(normal(rows * cols, init.std, 0.0)?.f_reshape([rows as i64, cols as i64])?)
-        };
-        let vec = |n: usize, mean: f64| -> Result<Tensor> { normal(n, init.std, mean) };
-        let linear = |out: usize, inp: usize, bias: bool| -> Result<Linear> {
-            Ok(Linear {
-                weight: mat(out, inp)?,
-                bias: if bias { Some(vec(out, 0.0)?) } else { None },
-            })
-        };
-        let arch = config.arch;
-        let gpt2 = arch == Architecture::Gpt2;
-        // Which parts each family has (what its loader in `crate::families` reads). The draw
-        // order of GPT-2 and Llama is that of the first version, so their seeds keep giving
-        // the same weights.
-        let gelu_mlp = arch != Architecture::Llama;
-        let out_bias = match arch {
-            Architecture::Gpt2 => true,
-            Architecture::GptNeox => config.qkv_bias,
-            Architecture::Llama | Architecture::GptJ => false,
-        };
-        let layout = match arch {
-            Architecture::GptJ => BlockLayout::ParallelSharedNorm,
-            Architecture::GptNeox if config.parallel_attn_mlp => BlockLayout::Parallel,
-            _ => BlockLayout::Sequential,
-        };
-        let norm = |d: usize| -> Result<Norm> {
-            let plus_one = config.norm == NormKind::RmsNormPlusOne;
-            Ok(if config.norm == NormKind::LayerNorm {
-                Norm::Layer {
-                    weight: vec(d, 1.0)?,
-                    bias: vec(d, 0.0)?,
-                    eps: config.norm_eps,
-                }
-            } else {
-                Norm::Rms {
-                    // Gemma's norms scale by `1 + w`: the identity is w = 0.
-                    weight: vec(d, if plus_one { 0.0 } else { 1.0 })?,
-                    eps: config.norm_eps,
-                    plus_one,
-                }
-            })
-        };
-        let (d, dh, dm) = (config.d_model, config.d_head, config.d_mlp);
-        let (q_out, kv_out) = (config.n_heads * dh, config.n_kv_heads * dh);
-        let embed = mat(config.vocab_size, d)?;
-        let pos_embed = if gpt2 {
-            Some(mat(config.n_ctx, d)?)
+        // The draw order (embeddings, blocks, unembedding, final norm, unembedding bias) is
+        // that of the first version, so GPT-2 and Llama seeds keep giving the same weights.
+        let d = config.d_model;
+        let embed = draw.mat(config.vocab_size, d)?;
+        let pos_embed = if config.arch == Architecture::Gpt2 {
+            Some(draw.mat(config.n_ctx, d)?)
         } else {
             None
         };
-        let mut blocks = Vec::with_capacity(config.n_layers);
-        for _ in 0..config.n_layers {
-            let mlp = if gelu_mlp {
-                Mlp::Gelu {
-                    fc_in: linear(dm, d, true)?,
-                    fc_out: linear(d, dm, true)?,
-                    exact: config.activation == Activation::Gelu,
-                }
-            } else {
-                Mlp::Gated {
-                    gate: linear(dm, d, false)?,
-                    up: linear(dm, d, false)?,
-                    down: linear(d, dm, false)?,
-                    gelu: config.activation == Activation::GeluTanh,
-                }
-            };
-            let ln1 = norm(d)?;
-            let attn = Attention {
-                q: linear(q_out, d, config.qkv_bias)?,
-                k: linear(kv_out, d, config.qkv_bias)?,
-                v: linear(kv_out, d, config.qkv_bias)?,
-                o: linear(d, q_out, out_bias)?,
-                qk_norms: if config.qk_norm {
-                    Some((norm(dh)?, norm(dh)?))
-                } else {
-                    None
-                },
-            };
-            let ln2 = if layout == BlockLayout::ParallelSharedNorm {
-                ln1.shared()
-            } else {
-                norm(d)?
-            };
-            blocks.push(Block {
-                ln1,
-                attn,
-                ln2,
-                mlp,
-                layout,
-                post_norms: if config.post_norms {
-                    Some((norm(d)?, norm(d)?))
-                } else {
-                    None
-                },
-            });
-        }
+        let blocks = (0..config.n_layers)
+            .map(|_| draw.block())
+            .collect::<Result<Vec<_>>>()?;
         let unembed = if config.tied_embeddings {
             embed.shallow_clone()
         } else {
-            mat(config.vocab_size, d)?
+            draw.mat(config.vocab_size, d)?
         };
         let parts = TransformerParts {
             embed,
             pos_embed,
             blocks,
-            ln_final: norm(d)?,
-            unembed_bias: if arch == Architecture::GptJ {
-                Some(vec(config.vocab_size, 0.0)?)
+            ln_final: draw.norm(d)?,
+            unembed_bias: if config.arch == Architecture::GptJ {
+                Some(draw.vec(config.vocab_size, 0.0)?)
             } else {
                 None
             },
             unembed,
         };
         Transformer::new(config.clone(), device, kind, parts)
+    }
+}
+
+/// Draws a model's weights in a fixed order from a generator local to one
+/// [`Transformer::random`] call (ChaCha8, as the noise of causal tracing): no global state,
+/// so concurrent calls and other users of libtorch's generator cannot change the weights a
+/// seed gives.
+struct Draw<'c> {
+    rng: RefCell<ChaCha8Rng>,
+    /// Standard deviation of matrix entries (and of norm weights around their identity).
+    std: f64,
+    device: Device,
+    kind: Kind,
+    config: &'c ModelConfig,
+}
+
+impl Draw<'_> {
+    /// `n` values `mean + std·N(0, 1)`, `[n]`.
+    fn vec(&self, n: usize, mean: f64) -> Result<Tensor> {
+        let mut rng = self.rng.borrow_mut();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let z: f64 = rng.sample(StandardNormal);
+                (mean + self.std * z) as f32
+            })
+            .collect();
+        Ok(Tensor::f_from_slice(&values)?
+            .f_to_kind(self.kind)?
+            .f_to_device(self.device)?)
+    }
+
+    /// `[rows, cols]` of `std·N(0, 1)`.
+    fn mat(&self, rows: usize, cols: usize) -> Result<Tensor> {
+        Ok(self
+            .vec(rows * cols, 0.0)?
+            .f_reshape([rows as i64, cols as i64])?)
+    }
+
+    /// A `[out, inp]` linear layer, with a bias of `[out]` when `bias`.
+    fn linear(&self, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.mat(out, inp)?,
+            bias: if bias {
+                Some(self.vec(out, 0.0)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The config's norm over `d` features, near the identity.
+    fn norm(&self, d: usize) -> Result<Norm> {
+        let c = self.config;
+        let plus_one = c.norm == NormKind::RmsNormPlusOne;
+        Ok(if c.norm == NormKind::LayerNorm {
+            Norm::Layer {
+                weight: self.vec(d, 1.0)?,
+                bias: self.vec(d, 0.0)?,
+                eps: c.norm_eps,
+            }
+        } else {
+            Norm::Rms {
+                // Gemma's norms scale by `1 + w`: the identity is w = 0.
+                weight: self.vec(d, if plus_one { 0.0 } else { 1.0 })?,
+                eps: c.norm_eps,
+                plus_one,
+            }
+        })
+    }
+
+    /// The MLP of the config's family: GELU (GPT-2, NeoX, GPT-J) or gated (Llama).
+    fn mlp(&self) -> Result<Mlp> {
+        let c = self.config;
+        let (d, dm) = (c.d_model, c.d_mlp);
+        Ok(if c.arch == Architecture::Llama {
+            Mlp::Gated {
+                gate: self.linear(dm, d, false)?,
+                up: self.linear(dm, d, false)?,
+                down: self.linear(d, dm, false)?,
+                gelu: c.activation == Activation::GeluTanh,
+            }
+        } else {
+            Mlp::Gelu {
+                fc_in: self.linear(dm, d, true)?,
+                fc_out: self.linear(d, dm, true)?,
+                exact: c.activation == Activation::Gelu,
+            }
+        })
+    }
+
+    /// One block with the parts its family has (what its loader in `crate::families`
+    /// reads): drawn MLP first, then the first norm, attention, the second norm (GPT-J's is
+    /// the first again) and Gemma's post-norms.
+    fn block(&self) -> Result<Block> {
+        let c = self.config;
+        let (d, dh) = (c.d_model, c.d_head);
+        let (q_out, kv_out) = (c.n_heads * dh, c.n_kv_heads * dh);
+        let out_bias = match c.arch {
+            Architecture::Gpt2 => true,
+            Architecture::GptNeox => c.qkv_bias,
+            Architecture::Llama | Architecture::GptJ => false,
+        };
+        let layout = match c.arch {
+            Architecture::GptJ => BlockLayout::ParallelSharedNorm,
+            Architecture::GptNeox if c.parallel_attn_mlp => BlockLayout::Parallel,
+            _ => BlockLayout::Sequential,
+        };
+        let mlp = self.mlp()?;
+        let ln1 = self.norm(d)?;
+        let attn = Attention {
+            q: self.linear(q_out, d, c.qkv_bias)?,
+            k: self.linear(kv_out, d, c.qkv_bias)?,
+            v: self.linear(kv_out, d, c.qkv_bias)?,
+            o: self.linear(d, q_out, out_bias)?,
+            qk_norms: if c.qk_norm {
+                Some((self.norm(dh)?, self.norm(dh)?))
+            } else {
+                None
+            },
+        };
+        let ln2 = if layout == BlockLayout::ParallelSharedNorm {
+            ln1.shared()
+        } else {
+            self.norm(d)?
+        };
+        Ok(Block {
+            ln1,
+            attn,
+            ln2,
+            mlp,
+            layout,
+            post_norms: if c.post_norms {
+                Some((self.norm(d)?, self.norm(d)?))
+            } else {
+                None
+            },
+        })
     }
 }
