@@ -438,9 +438,12 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes.extend_from_slice(b"{\"case_id\": 1, \"trunc");
     std::fs::write(&file, bytes).unwrap();
-    // Without --resume, or with other settings: refused, nothing lost.
+    // Without resuming, or with other settings: refused, nothing lost.
     let e = RunDir::open(&part, &settings("ft"), (0, 1), false).unwrap_err();
-    assert!(e.to_string().contains("--resume"), "{e}");
+    assert!(
+        e.to_string().contains("already holds this run's records"),
+        "{e}"
+    );
     let e = RunDir::open(&part, &settings("rome"), (0, 1), true).unwrap_err();
     assert!(
         e.to_string().contains("another run") && e.to_string().contains("method"),
