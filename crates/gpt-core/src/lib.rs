@@ -40,6 +40,19 @@
 //! let (logits, cache) = loaded.model.run_with_cache(&batch, &|p| p == HookPoint::mlp_post(5))?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Running it well
+//! - **libtorch at run time**: `tch` links libtorch dynamically. A binary of yours finds it
+//!   through `LD_LIBRARY_PATH`, or through an rpath from a one-line `build.rs` calling
+//!   `factscope_build::libtorch_rpath()` (crate `factscope-build`; the README's "Library"
+//!   section has the `Cargo.toml` lines).
+//! - **Threads**: libtorch's OpenMP threads busy-wait by default; beside other busy
+//!   processes that makes small operations many times slower (a ROME edit ~10×). A library
+//!   cannot change it once libtorch has started: set `OMP_WAIT_POLICY=PASSIVE` in your
+//!   program's environment (the `factscope` binary does so by re-executing itself).
+//! - **bf16 on CPUs**: oneDNN keeps a cache of compiled kernels per operand shape, which a
+//!   causal trace fills with hundreds of shapes; `ONEDNN_PRIMITIVE_CACHE_CAPACITY=16` keeps
+//!   a bf16 trace's memory near f32's at no cost in time (the `factscope` binary sets it).
 
 #![warn(missing_docs)]
 
