@@ -46,14 +46,15 @@ pub enum Reply {
 pub type Replies = UnboundedSender<Reply>;
 
 /// The progress callback of a job: each event goes to the client as a `progress` reply
-/// (`stage`, `done`, `total`, `unit`); once the client is gone the operation is stopped at
-/// its next event.
+/// (`stage`, `done`, `total`, `unit`, and `text`, the event as one line with its counts);
+/// once the client is gone the operation is stopped at its next event.
 fn forward_progress(
     replies: &Replies,
 ) -> impl FnMut(&gpt_core::progress::Progress) -> ControlFlow<()> + '_ {
     move |p| {
         let _gone = replies.send(Reply::Progress(json!({
             "stage": p.stage, "done": p.done, "total": p.total, "unit": p.unit,
+            "text": p.to_string(),
         })));
         if replies.is_closed() {
             ControlFlow::Break(())
