@@ -296,9 +296,6 @@ fn text_start(text: &str) -> String {
 
 /// The `worst` zsRE cases of `edited` by efficacy after the edit.
 fn worst_zsre(h: &mut String, edited: &mut [&CaseRecord], worst: usize) {
-    if worst == 0 {
-        return;
-    }
     let efficacy = |r: &CaseRecord| {
         r.post
             .as_ref()

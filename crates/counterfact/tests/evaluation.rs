@@ -293,6 +293,19 @@ fn fluency_is_the_weighted_ngram_entropy() {
     assert!((fluency(text) - expected).abs() < 1e-12);
 }
 
+/// FT-L at layer 1 with a quick schedule and a loose bound: an edit that changes the tiny
+/// model's scores in a few steps.
+fn small_ft() -> rome::FtEditor {
+    rome::FtEditor {
+        hparams: rome::FtHparams {
+            norm_constraint: 0.05,
+            lr: 0.05,
+            num_steps: 5,
+            ..rome::FtHparams::constrained(1)
+        },
+    }
+}
+
 fn settings(method: &str) -> RunSettings {
     RunSettings {
         method: method.into(),
@@ -322,14 +335,7 @@ fn runs_resume_without_redoing_and_restore_the_weights() {
     let snapshot: Vec<Tensor> = (0..3)
         .map(|l| m.weight(WeightId::MlpOut(Layer(l))).unwrap().copy())
         .collect();
-    let mut editor = rome::FtEditor {
-        hparams: rome::FtHparams {
-            norm_constraint: 0.05,
-            lr: 0.05,
-            num_steps: 5,
-            ..rome::FtHparams::constrained(1)
-        },
-    };
+    let mut editor = small_ft();
 
     // One uninterrupted run.
     let full = dir.path().join("full");
@@ -572,14 +578,7 @@ fn pre_generation_texts_are_kept_and_reported_beside_the_edited_ones() {
     let dir = tempfile::tempdir().unwrap();
     let cases = compact_cases(dir.path());
     let mut m = model(Architecture::Llama, &tok, Kind::Float);
-    let mut editor = rome::FtEditor {
-        hparams: rome::FtHparams {
-            norm_constraint: 0.05,
-            lr: 0.05,
-            num_steps: 5,
-            ..rome::FtHparams::constrained(1)
-        },
-    };
+    let mut editor = small_ft();
     let options = RunOptions {
         generation_length: 16,
         pre_generation: true,

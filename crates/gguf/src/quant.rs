@@ -85,7 +85,7 @@ fn push_f16(out: &mut Vec<u8>, v: f32) {
 }
 
 /// The element of largest magnitude, with its sign.
-fn signed_absmax(x: &[f32]) -> f32 {
+pub(crate) fn signed_absmax(x: &[f32]) -> f32 {
     x.iter()
         .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
 }

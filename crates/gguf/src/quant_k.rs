@@ -9,6 +9,8 @@
 
 use half::f16;
 
+use crate::quant::signed_absmax;
+
 /// Elements per super-block.
 pub(crate) const QK_K: usize = 256;
 
@@ -142,15 +144,9 @@ pub(crate) fn q5_k(x: &[f32], out: &mut Vec<u8>) {
 pub(crate) fn q6_k(x: &[f32], out: &mut Vec<u8>) {
     let mut scales = [0f32; 16];
     for (j, sub) in x.chunks_exact(16).enumerate() {
-        let a = sub
-            .iter()
-            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-        scales[j] = a / -32.0;
+        scales[j] = signed_absmax(sub) / -32.0;
     }
-    let big = scales
-        .iter()
-        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    let d = f16_at_least(big / -128.0);
+    let d = f16_at_least(signed_absmax(&scales) / -128.0);
     let d_f = d.to_f32();
     let mut ls = [0i8; 16];
     let mut codes = [32u8; QK_K];

@@ -239,11 +239,7 @@ impl Draw<'_> {
             Architecture::GptNeox => c.qkv_bias,
             Architecture::Llama | Architecture::GptJ => false,
         };
-        let layout = match c.arch {
-            Architecture::GptJ => BlockLayout::ParallelSharedNorm,
-            Architecture::GptNeox if c.parallel_attn_mlp => BlockLayout::Parallel,
-            _ => BlockLayout::Sequential,
-        };
+        let layout = BlockLayout::of(c);
         let mlp = self.mlp()?;
         let ln1 = self.norm(d)?;
         let attn = Attention {

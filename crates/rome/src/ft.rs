@@ -97,8 +97,8 @@ impl Intervention for AddLinear<'_> {
         }
         match self.post.take() {
             Some(post) => {
-                // ΔW is f32 whatever the model's dtype (Adam's moments and the clamp stay
-                // exact); the product runs in the activations' dtype.
+                // ΔW is f32 for half models (see `compute_ft`); the product runs in the
+                // activations' dtype.
                 let change = post.f_matmul(&self.delta.f_to_kind(post.kind())?.f_tr()?)?;
                 Ok(HookAction::Replace(act.f_add(&change)?))
             }
@@ -111,7 +111,7 @@ impl Intervention for AddLinear<'_> {
 pub const FT_STAGE: &str = "fine-tuning";
 
 /// Fine-tunes `blocks.{hp.layer}.mlp.W_out` on all `requests` together (never changing the
-/// model): Adam on `ΔW` (f32 whatever the model's dtype, starting at zero), clamped to
+/// model): Adam on `ΔW` (f32 for half models, starting at zero), clamped to
 /// `[−ε, ε]` elementwise after each step. `progress` hears [`FT_STAGE`] before the first
 /// step and after each.
 ///
@@ -141,8 +141,14 @@ pub fn compute_ft<M: EditableModel + ResumableModel + ?Sized>(
         resid,
     };
     let w = model.weight(WeightId::MlpOut(Layer(hp.layer)))?;
-    let mut delta =
-        Tensor::f_zeros(w.size(), (Kind::Float, w.device()))?.f_set_requires_grad(true)?;
+    // ΔW in f32 for the half types (Adam's moments and the clamp need it); f64 models keep
+    // f64, as before.
+    let kind = if w.kind() == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    };
+    let mut delta = Tensor::f_zeros(w.size(), (kind, w.device()))?.f_set_requires_grad(true)?;
     let mut adam = Adam::new(&delta, hp.lr)?;
     let mut losses = Vec::new();
     let at = |done: usize| Progress::new(FT_STAGE, done as u64, Some(hp.num_steps as u64), "steps");

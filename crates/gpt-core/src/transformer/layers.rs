@@ -171,6 +171,19 @@ pub(crate) enum BlockLayout {
     ParallelSharedNorm,
 }
 
+impl BlockLayout {
+    /// The layout `config` describes: GPT-J's one norm for both branches, attention and MLP
+    /// in parallel where `parallel_attn_mlp` says so (GPT-NeoX's `use_parallel_residual`),
+    /// else in sequence. Loaders and random models both take it from here.
+    pub(crate) fn of(config: &crate::config::ModelConfig) -> Self {
+        match config.arch {
+            crate::config::Architecture::GptJ => BlockLayout::ParallelSharedNorm,
+            _ if config.parallel_attn_mlp => BlockLayout::Parallel,
+            _ => BlockLayout::Sequential,
+        }
+    }
+}
+
 /// One transformer block (see [`BlockLayout`]).
 #[derive(Debug)]
 pub(crate) struct Block {

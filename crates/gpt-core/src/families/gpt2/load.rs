@@ -111,7 +111,7 @@ fn load_layout(
                 fc_out: linear(layout, loader, &name(Part::FcOut), d, d_mlp)?,
                 exact: false,
             },
-            layout: BlockLayout::Sequential,
+            layout: BlockLayout::of(config),
             post_norms: None,
         });
     }

@@ -40,7 +40,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
                 fc_out: linear(loader, &format!("{b}.mlp.fc_out"), d, d_mlp, true)?,
                 exact: config.activation == Activation::Gelu,
             },
-            layout: BlockLayout::ParallelSharedNorm,
+            layout: BlockLayout::of(config),
             post_norms: None,
         });
     }

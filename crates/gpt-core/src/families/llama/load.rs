@@ -190,7 +190,7 @@ pub(crate) fn load(
                 down: cx.linear(i, proj(Part::Down, d, d_mlp, Bias::Absent, None))?,
                 gelu: config.activation == Activation::GeluTanh,
             },
-            layout: BlockLayout::Sequential,
+            layout: BlockLayout::of(config),
             post_norms: if config.post_norms {
                 Some((
                     cx.rms(&norm_name(Part::AttnOutNorm), d, eps, plus_one)?,

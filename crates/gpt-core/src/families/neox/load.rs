@@ -51,11 +51,7 @@ pub(crate) fn load(config: &ModelConfig, loader: &mut Loader<'_>) -> Result<Tran
     let (heads, d_head) = (config.n_heads as i64, config.d_head as i64);
     let (eps, bias) = (config.norm_eps, config.qkv_bias);
     let embed = loader.tensor("gpt_neox.embed_in.weight", &[vocab, d])?;
-    let layout = if config.parallel_attn_mlp {
-        BlockLayout::Parallel
-    } else {
-        BlockLayout::Sequential
-    };
+    let layout = BlockLayout::of(config);
     let mut blocks = Vec::with_capacity(config.n_layers);
     for i in 0..config.n_layers {
         let b = format!("gpt_neox.layers.{i}");
