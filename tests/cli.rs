@@ -1689,7 +1689,7 @@ fn evaluate_sequential_keeps_edits_reports_a_curve_and_retention() {
 }
 
 #[test]
-fn edit_save_gguf_is_refused_for_folders_and_existing_files() {
+fn edit_save_gguf_writes_a_folder_s_model_and_refuses_existing_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.gguf");
     let base = [
@@ -1706,21 +1706,36 @@ fn edit_save_gguf_is_refused_for_folders_and_existing_files() {
         "ft",
     ];
     let hf = fixture("tiny-llama");
-    let mut args = base.to_vec();
-    args.extend([
-        "--model",
-        hf.to_str().unwrap(),
-        "--save-gguf",
-        out.to_str().unwrap(),
-    ]);
-    let o = factscope(&args);
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend([
+            "--model",
+            hf.to_str().unwrap(),
+            "--save-gguf",
+            out.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(extra);
+        factscope(&args)
+    };
+    // From a folder, --gguf-edited-type has no meaning.
+    let o = with(&["--gguf-edited-type", "f32"]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("needs a .gguf --model"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("--gguf-type"), "{}", stderr(&o));
     assert!(!out.exists());
+    let o = with(&["--gguf-type", "q8_0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &v["gguf"];
+    assert!(g["exported"]["types"]["Q8_0"].as_u64().unwrap() > 0, "{g}");
+    assert_eq!(g["exported"]["pre_tokenizer"], "gpt-2");
+    // The written file's predictions are the edited model's (within Q8_0's rounding).
+    let after = v["after"][0]["top"][0]["id"].clone();
+    assert_eq!(g["predictions"][0]["top"][0]["id"], after, "{v}");
+    let file = gguf::GgufFile::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file.architecture(), Some("llama"));
+    let tiny = gpt_core::load_model(&out, gpt_core::LoadOptions::default()).unwrap();
+    assert_eq!(gpt_core::HookableModel::config(&tiny.model).n_layers, 2);
+    std::fs::remove_file(&out).unwrap();
     std::fs::write(&out, b"user data").unwrap();
     let bundled =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -1739,6 +1754,11 @@ fn edit_save_gguf_is_refused_for_folders_and_existing_files() {
         stderr(&o)
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"user data");
+    // A .gguf model keeps its types: --gguf-type is refused before any work.
+    args.extend(["--gguf-type", "q8_0"]);
+    let o = factscope(&args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--gguf-edited-type"), "{}", stderr(&o));
 }
 
 #[test]

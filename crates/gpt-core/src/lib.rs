@@ -107,7 +107,7 @@ pub use predict::{top_k, top_k_with, Candidate, Prediction};
 pub use progress::{Cancelled, Progress, ProgressFn};
 pub use prompt::{first_target_token, target_tokens, SubjectPrompt, TokenText};
 pub use random::RandomInit;
-pub use save_gguf::{save_gguf, EditedTensorType, SavedTensor};
+pub use save_gguf::{save_gguf, EditedTensorType, ExportedGguf, GgufExport, SavedTensor};
 pub use schedule::Schedule;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;

@@ -234,10 +234,17 @@ impl Tokenizer {
                     .ok_or_else(|| format!("merge {i} `{m}` has no space"))
             })
             .collect::<std::result::Result<Vec<_>, String>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| e.to_string())?;
+        // The unknown token is never produced by a byte-level BPE (every byte is a token),
+        // but it is part of the tokenizer's description, written back to folders and GGUF.
+        let unk = file
+            .get("tokenizer.ggml.unknown_token_id")
+            .and_then(|v| v.as_u64())
+            .and_then(|id| tokens.get(usize::try_from(id).ok()?));
+        let mut builder = BPE::builder().vocab_and_merges(vocab, merges);
+        if let Some(unk) = unk {
+            builder = builder.unk_token(unk.clone());
+        }
+        let bpe = builder.build().map_err(|e| e.to_string())?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let pre = file
             .get("tokenizer.ggml.pre")
@@ -274,6 +281,12 @@ impl Tokenizer {
             eos,
             add_bos: false,
         }
+    }
+
+    /// Whether [`Tokenizer::encode`] puts the BOS token first (the model's tokenizer metadata
+    /// asks for it).
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
     }
 
     /// Overrides the special token ids (e.g. from the model config).

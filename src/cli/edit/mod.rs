@@ -95,15 +95,28 @@ pub struct EditArgs {
     /// previous one saved (--save-model / --save-gguf).
     #[arg(long, value_name = "DIR")]
     key_history: Option<PathBuf>,
-    /// Write the edited model as a new GGUF file (the model must be a .gguf): the input's
-    /// metadata, tokenizer and untouched tensors copied byte for byte, each edited matrix
-    /// stored as --gguf-edited-type; the file is then loaded back and its predictions shown.
+    /// Write the edited model as a new GGUF file; the file is then loaded back and its
+    /// predictions shown. From a .gguf model: the input's metadata, tokenizer and untouched
+    /// tensors copied byte for byte, each edited matrix stored as --gguf-edited-type. From a
+    /// Hugging Face folder: every matrix stored as --gguf-type, with llama.cpp's metadata
+    /// and the folder's tokenizer (and chat template).
     #[arg(long, value_name = "OUT.gguf")]
     save_gguf: Option<PathBuf>,
-    /// How --save-gguf stores edited matrices: `same` (re-quantised to their type in the
-    /// input), `f16` or `f32` (the edit without rounding).
+    /// How --save-gguf stores edited matrices of a .gguf model: `same` (re-quantised to
+    /// their type in the input), `f16` or `f32` (the edit without rounding).
     #[arg(long, value_enum, default_value_t = GgufEditedType::Same, requires = "save_gguf")]
     gguf_edited_type: GgufEditedType,
+    /// The type of every matrix when --save-gguf writes a Hugging Face folder's model
+    /// (default f16; vectors stay f32; a matrix whose rows are not whole blocks of the type
+    /// is stored as f16).
+    #[arg(long, value_enum, requires = "save_gguf")]
+    gguf_type: Option<GgufType>,
+    /// llama.cpp's name of the tokenizer's pre-tokenizer, for --save-gguf from a Hugging
+    /// Face folder whose pre-tokenizer is not one factscope knows (GPT-2's = `gpt-2`,
+    /// digits then GPT-2's = `smollm`). A wrong name makes llama.cpp split text differently
+    /// without any error: take it from llama.cpp's convert_hf_to_gguf.py for your model.
+    #[arg(long, value_name = "NAME", requires = "save_gguf")]
+    gguf_pre: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -118,6 +131,61 @@ pub enum GgufEditedType {
     F16,
     /// F32.
     F32,
+}
+
+/// `--gguf-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GgufType {
+    /// F32: the weights exactly.
+    F32,
+    /// F16 (the default).
+    F16,
+    /// BF16.
+    Bf16,
+    /// Q8_0: 8.5 bits per weight.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Q6_K: 6.56 bits per weight.
+    #[value(name = "q6_k")]
+    Q6K,
+    /// Q5_K: 5.5 bits per weight.
+    #[value(name = "q5_k")]
+    Q5K,
+    /// Q5_1: 6 bits per weight.
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// Q5_0: 5.5 bits per weight.
+    #[value(name = "q5_0")]
+    Q5_0,
+    /// Q4_K: 4.5 bits per weight.
+    #[value(name = "q4_k")]
+    Q4K,
+    /// Q4_1: 5 bits per weight.
+    #[value(name = "q4_1")]
+    Q4_1,
+    /// Q4_0: 4.5 bits per weight.
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+impl GgufType {
+    /// The ggml type.
+    pub fn ggml(self) -> gguf::GgmlType {
+        use gguf::GgmlType as G;
+        match self {
+            GgufType::F32 => G::F32,
+            GgufType::F16 => G::F16,
+            GgufType::Bf16 => G::BF16,
+            GgufType::Q8_0 => G::Q8_0,
+            GgufType::Q6K => G::Q6K,
+            GgufType::Q5K => G::Q5K,
+            GgufType::Q5_1 => G::Q5_1,
+            GgufType::Q5_0 => G::Q5_0,
+            GgufType::Q4K => G::Q4K,
+            GgufType::Q4_1 => G::Q4_1,
+            GgufType::Q4_0 => G::Q4_0,
+        }
+    }
 }
 
 /// What the steps after the checks share: the arguments and the requests.

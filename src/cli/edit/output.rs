@@ -8,15 +8,18 @@ use rome::RewriteRequest;
 use serde::Serialize;
 
 use super::methods::Edited;
-use super::{Context, EditArgs, GgufEditedType, Method};
+use super::{Context, EditArgs, GgufEditedType, GgufType, Method};
 use crate::cli::predict::{predict, Prediction};
 
 /// The edited model written as GGUF and read back (`--save-gguf`).
 #[derive(Serialize)]
 pub(super) struct GgufReport {
     pub(super) path: PathBuf,
-    /// What each edited matrix became, with its rounding.
+    /// What each edited matrix became, with its rounding (from a .gguf model).
     pub(super) tensors: Vec<gpt_core::SavedTensor>,
+    /// What the new file holds (from a Hugging Face folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) exported: Option<gpt_core::ExportedGguf>,
     /// The prompts' top-5 from the written file.
     pub(super) predictions: Vec<Prediction>,
 }
@@ -62,11 +65,15 @@ pub(super) fn check_outputs(args: &EditArgs) -> anyhow::Result<()> {
         bail!("--key-history is AlphaEdit's key history: it needs --method alphaedit");
     }
     if let Some(out) = &args.save_gguf {
-        let source = args.model.path()?;
-        if source.extension().and_then(|e| e.to_str()) != Some("gguf") {
+        let from_gguf = is_gguf(&args.model.path()?);
+        if from_gguf && (args.gguf_type.is_some() || args.gguf_pre.is_some()) {
             bail!(
-                "--save-gguf needs a .gguf --model (writing a GGUF from a Hugging Face folder is not supported; use --save-model): {}",
-                source.display()
+                "--gguf-type and --gguf-pre are for a Hugging Face folder --model; a .gguf model keeps its file's types and tokenizer (--gguf-edited-type sets the edited matrices' type)"
+            );
+        }
+        if !from_gguf && args.gguf_edited_type != GgufEditedType::Same {
+            bail!(
+                "--gguf-edited-type is for a .gguf --model; from a Hugging Face folder every matrix is written as --gguf-type"
             );
         }
         crate::cli::common::check_out_file("--save-gguf", out, false)?;
@@ -119,15 +126,30 @@ pub(super) fn save_gguf(
     shown: &[Prediction],
 ) -> anyhow::Result<GgufReport> {
     let source = cx.args.model.path()?;
-    let mut edited: Vec<gpt_core::WeightId> = deltas.iter().map(|d| d.target()).collect();
-    edited.dedup();
-    let keep = match cx.args.gguf_edited_type {
-        GgufEditedType::Same => gpt_core::EditedTensorType::Same,
-        GgufEditedType::F16 => gpt_core::EditedTensorType::F16,
-        GgufEditedType::F32 => gpt_core::EditedTensorType::F32,
+    let (tensors, exported) = if is_gguf(&source) {
+        let mut edited: Vec<gpt_core::WeightId> = deltas.iter().map(|d| d.target()).collect();
+        edited.dedup();
+        let keep = match cx.args.gguf_edited_type {
+            GgufEditedType::Same => gpt_core::EditedTensorType::Same,
+            GgufEditedType::F16 => gpt_core::EditedTensorType::F16,
+            GgufEditedType::F32 => gpt_core::EditedTensorType::F32,
+        };
+        let tensors = gpt_core::save_gguf(&loaded.model, &source, out, &edited, keep)
+            .with_context(|| format!("--save-gguf {}", out.display()))?;
+        (tensors, None)
+    } else {
+        let options = gpt_core::GgufExport {
+            ty: cx.args.gguf_type.unwrap_or(GgufType::F16).ggml(),
+            name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+            pre_tokenizer: cx.args.gguf_pre.clone(),
+            chat_template: chat_template(&source),
+        };
+        let exported = loaded
+            .model
+            .export_gguf(out, &loaded.tokenizer, &options)
+            .with_context(|| format!("--save-gguf {}", out.display()))?;
+        (Vec::new(), Some(exported))
     };
-    let tensors = gpt_core::save_gguf(&loaded.model, &source, out, &edited, keep)
-        .with_context(|| format!("--save-gguf {}", out.display()))?;
     let written = gpt_core::load_model(out, gpt_core::LoadOptions::default())
         .with_context(|| format!("reading back {}", out.display()))?;
     let predictions = shown
@@ -137,8 +159,23 @@ pub(super) fn save_gguf(
     Ok(GgufReport {
         path: out.to_path_buf(),
         tensors,
+        exported,
         predictions,
     })
+}
+
+fn is_gguf(model: &Path) -> bool {
+    model
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The chat template of a Hugging Face folder's `tokenizer_config.json`, if it has one
+/// (written to the GGUF for llama.cpp's chat mode; a folder without one is fine).
+fn chat_template(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join("tokenizer_config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config["chat_template"].as_str().map(str::to_string)
 }
 
 /// `--save-delta` and `--save-model`: the weight changes (with the requests and

@@ -103,6 +103,22 @@ pub(super) fn print_saved(cx: &Context<'_>, report: &EditReport) {
                 t.name, t.source_type, t.saved_type, t.max_abs_error, t.error_over_edit
             );
         }
+        if let Some(e) = &g.exported {
+            let types: Vec<String> = e.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            println!(
+                "  {} tensors ({}), {:.1} MB, pre-tokenizer `{}`",
+                e.tensors,
+                types.join(", "),
+                e.bytes as f64 / 1e6,
+                e.pre_tokenizer
+            );
+            if !e.as_f16.is_empty() {
+                println!(
+                    "  stored as F16 (rows not whole blocks of the type): {}",
+                    e.as_f16.join(", ")
+                );
+            }
+        }
         print_labelled(&report.after, &g.predictions, ["edited   ", "from GGUF"]);
     }
 }

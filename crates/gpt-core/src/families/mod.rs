@@ -155,3 +155,33 @@ pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
         ))),
     }
 }
+
+/// The GGUF metadata of `config` (llama.cpp's architecture name and its hyperparameter
+/// keys), for writing a new GGUF file; the inverse of [`config_from_gguf`].
+///
+/// # Errors
+/// Families and details llama.cpp would not compute as this crate does, or that
+/// [`config_from_gguf`] would not read back.
+pub(crate) fn gguf_metadata(config: &ModelConfig) -> Result<Vec<(String, gguf::MetadataValue)>> {
+    match config.arch {
+        Architecture::Gpt2 => gpt2::gguf_metadata(config),
+        Architecture::Llama => llama::gguf_metadata(config),
+        Architecture::GptNeox | Architecture::GptJ => Err(unwritable_gguf(config.arch)),
+    }
+}
+
+/// The model's tensors under llama.cpp's names, in its storage layout (`[out, in]`
+/// matrices; Llama's q/k rows permuted), for writing a new GGUF file.
+pub(crate) fn gguf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
+    match t.config.arch {
+        Architecture::Gpt2 => gpt2::gguf_tensors(t),
+        Architecture::Llama => llama::gguf_tensors(t),
+        Architecture::GptNeox | Architecture::GptJ => Err(unwritable_gguf(t.config.arch)),
+    }
+}
+
+fn unwritable_gguf(arch: Architecture) -> Error {
+    Error::InvalidInput(format!(
+        "writing {arch:?} models as GGUF is not supported (GPT-2 and Llama-layout models are): they are not read back from GGUF either"
+    ))
+}

@@ -143,3 +143,27 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
     config.validate(path)?;
     Ok(config)
 }
+
+/// The GGUF metadata of a GPT-2 config (llama.cpp's `gpt2.*` keys — the inverse of
+/// [`config_from_gguf`]).
+pub(crate) fn gguf_metadata(c: &ModelConfig) -> Result<Vec<(String, gguf::MetadataValue)>> {
+    use gguf::MetadataValue::{String as Str, F32, U32};
+    if c.norm != NormKind::LayerNorm || c.activation != Activation::GeluTanh {
+        return Err(Error::InvalidInput(
+            "writing a GPT-2 model with another norm or activation as GGUF is not supported".into(),
+        ));
+    }
+    let n = |v: usize| U32(v as u32);
+    Ok(vec![
+        ("general.architecture".into(), Str("gpt2".into())),
+        ("gpt2.block_count".into(), n(c.n_layers)),
+        ("gpt2.context_length".into(), n(c.n_ctx)),
+        ("gpt2.embedding_length".into(), n(c.d_model)),
+        ("gpt2.feed_forward_length".into(), n(c.d_mlp)),
+        ("gpt2.attention.head_count".into(), n(c.n_heads)),
+        (
+            "gpt2.attention.layer_norm_epsilon".into(),
+            F32(c.norm_eps as f32),
+        ),
+    ])
+}

@@ -12,6 +12,6 @@ mod load;
 mod names;
 mod save;
 
-pub(crate) use config::{config_from_gguf, config_from_hf};
+pub(crate) use config::{config_from_gguf, config_from_hf, gguf_metadata};
 pub(crate) use load::{load, load_gguf, BUFFERS};
-pub(crate) use save::{hf_config, hf_tensors};
+pub(crate) use save::{gguf_tensors, hf_config, hf_tensors};

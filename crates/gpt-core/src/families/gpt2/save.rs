@@ -32,13 +32,30 @@ pub(crate) fn hf_config(c: &ModelConfig) -> serde_json::Value {
 /// The model's tensors under Hugging Face GPT-2 names (the inverse of [`super::load()`]: `Conv1D`
 /// weights transposed back to `[in, out]`, q/k/v fused into `c_attn`), for writing a folder.
 pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
+    tensors(
+        t,
+        Layout::HuggingFace {
+            prefix: "transformer.",
+        },
+    )
+}
+
+/// The model's tensors under llama.cpp's GGUF names (weights `[out, in]`, q/k/v fused into
+/// `attn_qkv`; the inverse of [`super::load_gguf()`]).
+pub(crate) fn gguf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
+    tensors(t, Layout::Gguf)
+}
+
+/// The model's tensors under `layout`'s names.
+fn tensors(t: &Transformer, layout: Layout) -> Result<Vec<(String, Tensor)>> {
     let unsupported =
         |what: &str| Error::InvalidInput(format!("a GPT-2 model with {what} cannot be written"));
     let conv = |out: &mut Vec<(String, Tensor)>, prefix: String, l: &Linear| -> Result<()> {
-        out.push((
-            format!("{prefix}.weight"),
-            l.weight.f_transpose(0, 1)?.f_contiguous()?,
-        ));
+        let weight = match layout {
+            Layout::HuggingFace { .. } => l.weight.f_transpose(0, 1)?.f_contiguous()?,
+            Layout::Gguf => l.weight.shallow_clone(),
+        };
+        out.push((format!("{prefix}.weight"), weight));
         let bias = l
             .bias
             .as_ref()
@@ -60,9 +77,6 @@ pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
         .pos_embed
         .as_ref()
         .ok_or_else(|| unsupported("no position embeddings"))?;
-    let layout = Layout::HuggingFace {
-        prefix: "transformer.",
-    };
     let mut out = vec![
         (layout.embed(), t.embed.shallow_clone()),
         (layout.pos_embed(), pos.shallow_clone()),

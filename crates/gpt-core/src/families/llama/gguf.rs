@@ -1,8 +1,8 @@
-//! The Llama layout's config from GGUF metadata.
+//! The Llama layout's config in GGUF metadata: read from a file, and written for a new one.
 
 use std::path::Path;
 
-use crate::config::{ModelConfig, Sizes};
+use crate::config::{Activation, ModelConfig, NormKind, Sizes};
 use crate::error::{Error, Result};
 
 /// The model config from GGUF metadata (`general.architecture` = llama, qwen2 or mistral).
@@ -76,4 +76,90 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
     };
     config.validate(path)?;
     Ok(config)
+}
+
+/// llama.cpp's architecture for a Llama-layout `model_type` it runs as the plain Llama
+/// graph (Mistral is converted as `llama`), or `None`.
+fn llama_cpp_arch(model_type: &str) -> Option<&'static str> {
+    match model_type {
+        "llama" | "mistral" => Some("llama"),
+        "qwen2" => Some("qwen2"),
+        _ => None,
+    }
+}
+
+/// Refuses a Llama-layout model that llama.cpp's `llama` / `qwen2` graph would not compute
+/// as this crate does: Gemma's details, rope scaling, a sliding window shorter than the
+/// context, partial rotary.
+pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::InvalidInput(format!(
+            "writing a `{}` model with {what} as GGUF is not supported (plain Llama, Mistral and Qwen2 models are)",
+            c.model_type
+        )))
+    };
+    if llama_cpp_arch(&c.model_type).is_none() {
+        return Err(Error::InvalidInput(format!(
+            "writing a `{}` model as GGUF is not supported: llama.cpp runs it as another graph (plain Llama, Mistral and Qwen2 models are written)",
+            c.model_type
+        )));
+    }
+    if c.norm != NormKind::RmsNorm || c.activation != Activation::Silu {
+        return refuse("a norm or activation other than RMSNorm and SwiGLU");
+    }
+    if c.embed_scale.is_some()
+        || c.post_norms
+        || c.qk_norm
+        || c.query_pre_attn_scalar.is_some()
+        || c.attn_softcap.is_some()
+        || c.final_softcap.is_some()
+    {
+        return refuse("Gemma-style details");
+    }
+    if c.rope_scaling.is_some() || c.sliding_rope.is_some() {
+        return refuse("rope scaling");
+    }
+    if c.rotary_dim.is_some_and(|r| r != c.d_head) {
+        return refuse("partial rotary embeddings");
+    }
+    if c.sliding_layers.is_some() || c.sliding_window.is_some_and(|w| w < c.n_ctx) {
+        return refuse("a sliding attention window");
+    }
+    Ok(())
+}
+
+/// The GGUF metadata of a Llama-layout model's config (llama.cpp's keys, under its
+/// architecture name — the inverse of [`config_from_gguf`]).
+///
+/// # Errors
+/// What [`check_plain_llama`] refuses.
+pub(crate) fn gguf_metadata(c: &ModelConfig) -> Result<Vec<(String, gguf::MetadataValue)>> {
+    use gguf::MetadataValue::{String as Str, F32, U32};
+    check_plain_llama(c)?;
+    let arch = llama_cpp_arch(&c.model_type).unwrap_or("llama");
+    let n = |v: usize| U32(v as u32);
+    let mut kvs = vec![
+        ("general.architecture".to_string(), Str(arch.to_string())),
+        (format!("{arch}.block_count"), n(c.n_layers)),
+        (format!("{arch}.context_length"), n(c.n_ctx)),
+        (format!("{arch}.embedding_length"), n(c.d_model)),
+        (format!("{arch}.feed_forward_length"), n(c.d_mlp)),
+        (format!("{arch}.attention.head_count"), n(c.n_heads)),
+        (format!("{arch}.attention.head_count_kv"), n(c.n_kv_heads)),
+        (
+            format!("{arch}.rope.freq_base"),
+            F32(c.rope_theta.unwrap_or(10000.0) as f32),
+        ),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            F32(c.norm_eps as f32),
+        ),
+        (format!("{arch}.vocab_size"), n(c.vocab_size)),
+        (format!("{arch}.rope.dimension_count"), n(c.d_head)),
+    ];
+    if c.d_head * c.n_heads != c.d_model {
+        kvs.push((format!("{arch}.attention.key_length"), n(c.d_head)));
+        kvs.push((format!("{arch}.attention.value_length"), n(c.d_head)));
+    }
+    Ok(kvs)
 }

@@ -40,10 +40,29 @@ struct Projection {
 /// Undoes llama.cpp's interleaving of the rotary halves in q/k rows (as transformers'
 /// `_reverse_permute_weights`): rows `[heads, d_head/2, 2]` → `[heads, 2, d_head/2]`.
 fn unpermute_rows(t: &Tensor, heads: i64) -> Result<Tensor> {
+    swap_rotary_rows(t, heads, 2)
+}
+
+/// llama.cpp's interleaving of the rotary halves in q/k rows, the inverse of
+/// [`unpermute_rows`] (what its converter does to a Hugging Face checkpoint): rows
+/// `[heads, 2, d_head/2]` → `[heads, d_head/2, 2]`.
+pub(super) fn permute_rows(t: &Tensor, heads: i64) -> Result<Tensor> {
+    let rows = t.size().first().copied().unwrap_or(0);
+    swap_rotary_rows(t, heads, rows / heads.max(1) / 2)
+}
+
+/// Rows (dim 0, `heads · d_head`) viewed as `[heads, rows / heads / inner, inner]` with the
+/// last two axes swapped; `inner` = 2 un-permutes, `inner` = `d_head / 2` permutes.
+fn swap_rotary_rows(t: &Tensor, heads: i64, inner: i64) -> Result<Tensor> {
     let size = t.size();
     let rows = size.first().copied().unwrap_or(0);
+    if heads <= 0 || inner <= 0 || rows % (heads * inner) != 0 {
+        return Err(Error::InvalidInput(format!(
+            "q/k rows {rows} do not split into {heads} heads of rotary pairs"
+        )));
+    }
     let rest: Vec<i64> = size.iter().skip(1).copied().collect();
-    let mut shape = vec![heads, rows / heads / 2, 2];
+    let mut shape = vec![heads, rows / heads / inner, inner];
     shape.extend(&rest);
     Ok(t.f_reshape(&shape)?
         .f_transpose(1, 2)?

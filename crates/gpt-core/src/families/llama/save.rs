@@ -4,6 +4,7 @@
 use serde_json::json;
 use tch::Tensor;
 
+use super::load::permute_rows;
 use super::names::{Layout, Part};
 use crate::config::{Activation, ModelConfig, NormKind, RopeScaling};
 use crate::error::{Error, Result};
@@ -108,14 +109,42 @@ fn check_gemma_details(c: &ModelConfig) -> Result<()> {
 /// from `model_type` alone, so no config could say them); a block of another layout.
 pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
     check_gemma_details(&t.config)?;
-    let layout = Layout::HuggingFace;
+    tensors(t, Layout::HuggingFace)
+}
+
+/// The model's tensors under llama.cpp's GGUF names, q/k rows permuted as its converter
+/// does (the inverse of [`super::load()`] with [`Layout::Gguf`]).
+///
+/// # Errors
+/// As [`hf_tensors`], for any model [`super::gguf_metadata`] refuses too.
+pub(crate) fn gguf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
+    super::gguf::check_plain_llama(&t.config)?;
+    tensors(t, Layout::Gguf)
+}
+
+/// The model's tensors under `layout`'s names.
+fn tensors(t: &Transformer, layout: Layout) -> Result<Vec<(String, Tensor)>> {
     let mut out = vec![(layout.embed().to_string(), t.embed.shallow_clone())];
-    let linear = |out: &mut Vec<(String, Tensor)>, i: usize, part: Part, l: &Linear| {
-        let base = layout.block(i, part);
-        out.push((format!("{base}.weight"), l.weight.shallow_clone()));
-        if let Some(b) = &l.bias {
-            out.push((format!("{base}.bias"), b.shallow_clone()));
+    let (h, kvh) = (t.config.n_heads as i64, t.config.n_kv_heads as i64);
+    // llama.cpp's q/k rows interleave each head's rotary halves.
+    let rows = |x: &Tensor, heads: Option<i64>| -> Result<Tensor> {
+        match heads.filter(|_| layout == Layout::Gguf) {
+            Some(heads) => permute_rows(x, heads),
+            None => Ok(x.shallow_clone()),
         }
+    };
+    let linear = |out: &mut Vec<(String, Tensor)>,
+                  i: usize,
+                  part: Part,
+                  l: &Linear,
+                  heads: Option<i64>|
+     -> Result<()> {
+        let base = layout.block(i, part);
+        out.push((format!("{base}.weight"), rows(&l.weight, heads)?));
+        if let Some(b) = &l.bias {
+            out.push((format!("{base}.bias"), rows(b, heads)?));
+        }
+        Ok(())
     };
     let norm = |out: &mut Vec<(String, Tensor)>, name: String, n: &Norm| -> Result<()> {
         match n {
@@ -134,10 +163,10 @@ pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
             format!("{}.weight", layout.block(i, Part::AttnNorm)),
             &b.ln1,
         )?;
-        linear(&mut out, i, Part::Q, &b.attn.q);
-        linear(&mut out, i, Part::K, &b.attn.k);
-        linear(&mut out, i, Part::V, &b.attn.v);
-        linear(&mut out, i, Part::O, &b.attn.o);
+        linear(&mut out, i, Part::Q, &b.attn.q, Some(h))?;
+        linear(&mut out, i, Part::K, &b.attn.k, Some(kvh))?;
+        linear(&mut out, i, Part::V, &b.attn.v, None)?;
+        linear(&mut out, i, Part::O, &b.attn.o, None)?;
         if let Some((q_norm, k_norm)) = &b.attn.qk_norms {
             let name = |part| format!("{}.weight", layout.block(i, part));
             norm(&mut out, name(Part::QNorm), q_norm)?;
@@ -158,9 +187,9 @@ pub(crate) fn hf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
         )?;
         match &b.mlp {
             Mlp::Gated { gate, up, down, .. } => {
-                linear(&mut out, i, Part::Gate, gate);
-                linear(&mut out, i, Part::Up, up);
-                linear(&mut out, i, Part::Down, down);
+                linear(&mut out, i, Part::Gate, gate, None)?;
+                linear(&mut out, i, Part::Up, up, None)?;
+                linear(&mut out, i, Part::Down, down, None)?;
             }
             Mlp::Gelu { .. } => {
                 return Err(Error::InvalidInput(

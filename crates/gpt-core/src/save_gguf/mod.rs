@@ -1,7 +1,14 @@
 //! Writing an edited model back as GGUF, for llama.cpp, Ollama and LM Studio: the GGUF it was
 //! loaded from with only the edited matrices replaced — each re-quantised to its original
 //! type (or kept at F16 / F32) — and every other tensor and all metadata (the tokenizer
-//! included) carried over byte for byte.
+//! included) carried over byte for byte ([`save_gguf`]); or any model written as a new
+//! GGUF from its weights and tokenizer ([`crate::Transformer::export_gguf`], `export.rs`,
+//! with the tokenizer's metadata from `vocab.rs`).
+
+mod export;
+mod vocab;
+
+pub use export::{ExportedGguf, GgufExport};
 
 use std::collections::BTreeMap;
 use std::path::Path;

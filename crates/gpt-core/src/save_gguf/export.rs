@@ -1,0 +1,199 @@
+//! A model written as a new GGUF file from its weights — for a model that did not come from
+//! one (a Hugging Face folder, a random or edited model): llama.cpp's metadata for its
+//! family, its tokenizer as `tokenizer.ggml.*`, and every tensor under llama.cpp's name in
+//! one chosen type.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gguf::{GgmlType, MetadataValue};
+use tch::{Device, Kind, Tensor};
+
+use super::vocab::tokenizer_metadata;
+use crate::error::{Error, Result};
+use crate::families;
+use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
+
+/// How [`Transformer::export_gguf`] writes a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GgufExport {
+    /// The type of the matrices (F16 by default; F32, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+    /// Q4_K, Q5_K, Q6_K). Vectors (norms, biases) and GPT-2's position embeddings stay F32,
+    /// as llama.cpp's converter keeps them; a matrix whose rows are not a whole number of
+    /// the type's blocks is stored as F16 (and listed in [`ExportedGguf::as_f16`]).
+    pub ty: GgmlType,
+    /// `general.name`, if any.
+    pub name: Option<String>,
+    /// llama.cpp's name of the tokenizer's pre-tokenizer (`tokenizer.ggml.pre`); `None`
+    /// finds it for the pre-tokenizers whose name is known (GPT-2's, SmolLM's) and refuses
+    /// others. A wrong name makes llama.cpp split text differently without any error.
+    pub pre_tokenizer: Option<String>,
+    /// `tokenizer.chat_template`, if any (a Hugging Face folder's `tokenizer_config.json`
+    /// has it).
+    pub chat_template: Option<String>,
+}
+
+impl Default for GgufExport {
+    fn default() -> Self {
+        GgufExport {
+            ty: GgmlType::F16,
+            name: None,
+            pre_tokenizer: None,
+            chat_template: None,
+        }
+    }
+}
+
+/// What [`Transformer::export_gguf`] wrote.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ExportedGguf {
+    /// The number of tensors.
+    pub tensors: usize,
+    /// How many tensors of each type.
+    pub types: BTreeMap<String, usize>,
+    /// Matrices stored as F16 instead of the chosen type (rows not a whole number of its
+    /// blocks).
+    pub as_f16: Vec<String>,
+    /// The pre-tokenizer name written (`tokenizer.ggml.pre`).
+    pub pre_tokenizer: String,
+    /// The file's size in bytes.
+    pub bytes: u64,
+}
+
+/// llama.cpp's `general.file_type` (`llama_ftype`) of a file whose matrices are `ty`.
+fn file_type(ty: GgmlType) -> Option<u32> {
+    Some(match ty {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 3,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        // All-Q4_K / all-Q5_K files are llama.cpp's "_S" mixes at most; say so.
+        GgmlType::Q4K => 14,
+        GgmlType::Q5K => 16,
+        GgmlType::Q6K => 18,
+        GgmlType::BF16 => 32,
+        _ => return None,
+    })
+}
+
+/// The type a tensor of `shape` (outermost first) named `name` is stored in.
+fn stored_type(name: &str, shape: &[i64], ty: GgmlType) -> GgmlType {
+    let row = shape.last().copied().unwrap_or(0).max(0) as u64;
+    if shape.len() < 2 || name == "position_embd.weight" {
+        GgmlType::F32
+    } else if row % ty.block_size() == 0 {
+        ty
+    } else {
+        GgmlType::F16
+    }
+}
+
+impl Transformer {
+    /// Writes this model (its current weights, edits included) and `tokenizer` as a new
+    /// GGUF file `out` for llama.cpp, Ollama and LM Studio — atomically, never over an
+    /// existing file. For a model loaded from a GGUF, [`crate::save_gguf`] instead keeps
+    /// that file's tensors byte for byte.
+    ///
+    /// Supported: GPT-2 models and Llama-layout models llama.cpp runs as its `llama` or
+    /// `qwen2` graph (Llama, Mistral without a sliding window, Qwen2), with a byte-level BPE
+    /// tokenizer. The file is built in memory first (about its size, plus one f32 copy of
+    /// the largest tensor).
+    ///
+    /// ```no_run
+    /// # fn main() -> gpt_core::Result<()> {
+    /// use gpt_core::{load_model, GgufExport, LoadOptions};
+    /// let loaded = load_model("models/my-hf-folder".as_ref(), LoadOptions::default())?;
+    /// let options = GgufExport { ty: gguf::GgmlType::Q8_0, ..GgufExport::default() };
+    /// let written = loaded.model.export_gguf("my-model.Q8_0.gguf".as_ref(), &loaded.tokenizer, &options)?;
+    /// println!("{} tensors, pre-tokenizer {}", written.tensors, written.pre_tokenizer);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an existing `out`, a type that is not written, a family
+    /// or config llama.cpp would compute differently; [`Error::Tokenizer`] for a tokenizer
+    /// that cannot be stated in GGUF (see [`GgufExport::pre_tokenizer`]); write errors
+    /// naming the file.
+    pub fn export_gguf(
+        &self,
+        out: &Path,
+        tokenizer: &Tokenizer,
+        options: &GgufExport,
+    ) -> Result<ExportedGguf> {
+        if out.exists() {
+            return Err(Error::InvalidInput(format!(
+                "{}: it already exists (the model is written to a new file)",
+                out.display()
+            )));
+        }
+        let ty = options.ty;
+        let file_type = file_type(ty).filter(|_| gguf::can_quantize(ty)).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "GGUF type {ty} is not written (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)"
+            ))
+        })?;
+        let mut kvs = families::gguf_metadata(&self.config)?;
+        let tensors = families::gguf_tensors(self)?;
+        let (vocab, pre) = tokenizer_metadata(
+            tokenizer,
+            self.config.vocab_size,
+            options.pre_tokenizer.as_deref(),
+        )?;
+        if let Some(name) = &options.name {
+            kvs.push(("general.name".into(), MetadataValue::String(name.clone())));
+        }
+        kvs.push(("general.file_type".into(), MetadataValue::U32(file_type)));
+        if !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            kvs.push(("general.quantization_version".into(), MetadataValue::U32(2)));
+        }
+        kvs.extend(vocab);
+        if let Some(template) = &options.chat_template {
+            kvs.push((
+                "tokenizer.chat_template".into(),
+                MetadataValue::String(template.clone()),
+            ));
+        }
+        let mut writer = gguf::write::Writer::new();
+        for (key, value) in kvs {
+            writer = writer.kv(&key, value);
+        }
+        let mut report = ExportedGguf {
+            tensors: tensors.len(),
+            types: BTreeMap::new(),
+            as_f16: Vec::new(),
+            pre_tokenizer: pre,
+            bytes: 0,
+        };
+        for (name, tensor) in tensors {
+            let shape = tensor.size();
+            let stored = stored_type(&name, &shape, ty);
+            if stored != ty && shape.len() >= 2 && name != "position_embd.weight" {
+                report.as_f16.push(name.clone());
+            }
+            let data = encode(&name, &tensor, stored)?;
+            let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+            *report.types.entry(stored.to_string()).or_default() += 1;
+            writer = writer.tensor(&name, &dims, stored, data);
+        }
+        let bytes = writer.to_bytes();
+        report.bytes = bytes.len() as u64;
+        factscope_common::write_atomic(out, &bytes)?;
+        Ok(report)
+    }
+}
+
+/// `tensor`'s values (any dtype or device) encoded as `ty`.
+fn encode(name: &str, tensor: &Tensor, ty: GgmlType) -> Result<Vec<u8>> {
+    let flat = tensor
+        .f_detach()?
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_flatten(0, -1)?;
+    let values = Vec::<f32>::try_from(&flat)?;
+    gguf::quantize(ty, &values).map_err(|e| Error::InvalidInput(format!("`{name}`: {e}")))
+}
