@@ -1,7 +1,8 @@
 //! `factscope serve` against the bundled model: the JSON API on an ephemeral port (predict,
 //! tokens, trace as server-sent events, edit, edits, delta download, exact undo; bad
 //! requests, empty fields, 100 KB and 2 MB bodies answered 4xx with a JSON error naming the
-//! field; concurrent clients answered in full or `busy`), and with the `browser-tests`
+//! field; concurrent clients answered in full or `busy`; a folder model's edits as a new
+//! GGUF), and with the `browser-tests`
 //! feature a trace link and an edit link (then its undo button) opened in headless Chromium,
 //! driven over the DevTools protocol.
 
@@ -9,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -31,16 +32,24 @@ impl Drop for Server {
     }
 }
 
-fn serve() -> Server {
+fn bundled() -> PathBuf {
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         model.is_file(),
         "the bundled model is absent: run `bash scripts/setup.sh`"
     );
+    model
+}
+
+fn serve() -> Server {
+    serve_model(&bundled())
+}
+
+fn serve_model(model: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_factscope"))
         .args(["serve", "--device", "cpu", "--port", "0", "--model"])
-        .arg(&model)
+        .arg(model)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -287,6 +296,42 @@ fn api_traces_edits_and_undoes_exactly() {
     assert_eq!(status, 200, "{undone}");
     assert_eq!(undone["edits"], json!([]));
     assert_eq!(top1(port, PROMPT), (" Paris".to_string(), p_before));
+}
+
+/// A model served from a Hugging Face folder (the bundled one, written as a folder) has
+/// its edits downloaded as a whole new GGUF, with F16 matrices, that predicts the edit.
+#[test]
+fn a_folder_model_s_edits_download_as_a_new_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("smollm2");
+    let m = gpt_core::load_model(&bundled(), gpt_core::LoadOptions::default()).unwrap();
+    m.model.save_hf(&folder, &m.tokenizer).unwrap();
+    drop(m);
+    let server = serve_model(&folder);
+    let port = server.port;
+    let (status, evs) = events(
+        port,
+        "/api/edit",
+        json!({ "prompt": PROMPT, "subject": SUBJECT, "target": "Rome" }),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(evs.last().unwrap().0, "result", "{evs:?}");
+    let (status, bytes) = http(port, "GET", "/api/model.gguf", None);
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+    );
+    let file = gguf::GgufFile::from_bytes(&bytes).unwrap();
+    assert_eq!(file.architecture(), Some("llama"));
+    let ffn = file.tensor("blk.4.ffn_down.weight").unwrap();
+    assert_eq!(ffn.ggml_type, gguf::GgmlType::F16);
+    let path = dir.path().join("edited.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let written = gpt_core::load_model(&path, gpt_core::LoadOptions::default()).unwrap();
+    let top = gpt_core::top_k(&written.model, &written.tokenizer, PROMPT, 1).unwrap();
+    assert_eq!(top.top[0].text, " Rome", "{top:?}");
 }
 
 #[test]

@@ -112,5 +112,7 @@ pub use schedule::Schedule;
 pub use tokenizer::{Encoding, Tokenizer};
 pub use transformer::Transformer;
 
+/// The GGUF tensor types ([`GgufExport::ty`]), from the `gguf` crate.
+pub use gguf::GgmlType;
 /// Re-export of the tensor library, so dependents use the same version.
 pub use tch;

@@ -558,27 +558,32 @@ impl Worker {
         })?)
     }
 
-    /// The model with its edits as GGUF: the loaded file with every edited matrix
-    /// re-quantised to its own type and everything else copied byte for byte
-    /// ([`gpt_core::save_gguf`]).
+    /// The model with its edits as GGUF: from a GGUF, the loaded file with every edited
+    /// matrix re-quantised to its own type and everything else copied byte for byte
+    /// ([`gpt_core::save_gguf`]); from a Hugging Face folder, the whole model written with
+    /// F16 matrices ([`gpt_core::Transformer::export_gguf`]).
     fn gguf_bytes(&self) -> Result<Vec<u8>, Failure> {
+        if self.edits.is_empty() {
+            return Err(Failure {
+                status: 409,
+                error: anyhow::anyhow!(
+                    "no edits in the model: the GGUF would be the model it was loaded from"
+                ),
+            });
+        }
         let source = &self.loaded.path;
         if !source
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
         {
-            return Err(anyhow::anyhow!(
-                "the model was not loaded from a GGUF file; save it with `factscope edit --save-model`"
-            )
-            .into());
-        }
-        if self.edits.is_empty() {
-            return Err(Failure {
-                status: 409,
-                error: anyhow::anyhow!(
-                    "no edits in the model: the GGUF would be the file it was loaded from"
-                ),
-            });
+            return Ok(scratch_file("edited.gguf", |out| {
+                self.loaded.model.export_gguf(
+                    out,
+                    &self.loaded.tokenizer,
+                    &gpt_core::GgufExport::default(),
+                )?;
+                Ok(())
+            })?);
         }
         let mut edited: Vec<WeightId> = self
             .edits

@@ -105,9 +105,9 @@ impl Transformer {
     ///
     /// ```no_run
     /// # fn main() -> gpt_core::Result<()> {
-    /// use gpt_core::{load_model, GgufExport, LoadOptions};
+    /// use gpt_core::{load_model, GgmlType, GgufExport, LoadOptions};
     /// let loaded = load_model("models/my-hf-folder".as_ref(), LoadOptions::default())?;
-    /// let options = GgufExport { ty: gguf::GgmlType::Q8_0, ..GgufExport::default() };
+    /// let options = GgufExport { ty: GgmlType::Q8_0, ..GgufExport::default() };
     /// let written = loaded.model.export_gguf("my-model.Q8_0.gguf".as_ref(), &loaded.tokenizer, &options)?;
     /// println!("{} tensors, pre-tokenizer {}", written.tensors, written.pre_tokenizer);
     /// # Ok(()) }
