@@ -68,6 +68,7 @@ pub mod hook;
 pub mod input;
 pub mod intervention;
 pub mod lanes;
+mod llama_cpp_pre;
 mod load;
 pub mod model;
 pub mod predict;

@@ -7,12 +7,10 @@ use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
+use crate::llama_cpp_pre;
 use crate::sentencepiece::sentencepiece_bpe;
 
 /// Token ids of a text with the character span of each token.
@@ -125,13 +123,16 @@ impl Tokenizer {
     }
 
     /// Rebuilds the tokenizer stored in GGUF metadata: `tokenizer.ggml.model` = `gpt2`
-    /// (byte-level BPE from tokens and merges; control tokens become special tokens;
-    /// pre-tokenizers `smollm`, `starcoder`, `qwen2`, `llama-bpe` split digits individually
-    /// before the byte-level step as their Hugging Face tokenizers do) or `llama`
-    /// (SentencePiece BPE from tokens and scores, with byte fallback).
+    /// (byte-level BPE from tokens and merges; control tokens become special tokens; text
+    /// split first as llama.cpp splits it for the file's `tokenizer.ggml.pre`: `gpt-2`,
+    /// `smollm`, `starcoder`, `llama-bpe` / `llama3` / `llama-v3`, `qwen2`, or `default` when
+    /// the file names none) or `llama` (SentencePiece BPE from tokens and scores, with byte
+    /// fallback).
     ///
     /// # Errors
-    /// [`Error::Tokenizer`] for other tokenizer models or malformed metadata.
+    /// [`Error::Tokenizer`] for other tokenizer models, other pre-tokenizer names (another
+    /// split would tokenize differently from llama.cpp without any error) or malformed
+    /// metadata.
     pub fn from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Self> {
         let ctx = path.display();
         let model = file
@@ -240,28 +241,26 @@ impl Tokenizer {
             .get("tokenizer.ggml.unknown_token_id")
             .and_then(|v| v.as_u64())
             .and_then(|id| tokens.get(usize::try_from(id).ok()?));
-        let mut builder = BPE::builder().vocab_and_merges(vocab, merges);
+        // llama.cpp treats a file that names no pre-tokenizer as `default`.
+        let name = file
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let pre = llama_cpp_pre::pre_tokenizer(name).ok_or_else(|| {
+            format!(
+                "pre-tokenizer `{name}` (`tokenizer.ggml.pre`) is not rebuilt here, and another would split text differently from llama.cpp (rebuilt: {})",
+                llama_cpp_pre::names().join(", ")
+            )
+        })??;
+        let mut builder = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(pre.ignore_merges);
         if let Some(unk) = unk {
             builder = builder.unk_token(unk.clone());
         }
         let bpe = builder.build().map_err(|e| e.to_string())?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        let pre = file
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
-        let byte_level = ByteLevel::new(false, true, true);
-        if matches!(
-            pre,
-            "smollm" | "starcoder" | "qwen2" | "llama-bpe" | "llama3"
-        ) {
-            inner.with_pre_tokenizer(Some(Sequence::new(vec![
-                PreTokenizerWrapper::Digits(Digits::new(true)),
-                PreTokenizerWrapper::ByteLevel(byte_level),
-            ])));
-        } else {
-            inner.with_pre_tokenizer(Some(byte_level));
-        }
+        inner.with_pre_tokenizer(Some(pre.pre));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         Ok(inner)
     }

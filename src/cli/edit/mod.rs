@@ -113,7 +113,8 @@ pub struct EditArgs {
     gguf_type: Option<GgufType>,
     /// llama.cpp's name of the tokenizer's pre-tokenizer, for --save-gguf from a Hugging
     /// Face folder whose pre-tokenizer is not one factscope knows (GPT-2's = `gpt-2`,
-    /// digits then GPT-2's = `smollm`). A wrong name makes llama.cpp split text differently
+    /// digits then GPT-2's = `smollm`, Llama 3's = `llama-bpe`, Qwen2's = `qwen2`). A wrong
+    /// name makes llama.cpp split text differently
     /// without any error: take it from llama.cpp's convert_hf_to_gguf.py for your model.
     #[arg(long, value_name = "NAME", requires = "save_gguf")]
     gguf_pre: Option<String>,

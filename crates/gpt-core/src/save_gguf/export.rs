@@ -26,7 +26,8 @@ pub struct GgufExport {
     /// `general.name`, if any.
     pub name: Option<String>,
     /// llama.cpp's name of the tokenizer's pre-tokenizer (`tokenizer.ggml.pre`); `None`
-    /// finds it for the pre-tokenizers whose name is known (GPT-2's, SmolLM's) and refuses
+    /// finds it for the pre-tokenizers whose name is known (GPT-2's, SmolLM's, Llama 3's,
+    /// Qwen2's) and refuses
     /// others. A wrong name makes llama.cpp split text differently without any error.
     pub pre_tokenizer: Option<String>,
     /// `tokenizer.chat_template`, if any (a Hugging Face folder's `tokenizer_config.json`

@@ -5,8 +5,8 @@
 //!
 //! llama.cpp does not read the pre-tokenizer from the file: it picks its own
 //! implementation by that name. A wrong name tokenizes differently without any error, so a
-//! name is written only for the pre-tokenizers whose llama.cpp counterpart is known to split
-//! text the same way (below), or when the caller names it.
+//! name is written only for a pre-tokenizer that splits text as one this crate rebuilds for
+//! that name when reading GGUF files (`crate::llama_cpp_pre`), or when the caller names it.
 
 use gguf::MetadataValue;
 use serde_json::Value;
@@ -19,30 +19,6 @@ const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
-
-/// The pre-tokenizers (as `tokenizer.json` states them) whose llama.cpp name is known, with
-/// that name: GPT-2's regex alone is llama.cpp's `gpt-2`; single digits split off first and
-/// then GPT-2's regex is llama.cpp's `smollm` (the same regex list as its `starcoder`).
-fn known_pre_tokenizer(pre: &Value) -> Option<&'static str> {
-    let byte_level = |v: &Value| {
-        v["type"] == "ByteLevel" && v["add_prefix_space"] == false && v["use_regex"] == true
-    };
-    if byte_level(pre) {
-        return Some("gpt-2");
-    }
-    let steps = pre["pretokenizers"].as_array()?;
-    match steps.as_slice() {
-        [digits, bl]
-            if pre["type"] == "Sequence"
-                && digits["type"] == "Digits"
-                && digits["individual_digits"] == true
-                && byte_level(bl) =>
-        {
-            Some("smollm")
-        }
-        _ => None,
-    }
-}
 
 fn refuse(what: String) -> Error {
     Error::Tokenizer(format!("writing the tokenizer as GGUF: {what}"))
@@ -159,10 +135,10 @@ pub(super) fn tokenizer_metadata(
     let pre = match pre {
         Some(name) if !name.trim().is_empty() => name.to_string(),
         Some(_) => return Err(refuse("the pre-tokenizer name given is empty".into())),
-        None => known_pre_tokenizer(&json["pre_tokenizer"])
+        None => crate::llama_cpp_pre::name_of(&json["pre_tokenizer"])
             .ok_or_else(|| {
                 refuse(format!(
-                    "its pre-tokenizer {} has no known llama.cpp name (known: GPT-2's byte-level regex = `gpt-2`, single digits then that regex = `smollm`); name llama.cpp's pre-tokenizer for it explicitly",
+                    "its pre-tokenizer {} has no known llama.cpp name (known: GPT-2's = `gpt-2`, single digits then GPT-2's = `smollm`, Llama 3's = `llama-bpe`, Qwen2's = `qwen2`); name llama.cpp's pre-tokenizer for it explicitly",
                     json["pre_tokenizer"]
                 ))
             })?
