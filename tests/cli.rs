@@ -1736,6 +1736,37 @@ fn edit_save_gguf_writes_a_folder_s_model_and_refuses_existing_files() {
     let tiny = gpt_core::load_model(&out, gpt_core::LoadOptions::default()).unwrap();
     assert_eq!(gpt_core::HookableModel::config(&tiny.model).n_layers, 2);
     std::fs::remove_file(&out).unwrap();
+    // A tokenizer whose llama.cpp pre-tokenizer is not known is refused before the edit,
+    // naming the flag that gives it.
+    let odd = dir.path().join("odd-tokenizer");
+    std::fs::create_dir(&odd).unwrap();
+    for f in std::fs::read_dir(&hf).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, odd.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(odd.join("tokenizer.json")).unwrap())
+            .unwrap();
+    tok["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\p{N}{1,2}"}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]});
+    std::fs::write(odd.join("tokenizer.json"), tok.to_string()).unwrap();
+    let mut args = base.to_vec();
+    args.extend([
+        "--model",
+        odd.to_str().unwrap(),
+        "--save-gguf",
+        out.to_str().unwrap(),
+    ]);
+    let o = factscope(&args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--gguf-pre"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("fine-tuning"),
+        "the edit ran: {}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
     std::fs::write(&out, b"user data").unwrap();
     let bundled =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");

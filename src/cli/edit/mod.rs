@@ -231,6 +231,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         requests: &requests,
     };
     let mut loaded = args.model.load()?;
+    output::check_gguf_export(&cx, &loaded)?;
     let edited = methods::edit(&cx, &mut loaded)?;
     let (mut report, changes) = output::report(&cx, edited);
     // The GGUF is written and read back before anything is printed, so its predictions are

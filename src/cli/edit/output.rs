@@ -138,15 +138,9 @@ pub(super) fn save_gguf(
             .with_context(|| format!("--save-gguf {}", out.display()))?;
         (tensors, None)
     } else {
-        let options = gpt_core::GgufExport {
-            ty: cx.args.gguf_type.unwrap_or(GgufType::F16).ggml(),
-            name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
-            pre_tokenizer: cx.args.gguf_pre.clone(),
-            chat_template: chat_template(&source),
-        };
         let exported = loaded
             .model
-            .export_gguf(out, &loaded.tokenizer, &options)
+            .export_gguf(out, &loaded.tokenizer, &export_options(cx, &source))
             .with_context(|| format!("--save-gguf {}", out.display()))?;
         (Vec::new(), Some(exported))
     };
@@ -162,6 +156,41 @@ pub(super) fn save_gguf(
         exported,
         predictions,
     })
+}
+
+/// How `--save-gguf` writes a Hugging Face folder's model.
+fn export_options(cx: &Context<'_>, source: &Path) -> gpt_core::GgufExport {
+    gpt_core::GgufExport {
+        ty: cx.args.gguf_type.unwrap_or(GgufType::F16).ggml(),
+        name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+        pre_tokenizer: cx.args.gguf_pre.clone(),
+        chat_template: chat_template(source),
+    }
+}
+
+/// Refuses, before the edit, a `--save-gguf` of a folder's model that could not be written
+/// (its family, its config or its tokenizer): a refused output never costs an edit.
+pub(super) fn check_gguf_export(
+    cx: &Context<'_>,
+    loaded: &gpt_core::LoadedModel,
+) -> anyhow::Result<()> {
+    let source = cx.args.model.path()?;
+    if let (Some(out), false) = (&cx.args.save_gguf, is_gguf(&source)) {
+        let checked = loaded
+            .model
+            .check_gguf_export(&loaded.tokenizer, &export_options(cx, &source));
+        if let Err(e) = checked {
+            let hint = if e.to_string().contains("pre-tokenizer") {
+                " (--gguf-pre NAME gives llama.cpp's name of the pre-tokenizer)"
+            } else {
+                ""
+            };
+            return Err(
+                anyhow::Error::new(e).context(format!("--save-gguf {}{hint}", out.display()))
+            );
+        }
+    }
+    Ok(())
 }
 
 fn is_gguf(model: &Path) -> bool {

@@ -131,33 +131,9 @@ impl Transformer {
                 out.display()
             )));
         }
-        let ty = options.ty;
-        let file_type = file_type(ty).filter(|_| gguf::can_quantize(ty)).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "GGUF type {ty} is not written (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)"
-            ))
-        })?;
-        let mut kvs = families::gguf_metadata(&self.config)?;
+        let (kvs, pre) = self.gguf_metadata(tokenizer, options)?;
         let tensors = families::gguf_tensors(self)?;
-        let (vocab, pre) = tokenizer_metadata(
-            tokenizer,
-            self.config.vocab_size,
-            options.pre_tokenizer.as_deref(),
-        )?;
-        if let Some(name) = &options.name {
-            kvs.push(("general.name".into(), MetadataValue::String(name.clone())));
-        }
-        kvs.push(("general.file_type".into(), MetadataValue::U32(file_type)));
-        if !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
-            kvs.push(("general.quantization_version".into(), MetadataValue::U32(2)));
-        }
-        kvs.extend(vocab);
-        if let Some(template) = &options.chat_template {
-            kvs.push((
-                "tokenizer.chat_template".into(),
-                MetadataValue::String(template.clone()),
-            ));
-        }
+        let ty = options.ty;
         let mut writer = gguf::write::Writer::new();
         for (key, value) in kvs {
             writer = writer.kv(&key, value);
@@ -184,6 +160,51 @@ impl Transformer {
         report.bytes = bytes.len() as u64;
         factscope_common::write_atomic(out, &bytes)?;
         Ok(report)
+    }
+
+    /// Checks that [`Transformer::export_gguf`] can write this model and `tokenizer` with
+    /// `options`, without writing anything (cheap: no tensor is converted), so that a caller
+    /// can refuse before long work. Returns the pre-tokenizer name that would be written.
+    ///
+    /// # Errors
+    /// What [`Transformer::export_gguf`] would refuse, but an existing file.
+    pub fn check_gguf_export(&self, tokenizer: &Tokenizer, options: &GgufExport) -> Result<String> {
+        Ok(self.gguf_metadata(tokenizer, options)?.1)
+    }
+
+    /// The new file's metadata and the pre-tokenizer name written.
+    fn gguf_metadata(
+        &self,
+        tokenizer: &Tokenizer,
+        options: &GgufExport,
+    ) -> Result<(Vec<(String, MetadataValue)>, String)> {
+        let ty = options.ty;
+        let file_type = file_type(ty).filter(|_| gguf::can_quantize(ty)).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "GGUF type {ty} is not written (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)"
+            ))
+        })?;
+        let mut kvs = families::gguf_metadata(&self.config)?;
+        let (vocab, pre) = tokenizer_metadata(
+            tokenizer,
+            self.config.vocab_size,
+            options.pre_tokenizer.as_deref(),
+        )?;
+        if let Some(name) = &options.name {
+            kvs.push(("general.name".into(), MetadataValue::String(name.clone())));
+        }
+        kvs.push(("general.file_type".into(), MetadataValue::U32(file_type)));
+        if !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            kvs.push(("general.quantization_version".into(), MetadataValue::U32(2)));
+        }
+        kvs.extend(vocab);
+        if let Some(template) = &options.chat_template {
+            kvs.push((
+                "tokenizer.chat_template".into(),
+                MetadataValue::String(template.clone()),
+            ));
+        }
+        Ok((kvs, pre))
     }
 }
 
