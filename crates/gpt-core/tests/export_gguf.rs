@@ -131,6 +131,28 @@ fn what_llama_cpp_would_compute_differently_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("Q2_K"), "{err}");
+    // A BPE over SentencePiece-style pieces is not GPT-2's kind, whatever name is given.
+    let text = std::fs::read_to_string(fixture("tiny-gpt2").join("tokenizer.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["pre_tokenizer"] = serde_json::json!({"type": "Metaspace", "replacement": "▁",
+        "prepend_scheme": "always", "split": true});
+    let path = dir.path().join("metaspace.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let tok = gpt_core::Tokenizer::from_file(&path).unwrap();
+    let options = GgufExport {
+        pre_tokenizer: Some("gpt-2".into()),
+        ..GgufExport::default()
+    };
+    let err = m
+        .model
+        .check_gguf_export(&tok, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("byte-level"), "{err}");
+    assert_eq!(
+        m.model.check_gguf_export(&m.tokenizer, &options).unwrap(),
+        "gpt-2"
+    );
 }
 
 fn bundled() -> PathBuf {

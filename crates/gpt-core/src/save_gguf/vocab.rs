@@ -126,6 +126,14 @@ pub(super) fn tokenizer_metadata(
             }
         )));
     }
+    // An explicit pre-tokenizer name must not let a BPE over other pieces (SentencePiece's
+    // `▁` words, say) through as GPT-2's byte-level kind.
+    if !json["pre_tokenizer"].to_string().contains("\"ByteLevel\"") {
+        return Err(refuse(format!(
+            "only byte-level BPE tokenizers are written (GPT-2's kind); this one's pre-tokenizer {} has no byte-level step",
+            json["pre_tokenizer"]
+        )));
+    }
     if !json["normalizer"].is_null() {
         return Err(refuse(format!(
             "it has a normalizer ({}), which llama.cpp's BPE tokenizer does not apply",
