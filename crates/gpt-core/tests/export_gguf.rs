@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use gguf::{GgmlType, GgufFile};
 use gpt_core::tch::{Device, Tensor};
+
 use gpt_core::{load_model, GgufExport, HookableModel, LoadOptions, LoadedModel, TokenBatch};
 
 fn fixture(name: &str) -> PathBuf {
@@ -84,6 +85,46 @@ fn hugging_face_models_load_back_from_gguf() {
         assert!(
             f16_diff < q8_diff,
             "{name}: F16 {f16_diff} vs Q8_0 {q8_diff}"
+        );
+    }
+}
+
+/// llama.cpp's `llama` graph rotates adjacent pairs, so its q/k rows interleave each head's
+/// rotary halves; its `qwen2` graph rotates halves as transformers does and keeps the rows
+/// (checked by hand: llama.cpp gives the tiny Qwen2 and Llama files' exact probabilities).
+#[test]
+fn q_rows_are_interleaved_for_llama_and_kept_for_qwen2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, interleaved) in [("tiny-llama", true), ("tiny-qwen2", false)] {
+        let m = load_model(&fixture(name), LoadOptions::default()).unwrap();
+        let out = dir.path().join(format!("{name}.gguf"));
+        let options = GgufExport {
+            ty: GgmlType::F32,
+            ..GgufExport::default()
+        };
+        m.model.export_gguf(&out, &m.tokenizer, &options).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let file = GgufFile::from_bytes(&bytes).unwrap();
+        let q = Tensor::from_slice(&file.tensor_f32(&bytes, "blk.0.attn_q.weight").unwrap());
+        let hf = Tensor::read_safetensors(fixture(name).join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == "model.layers.0.self_attn.q_proj.weight")
+            .unwrap()
+            .1;
+        let (rows, cols) = (hf.size()[0], hf.size()[1]);
+        let heads = 4;
+        let want = if interleaved {
+            hf.reshape([heads, 2, rows / heads / 2, cols])
+                .transpose(1, 2)
+                .reshape([rows, cols])
+        } else {
+            hf.shallow_clone()
+        };
+        assert!(
+            q.reshape([rows, cols])
+                .equal(&want.to_kind(gpt_core::tch::Kind::Float)),
+            "{name}: attn_q rows"
         );
     }
 }

@@ -78,6 +78,14 @@ pub(crate) fn config_from_gguf(file: &gguf::GgufFile, path: &Path) -> Result<Mod
     Ok(config)
 }
 
+/// Whether llama.cpp stores this Llama-layout model's q/k rows with each head's rotary
+/// halves interleaved: its `llama` graph rotates pairs of adjacent values, so its converter
+/// permutes Hugging Face's rows; its `qwen2` graph rotates the two halves as transformers
+/// does, and the rows are stored as they are.
+pub(crate) fn gguf_qk_interleaved(model_type: &str) -> bool {
+    model_type != "qwen2"
+}
+
 /// llama.cpp's architecture for a Llama-layout `model_type` it runs as the plain Llama
 /// graph (Mistral is converted as `llama`), or `None`.
 fn llama_cpp_arch(model_type: &str) -> Option<&'static str> {

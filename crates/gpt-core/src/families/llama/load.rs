@@ -73,6 +73,8 @@ fn swap_rotary_rows(t: &Tensor, heads: i64, inner: i64) -> Result<Tensor> {
 struct Ctx<'l, 'a> {
     loader: &'l mut Loader<'a>,
     layout: Layout,
+    /// Whether q/k rows are stored interleaved (llama.cpp's `llama` GGUF files).
+    interleaved: bool,
 }
 
 impl Ctx<'_, '_> {
@@ -80,7 +82,7 @@ impl Ctx<'_, '_> {
         let base = self.layout.block(layer, p.part);
         let w_name = format!("{base}.weight");
         let b_name = format!("{base}.bias");
-        let unpermute = p.rotary_heads.filter(|_| self.layout == Layout::Gguf);
+        let unpermute = p.rotary_heads.filter(|_| self.interleaved);
         let weight = match unpermute {
             Some(heads) => {
                 let raw = self.loader.raw(&w_name)?;
@@ -148,13 +150,20 @@ fn check_shape(name: &str, t: &Tensor, shape: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Loads Llama-family weights stored in `layout` (GGUF: llama.cpp names, q/k un-permuted).
+/// Loads Llama-family weights stored in `layout` (GGUF: llama.cpp names, q/k rows
+/// un-permuted where llama.cpp interleaves them).
 pub(crate) fn load(
     config: &ModelConfig,
     loader: &mut Loader<'_>,
     layout: Layout,
 ) -> Result<TransformerParts> {
-    let mut cx = Ctx { loader, layout };
+    let interleaved =
+        layout == Layout::Gguf && super::gguf::gguf_qk_interleaved(&config.model_type);
+    let mut cx = Ctx {
+        loader,
+        layout,
+        interleaved,
+    };
     let d = config.d_model as i64;
     let (h, kvh, dh) = (
         config.n_heads as i64,

@@ -126,9 +126,11 @@ pub(crate) fn gguf_tensors(t: &Transformer) -> Result<Vec<(String, Tensor)>> {
 fn tensors(t: &Transformer, layout: Layout) -> Result<Vec<(String, Tensor)>> {
     let mut out = vec![(layout.embed().to_string(), t.embed.shallow_clone())];
     let (h, kvh) = (t.config.n_heads as i64, t.config.n_kv_heads as i64);
-    // llama.cpp's q/k rows interleave each head's rotary halves.
+    // llama.cpp's `llama` q/k rows interleave each head's rotary halves.
+    let interleave =
+        layout == Layout::Gguf && super::gguf::gguf_qk_interleaved(&t.config.model_type);
     let rows = |x: &Tensor, heads: Option<i64>| -> Result<Tensor> {
-        match heads.filter(|_| layout == Layout::Gguf) {
+        match heads.filter(|_| interleave) {
             Some(heads) => permute_rows(x, heads),
             None => Ok(x.shallow_clone()),
         }
