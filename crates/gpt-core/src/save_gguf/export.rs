@@ -101,8 +101,8 @@ impl Transformer {
     ///
     /// Supported: GPT-2 models and Llama-layout models llama.cpp runs as its `llama` or
     /// `qwen2` graph (Llama, Mistral without a sliding window, Qwen2), with a byte-level BPE
-    /// tokenizer. The file is built in memory first (about its size, plus one f32 copy of
-    /// the largest tensor).
+    /// tokenizer. The file is built in memory before it is written (about twice its size at
+    /// the peak, beside the model).
     ///
     /// ```no_run
     /// # fn main() -> gpt_core::Result<()> {
