@@ -99,7 +99,7 @@ pub use hook::{BlockSite, HookPoint, Layer};
 pub use input::{Padding, TokenBatch};
 pub use intervention::{HookAction, Intervention, NoHooks, SiteWrite, Sites, WriteOp};
 pub use lanes::{run_lanes, BaseRun, Lane, LaneLogits, LaneWrite};
-pub use load::{load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
+pub use load::{is_gguf_path, load_hf_tokenizer, load_model, LoadOptions, LoadedModel};
 pub use model::{
     AsHookable, BlocksInput, BlocksOutcome, EditableModel, ForwardOptions, HookableModel, KvCache,
     LogitsAt, Outcome, ResumableModel,

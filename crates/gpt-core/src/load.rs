@@ -53,6 +53,13 @@ impl LoadedModel {
     }
 }
 
+/// Whether `load_model` reads `path` as a GGUF file (its `.gguf` extension, any case)
+/// rather than a Hugging Face folder.
+pub fn is_gguf_path(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
 /// Loads a model: a Hugging Face folder (`config.json`, safetensors, `tokenizer.json` or
 /// `vocab.json` + `merges.txt`) or a `.gguf` file.
 ///
@@ -72,10 +79,7 @@ pub fn load_model(path: &Path, options: LoadOptions) -> Result<LoadedModel> {
     let _guard = tch::no_grad_guard();
     let (model, tokenizer) = if meta.is_dir() {
         load_hf_dir(path, options)?
-    } else if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
+    } else if is_gguf_path(path) {
         load_gguf(path, options)?
     } else {
         return Err(Error::NotAModel {

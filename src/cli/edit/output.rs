@@ -65,7 +65,7 @@ pub(super) fn check_outputs(args: &EditArgs) -> anyhow::Result<()> {
         bail!("--key-history is AlphaEdit's key history: it needs --method alphaedit");
     }
     if let Some(out) = &args.save_gguf {
-        let from_gguf = is_gguf(&args.model.path()?);
+        let from_gguf = gpt_core::is_gguf_path(&args.model.path()?);
         if from_gguf && (args.gguf_type.is_some() || args.gguf_pre.is_some()) {
             bail!(
                 "--gguf-type and --gguf-pre are for a Hugging Face folder --model; a .gguf model keeps its file's types and tokenizer (--gguf-edited-type sets the edited matrices' type)"
@@ -126,7 +126,7 @@ pub(super) fn save_gguf(
     shown: &[Prediction],
 ) -> anyhow::Result<GgufReport> {
     let source = cx.args.model.path()?;
-    let (tensors, exported) = if is_gguf(&source) {
+    let (tensors, exported) = if gpt_core::is_gguf_path(&source) {
         let mut edited: Vec<gpt_core::WeightId> = deltas.iter().map(|d| d.target()).collect();
         edited.dedup();
         let keep = match cx.args.gguf_edited_type {
@@ -175,7 +175,7 @@ pub(super) fn check_gguf_export(
     loaded: &gpt_core::LoadedModel,
 ) -> anyhow::Result<()> {
     let source = cx.args.model.path()?;
-    if let (Some(out), false) = (&cx.args.save_gguf, is_gguf(&source)) {
+    if let (Some(out), false) = (&cx.args.save_gguf, gpt_core::is_gguf_path(&source)) {
         let checked = loaded
             .model
             .check_gguf_export(&loaded.tokenizer, &export_options(cx, &source));
@@ -191,12 +191,6 @@ pub(super) fn check_gguf_export(
         }
     }
     Ok(())
-}
-
-fn is_gguf(model: &Path) -> bool {
-    model
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 /// The chat template of a Hugging Face folder's `tokenizer_config.json`, if it has one

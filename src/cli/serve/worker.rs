@@ -572,10 +572,7 @@ impl Worker {
             });
         }
         let source = &self.loaded.path;
-        if !source
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
+        if !gpt_core::is_gguf_path(source) {
             return Ok(scratch_file("edited.gguf", |out| {
                 self.loaded.model.export_gguf(
                     out,

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use gguf::{GgmlType, MetadataValue};
-use tch::{Device, Kind, Tensor};
 
 use super::vocab::tokenizer_metadata;
 use crate::error::{Error, Result};
@@ -27,8 +26,8 @@ pub struct GgufExport {
     pub name: Option<String>,
     /// llama.cpp's name of the tokenizer's pre-tokenizer (`tokenizer.ggml.pre`); `None`
     /// finds it for the pre-tokenizers whose name is known (GPT-2's, SmolLM's, Llama 3's,
-    /// Qwen2's) and refuses
-    /// others. A wrong name makes llama.cpp split text differently without any error.
+    /// Qwen2's) and refuses others. A wrong name makes llama.cpp split text differently
+    /// without any error.
     pub pre_tokenizer: Option<String>,
     /// `tokenizer.chat_template`, if any (a Hugging Face folder's `tokenizer_config.json`
     /// has it).
@@ -62,7 +61,8 @@ pub struct ExportedGguf {
     pub bytes: u64,
 }
 
-/// llama.cpp's `general.file_type` (`llama_ftype`) of a file whose matrices are `ty`.
+/// llama.cpp's `general.file_type` (`llama_ftype`) of a file whose matrices are `ty`; `None`
+/// for a type the export does not write (the types `gguf::quantize` writes all have one).
 fn file_type(ty: GgmlType) -> Option<u32> {
     Some(match ty {
         GgmlType::F32 => 0,
@@ -81,15 +81,36 @@ fn file_type(ty: GgmlType) -> Option<u32> {
     })
 }
 
-/// The type a tensor of `shape` (outermost first) named `name` is stored in.
-fn stored_type(name: &str, shape: &[i64], ty: GgmlType) -> GgmlType {
-    let row = shape.last().copied().unwrap_or(0).max(0) as u64;
-    if shape.len() < 2 || name == "position_embd.weight" {
-        GgmlType::F32
-    } else if row % ty.block_size() == 0 {
-        ty
-    } else {
-        GgmlType::F16
+/// How a tensor of `shape` (outermost first) named `name` is stored when matrices are
+/// `ty`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    /// In `ty`.
+    AsChosen,
+    /// A vector, or GPT-2's position embeddings: F32, as llama.cpp keeps them.
+    F32,
+    /// A matrix whose rows are not whole blocks of `ty`: F16.
+    F16Instead,
+}
+
+impl Stored {
+    fn of(name: &str, shape: &[i64], ty: GgmlType) -> Self {
+        let row = shape.last().copied().unwrap_or(0).max(0) as u64;
+        if shape.len() < 2 || name == "position_embd.weight" {
+            Stored::F32
+        } else if row % ty.block_size() == 0 {
+            Stored::AsChosen
+        } else {
+            Stored::F16Instead
+        }
+    }
+
+    fn ty(self, chosen: GgmlType) -> GgmlType {
+        match self {
+            Stored::AsChosen => chosen,
+            Stored::F32 => GgmlType::F32,
+            Stored::F16Instead => GgmlType::F16,
+        }
     }
 }
 
@@ -147,11 +168,12 @@ impl Transformer {
         };
         for (name, tensor) in tensors {
             let shape = tensor.size();
-            let stored = stored_type(&name, &shape, ty);
-            if stored != ty && shape.len() >= 2 && name != "position_embd.weight" {
+            let how = Stored::of(&name, &shape, ty);
+            if how == Stored::F16Instead {
                 report.as_f16.push(name.clone());
             }
-            let data = encode(&name, &tensor, stored)?;
+            let stored = how.ty(ty);
+            let data = super::encode(&name, stored, &super::host_f32(&tensor)?)?;
             let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
             *report.types.entry(stored.to_string()).or_default() += 1;
             writer = writer.tensor(&name, &dims, stored, data);
@@ -179,7 +201,7 @@ impl Transformer {
         options: &GgufExport,
     ) -> Result<(Vec<(String, MetadataValue)>, String)> {
         let ty = options.ty;
-        let file_type = file_type(ty).filter(|_| gguf::can_quantize(ty)).ok_or_else(|| {
+        let file_type = file_type(ty).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "GGUF type {ty} is not written (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)"
             ))
@@ -206,16 +228,4 @@ impl Transformer {
         }
         Ok((kvs, pre))
     }
-}
-
-/// `tensor`'s values (any dtype or device) encoded as `ty`.
-fn encode(name: &str, tensor: &Tensor, ty: GgmlType) -> Result<Vec<u8>> {
-    let flat = tensor
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_flatten(0, -1)?;
-    let values = Vec::<f32>::try_from(&flat)?;
-    gguf::quantize(ty, &values).map_err(|e| Error::InvalidInput(format!("`{name}`: {e}")))
 }

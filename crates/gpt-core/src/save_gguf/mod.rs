@@ -50,6 +50,22 @@ pub struct SavedTensor {
     pub error_over_edit: f64,
 }
 
+/// `tensor`'s values (any dtype or device) as f32, in storage order.
+fn host_f32(tensor: &tch::Tensor) -> Result<Vec<f32>> {
+    let flat = tensor
+        .f_detach()?
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_flatten(0, -1)?;
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
+/// `values` encoded as `ty`, a quantiser's refusal naming the tensor.
+fn encode(name: &str, ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
+    gguf::quantize(ty, values).map_err(|e| Error::InvalidInput(format!("`{name}`: {e}")))
+}
+
 /// The GGUF tensor of `id` in a model of `arch`, where its `[out, in]` matrix is stored
 /// as is (no row permutation).
 fn gguf_name(arch: Architecture, id: WeightId) -> Option<String> {
@@ -116,12 +132,7 @@ pub fn save_gguf<M: EditableModel + ?Sized>(
                 source.display()
             ))
         })?;
-        let w = model
-            .weight(id)?
-            .f_detach()?
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?;
+        let w = model.weight(id)?;
         let shape: Vec<i64> = info.shape_outer_first().iter().map(|&d| d as i64).collect();
         if w.size() != shape {
             return Err(Error::InvalidInput(format!(
@@ -130,14 +141,14 @@ pub fn save_gguf<M: EditableModel + ?Sized>(
                 w.size()
             )));
         }
-        let values = Vec::<f32>::try_from(&w.f_flatten(0, -1)?)?;
+        let values = host_f32(w)?;
         let ty = match keep {
             EditedTensorType::Same => info.ggml_type,
             EditedTensorType::F16 => GgmlType::F16,
             EditedTensorType::F32 => GgmlType::F32,
         };
         let in_name = |e: gguf::Error| Error::InvalidInput(format!("`{name}`: {e}"));
-        let data = gguf::quantize(ty, &values).map_err(&in_name)?;
+        let data = encode(&name, ty, &values)?;
         let saved = gguf::dequantize(ty, &data, values.len()).map_err(&in_name)?;
         let original = file.tensor_f32(&bytes, &name).map_err(&in_name)?;
         let (mut max_abs, mut err2, mut edit2) = (0.0f64, 0.0f64, 0.0f64);

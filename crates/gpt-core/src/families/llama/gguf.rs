@@ -96,22 +96,22 @@ fn llama_cpp_arch(model_type: &str) -> Option<&'static str> {
     }
 }
 
-/// Refuses a Llama-layout model that llama.cpp's `llama` / `qwen2` graph would not compute
-/// as this crate does: Gemma's details, rope scaling, a sliding window shorter than the
-/// context, partial rotary.
-pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<()> {
+/// llama.cpp's architecture name for a Llama-layout model its `llama` / `qwen2` graph
+/// computes as this crate does; refuses Gemma's details, rope scaling, a sliding window
+/// shorter than the context, partial rotary.
+pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<&'static str> {
     let refuse = |what: &str| {
         Err(Error::InvalidInput(format!(
             "writing a `{}` model with {what} as GGUF is not supported (plain Llama, Mistral and Qwen2 models are)",
             c.model_type
         )))
     };
-    if llama_cpp_arch(&c.model_type).is_none() {
+    let Some(arch) = llama_cpp_arch(&c.model_type) else {
         return Err(Error::InvalidInput(format!(
             "writing a `{}` model as GGUF is not supported: llama.cpp runs it as another graph (plain Llama, Mistral and Qwen2 models are written)",
             c.model_type
         )));
-    }
+    };
     if c.norm != NormKind::RmsNorm || c.activation != Activation::Silu {
         return refuse("a norm or activation other than RMSNorm and SwiGLU");
     }
@@ -133,7 +133,7 @@ pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<()> {
     if c.sliding_layers.is_some() || c.sliding_window.is_some_and(|w| w < c.n_ctx) {
         return refuse("a sliding attention window");
     }
-    Ok(())
+    Ok(arch)
 }
 
 /// The GGUF metadata of a Llama-layout model's config (llama.cpp's keys, under its
@@ -143,8 +143,7 @@ pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<()> {
 /// What [`check_plain_llama`] refuses.
 pub(crate) fn gguf_metadata(c: &ModelConfig) -> Result<Vec<(String, gguf::MetadataValue)>> {
     use gguf::MetadataValue::{String as Str, F32, U32};
-    check_plain_llama(c)?;
-    let arch = llama_cpp_arch(&c.model_type).unwrap_or("llama");
+    let arch = check_plain_llama(c)?;
     let n = |v: usize| U32(v as u32);
     let mut kvs = vec![
         ("general.architecture".to_string(), Str(arch.to_string())),
