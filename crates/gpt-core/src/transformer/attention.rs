@@ -38,27 +38,31 @@ pub(crate) struct AttentionOutput {
     pub kv: (Tensor, Tensor),
 }
 
-/// `cat(-x₂, x₁)` over the last dimension split in halves (transformers' `rotate_half`).
-fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let half = x.size().last().copied().unwrap_or(0) / 2;
-    let x1 = x.f_narrow(-1, 0, half)?;
-    let x2 = x.f_narrow(-1, half, half)?;
-    Ok(Tensor::f_cat(&[x2.f_neg()?, x1], -1)?)
-}
-
-/// Pairs `(x₀, x₁), (x₂, x₃), …` rotated: `(−x₁, x₀, −x₃, x₂, …)` (GPT-J's
-/// `rotate_every_two`).
-fn rotate_every_two(x: &Tensor) -> Result<Tensor> {
-    let even = x.f_slice(-1, Some(0), None, 2)?;
-    let odd = x.f_slice(-1, Some(1), None, 2)?;
-    Ok(Tensor::f_stack(&[odd.f_neg()?, even], -1)?.f_flatten(-2, -1)?)
+/// The partner of each rotary dimension, unsigned: `cat(x₂, x₁)` over the last dimension split
+/// in halves (transformers' `rotate_half` without its minus), or each neighbouring pair
+/// swapped, `(x₁, x₀, x₃, x₂, …)` (GPT-J's `rotate_every_two` without its minus). The minus
+/// lives in the sine table ([`RotaryTables::sin`]), so the rotation takes one copy and three
+/// arithmetic operations instead of a negation, a concatenation and the copies around them:
+/// the many small operations of a v* step are what keeps bf16 from paying off on CPUs. A sign
+/// flip is exact, so the result is bit for bit the reference's.
+fn partners(x: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let r = x.size().last().copied().unwrap_or(0);
+    if interleaved {
+        let mut pairs = x.size();
+        pairs.pop();
+        pairs.extend([r / 2, 2]);
+        Ok(x.f_reshape(&pairs)?.f_flip([-1])?.f_flatten(-2, -1)?)
+    } else {
+        Ok(x.f_roll([r / 2], [-1])?)
+    }
 }
 
 /// The cos/sin tables of some positions and how their dimensions pair up.
 pub(crate) struct RotaryTables {
     /// `[batch, 1, pos, rotary_dim]`.
     pub cos: Tensor,
-    /// `[batch, 1, pos, rotary_dim]`.
+    /// `[batch, 1, pos, rotary_dim]`, negated where the partner enters with a minus (the
+    /// first half, or each pair's first dimension when `interleaved`; see [`partners`]).
     pub sin: Tensor,
     /// GPT-J's pairing of neighbours `(2i, 2i+1)` instead of halves `(i, i + r/2)`.
     pub interleaved: bool,
@@ -75,7 +79,7 @@ impl RotaryTables {
     }
 
     /// Rotates the first `rotary_dim` dimensions of `x: [b, h, pos, d_head]` (the rest pass
-    /// through): `x·cos + rotate(x)·sin`.
+    /// through): `x·cos + rotate(x)·sin`, computed as `x·cos + partners(x)·(±sin)`.
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let r = self.cos.size().last().copied().unwrap_or(0);
         let dh = x.size().last().copied().unwrap_or(0);
@@ -84,11 +88,7 @@ impl RotaryTables {
         } else {
             x.shallow_clone()
         };
-        let turned = if self.interleaved {
-            rotate_every_two(&rot)?
-        } else {
-            rotate_half(&rot)?
-        };
+        let turned = partners(&rot, self.interleaved)?;
         let rotated = rot.f_mul(&self.cos)?.f_add(&turned.f_mul(&self.sin)?)?;
         if r < dh {
             Ok(Tensor::f_cat(&[rotated, x.f_narrow(-1, r, dh - r)?], -1)?)
@@ -197,7 +197,9 @@ pub(crate) fn scale_inv_freq(
 
 /// The cos/sin tables `[batch, 1, pos, rotary_dim]` of `positions: [batch, pos]`: angle
 /// `pos·fᵢ` at dimensions `i` and `i + r/2` (halves), or `2i` and `2i + 1` (`interleaved`);
-/// both tables multiplied by `scale` (YaRN's attention factor) before the cast to `kind`.
+/// both tables multiplied by `scale` (YaRN's attention factor) before the cast to `kind`, and
+/// the sine negated at dimensions `i` (halves) or `2i` (`interleaved`), where the rotation
+/// subtracts.
 pub(crate) fn rotary_tables(
     inv_freq: &Tensor,
     positions: &Tensor,
@@ -216,6 +218,21 @@ pub(crate) fn rotary_tables(
     }
     .f_unsqueeze(1)?;
     let (mut cos, mut sin) = (emb.f_cos()?, emb.f_sin()?);
+    let r = freqs.size().last().copied().unwrap_or(0) * 2;
+    let signs: Vec<f32> = (0..r)
+        .map(|i| {
+            let subtracts = if interleaved { i % 2 == 0 } else { i < r / 2 };
+            if subtracts {
+                -1.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let minus = Tensor::f_from_slice(&signs)?
+        .f_to_kind(sin.kind())?
+        .f_to_device(sin.device())?;
+    sin = sin.f_mul(&minus)?;
     if scale != 1.0 {
         cos = cos.f_mul_scalar(scale)?;
         sin = sin.f_mul_scalar(scale)?;
@@ -275,11 +292,68 @@ fn masked_value(kind: Kind) -> f64 {
     }
 }
 
+/// Where queries may attend, built once per pass for every layer: the boolean mask, and for
+/// the half types (without a soft cap) the same mask as an additive bias laid out as the
+/// grouped scores, so that one `baddbmm` gives `q kᵀ · scale + bias`.
+///
+/// Why the half types differ: on CPUs, a bf16 v* step is dominated by the number of small
+/// operations (each one dispatch, one autograd node, one wake-up of the worker threads), not
+/// by their arithmetic, so three operations become one there. The f32 and f64 paths keep the
+/// separate product, scale and fill, whose results the parity tests pin bit for bit.
+pub(crate) struct AttentionMask {
+    /// `[b, 1, s, past + s]`: true where a query may attend.
+    pub allowed: Tensor,
+    /// `[b · n_kv_heads, rep · s, past + s]` (`rep = n_heads / n_kv_heads`, rows in the
+    /// order of the grouped queries): 0 where allowed, the dtype's most negative value where
+    /// not; `None` for f32/f64 or with a soft cap.
+    bias: Option<Tensor>,
+}
+
+impl AttentionMask {
+    /// The mask `allowed: [b, 1, s, past + s]` (see [`attention_allowed`]) for activations of
+    /// dtype `kind`.
+    pub(crate) fn new(allowed: Tensor, heads: Heads, kind: Kind) -> Result<Self> {
+        let bias = if matches!(kind, Kind::BFloat16 | Kind::Half) && heads.softcap.is_none() {
+            Some(grouped_bias(&allowed, heads, kind)?)
+        } else {
+            None
+        };
+        Ok(Self { allowed, bias })
+    }
+
+    /// The bias of the queries from `first_query` on.
+    fn bias(&self, heads: Heads, first_query: i64, kind: Kind) -> Result<Option<Tensor>> {
+        match &self.bias {
+            None => Ok(None),
+            Some(bias) if first_query == 0 => Ok(Some(bias.shallow_clone())),
+            Some(_) => {
+                let s = self.allowed.size().get(2).copied().unwrap_or(0);
+                let allowed = self.allowed.f_narrow(2, first_query, s - first_query)?;
+                Ok(Some(grouped_bias(&allowed, heads, kind)?))
+            }
+        }
+    }
+}
+
+/// `allowed: [b, 1, tq, total]` as the additive bias of the grouped scores,
+/// `[b · n_kv_heads, rep · tq, total]`.
+fn grouped_bias(allowed: &Tensor, heads: Heads, kind: Kind) -> Result<Tensor> {
+    let (b, _, tq, total) = allowed.size4()?;
+    let rep = heads.n_heads / heads.n_kv_heads;
+    let blocked = allowed
+        .f_logical_not()?
+        .f_repeat([1, heads.n_kv_heads, rep, 1])?;
+    Ok(Tensor::f_zeros([1], (kind, allowed.device()))?
+        .f_expand([b, heads.n_kv_heads, rep * tq, total], false)?
+        .f_masked_fill(&blocked, masked_value(kind))?
+        .f_reshape([b * heads.n_kv_heads, rep * tq, total])?)
+}
+
 impl Attention {
     /// Self-attention of `x: [b, t, d_model]` (already normalised).
     ///
     /// Queries (and so outputs) are computed only from position `first_query` on; keys and
-    /// values everywhere. `allowed: [b, 1, t, past + t]`; `rotary`: `(cos, sin)` tables of the
+    /// values everywhere. `mask`: where the `t` queries may attend; `rotary`: `(cos, sin)` tables of the
     /// `t` positions; `past`: cached `(k, v)` of earlier positions.
     /// `softmax(cap(q kᵀ · scale) + mask) v` (`scale` = `1/√d_head` unless the model says
     /// otherwise; `cap` = identity, or Gemma 2's soft cap), with each key/value head serving
@@ -288,7 +362,7 @@ impl Attention {
         &self,
         heads: Heads,
         x: &Tensor,
-        allowed: &Tensor,
+        mask: &AttentionMask,
         rotary: Option<&RotaryTables>,
         past: Option<(&Tensor, &Tensor)>,
         first_query: i64,
@@ -328,21 +402,36 @@ impl Attention {
         // those heads' queries are stacked as extra rows against the shared keys.
         let rep = h / kvh;
         let q = q.f_reshape([b, kvh, rep * tq, dh])?;
-        let mut scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
-        if let Some(cap) = softcap {
-            scores = scores.f_div_scalar(cap)?.f_tanh()?.f_mul_scalar(cap)?;
-        }
-        let allowed = allowed.f_narrow(2, first_query, tq)?;
-        let allowed = if rep > 1 {
-            allowed.f_repeat([1, 1, rep, 1])?
-        } else {
-            allowed
-        };
         let kind = x.kind();
-        let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value(kind))?;
-        let weights = scores
-            .f_softmax(-1, reduction_kind(kind))?
-            .f_to_kind(kind)?;
+        let weights = match mask.bias(heads, first_query, kind)? {
+            // Half types: one product gives the scaled, masked scores, and the softmax runs
+            // in the dtype (libtorch accumulates it in f32 and rounds once, as the f32
+            // softmax cast back would, but for the last bit of some weights).
+            Some(bias) => {
+                let total = k.size().get(2).copied().unwrap_or(0);
+                let q = q.f_reshape([b * kvh, rep * tq, dh])?;
+                let kt = k.f_reshape([b * kvh, total, dh])?.f_transpose(-2, -1)?;
+                bias.f_baddbmm(&q, &kt, 1.0, scale)?
+                    .f_softmax(-1, kind)?
+                    .f_reshape([b, kvh, rep * tq, total])?
+            }
+            None => {
+                let mut scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
+                if let Some(cap) = softcap {
+                    scores = scores.f_div_scalar(cap)?.f_tanh()?.f_mul_scalar(cap)?;
+                }
+                let allowed = mask.allowed.f_narrow(2, first_query, tq)?;
+                let allowed = if rep > 1 {
+                    allowed.f_repeat([1, 1, rep, 1])?
+                } else {
+                    allowed
+                };
+                let scores = scores.f_masked_fill(&allowed.f_logical_not()?, masked_value(kind))?;
+                scores
+                    .f_softmax(-1, reduction_kind(kind))?
+                    .f_to_kind(kind)?
+            }
+        };
         let z = weights
             .f_matmul(&v)?
             .f_reshape([b, h, tq, dh])?

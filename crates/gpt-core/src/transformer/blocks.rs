@@ -2,7 +2,7 @@
 
 use tch::Tensor;
 
-use super::{attention_allowed, hook, BlockLayout, Transformer};
+use super::{attention_allowed, hook, AttentionMask, BlockLayout, Transformer};
 use crate::error::{Error, Result};
 use crate::hook::{BlockSite, HookPoint};
 use crate::intervention::{HookAction, Intervention};
@@ -59,18 +59,23 @@ impl Transformer {
     ) -> Result<BlocksOutcome> {
         let (b, s, _) = resid.size3()?;
         let past_len = run.past.map_or(0, |c| c.len) as i64;
-        let allowed =
-            attention_allowed(run.attention_mask, s, past_len, self.config.sliding_window)?;
+        let heads = self.heads();
+        let allowed = AttentionMask::new(
+            attention_allowed(run.attention_mask, s, past_len, self.config.sliding_window)?,
+            heads,
+            self.kind,
+        )?;
         // Gemma 2 alternates windowed and full layers: both masks, each layer picks one.
         let full = match &self.config.sliding_layers {
-            Some(layers) if layers.iter().any(|&s| !s) => {
-                Some(attention_allowed(run.attention_mask, s, past_len, None)?)
-            }
+            Some(layers) if layers.iter().any(|&s| !s) => Some(AttentionMask::new(
+                attention_allowed(run.attention_mask, s, past_len, None)?,
+                heads,
+                self.kind,
+            )?),
             _ => None,
         };
         let rotary = self.rotary(run.positions)?;
         let rotary_sliding = self.rotary_sliding(run.positions)?;
-        let heads = self.heads();
         let last_layer = run.layers.end.checked_sub(1);
         for l in run.layers {
             let block = self.block(l)?;

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{Device, Kind, Tensor};
 
 pub(crate) use attention::Attention;
-use attention::{attention_allowed, inv_freq, rotary_tables, scale_inv_freq, Heads, RotaryTables};
+use attention::{
+    attention_allowed, inv_freq, rotary_tables, scale_inv_freq, AttentionMask, Heads, RotaryTables,
+};
 use blocks::{fire, BlockRun};
 pub(crate) use layers::{Block, BlockLayout, Linear, Mlp, Norm};
 
