@@ -293,19 +293,21 @@ fn masked_value(kind: Kind) -> f64 {
 }
 
 /// Where queries may attend, built once per pass for every layer: the boolean mask, and for
-/// the half types (without a soft cap) the same mask as an additive bias laid out as the
-/// grouped scores, so that one `baddbmm` gives `q kᵀ · scale + bias`.
+/// bf16 (without a soft cap) the same mask as an additive bias laid out as the grouped
+/// scores, so that one `baddbmm` gives `q kᵀ · scale + bias`.
 ///
-/// Why the half types differ: on CPUs, a bf16 v* step is dominated by the number of small
-/// operations (each one dispatch, one autograd node, one wake-up of the worker threads), not
-/// by their arithmetic, so three operations become one there. The f32 and f64 paths keep the
-/// separate product, scale and fill, whose results the parity tests pin bit for bit.
+/// Why bf16 differs: on CPUs, a bf16 v* step is dominated by the number of small operations
+/// (each one dispatch, one autograd node, one wake-up of the worker threads), not by their
+/// arithmetic, so three operations become one there. The f32 and f64 paths keep the separate
+/// product, scale and fill, whose results the parity tests pin bit for bit; f16 keeps them
+/// too, because its most negative value plus a negative score overflows to −∞, and a padding
+/// query with every score at −∞ would turn into NaN.
 pub(crate) struct AttentionMask {
     /// `[b, 1, s, past + s]`: true where a query may attend.
     pub allowed: Tensor,
     /// `[b · n_kv_heads, rep · s, past + s]` (`rep = n_heads / n_kv_heads`, rows in the
-    /// order of the grouped queries): 0 where allowed, the dtype's most negative value where
-    /// not; `None` for f32/f64 or with a soft cap.
+    /// order of the grouped queries): 0 where allowed, bf16's most negative value where not;
+    /// `None` for other dtypes or with a soft cap.
     bias: Option<Tensor>,
 }
 
@@ -313,7 +315,7 @@ impl AttentionMask {
     /// The mask `allowed: [b, 1, s, past + s]` (see [`attention_allowed`]) for activations of
     /// dtype `kind`.
     pub(crate) fn new(allowed: Tensor, heads: Heads, kind: Kind) -> Result<Self> {
-        let bias = if matches!(kind, Kind::BFloat16 | Kind::Half) && heads.softcap.is_none() {
+        let bias = if kind == Kind::BFloat16 && heads.softcap.is_none() {
             Some(grouped_bias(&allowed, heads, kind)?)
         } else {
             None
@@ -404,8 +406,8 @@ impl Attention {
         let q = q.f_reshape([b, kvh, rep * tq, dh])?;
         let kind = x.kind();
         let weights = match mask.bias(heads, first_query, kind)? {
-            // Half types: one product gives the scaled, masked scores, and the softmax runs
-            // in the dtype (libtorch accumulates it in f32 and rounds once, as the f32
+            // bf16: one product gives the scaled, masked scores, and the softmax runs in the
+            // dtype (libtorch accumulates it in f32 and rounds once, as the f32
             // softmax cast back would, but for the last bit of some weights).
             Some(bias) => {
                 let total = k.size().get(2).copied().unwrap_or(0);
@@ -438,5 +440,129 @@ impl Attention {
             .f_transpose(1, 2)?
             .f_contiguous()?;
         Ok(AttentionOutput { z, kv: (k, v) })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    fn linear(out: i64, inp: i64, seed: i64, kind: Kind) -> Linear {
+        tch::manual_seed(seed);
+        Linear {
+            weight: Tensor::randn([out, inp], (Kind::Float, Device::Cpu))
+                .f_mul_scalar(0.3)
+                .unwrap()
+                .to_kind(kind),
+            bias: None,
+        }
+    }
+
+    /// The rotation written as transformers and GPT-J write it: `x·cos + rotate(x)·sin` with
+    /// the minus in `rotate` and the plain sine.
+    fn reference_rotation(x: &Tensor, positions: &Tensor, interleaved: bool, r: i64) -> Tensor {
+        let freqs = inv_freq(10_000.0, r as usize, Kind::Float, Device::Cpu).unwrap();
+        let angles = positions.to_kind(Kind::Float).unsqueeze(-1) * freqs.unsqueeze(0);
+        let emb = if interleaved {
+            Tensor::stack(&[&angles, &angles], -1).flatten(-2, -1)
+        } else {
+            Tensor::cat(&[&angles, &angles], -1)
+        }
+        .unsqueeze(1);
+        let rot = x.narrow(-1, 0, r);
+        let turned = if interleaved {
+            let even = rot.slice(-1, Some(0), None, 2);
+            let odd = rot.slice(-1, Some(1), None, 2);
+            Tensor::stack(&[-odd, even], -1).flatten(-2, -1)
+        } else {
+            let half = r / 2;
+            Tensor::cat(&[-rot.narrow(-1, half, half), rot.narrow(-1, 0, half)], -1)
+        };
+        let rotated = &rot * emb.cos() + turned * emb.sin();
+        let dh = x.size()[3];
+        Tensor::cat(&[rotated, x.narrow(-1, r, dh - r)], -1)
+    }
+
+    /// Folding the minus into the sine table changes no bit: halves and pairs, whole and
+    /// partial rotary dimensions.
+    #[test]
+    fn rotation_with_the_minus_in_the_sine_is_bit_exact() {
+        tch::manual_seed(3);
+        let x = Tensor::randn([2, 3, 5, 16], (Kind::Float, Device::Cpu));
+        let positions = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 7, 8, 9, 10, 11]).view([2, 5]);
+        for interleaved in [false, true] {
+            for r in [16i64, 8] {
+                let freqs = inv_freq(10_000.0, r as usize, Kind::Float, Device::Cpu).unwrap();
+                let tables =
+                    rotary_tables(&freqs, &positions, Kind::Float, interleaved, 1.0).unwrap();
+                let got = tables.apply(&x).unwrap();
+                let want = reference_rotation(&x, &positions, interleaved, r);
+                assert!(
+                    got.equal(&want),
+                    "interleaved {interleaved}, rotary dims {r}: max difference {}",
+                    (&got - &want).abs().max().double_value(&[])
+                );
+            }
+        }
+    }
+
+    /// bf16's one-product scores (bias built once per pass, softmax in the dtype)
+    /// give what the separate product, scale, fill and f32 softmax give, up to bf16
+    /// rounding: grouped heads, a cached past, left padding (with fully masked padding
+    /// queries, which must stay finite) and queries from `first_query` on.
+    #[test]
+    fn bf16_scores_in_one_product_match_the_separate_steps() {
+        let kind = Kind::BFloat16;
+        let (b, t, past, d) = (2i64, 5i64, 3i64, 32i64);
+        let heads = Heads {
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_head: 8,
+            scale: 1.0 / 8f64.sqrt(),
+            softcap: None,
+        };
+        let attn = Attention {
+            q: linear(32, d, 1, kind),
+            k: linear(16, d, 2, kind),
+            v: linear(16, d, 3, kind),
+            o: linear(d, 32, 4, kind),
+            qk_norms: None,
+        };
+        tch::manual_seed(5);
+        let x = Tensor::randn([b, t, d], (Kind::Float, Device::Cpu)).to_kind(kind);
+        let pk = Tensor::randn([b, 2, past, 8], (Kind::Float, Device::Cpu)).to_kind(kind);
+        let pv = Tensor::randn([b, 2, past, 8], (Kind::Float, Device::Cpu)).to_kind(kind);
+        // Row 1 is left-padded over its past and its first query.
+        let attention_mask =
+            Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]).view([2, 8]);
+        let allowed = attention_allowed(&attention_mask, t, past, None).unwrap();
+        let one_product = AttentionMask::new(allowed.shallow_clone(), heads, kind).unwrap();
+        assert!(one_product.bias.is_some());
+        let separate = AttentionMask {
+            allowed,
+            bias: None,
+        };
+        for first_query in [0i64, 2] {
+            let run = |mask: &AttentionMask| {
+                attn.forward(heads, &x, mask, None, Some((&pk, &pv)), first_query)
+                    .unwrap()
+                    .z
+                    .to_kind(Kind::Float)
+            };
+            let (got, want) = (run(&one_product), run(&separate));
+            assert_eq!(got.size(), vec![b, t - first_query, 4, 8]);
+            assert!(bool::try_from(got.isfinite().all()).unwrap(), "non-finite");
+            let real = attention_mask
+                .narrow(1, past + first_query, t - first_query)
+                .to_kind(Kind::Float)
+                .view([b, t - first_query, 1, 1]);
+            let diff = ((&got - &want) * &real).abs().max().double_value(&[]);
+            let scale = want.abs().max().double_value(&[]);
+            assert!(
+                diff <= 0.02 * scale,
+                "first query {first_query}: difference {diff} against values up to {scale}"
+            );
+        }
     }
 }
