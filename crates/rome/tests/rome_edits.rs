@@ -1,4 +1,5 @@
-//! ROME on tiny random models (hermetic): the edit writes v* where it should, the fast and
+//! ROME on tiny random models (hermetic): the edit writes v* where it should (and in bf16 near
+//! where f32 does), the fast and
 //! naive schedules of the v* optimisation agree, key statistics resume exactly, edits save
 //! and reload, and bad input is a clear error.
 
@@ -496,6 +497,75 @@ fn bad_requests_and_corpora_are_clear_errors() {
 }
 
 /// Mean log-probability of `" " + target` after `prompt`.
+/// ROME on bf16 models (grouped heads for Llama; bf16 attention takes its one-product
+/// scores and bf16 softmax, under autograd): the same weights give nearly the f32 first loss,
+/// the loss goes down, v* lands near f32's, and the fast and naive schedules agree to bf16's
+/// rounding.
+#[test]
+fn rome_in_bf16_follows_f32() {
+    let tok = tokenizer();
+    for arch in [Architecture::Gpt2, Architecture::Llama] {
+        let mut c = tiny_config(arch);
+        c.vocab_size = tok.vocab_size();
+        c.n_layers = 3;
+        let init = RandomInit { seed: 3, std: 0.5 };
+        let f32m = Transformer::random(&c, init, Device::Cpu, Kind::Float).unwrap();
+        let bf16m = Transformer::random(&c, init, Device::Cpu, Kind::BFloat16).unwrap();
+        let layer = 1;
+        let stats = KeyStatsRun::new(&f32m, &tok, &corpus(), &StatsOptions::new(layer))
+            .compute()
+            .unwrap();
+        let cov = stats.c().unwrap();
+        let hp = hparams(layer, RomeVariant::Original);
+        let templates =
+            context_templates(&f32m, &tok, &hp.context_template_length_params, 7).unwrap();
+        let edit = |m: &Transformer, schedule| {
+            compute_rome(
+                m,
+                &tok,
+                &request(),
+                &hp,
+                Some(&cov),
+                &templates,
+                schedule,
+                &mut gpt_core::progress::ignore,
+            )
+            .unwrap()
+        };
+        let (want, got, naive) = (
+            edit(&f32m, Schedule::Fast),
+            edit(&bf16m, Schedule::Fast),
+            edit(&bf16m, Schedule::Naive),
+        );
+        assert!(
+            got.losses.iter().all(|l| l.is_finite()),
+            "{arch:?}: {:?}",
+            got.losses
+        );
+        let first = (got.losses[0] - want.losses[0]).abs() / want.losses[0];
+        assert!(
+            first <= 0.08,
+            "{arch:?}: first loss {} in bf16 against {} in f32",
+            got.losses[0],
+            want.losses[0]
+        );
+        assert!(
+            got.losses.last().unwrap() < &got.losses[0],
+            "{arch:?}: {:?}",
+            got.losses
+        );
+        let rel =
+            |a: &Tensor, b: &Tensor| (a - b).norm().double_value(&[]) / b.norm().double_value(&[]);
+        let v_rel = rel(&got.v_star, &want.v_star);
+        assert!(v_rel <= 0.1, "{arch:?}: bf16 v* {v_rel} from f32's");
+        let schedules = (got.losses[0] - naive.losses[0]).abs() / naive.losses[0];
+        assert!(
+            schedules <= 0.02,
+            "{arch:?}: fast and naive first losses part by {schedules}"
+        );
+    }
+}
+
 fn target_logp(m: &Transformer, tok: &Tokenizer, prompt: &str, target: &str) -> f64 {
     let p = tok.encode(prompt).unwrap().ids;
     let t = gpt_core::target_tokens(tok, target).unwrap();
