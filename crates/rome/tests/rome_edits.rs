@@ -1,7 +1,6 @@
 //! ROME on tiny random models (hermetic): the edit writes v* where it should (and in bf16 near
-//! where f32 does), the fast and
-//! naive schedules of the v* optimisation agree, key statistics resume exactly, edits save
-//! and reload, and bad input is a clear error.
+//! where f32 does), the fast and naive schedules of the v* optimisation agree, key statistics
+//! resume exactly, edits save and reload, and bad input is a clear error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
