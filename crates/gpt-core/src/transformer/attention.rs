@@ -355,8 +355,8 @@ impl Attention {
     /// Self-attention of `x: [b, t, d_model]` (already normalised).
     ///
     /// Queries (and so outputs) are computed only from position `first_query` on; keys and
-    /// values everywhere. `mask`: where the `t` queries may attend; `rotary`: `(cos, sin)` tables of the
-    /// `t` positions; `past`: cached `(k, v)` of earlier positions.
+    /// values everywhere. `mask`: where the `t` queries may attend; `rotary`: `(cos, sin)`
+    /// tables of the `t` positions; `past`: cached `(k, v)` of earlier positions.
     /// `softmax(cap(q kᵀ · scale) + mask) v` (`scale` = `1/√d_head` unless the model says
     /// otherwise; `cap` = identity, or Gemma 2's soft cap), with each key/value head serving
     /// `n_heads / n_kv_heads` consecutive query heads.
