@@ -134,7 +134,7 @@ fn compare_traces(models: &Models<'_>) -> anyhow::Result<()> {
 
 /// Key statistics on one model-sampled corpus, then (with `edit`) one ROME edit with each
 /// dtype's C, after an untimed first edit.
-fn compare_edits(models: &Models<'_>, edit: bool) -> anyhow::Result<()> {
+fn compare_edits(models: &Models<'_>, with_edit: bool) -> anyhow::Result<()> {
     let hp = RomeHparams::smollm2();
     let corpus = generated_corpus(
         &models[0].1.model,
@@ -144,62 +144,64 @@ fn compare_edits(models: &Models<'_>, edit: bool) -> anyhow::Result<()> {
     )?;
     let options = StatsOptions::new(hp.layer);
     let request = RewriteRequest::new("{} is located in the city of", SUBJECT, "Rome")?;
-    let (mut edits, mut full) = (Vec::new(), Vec::new());
+    // Per dtype: (statistics seconds, C, (edit seconds, first edit seconds, v*)).
+    let mut runs = Vec::new();
     for &(name, m) in models {
         let (stats_s, stats) =
             timed(|| Ok(KeyStatsRun::new(&m.model, &m.tokenizer, &corpus, &options).compute()?))?;
-        let c = stats.c()?;
-        if !edit {
-            println!("{name}: key statistics {stats_s:.2} s");
-            edits.push(stats_s);
-            continue;
-        }
-        let templates = context_templates(
-            &m.model,
-            &m.tokenizer,
-            &hp.context_template_length_params,
-            0,
-        )?;
-        let run_edit = || {
-            timed(|| {
-                Ok(compute_rome(
-                    &m.model,
-                    &m.tokenizer,
-                    &request,
-                    &hp,
-                    Some(&c),
-                    &templates,
-                    Schedule::Fast,
-                    &mut gpt_core::progress::ignore,
-                )?)
-            })
-        };
-        let (first_s, _) = run_edit()?;
-        let (edit_s, edit) = run_edit()?;
         println!(
-            "{name}: key statistics {stats_s:.2} s ({} tokens), ROME edit {edit_s:.2} s (first {first_s:.2} s; {} steps, final loss {:.3})",
-            stats.meta.tokens,
-            edit.losses.len(),
-            edit.losses.last().copied().unwrap_or(f64::NAN)
+            "{name}: key statistics {stats_s:.2} s ({} tokens)",
+            stats.meta.tokens
         );
-        full.push((stats_s, edit_s, first_s, c, edit));
+        let c = stats.c()?;
+        let edited = if with_edit {
+            let templates = context_templates(
+                &m.model,
+                &m.tokenizer,
+                &hp.context_template_length_params,
+                0,
+            )?;
+            let run_edit = || {
+                timed(|| {
+                    Ok(compute_rome(
+                        &m.model,
+                        &m.tokenizer,
+                        &request,
+                        &hp,
+                        Some(&c),
+                        &templates,
+                        Schedule::Fast,
+                        &mut gpt_core::progress::ignore,
+                    )?)
+                })
+            };
+            let (first_s, _) = run_edit()?;
+            let (edit_s, rome) = run_edit()?;
+            println!(
+                "{name}: ROME edit {edit_s:.2} s (first {first_s:.2} s; {} steps, final loss {:.3})",
+                rome.losses.len(),
+                rome.losses.last().copied().unwrap_or(f64::NAN)
+            );
+            Some((edit_s, first_s, rome.v_star))
+        } else {
+            None
+        };
+        runs.push((stats_s, c, edited));
     }
-    if !edit {
-        println!("key statistics speed-up bf16: {:.2}x", edits[0] / edits[1]);
-        return Ok(());
-    }
-    let (f, b) = (&full[0], &full[1]);
+    let (f, b) = (&runs[0], &runs[1]);
     println!(
         "key statistics speed-up bf16: {:.2}x, ‖C_bf16 − C_f32‖/‖C_f32‖ = {:.2e}",
         f.0 / b.0,
-        relative(&b.3, &f.3)
+        relative(&b.1, &f.1)
     );
-    println!(
-        "ROME edit speed-up bf16: {:.2}x (first edit {:.2}x), ‖v*_bf16 − v*_f32‖/‖v*_f32‖ = {:.2e}",
-        f.1 / b.1,
-        f.2 / b.2,
-        relative(&b.4.v_star, &f.4.v_star)
-    );
+    if let (Some(f), Some(b)) = (&f.2, &b.2) {
+        println!(
+            "ROME edit speed-up bf16: {:.2}x (first edit {:.2}x), ‖v*_bf16 − v*_f32‖/‖v*_f32‖ = {:.2e}",
+            f.0 / b.0,
+            f.1 / b.1,
+            relative(&b.2, &f.2)
+        );
+    }
     Ok(())
 }
 

@@ -307,6 +307,13 @@ fn a_folder_model_s_edits_download_as_a_new_gguf() {
     let m = gpt_core::load_model(&bundled(), gpt_core::LoadOptions::default()).unwrap();
     m.model.save_hf(&folder, &m.tokenizer).unwrap();
     drop(m);
+    // As `edit --save-gguf`, the download carries the folder's chat template and name.
+    let template = "{% for m in messages %}{{ m['content'] }}{% endfor %}";
+    std::fs::write(
+        folder.join("tokenizer_config.json"),
+        json!({ "chat_template": template }).to_string(),
+    )
+    .unwrap();
     let server = serve_model(&folder);
     let port = server.port;
     let (status, evs) = events(
@@ -325,6 +332,9 @@ fn a_folder_model_s_edits_download_as_a_new_gguf() {
     );
     let file = gguf::GgufFile::from_bytes(&bytes).unwrap();
     assert_eq!(file.architecture(), Some("llama"));
+    let text = |key: &str| file.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    assert_eq!(text("tokenizer.chat_template").as_deref(), Some(template));
+    assert_eq!(text("general.name").as_deref(), Some("smollm2"));
     let ffn = file.tensor("blk.4.ffn_down.weight").unwrap();
     assert_eq!(ffn.ggml_type, gguf::GgmlType::F16);
     let path = dir.path().join("edited.gguf");

@@ -7,6 +7,22 @@ use clap::{Args, ValueEnum};
 use gpt_core::tch::{Device, Kind};
 use gpt_core::{load_model, LoadOptions, LoadedModel};
 
+/// How a Hugging Face folder's model is written as GGUF by default (`edit --save-gguf` and
+/// the explorer's download): F16 matrices, the folder's name as `general.name`, and the
+/// chat template of its `tokenizer_config.json` when it has one (for llama.cpp's chat mode;
+/// a folder without one is fine).
+pub fn folder_gguf_export(folder: &Path) -> gpt_core::GgufExport {
+    let chat_template = std::fs::read_to_string(folder.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| config["chat_template"].as_str().map(str::to_string));
+    gpt_core::GgufExport {
+        name: folder.file_name().map(|n| n.to_string_lossy().into_owned()),
+        chat_template,
+        ..gpt_core::GgufExport::default()
+    }
+}
+
 /// The bundled model, relative to the repository root (see `scripts/fetch-model.sh`).
 pub const BUNDLED_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 

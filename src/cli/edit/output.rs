@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::methods::Edited;
 use super::{Context, EditArgs, GgufEditedType, GgufType, Method};
+use crate::cli::common::folder_gguf_export;
 use crate::cli::predict::{predict, Prediction};
 
 /// The edited model written as GGUF and read back (`--save-gguf`).
@@ -162,9 +163,8 @@ pub(super) fn save_gguf(
 fn export_options(cx: &Context<'_>, source: &Path) -> gpt_core::GgufExport {
     gpt_core::GgufExport {
         ty: cx.args.gguf_type.unwrap_or(GgufType::F16).ggml(),
-        name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
         pre_tokenizer: cx.args.gguf_pre.clone(),
-        chat_template: chat_template(source),
+        ..folder_gguf_export(source)
     }
 }
 
@@ -191,14 +191,6 @@ pub(super) fn check_gguf_export(
         }
     }
     Ok(())
-}
-
-/// The chat template of a Hugging Face folder's `tokenizer_config.json`, if it has one
-/// (written to the GGUF for llama.cpp's chat mode; a folder without one is fine).
-fn chat_template(folder: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(folder.join("tokenizer_config.json")).ok()?;
-    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
-    config["chat_template"].as_str().map(str::to_string)
 }
 
 /// `--save-delta` and `--save-model`: the weight changes (with the requests and

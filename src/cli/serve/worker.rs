@@ -15,6 +15,8 @@ use rome::RewriteRequest;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::cli::common::folder_gguf_export;
+
 /// What a job sends back: progress and partial results while it runs, then one result or
 /// one error.
 #[derive(Debug)]
@@ -561,7 +563,8 @@ impl Worker {
     /// The model with its edits as GGUF: from a GGUF, the loaded file with every edited
     /// matrix re-quantised to its own type and everything else copied byte for byte
     /// ([`gpt_core::save_gguf`]); from a Hugging Face folder, the whole model written with
-    /// F16 matrices ([`gpt_core::Transformer::export_gguf`]).
+    /// F16 matrices, the folder's name and chat template, as `edit --save-gguf` writes it by
+    /// default ([`gpt_core::Transformer::export_gguf`]).
     fn gguf_bytes(&self) -> Result<Vec<u8>, Failure> {
         if self.edits.is_empty() {
             return Err(Failure {
@@ -577,7 +580,7 @@ impl Worker {
                 self.loaded.model.export_gguf(
                     out,
                     &self.loaded.tokenizer,
-                    &gpt_core::GgufExport::default(),
+                    &folder_gguf_export(source),
                 )?;
                 Ok(())
             })?);

@@ -61,9 +61,14 @@ fn host_f32(tensor: &tch::Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
+/// A `gguf` error about the tensor `name`, naming it.
+fn in_tensor(name: &str) -> impl Fn(gguf::Error) -> Error + '_ {
+    move |e| Error::InvalidInput(format!("`{name}`: {e}"))
+}
+
 /// `values` encoded as `ty`, a quantiser's refusal naming the tensor.
 fn encode(name: &str, ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
-    gguf::quantize(ty, values).map_err(|e| Error::InvalidInput(format!("`{name}`: {e}")))
+    gguf::quantize(ty, values).map_err(in_tensor(name))
 }
 
 /// The GGUF tensor of `id` in a model of `arch`, where its `[out, in]` matrix is stored
@@ -147,10 +152,9 @@ pub fn save_gguf<M: EditableModel + ?Sized>(
             EditedTensorType::F16 => GgmlType::F16,
             EditedTensorType::F32 => GgmlType::F32,
         };
-        let in_name = |e: gguf::Error| Error::InvalidInput(format!("`{name}`: {e}"));
         let data = encode(&name, ty, &values)?;
-        let saved = gguf::dequantize(ty, &data, values.len()).map_err(&in_name)?;
-        let original = file.tensor_f32(&bytes, &name).map_err(&in_name)?;
+        let saved = gguf::dequantize(ty, &data, values.len()).map_err(in_tensor(&name))?;
+        let original = file.tensor_f32(&bytes, &name).map_err(in_tensor(&name))?;
         let (mut max_abs, mut err2, mut edit2) = (0.0f64, 0.0f64, 0.0f64);
         for ((&v, &s), &o) in values.iter().zip(&saved).zip(&original) {
             let e = f64::from(s) - f64::from(v);
