@@ -74,13 +74,31 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// The token `inner`'s post-processor puts before a text, if it puts one: a text encoded
+/// with its special tokens is that token, then the text's own tokens (then perhaps more).
+fn leading_special(inner: &tokenizers::Tokenizer) -> tokenizers::Result<Option<i64>> {
+    const PROBE: &str = "a";
+    let plain = inner.encode(PROBE, false)?;
+    let full = inner.encode(PROBE, true)?;
+    let (plain, full) = (plain.get_ids(), full.get_ids());
+    Ok(match full.split_first() {
+        Some((&first, rest)) if full.len() > plain.len() && rest.starts_with(plain) => {
+            Some(i64::from(first))
+        }
+        _ => None,
+    })
+}
+
 fn tok_err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(format!("{context}: {e}"))
 }
 
 impl Tokenizer {
-    /// Loads a Hugging Face `tokenizer.json`. The tokenizer's own post-processor decides
-    /// special tokens; [`Tokenizer::encode`] adds none.
+    /// Loads a Hugging Face `tokenizer.json`. Where its post-processor puts a special token
+    /// before every text (Llama 2 and 3, Mistral and Gemma put their BOS there),
+    /// [`Tokenizer::encode`] puts it first too, as transformers' tokenizers do (and as the
+    /// reference ROME code's prompts have it); special tokens it appends (an EOS) are left
+    /// out: a prompt continues.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Tokenizer`] naming the file.
@@ -93,7 +111,13 @@ impl Tokenizer {
         }
         let inner =
             tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
-        Ok(Self::with_specials(inner))
+        let leading = leading_special(&inner).map_err(|e| tok_err(path.display(), e))?;
+        let mut tokenizer = Self::with_specials(inner);
+        if let Some(bos) = leading {
+            tokenizer.bos = Some(bos);
+            tokenizer.add_bos = true;
+        }
+        Ok(tokenizer)
     }
 
     /// Builds a GPT-2 style byte-level BPE tokenizer from `vocab.json` and `merges.txt`.
@@ -288,9 +312,11 @@ impl Tokenizer {
         self.add_bos && self.bos.is_some()
     }
 
-    /// Overrides the special token ids (e.g. from the model config).
+    /// Overrides the special token ids (e.g. from the model config). A BOS that the
+    /// tokenizer puts first itself stays the one it puts there (transformers inserts the
+    /// post-processor's token whatever the config says).
     pub fn set_special_ids(&mut self, bos: Option<i64>, eos: Option<i64>) {
-        if bos.is_some() {
+        if bos.is_some() && !self.add_bos {
             self.bos = bos;
         }
         if eos.is_some() {
