@@ -78,11 +78,25 @@ impl Clone for SteeringVector {
     }
 }
 
-/// llama.cpp's architecture name of a family (its `general.architecture`).
-pub fn llama_cpp_arch(arch: Architecture) -> &'static str {
-    match arch {
+/// llama.cpp's architecture name (its `general.architecture`) of the model `config`
+/// describes: `gpt2`, `gptneox`, `gptj`, and for the Llama layout by `model_type` — `llama`
+/// (Llama, Mistral), `qwen2`, `gemma`, `gemma2`, `gemma3` (`llama` for others).
+///
+/// ```
+/// use gpt_core::random::tiny_config;
+/// use gpt_core::steering::llama_cpp_arch;
+/// use gpt_core::Architecture;
+/// let mut c = tiny_config(Architecture::Llama);
+/// c.model_type = "qwen2".into();
+/// assert_eq!(llama_cpp_arch(&c), "qwen2");
+/// assert_eq!(llama_cpp_arch(&tiny_config(Architecture::GptNeox)), "gptneox");
+/// ```
+pub fn llama_cpp_arch(config: &ModelConfig) -> &'static str {
+    match config.arch {
         Architecture::Gpt2 => "gpt2",
-        Architecture::Llama => "llama",
+        Architecture::Llama => {
+            crate::families::llama::llama_cpp_arch(&config.model_type).unwrap_or("llama")
+        }
         Architecture::GptNeox => "gptneox",
         Architecture::GptJ => "gptj",
     }

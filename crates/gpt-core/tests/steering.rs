@@ -133,3 +133,25 @@ fn last_position_steering_leaves_earlier_positions_alone() {
     // A zero scale changes nothing.
     assert!(logits(&m, Some(&all.clone().scaled(0.0))).allclose(&plain, 1e-6, 1e-6, false));
 }
+
+/// A control vector's `model_hint` names the model's architecture as llama.cpp does, for
+/// every family of the fixtures (Qwen2 and the Gemmas are not `llama` there).
+#[test]
+fn model_hints_name_each_family_as_llama_cpp_does() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    for (name, hint) in [
+        ("tiny-gpt2", "gpt2"),
+        ("tiny-llama", "llama"),
+        ("tiny-mistral", "llama"),
+        ("tiny-qwen2", "qwen2"),
+        ("tiny-gemma", "gemma"),
+        ("tiny-gemma2", "gemma2"),
+        ("tiny-gemma3", "gemma3"),
+        ("tiny-neox", "gptneox"),
+        ("tiny-gptj", "gptj"),
+    ] {
+        let c =
+            gpt_core::ModelConfig::from_hf_file(&fixtures.join(name).join("config.json")).unwrap();
+        assert_eq!(gpt_core::steering::llama_cpp_arch(&c), hint, "{name}");
+    }
+}

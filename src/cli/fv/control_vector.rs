@@ -17,7 +17,7 @@ pub(super) fn save(cx: &Context<'_>, vectors: &[Tensor]) -> anyhow::Result<()> {
     let layer = cx.layer;
     let steering = function_vectors::vector::steering_vector(v, layer, c.d_model)?
         .scaled(cx.args.control_vector_scale);
-    steering.save_control_vector(path, llama_cpp_arch(c.arch))?;
+    steering.save_control_vector(path, llama_cpp_arch(c))?;
     if !cx.args.json {
         eprintln!(
             "wrote {} (direction.{layer}, scale {})",

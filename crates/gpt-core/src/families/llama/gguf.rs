@@ -86,12 +86,15 @@ pub(crate) fn gguf_qk_interleaved(model_type: &str) -> bool {
     model_type != "qwen2"
 }
 
-/// llama.cpp's architecture for a Llama-layout `model_type` it runs as the plain Llama
-/// graph (Mistral is converted as `llama`), or `None`.
-fn llama_cpp_arch(model_type: &str) -> Option<&'static str> {
+/// llama.cpp's architecture name (`general.architecture`) for a Llama-layout `model_type`
+/// (Mistral is converted as `llama`), or `None` for one it has no name for here.
+pub(crate) fn llama_cpp_arch(model_type: &str) -> Option<&'static str> {
     match model_type {
         "llama" | "mistral" => Some("llama"),
         "qwen2" => Some("qwen2"),
+        "gemma" => Some("gemma"),
+        "gemma2" => Some("gemma2"),
+        "gemma3_text" => Some("gemma3"),
         _ => None,
     }
 }
@@ -106,7 +109,9 @@ pub(crate) fn check_plain_llama(c: &ModelConfig) -> Result<&'static str> {
             c.model_type
         )))
     };
-    let Some(arch) = llama_cpp_arch(&c.model_type) else {
+    // Only these run as the plain Llama graph (`llama`, `qwen2`) that this crate computes.
+    let Some(arch) = llama_cpp_arch(&c.model_type).filter(|a| matches!(*a, "llama" | "qwen2"))
+    else {
         return Err(Error::InvalidInput(format!(
             "writing a `{}` model as GGUF is not supported: llama.cpp runs it as another graph (plain Llama, Mistral and Qwen2 models are written)",
             c.model_type

@@ -17,7 +17,7 @@ mod save;
 mod tests;
 
 pub(crate) use config::{config_from_hf, MODEL_TYPES};
-pub(crate) use gguf::{config_from_gguf, gguf_metadata};
+pub(crate) use gguf::{config_from_gguf, gguf_metadata, llama_cpp_arch};
 pub(crate) use load::{load, BUFFERS};
 pub(crate) use names::Layout;
 pub(crate) use save::{gguf_tensors, hf_config, hf_tensors};
