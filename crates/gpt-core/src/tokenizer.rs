@@ -306,8 +306,9 @@ impl Tokenizer {
         }
     }
 
-    /// Whether [`Tokenizer::encode`] puts the BOS token first (the model's tokenizer metadata
-    /// asks for it).
+    /// Whether [`Tokenizer::encode`] puts the BOS token first: a GGUF's
+    /// `tokenizer.ggml.add_bos_token` asks for it, or a `tokenizer.json`'s post-processor puts
+    /// it before every text.
     pub fn adds_bos(&self) -> bool {
         self.add_bos && self.bos.is_some()
     }
@@ -324,8 +325,8 @@ impl Tokenizer {
         }
     }
 
-    /// Tokenises `text` with character offsets (adding BOS only where the model's tokenizer
-    /// metadata asks for it).
+    /// Tokenises `text` with character offsets, the BOS first where [`Tokenizer::adds_bos`]
+    /// (its offsets `(0, 0)`).
     ///
     /// # Errors
     /// [`Error::Tokenizer`] if the underlying tokenizer fails.
