@@ -102,7 +102,7 @@ impl Transformer {
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
         let path = dir.join("tokenizer.json");
         tokenizer
-            .inner()
+            .for_hf()?
             .save(&path, false)
             .map_err(|e| write_err(&path, e))?;
         Ok(())

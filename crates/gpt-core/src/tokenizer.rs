@@ -7,6 +7,9 @@ use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::sequence::Sequence;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
@@ -304,6 +307,45 @@ impl Tokenizer {
             eos,
             add_bos: false,
         }
+    }
+
+    /// The tokenizer as its `tokenizer.json` should describe it: where [`Tokenizer::adds_bos`]
+    /// but the post-processor does not put the BOS first (a GGUF's tokenizer has none), one
+    /// that does is added after it, so that transformers' tokenizers and
+    /// [`Tokenizer::from_file`] put the BOS first too.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] for a BOS id outside the vocabulary or whose token a template
+    /// cannot name.
+    pub(crate) fn for_hf(&self) -> Result<tokenizers::Tokenizer> {
+        let mut inner = self.inner.clone();
+        let (true, Some(bos)) = (self.adds_bos(), self.bos) else {
+            return Ok(inner);
+        };
+        if leading_special(&inner).map_err(|e| tok_err("the BOS of tokenizer.json", e))?
+            == Some(bos)
+        {
+            return Ok(inner);
+        }
+        let id = u32::try_from(bos)
+            .map_err(|_| Error::Tokenizer(format!("BOS id {bos} is outside the vocabulary")))?;
+        let token = inner
+            .id_to_token(id)
+            .ok_or_else(|| Error::Tokenizer(format!("BOS id {bos} is outside the vocabulary")))?;
+        let template = TemplateProcessing::builder()
+            .try_single(format!("{token} $A"))
+            .map_err(|e| tok_err(format!("a template putting BOS `{token}` first"), e))?
+            .special_tokens(vec![(token.clone(), id)])
+            .build()
+            .map_err(|e| tok_err(format!("a template putting BOS `{token}` first"), e))?;
+        let post = match inner.get_post_processor().cloned() {
+            Some(existing) => {
+                PostProcessorWrapper::Sequence(Sequence::new(vec![existing, template.into()]))
+            }
+            None => template.into(),
+        };
+        inner.with_post_processor(Some(post));
+        Ok(inner)
     }
 
     /// Whether [`Tokenizer::encode`] puts the BOS token first: a GGUF's

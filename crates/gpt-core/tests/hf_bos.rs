@@ -1,6 +1,7 @@
 //! Hugging Face tokenizers whose post-processor puts a BOS before every text (Llama 2 and 3,
 //! Mistral, Gemma): prompts start with it, as transformers' tokenizers and the reference ROME
-//! code have them, and a model written as GGUF tells llama.cpp to add it.
+//! code have them; a model written as GGUF tells llama.cpp to add it, and one written back
+//! as a folder keeps it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -141,5 +142,36 @@ fn a_folder_that_adds_bos_keeps_it_and_exports_it() {
     assert_eq!(
         back.tokenizer.encode("hello world").unwrap().ids,
         loaded.tokenizer.encode("hello world").unwrap().ids
+    );
+
+    // And back to a folder: the GGUF's tokenizer has no post-processor, so the folder's
+    // tokenizer.json gets one that puts the BOS first (as transformers will read it).
+    let again = tmp.path().join("again");
+    back.model.save_hf(&again, &back.tokenizer).unwrap();
+    let reloaded = load_model(&again, LoadOptions::default()).unwrap();
+    assert!(reloaded.tokenizer.adds_bos());
+    assert_eq!(
+        reloaded.tokenizer.encode("hello world").unwrap().ids,
+        vec![0, 257, 342, 79, 270, 288, 394]
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("tokenizer.json")).unwrap())
+            .unwrap();
+    assert!(
+        json["post_processor"]
+            .to_string()
+            .contains("TemplateProcessing"),
+        "{}",
+        json["post_processor"]
+    );
+    // A folder whose tokenizer already puts its BOS first is written as it was.
+    let same = tmp.path().join("same");
+    loaded.model.save_hf(&same, &loaded.tokenizer).unwrap();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(same.join("tokenizer.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        written["post_processor"],
+        tokenizer_json(json!([bos(), text()]))["post_processor"]
     );
 }
