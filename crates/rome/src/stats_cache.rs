@@ -11,7 +11,12 @@ use crate::corpus::{generated_corpus, Corpus, GeneratedCorpus};
 use crate::error::Result;
 use crate::stats::{model_fingerprint, KeyStats, KeyStatsRun, StatsOptions};
 
-/// A folder of cached key statistics (`<dir>/stats/<model>_layer<L>_<corpus>.safetensors`).
+/// The statistics' subfolder, versioned: `stats` held statistics of Hugging Face models
+/// whose `tokenizer.json` puts a BOS first (Llama, Mistral, Gemma folders) computed without
+/// it, from before factscope put it there; a new folder keeps them from being reused.
+const STATS_FOLDER: &str = "stats-2";
+
+/// A folder of cached key statistics (`<dir>/stats-2/<model>_layer<L>_<corpus>.safetensors`).
 ///
 /// ```no_run
 /// use gpt_core::progress;
@@ -59,7 +64,7 @@ impl StatsCache {
     /// (a [`Corpus::fingerprint`], or [`StatsCache::generated_key`]).
     pub fn path(&self, model: &str, layer: usize, corpus_key: &str) -> PathBuf {
         self.dir
-            .join("stats")
+            .join(STATS_FOLDER)
             .join(format!("{model}_layer{layer}_{corpus_key}.safetensors"))
     }
 

@@ -18,7 +18,11 @@ const Z_KEY: &str = "z";
 const LOSSES_KEY: &str = "losses";
 const META_KEY: &str = "factscope.target";
 
-/// A folder of cached target residuals (`<dir>/targets/<key>.safetensors`, one `z` each with
+/// The targets' subfolder, versioned as the statistics' ([`crate::StatsCache`]): `targets`
+/// held targets of models whose `tokenizer.json` puts a BOS first, fitted without it.
+const TARGETS_FOLDER: &str = "targets-2";
+
+/// A folder of cached target residuals (`<dir>/targets-2/<key>.safetensors`, one `z` each with
 /// its loss curve).
 ///
 /// ```no_run
@@ -96,7 +100,9 @@ impl TargetCache {
             .map_err(|e| crate::Error::InvalidInput(format!("target cache key: {e}")))?;
         let key = Fnv64::hex_of(meta.as_bytes());
         Ok((
-            self.dir.join("targets").join(format!("{key}.safetensors")),
+            self.dir
+                .join(TARGETS_FOLDER)
+                .join(format!("{key}.safetensors")),
             meta,
         ))
     }
