@@ -123,10 +123,7 @@ fn rome_writes_v_star_and_schedules_agree() {
     ];
     for (arch, mut m) in models {
         let layer = 1;
-        let stats = KeyStatsRun::new(&m, &tok, &corpus(), &StatsOptions::new(layer))
-            .compute()
-            .unwrap();
-        let c = stats.c().unwrap();
+        let c = second_moments(&m, &tok, &[layer]).remove(0);
         let hp = hparams(layer, RomeVariant::Original);
         let templates = context_templates(&m, &tok, &hp.context_template_length_params, 7).unwrap();
         assert_eq!(templates.len(), 3);
@@ -511,10 +508,7 @@ fn rome_in_bf16_follows_f32() {
         let f32m = Transformer::random(&c, init, Device::Cpu, Kind::Float).unwrap();
         let bf16m = Transformer::random(&c, init, Device::Cpu, Kind::BFloat16).unwrap();
         let layer = 1;
-        let stats = KeyStatsRun::new(&f32m, &tok, &corpus(), &StatsOptions::new(layer))
-            .compute()
-            .unwrap();
-        let cov = stats.c().unwrap();
+        let cov = second_moments(&f32m, &tok, &[layer]).remove(0);
         let hp = hparams(layer, RomeVariant::Original);
         let templates =
             context_templates(&f32m, &tok, &hp.context_template_length_params, 7).unwrap();
