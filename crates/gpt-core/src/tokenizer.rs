@@ -327,17 +327,17 @@ impl Tokenizer {
         {
             return Ok(inner);
         }
-        let id = u32::try_from(bos)
-            .map_err(|_| Error::Tokenizer(format!("BOS id {bos} is outside the vocabulary")))?;
-        let token = inner
-            .id_to_token(id)
+        let (id, token) = u32::try_from(bos)
+            .ok()
+            .and_then(|id| Some((id, inner.id_to_token(id)?)))
             .ok_or_else(|| Error::Tokenizer(format!("BOS id {bos} is outside the vocabulary")))?;
+        let context = format!("a template putting BOS `{token}` first");
         let template = TemplateProcessing::builder()
             .try_single(format!("{token} $A"))
-            .map_err(|e| tok_err(format!("a template putting BOS `{token}` first"), e))?
+            .map_err(|e| tok_err(&context, e))?
             .special_tokens(vec![(token.clone(), id)])
             .build()
-            .map_err(|e| tok_err(format!("a template putting BOS `{token}` first"), e))?;
+            .map_err(|e| tok_err(&context, e))?;
         let post = match inner.get_post_processor().cloned() {
             Some(existing) => {
                 PostProcessorWrapper::Sequence(Sequence::new(vec![existing, template.into()]))
